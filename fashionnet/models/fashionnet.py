@@ -1,0 +1,227 @@
+"""FashionNet (Liu et al., CVPR 2016): shared trunk, global / landmark / local branches, fusion.
+
+    image -> trunk (conv4) --+-> global conv5 -> GAP -> fc ------------------+
+                             +-> landmark conv5 -> fc -> 8 x (x, y), 8 x vis  |
+                             +-> landmark pooling at (x, y) -> fc -----------+-> fusion fc -> embedding
+                                                                              (L2-normalised), heads
+
+At query time the local branch pools at the *predicted* landmarks (windows of landmarks predicted
+not visible are zeroed). Ground-truth landmarks can be passed instead (early training, and the
+upper bound at evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fashionnet.landmarks import NUM_LANDMARKS, NUM_VISIBILITY_CLASSES, VISIBLE
+from fashionnet.models.backbones import get_backbone, list_backbones
+from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling
+
+
+@dataclass
+class FashionNetConfig:
+    """Everything needed to rebuild a FashionNet (saved in checkpoints via :meth:`to_dict`).
+
+    image_size: the letterboxed square side the data pipeline feeds (the network itself accepts
+        any size; landmarks are always relative to the actual input).
+    pool_window: side of the pooled window around a landmark, in conv4 cells.
+    pool_output: each window is pooled to pool_output x pool_output.
+    landmark_conv5_units: how many conv5 units the landmark branch copies (None: the backbone's
+        default - all of them for vgg16/resnet50/tiny, the first stride-32 block for
+        efficientnet_lite0, to keep FashionNet within 15% of the bare backbone's cost).
+    num_categories / num_attributes: head sizes; 0 gives an empty (B, 0) head.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    pretrained: Union[bool, str] = False
+    embedding_dim: int = 256
+    num_categories: int = 0
+    num_attributes: int = 0
+    image_size: int = 224
+    pool_window: float = 3.0
+    pool_output: int = 2
+    pool_mode: str = "max"
+    local_dim: int = 512
+    global_dim: int = 512
+    landmark_conv5_units: Optional[int] = None
+    landmark_width: int = 64
+    landmark_grid: int = 7
+    landmark_hidden: int = 256
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.backbone not in list_backbones():
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(list_backbones())}")
+        if self.pool_mode not in POOL_MODES:
+            raise ValueError(f"pool_mode must be one of {POOL_MODES}, got {self.pool_mode!r}")
+        for name in ("embedding_dim", "image_size", "pool_output", "local_dim", "global_dim", "landmark_width", "landmark_grid", "landmark_hidden"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_categories", "num_attributes"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.pool_window <= 0:
+            raise ValueError(f"pool_window must be > 0, got {self.pool_window}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON/YAML friendly) for checkpoints."""
+        d = dataclasses.asdict(self)
+        if not isinstance(d["pretrained"], bool):
+            d["pretrained"] = str(d["pretrained"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FashionNetConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (they usually mean a typo)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown FashionNetConfig keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**d)
+
+
+def _linear_head(in_features: int, out_features: int) -> nn.Linear:
+    """A linear head; out_features 0 is allowed (empty logits) without PyTorch's init warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
+        return nn.Linear(in_features, out_features)
+
+
+class LandmarkBranch(nn.Module):
+    """Own conv5 copy -> 1x1 reduce -> fixed grid -> fc -> landmarks (sigmoid) and visibility logits."""
+
+    def __init__(self, conv5: nn.Module, conv5_channels: int, width: int, grid: int, hidden: int, dropout: float):
+        super().__init__()
+        self.conv5 = conv5
+        self.reduce = nn.Sequential(nn.Conv2d(conv5_channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        # A fixed grid keeps the fc's input size independent of the image size.
+        self.grid = nn.AdaptiveAvgPool2d(grid)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(width * grid * grid, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.coordinates = nn.Linear(hidden, NUM_LANDMARKS * 2)
+        self.visibility = nn.Linear(hidden, NUM_LANDMARKS * NUM_VISIBILITY_CLASSES)
+        # start every landmark at the image centre with small spread rather than at random corners
+        nn.init.normal_(self.coordinates.weight, std=1e-3)
+        nn.init.zeros_(self.coordinates.bias)
+
+    def forward(self, conv4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.fc(self.grid(self.reduce(self.conv5(conv4))))
+        landmarks = torch.sigmoid(self.coordinates(h)).view(-1, NUM_LANDMARKS, 2)
+        visibility_logits = self.visibility(h).view(-1, NUM_LANDMARKS, NUM_VISIBILITY_CLASSES)
+        return landmarks, visibility_logits
+
+
+class FashionNet(nn.Module):
+    """FashionNet on a configurable backbone. Input: ImageNet-normalised (B, 3, H, W) images.
+
+    ``forward`` returns a dict: embedding (B, D) L2-normalised, landmarks (B, 8, 2) in [0, 1] of
+    the input, visibility_logits (B, 8, 3), category_logits (B, C), attribute_logits (B, A),
+    global_feature, local_feature, fusion_feature (pre-normalisation) and pooled_visible (B, 8)
+    (the windows that were pooled rather than zeroed).
+    """
+
+    def __init__(self, config: FashionNetConfig, load_pretrained: bool = True):
+        super().__init__()
+        self.config = config
+        backbone = get_backbone(config.backbone, pretrained=config.pretrained if load_pretrained else False)
+        self.backbone_name = backbone.name
+        self.trunk_stride = backbone.trunk_stride
+        self.trunk_channels = backbone.trunk_channels
+        self.trunk = backbone.trunk
+
+        units = config.landmark_conv5_units if config.landmark_conv5_units is not None else backbone.default_landmark_conv5_units
+        landmark_conv5, landmark_channels = backbone.make_conv5(units)
+        self.landmark_branch = LandmarkBranch(
+            landmark_conv5, landmark_channels, config.landmark_width, config.landmark_grid, config.landmark_hidden, config.dropout
+        )
+        # The global branch takes the backbone's own conv5 (no copy needed).
+        self.global_conv5 = backbone.conv5
+        self.global_fc = nn.Sequential(nn.Linear(backbone.conv5_channels, config.global_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
+
+        self.landmark_pooling = LandmarkPooling(self.trunk_stride, config.pool_window, config.pool_output, config.pool_mode)
+        pooled = NUM_LANDMARKS * self.trunk_channels * config.pool_output**2
+        self.local_fc = nn.Sequential(nn.Flatten(), nn.Linear(pooled, config.local_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
+
+        self.fusion = nn.Linear(config.global_dim + config.local_dim, config.embedding_dim)
+        self.category_head = _linear_head(config.embedding_dim, config.num_categories)
+        self.attribute_head = _linear_head(config.embedding_dim, config.num_attributes)
+
+    def forward_features(self, images: torch.Tensor) -> dict[str, Any]:
+        """Trunk, global branch and landmark branch: conv4, global_feature, landmarks, visibility_logits."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        conv4 = self.trunk(images)
+        global_feature = self.global_fc(self.global_conv5(conv4).mean(dim=(2, 3)))
+        landmarks, visibility_logits = self.landmark_branch(conv4)
+        return {
+            "conv4": conv4,
+            "global_feature": global_feature,
+            "landmarks": landmarks,
+            "visibility_logits": visibility_logits,
+            "image_size": (int(images.shape[-2]), int(images.shape[-1])),
+        }
+
+    def forward_head(
+        self, features: dict[str, Any], landmarks: Optional[torch.Tensor] = None, visibility: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
+        """Landmark pooling, fusion and heads on the output of :meth:`forward_features`.
+
+        landmarks: (B, 8, 2) normalised landmarks to pool at (default: the predicted ones).
+        visibility: (B, 8) visibility codes; windows with code != VISIBLE are zeroed (default: the
+        argmax of the predicted visibility).
+        """
+        pool_at = features["landmarks"] if landmarks is None else landmarks.to(features["conv4"].dtype)
+        if visibility is None:
+            pooled_visible = features["visibility_logits"].argmax(dim=-1) == VISIBLE
+        else:
+            pooled_visible = visibility == VISIBLE
+        if pool_at.shape[1:] != (NUM_LANDMARKS, 2) or pooled_visible.shape[1:] != (NUM_LANDMARKS,):
+            raise ValueError(f"expected landmarks (B, {NUM_LANDMARKS}, 2) and visibility (B, {NUM_LANDMARKS}), got {tuple(pool_at.shape)} and {tuple(pooled_visible.shape)}")
+        pooled = self.landmark_pooling(features["conv4"], pool_at, pooled_visible, features["image_size"])
+        local_feature = self.local_fc(pooled)
+        fusion = self.fusion(torch.cat([features["global_feature"], local_feature], dim=1))
+        return {
+            "embedding": F.normalize(fusion, dim=1),
+            "landmarks": features["landmarks"],
+            "visibility_logits": features["visibility_logits"],
+            "category_logits": self.category_head(fusion),
+            "attribute_logits": self.attribute_head(fusion),
+            "global_feature": features["global_feature"],
+            "local_feature": local_feature,
+            "fusion_feature": fusion,
+            "pooled_visible": pooled_visible,
+        }
+
+    def forward(
+        self, images: torch.Tensor, pool_landmarks: Optional[torch.Tensor] = None, pool_visibility: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
+        """Full forward; pools at ``pool_landmarks``/``pool_visibility`` (ground truth) when given."""
+        return self.forward_head(self.forward_features(images), pool_landmarks, pool_visibility)
+
+
+def create_model(config: FashionNetConfig, load_pretrained: bool = True) -> FashionNet:
+    """Build a FashionNet. ``load_pretrained=False`` skips backbone weights (e.g. before loading a checkpoint)."""
+    return FashionNet(config, load_pretrained=load_pretrained)
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`get_model`: ``fashionnet_<backbone>``."""
+    return [f"fashionnet_{b}" for b in list_backbones()]
+
+
+def get_model(name: str, **kwargs: Any) -> FashionNet:
+    """``get_model("fashionnet_efficientnet_lite0", num_categories=9, pretrained=True)``.
+
+    The ``fashionnet_`` prefix is optional; keyword arguments are :class:`FashionNetConfig` fields.
+    """
+    backbone = name[len("fashionnet_") :] if name.startswith("fashionnet_") else name
+    if backbone not in list_backbones():
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    return create_model(FashionNetConfig.from_dict({**kwargs, "backbone": backbone}))
