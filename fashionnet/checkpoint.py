@@ -1,0 +1,95 @@
+"""Checkpoints: one dict of model, optimizer, scheduler, epoch and args (torchvision's layout), plus
+what inference needs (model config, label maps, preprocessing). Saved atomically, loaded with
+``weights_only=True`` and checked before use."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+CHECKPOINT_FORMAT = "fashionnet-checkpoint/1"
+REQUIRED_KEYS = ("format", "model", "model_config", "label_maps", "preprocessing", "epoch", "model_checksum")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, damaged, or not a FashionNet checkpoint."""
+
+
+def state_dict_checksum(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over parameter names, shapes, dtypes and values, in key order.
+
+    Identifies the weights themselves, so an index can tell whether it was built by this model.
+    """
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key]
+        h.update(key.encode())
+        if isinstance(t, torch.Tensor):
+            t = t.detach().to("cpu").contiguous()
+            h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(repr(t).encode())
+    return h.hexdigest()[:16]
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """Write to a temp file in the same directory, fsync, then rename: a killed save leaves the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, *, model_state: Mapping[str, torch.Tensor], model_config: dict,
+                    label_maps: dict, preprocessing: dict, epoch: int, **extra: Any) -> str:
+    """Save a checkpoint; returns the model checksum stored in it."""
+    checksum = state_dict_checksum(model_state)
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "model": dict(model_state),
+        "model_config": model_config,
+        "label_maps": label_maps,
+        "preprocessing": preprocessing,
+        "epoch": int(epoch),
+        "model_checksum": checksum,
+        **extra,
+    }
+    atomic_torch_save(ckpt, path)
+    return checksum
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", verify: bool = True) -> dict:
+    """Load and validate a checkpoint. Raises CheckpointError with the file name and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file. Train one with scripts/train_fashionnet.py.")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle, zip and unsafe-type errors all mean "not a checkpoint we trust"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable FashionNet checkpoint ({first})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a FashionNet checkpoint (top level is {type(ckpt).__name__}, expected a dict)")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a FashionNet checkpoint: missing key(s) {', '.join(missing)}")
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {ckpt['format']!r} (expected {CHECKPOINT_FORMAT!r})")
+    if verify and state_dict_checksum(ckpt["model"]) != ckpt["model_checksum"]:
+        raise CheckpointError(f"{path}: model weights do not match the stored checksum; the file is damaged")
+    return ckpt

@@ -1,0 +1,150 @@
+"""Predictor: image in, landmarks (original pixels), category, attributes and embedding out.
+
+This is the one path from pixels to features that the indexer, the evaluation script and the web
+page share, so a query and the gallery it is searched against are always embedded the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from fashionnet.checkpoint import load_checkpoint
+from fashionnet.data.transforms import build_transforms, to_original_coords
+from fashionnet.images import ImageInput, load_image
+from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES
+from fashionnet.models import FashionNetConfig, create_model
+
+
+@dataclass
+class Landmark:
+    name: str
+    x: float  # pixels of the original image
+    y: float
+    visibility: str  # visible / occluded / truncated (predicted)
+    visible_prob: float
+
+
+@dataclass
+class Prediction:
+    landmarks: list[Landmark]
+    category: str | None
+    category_prob: float
+    attributes: list[tuple[str, float]]  # top attributes, most probable first
+    embedding: np.ndarray  # (D,) float32, L2-normalised
+    image_size: tuple[int, int]  # original (width, height)
+    category_scores: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "landmarks": [vars(l) for l in self.landmarks],
+            "category": self.category,
+            "category_prob": self.category_prob,
+            "attributes": [{"name": n, "prob": p} for n, p in self.attributes],
+            "image_size": list(self.image_size),
+        }
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu. Asking for cuda without one is a clear error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA GPU on this machine; use --device cpu or auto")
+    return torch.device(device)
+
+
+class Predictor:
+    """Runs a trained FashionNet on images of any size or mode.
+
+    >>> p = Predictor.from_checkpoint("runs/default/checkpoint.pt")
+    >>> pred = p.predict("photo.jpg")
+    >>> pred.landmarks[0].name, pred.category, pred.embedding.shape
+    """
+
+    def __init__(self, model: torch.nn.Module, config: FashionNetConfig, label_maps: dict, preprocessing: dict,
+                 model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.model_checksum = model_checksum
+        self.category_names: list[str] = list(label_maps.get("categories", []))
+        self.attribute_names: list[str] = list(label_maps.get("attributes", []))
+        self.preprocessing = dict(preprocessing)
+        self.image_size = int(preprocessing.get("image_size", config.image_size))
+        self.transform = build_transforms(train=False, size=self.image_size)
+        self.top_attributes = top_attributes
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":
+        ckpt = load_checkpoint(path)
+        try:
+            config = FashionNetConfig.from_dict(ckpt["model_config"])
+            model = create_model(config, load_pretrained=False)
+            model.load_state_dict(ckpt["model"], strict=True)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            from fashionnet.checkpoint import CheckpointError
+
+            raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: {exc}") from None
+        return cls(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device, **kwargs)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.config.embedding_dim)
+
+    def preprocess(self, image: ImageInput):
+        """Load (any mode, size, EXIF orientation) and letterbox; returns (tensor, geometry, (w, h))."""
+        pil = load_image(image)
+        tensor, _, _, geometry = self.transform(pil)
+        return tensor, geometry, pil.size
+
+    @torch.inference_mode()
+    def forward_batch(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model outputs for an already-preprocessed (B, 3, S, S) batch."""
+        return self.model(images.to(self.device, non_blocking=True))
+
+    @torch.inference_mode()
+    def embed_batch(self, images: torch.Tensor) -> np.ndarray:
+        """(B, D) float32 L2-normalised embeddings of a preprocessed batch (what the indexer stores)."""
+        return self.forward_batch(images)["embedding"].float().cpu().numpy()
+
+    def predict(self, image: ImageInput) -> Prediction:
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
+        prepared = [self.preprocess(im) for im in images]
+        batch = torch.stack([t for t, _, _ in prepared])
+        out = self.forward_batch(batch)
+        return self.decode(out, [(g, s) for _, g, s in prepared])
+
+    def decode(self, out: dict[str, torch.Tensor], geometries: Iterable) -> list[Prediction]:
+        """Turn a model output batch into Predictions, landmarks mapped back to original pixels."""
+        landmarks = out["landmarks"].float().cpu()
+        vis_prob = out["visibility_logits"].float().softmax(-1).cpu()
+        cat_prob = out["category_logits"].float().softmax(-1).cpu()
+        attr_prob = out["attribute_logits"].float().sigmoid().cpu()
+        emb = out["embedding"].float().cpu().numpy()
+        results = []
+        for i, (geometry, size) in enumerate(geometries):
+            xy = to_original_coords(landmarks[i], geometry, normalized=True).numpy()
+            lms = [
+                Landmark(name, float(xy[j, 0]), float(xy[j, 1]), VISIBILITY_NAMES[int(vis_prob[i, j].argmax())], float(vis_prob[i, j, 0]))
+                for j, name in enumerate(LANDMARK_NAMES)
+            ]
+            category, category_p, scores = None, 0.0, {}
+            if cat_prob.shape[1] and self.category_names:
+                c = int(cat_prob[i].argmax())
+                category, category_p = self.category_names[c], float(cat_prob[i, c])
+                scores = {n: float(cat_prob[i, k]) for k, n in enumerate(self.category_names)}
+            attrs: list[tuple[str, float]] = []
+            if attr_prob.shape[1] and self.attribute_names:
+                order = torch.argsort(attr_prob[i], descending=True)[: self.top_attributes]
+                attrs = [(self.attribute_names[int(a)], float(attr_prob[i, a])) for a in order]
+            results.append(Prediction(lms, category, category_p, attrs, emb[i], tuple(size), scores))
+        return results

@@ -1,0 +1,430 @@
+"""Train FashionNet on an In-shop or Consumer-to-shop layout (synthetic or real).
+
+Laid out like torchvision's references/classification/train.py: ``get_args_parser``,
+``train_one_epoch``, ``evaluate`` and ``main``. ``scripts/train_fashionnet.py`` and the
+``fashionnet-train`` command both call :func:`main`.
+
+    python scripts/train_fashionnet.py --data-root data/synth/consumer2shop --output-dir runs/demo
+    torchrun --nproc_per_node 2 scripts/train_fashionnet.py ...   # DDP (gloo on CPU, nccl on CUDA)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fashionnet import __version__
+from fashionnet.checkpoint import load_checkpoint, save_checkpoint
+from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_label_map
+from fashionnet.data.readers import read_attribute_names, read_benchmark
+from fashionnet.data.samplers import PKSampler
+from fashionnet.data.schema import landmarks_of
+from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, letterbox_geometry, to_original_coords
+from fashionnet.inference import resolve_device
+from fashionnet.landmarks import LANDMARK_NAMES
+from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss
+from fashionnet.metrics import normalized_error, retrieval_metrics
+from fashionnet.miners import BatchHardMiner, SemiHardMiner
+from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
+
+# Landmark L2 on [0, 1] coordinates is ~1e-2 once training gets going; this brings it to the scale of
+# the other terms so the paper's stage weights mean what they say.
+LANDMARK_LOSS_SCALE = 10.0
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train FashionNet (landmark-pooled retrieval features)", add_help=add_help)
+    p.add_argument("--config", type=Path, help="YAML file of option: value pairs (flags given on the command line win)")
+    p.add_argument("--data-root", type=Path, default=Path("data/synth/consumer2shop"), help="benchmark root (holds Anno/, Eval/, img/)")
+    p.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"])
+    p.add_argument("--output-dir", type=Path, default=Path("runs/fashionnet"), help="checkpoints and logs go here")
+    p.add_argument("--resume", default="", help="checkpoint to continue from, or 'auto' for OUTPUT_DIR/checkpoint.pt if present")
+    # model
+    p.add_argument("--backbone", default="efficientnet_lite0", help="vgg16, resnet50, efficientnet_lite0 or tiny")
+    p.add_argument("--weights", default="imagenet", help="'imagenet' (offline package / torchvision cache), 'none', or a .pth path")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--embedding-dim", type=int, default=256)
+    p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")
+    # schedule (the paper's iterative weighting)
+    p.add_argument("--rounds", type=int, default=2, help="landmark stage + joint stage, repeated this many times")
+    p.add_argument("--landmark-epochs", type=int, default=1, help="epochs of the landmark-heavy stage per round")
+    p.add_argument("--joint-epochs", type=int, default=3, help="epochs of the equal-weight stage per round")
+    p.add_argument("--gt-pooling-epochs", type=int, default=1, help="pool at ground-truth landmarks for the first N epochs")
+    p.add_argument("--landmark-stage-weights", type=float, nargs=5, default=[1.0, 1.0, 0.1, 0.1, 0.1], metavar=("LM", "VIS", "CAT", "ATTR", "TRIP"))
+    p.add_argument("--joint-stage-weights", type=float, nargs=5, default=[1.0, 1.0, 1.0, 1.0, 1.0], metavar=("LM", "VIS", "CAT", "ATTR", "TRIP"))
+    # optimisation
+    p.add_argument("--p", type=int, default=16, help="items per batch (P of P x K)")
+    p.add_argument("--k", type=int, default=4, help="images per item (K of P x K)")
+    p.add_argument("--batches-per-epoch", type=int, default=0, help="0: about one pass over the training images")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--backbone-lr-factor", type=float, default=0.3, help="pretrained trunk learns at lr x this")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--margin", type=float, default=0.2)
+    p.add_argument("--miner", default="batch_hard", choices=["batch_hard", "semi_hard"])
+    p.add_argument("--grad-clip", type=float, default=5.0)
+    # machinery
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (auto: on for CUDA)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
+    p.add_argument("--val-max-queries", type=int, default=300, help="cap validation queries per epoch (0: all)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of training items held out when the layout has no val split")
+    p.add_argument("--collapse-min-spread", type=float, default=0.01)
+    p.add_argument("--collapse-patience", type=int, default=50)
+    p.add_argument("--time-limit-minutes", type=float, default=0.0, help="stop after the epoch that passes this budget (0: no limit)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        import yaml
+
+        with open(args.config) as fh:
+            values = yaml.safe_load(fh) or {}
+        known = {a.dest for a in parser._actions}
+        unknown = sorted(set(k.replace("-", "_") for k in values) - known)
+        if unknown:
+            parser.error(f"{args.config}: unknown option(s) {', '.join(unknown)}")
+        parser.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+        args = parser.parse_args(argv)
+    return args
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def split_for_training(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train, val_queries, val_gallery) frames.
+
+    Consumer-to-shop has a val split: consumer images of val items query the shop images of val items.
+    In-shop has none, so a share of the training items is held out; each held-out item's first image
+    queries the rest.
+    """
+    if (frame["split"] == "val").any() and (frame["source"] == "consumer").any():
+        train = frame[frame["split"] == "train"]
+        val = frame[frame["split"] == "val"]
+        return train, val[val["source"] == "consumer"], val[val["source"] == "shop"]
+    train = frame[frame["split"] == "train"]
+    items = np.array(sorted(train["item_id"].unique()))
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(items, size=max(2, int(round(len(items) * val_fraction))), replace=False)) if len(items) > 4 else set()
+    val = train[train["item_id"].isin(held)].sort_values("image_path")
+    first = ~val.duplicated("item_id")
+    queries, gallery = val[first], val[~first]
+    queries = queries[queries["item_id"].isin(set(gallery["item_id"]))]
+    return train[~train["item_id"].isin(held)], queries, gallery
+
+
+def attribute_matrix(frame: pd.DataFrame, num_attributes: int) -> np.ndarray:
+    """(N, A) int8 labels in {1, -1, 0}; rows without attributes are all 0 (unknown)."""
+    out = np.zeros((len(frame), num_attributes), dtype=np.int8)
+    for i, a in enumerate(frame["attributes"].tolist()):
+        if a is not None and len(a) == num_attributes:
+            out[i] = a
+    return out
+
+
+# ------------------------------------------------------------------------------------ distributed
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); starts a process group when launched by torchrun."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, 0
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    return rank, world, local
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    s = torch.initial_seed() % (2**32)
+    np.random.seed(s)
+    random.seed(s)
+
+
+# -------------------------------------------------------------------------------------- training
+
+
+class FashionNetLosses(torch.nn.Module):
+    """The five loss terms of the paper, each returned separately so progress bars can show them."""
+
+    def __init__(self, attribute_loss: AttributeLoss, margin: float, miner: str):
+        super().__init__()
+        self.landmark = LandmarkL2Loss()
+        self.visibility = VisibilityLoss()
+        self.category = CategoryLoss()
+        self.attribute = attribute_loss
+        self.triplet = TripletLoss(margin, BatchHardMiner() if miner == "batch_hard" else SemiHardMiner(margin))
+
+    def forward(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        return {
+            "landmark": LANDMARK_LOSS_SCALE * self.landmark(out["landmarks"].float(), batch["landmarks"], batch["visibility"]),
+            "visibility": self.visibility(out["visibility_logits"].float(), batch["visibility"]),
+            "category": self.category(out["category_logits"].float(), batch["category"]),
+            "attribute": self.attribute(out["attribute_logits"].float(), batch["attributes"]),
+            "triplet": self.triplet(out["embedding"].float(), batch["item"]),
+        }
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def train_one_epoch(model, losses, optimizer, scheduler, loader, device, epoch, schedule, scaler, amp_dtype, guard, args) -> dict[str, float]:
+    model.train()
+    weights = schedule.weights(epoch)
+    gt_pool = schedule.pool_on_ground_truth(epoch)
+    sums = {t: 0.0 for t in (*LOSS_TERMS, "total")}
+    n = 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{schedule.total_epochs} [{schedule.stage(epoch)}{', gt-pool' if gt_pool else ''}]",
+               disable=args.no_progress or args.rank != 0, dynamic_ncols=True, leave=True)
+    for batch in bar:
+        batch = _to_device(batch, device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = model(batch["image"], batch["landmarks"].nan_to_num(0.0) if gt_pool else None, batch["visibility"] if gt_pool else None)
+            terms = losses(out, batch)
+        total = sum(weights[t] * terms[t] for t in LOSS_TERMS)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"epoch {epoch + 1}: loss became {total.item()} ({ {t: round(float(v), 4) for t, v in terms.items()} }); lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        if args.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        guard.check(out["landmarks"])
+        n += 1
+        for t in LOSS_TERMS:
+            sums[t] += float(terms[t].detach())
+        sums["total"] += float(total.detach())
+        bar.set_postfix({("lm" if t == "landmark" else t[:4]): f"{sums[t] / n:.3f}" for t in LOSS_TERMS}, refresh=False)
+    return {t: v / max(n, 1) for t, v in sums.items()}
+
+
+@torch.inference_mode()
+def embed_frame(model, dataset: DeepFashionDataset, device, batch_size: int, workers: int, pool_on_ground_truth: bool = False,
+                desc: str = "embedding", progress: bool = True) -> dict[str, np.ndarray]:
+    """Embeddings, predicted landmarks (original pixels), category/attribute scores for every row."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_none)
+    keys = ("embedding", "global_feature", "landmarks_norm", "visibility_pred", "category_logits", "attribute_logits", "index", "image_size")
+    chunks: dict[str, list] = {k: [] for k in keys}
+    for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+        if batch is None:
+            continue
+        images = batch["image"].to(device)
+        if pool_on_ground_truth:
+            out = model(images, batch["landmarks"].nan_to_num(0.0).to(device), batch["visibility"].to(device))
+        else:
+            out = model(images)
+        chunks["embedding"].append(out["embedding"].float().cpu())
+        chunks["global_feature"].append(torch.nn.functional.normalize(out["global_feature"].float(), dim=1).cpu())
+        chunks["image_size"].append(batch["image_size"].cpu())
+        chunks["landmarks_norm"].append(out["landmarks"].float().cpu())
+        chunks["visibility_pred"].append(out["visibility_logits"].argmax(-1).cpu())
+        chunks["category_logits"].append(out["category_logits"].float().cpu())
+        chunks["attribute_logits"].append(out["attribute_logits"].float().cpu())
+        chunks["index"].append(batch["index"].cpu())
+    return {k: torch.cat(v).numpy() for k, v in chunks.items()}
+
+
+def landmarks_in_original_pixels(landmarks_norm: np.ndarray, widths: np.ndarray, heights: np.ndarray, image_size: int) -> np.ndarray:
+    """Map (N, 8, 2) normalised model-input landmarks back to original pixels through the letterbox."""
+    out = np.empty_like(landmarks_norm)
+    for i in range(len(landmarks_norm)):
+        g = letterbox_geometry(int(widths[i]), int(heights[i]), image_size)
+        out[i] = to_original_coords(landmarks_norm[i], g, normalized=True)
+    return out
+
+
+def evaluate(model, query_set: DeepFashionDataset, gallery_set: DeepFashionDataset, device, args, ks=(1, 5, 10, 20)) -> dict[str, Any]:
+    """Top-k retrieval of held-out queries against their gallery, and landmark NE on the queries."""
+    q = embed_frame(model, query_set, device, args.eval_batch_size, args.workers, desc="val queries", progress=not args.no_progress)
+    g = embed_frame(model, gallery_set, device, args.eval_batch_size, args.workers, desc="val gallery", progress=not args.no_progress)
+    q_items = query_set.frame["item_id"].to_numpy()[q["index"]]
+    g_items = gallery_set.frame["item_id"].to_numpy()[g["index"]]
+    ks = tuple(k for k in ks if k <= len(g_items)) or (1,)
+    retrieval = retrieval_metrics(q["embedding"], q_items, g["embedding"], g_items, ks=ks, show_progress=False)
+    rows = query_set.frame.iloc[q["index"]]
+    true_xy, vis = landmarks_of(rows)
+    widths, heights = q["image_size"][:, 0], q["image_size"][:, 1]
+    pred_xy = landmarks_in_original_pixels(q["landmarks_norm"], widths, heights, args.image_size)
+    ne = normalized_error(pred_xy, true_xy, vis, np.stack([widths, heights], axis=1))
+    return {"top_k": retrieval["top_k"], "map_at_r": retrieval["map_at_r"], "ne": ne["average"],
+            "ne_per_landmark": ne["per_landmark"], "num_queries": len(q_items), "num_gallery": len(g_items)}
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def build_optimizer(model, args) -> torch.optim.Optimizer:
+    trunk = [p for n, p in model.named_parameters() if n.startswith("trunk.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
+    trunk_lr = args.lr * (args.backbone_lr_factor if args.weights != "none" else 1.0)
+    return torch.optim.AdamW([{"params": trunk, "lr": trunk_lr}, {"params": rest, "lr": args.lr}], weight_decay=args.weight_decay)
+
+
+def warmup_cosine(total_steps: int, warmup: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    args.rank, args.world_size, local_rank = init_distributed()
+    is_main = args.rank == 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if device.type == "cuda" and args.world_size > 1:
+        device = torch.device("cuda", local_rank)
+    seed_everything(args.seed)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    amp_dtype = None
+    if args.amp == "on" or (args.amp == "auto" and device.type == "cuda"):
+        amp_dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    # data
+    frame = read_benchmark(args.data_root, None if args.benchmark == "auto" else args.benchmark)
+    attribute_names = read_attribute_names(args.data_root) if frame["attributes"].notna().any() else []
+    train_frame, val_queries, val_gallery = split_for_training(frame, args.val_fraction, args.seed)
+    if args.val_max_queries and len(val_queries) > args.val_max_queries:
+        val_queries = val_queries.sample(n=args.val_max_queries, random_state=args.seed)
+    categories = sorted(c for c in frame["category"].dropna().unique())
+    category_labels = make_label_map(categories)
+    item_labels = make_label_map(train_frame["item_id"])
+    train_set = DeepFashionDataset(train_frame, args.data_root, build_transforms(train=True, size=args.image_size, crop_to_bbox=args.crop_to_bbox),
+                                   item_labels=item_labels, category_labels=category_labels)
+    eval_tf = build_transforms(train=False, size=args.image_size)
+    val_q_set = DeepFashionDataset(val_queries, args.data_root, eval_tf, category_labels=category_labels, on_error="skip")
+    val_g_set = DeepFashionDataset(val_gallery, args.data_root, eval_tf, category_labels=category_labels, on_error="skip")
+    args.eval_batch_size = 2 * args.p * args.k
+    if is_main:
+        print(f"data: {args.data_root} | train {len(train_frame)} images of {len(item_labels)} items | val {len(val_queries)} queries, "
+              f"{len(val_gallery)} gallery | {len(categories)} categories, {len(attribute_names)} attributes", flush=True)
+
+    # model
+    pretrained = False if args.weights == "none" else (True if args.weights == "imagenet" else args.weights)
+    config = FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
+                              num_categories=len(categories), num_attributes=len(attribute_names), image_size=args.image_size)
+    model = create_model(config).to(device)
+    attribute_loss = AttributeLoss.from_labels(attribute_matrix(train_frame, len(attribute_names))) if attribute_names else AttributeLoss()
+    losses = FashionNetLosses(attribute_loss, args.margin, args.miner).to(device)
+    schedule = IterativeSchedule(args.rounds, args.landmark_epochs, args.joint_epochs, args.gt_pooling_epochs,
+                                 StageWeights(*args.landmark_stage_weights), StageWeights(*args.joint_stage_weights))
+    batches = args.batches_per_epoch or max(1, len(train_frame) // (args.p * args.k * args.world_size))
+    sampler = PKSampler(train_set.item_per_row, p=args.p, k=args.k, seed=args.seed, num_batches=batches * args.world_size,
+                        rank=args.rank, world_size=args.world_size)
+    optimizer = build_optimizer(model, args)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(batches * schedule.total_epochs, args.warmup_steps))
+    guard = LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience)
+
+    label_maps = {"categories": categories, "attributes": attribute_names}
+    preprocessing = {"image_size": args.image_size, "letterbox": True, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.output_dir / "checkpoint.pt"
+    start_epoch, history = 0, []
+    resume = str(ckpt_path) if args.resume == "auto" and ckpt_path.exists() else ("" if args.resume == "auto" else args.resume)
+    if resume:
+        ckpt = load_checkpoint(resume)
+        if ckpt["model_config"] != config.to_dict():
+            raise SystemExit(f"--resume {resume}: the checkpoint's model config differs from these flags:\n"
+                             f"  checkpoint: {ckpt['model_config']}\n  flags:      {config.to_dict()}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, history = int(ckpt["epoch"]) + 1, list(json.loads(ckpt.get("history_json", "[]")))
+        if is_main:
+            print(f"resumed from {resume} at epoch {start_epoch + 1}", flush=True)
+
+    train_model = model
+    if args.world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                                find_unused_parameters=True)
+    started = time.time()
+    for epoch in range(start_epoch, schedule.total_epochs):
+        # Every epoch's randomness derives from (seed, epoch), so a resumed run replays it exactly.
+        seed_everything(args.seed * 1000 + epoch)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=args.workers, collate_fn=collate_skip_none,
+                            worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(args.seed * 1000 + epoch),
+                            persistent_workers=False, pin_memory=device.type == "cuda")
+        t0 = time.time()
+        train_stats = train_one_epoch(train_model, losses, optimizer, scheduler, loader, device, epoch, schedule, scaler, amp_dtype, guard, args)
+        train_time = time.time() - t0
+        record = {"epoch": epoch + 1, "stage": schedule.stage(epoch), "train": train_stats,
+                  "train_images_per_s": batches * args.p * args.k * args.world_size / max(train_time, 1e-9)}
+        if is_main:
+            if len(val_queries) and len(val_gallery):
+                record["val"] = evaluate(model, val_q_set, val_g_set, device, args)
+                v = record["val"]
+                print(f"epoch {epoch + 1}: " + " ".join(f"top{k} {r:.3f}" for k, r in v["top_k"].items())
+                      + f" | mAP@R {v['map_at_r']:.3f} | NE {v['ne']:.4f} | train {record['train_images_per_s']:.1f} img/s", flush=True)
+            history.append(record)
+            save_checkpoint(ckpt_path, model_state=model.state_dict(), model_config=config.to_dict(), label_maps=label_maps,
+                            preprocessing=preprocessing, epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                            args=_plain_args(args), history_json=json.dumps(history), package_version=__version__)
+        if args.world_size > 1:
+            dist.barrier()
+        if args.time_limit_minutes and (time.time() - started) / 60 > args.time_limit_minutes and epoch + 1 < schedule.total_epochs:
+            if is_main:
+                print(f"time limit of {args.time_limit_minutes} min reached after epoch {epoch + 1}; resume with --resume auto", flush=True)
+            break
+    if is_main:
+        (args.output_dir / "history.json").write_text(json.dumps(history, indent=2))
+    if args.world_size > 1:
+        dist.destroy_process_group()
+    return {"history": history, "checkpoint": str(ckpt_path)}
+
+
+def _plain_args(args: argparse.Namespace) -> dict[str, Any]:
+    """argparse values as plain types, so the checkpoint loads with weights_only=True."""
+    out = {}
+    for k, v in vars(args).items():
+        out[k] = str(v) if isinstance(v, Path) else v
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

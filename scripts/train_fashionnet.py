@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Train FashionNet. All options: python scripts/train_fashionnet.py --help (see fashionnet/training.py)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from fashionnet.training import main  # noqa: E402
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
