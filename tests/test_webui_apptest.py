@@ -1,0 +1,215 @@
+"""The query-by-photo page, driven headless with Streamlit's AppTest.
+
+AppTest (streamlit 1.67) drives ``st.file_uploader`` directly: ``FileUploader.set_value((name,
+bytes, mime))`` registers the bytes with the test runtime's upload manager, and the next ``run()``
+hands the page an ``UploadedFile`` exactly as a browser upload would. The page is pointed at the
+session fixtures (the tiny model's FAISS index of the synthetic consumer-to-shop test gallery)
+through its environment variables. What the page shows is compared with what ``SearchEngine``
+answers for the same photo.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from webui.app import MAX_EXAMPLES, NO_CLOTHING_LANDMARK_PROB, no_clothing_found
+
+APP = Path(__file__).resolve().parents[1] / "webui" / "app.py"
+RESULT_CAPTION = re.compile(r"^#(\d+) (\S+) · score (-?\d+\.\d+)$")
+TYPE_CAPTION = re.compile(r" · (upper|lower|full|\?)$")
+K = 5
+# The first run imports torch and loads the model; two shared cores can make that slow.
+FIRST_RUN_TIMEOUT = 180
+RUN_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_streamlit_caches():
+    """The page caches the engine and thumbnails per process; start and leave this module clean."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture(scope="module")
+def consumer_root(synth_root) -> Path:
+    return synth_root / "consumer2shop"
+
+
+@pytest.fixture(scope="module")
+def test_consumer_photos(consumer_root) -> list[Path]:
+    """Consumer photos of the test split: the queries of the Consumer-to-shop protocol."""
+    from fashionnet.data.readers import read_benchmark
+
+    frame = read_benchmark(consumer_root, "consumer2shop", verify_images=False)
+    rows = frame[(frame["split"] == "test") & (frame["source"] == "consumer")]
+    return sorted({consumer_root / p for p in rows["image_path"]})
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_index):
+    from indexer.search import SearchEngine
+
+    return SearchEngine.open(tiny_index, device="cpu")
+
+
+@pytest.fixture
+def page_env(monkeypatch, tiny_index, consumer_root):
+    monkeypatch.setenv("FASHIONNET_INDEX", str(tiny_index))
+    monkeypatch.setenv("FASHIONNET_EXAMPLES_DIR", str(consumer_root))
+    monkeypatch.setenv("FASHIONNET_DEVICE", "cpu")
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+    at.run(timeout=FIRST_RUN_TIMEOUT)
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def result_captions(at: AppTest) -> list[tuple[int, str, float]]:
+    """(rank, item id, score) of each result image, in page order."""
+    found = []
+    for image in at.image:
+        for caption in image.captions:
+            m = RESULT_CAPTION.match(caption)
+            if m:
+                found.append((int(m.group(1)), m.group(2), float(m.group(3))))
+    return found
+
+
+def images_captioned(at: AppTest, caption: str) -> int:
+    return sum(caption in image.captions for image in at.image)
+
+
+def test_upload_shows_landmarks_and_sorted_matches(page_env, test_consumer_photos, engine):
+    photo = test_consumer_photos[0]
+    k = min(K, engine.index.ntotal)
+    at = open_page()
+    at.number_input(key="k").set_value(k)
+    at.file_uploader(key="upload").set_value((photo.name, photo.read_bytes(), "image/jpeg"))
+    at.run()
+
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert images_captioned(at, "Detected landmarks") == 1
+    shown = result_captions(at)
+    assert [rank for rank, _, _ in shown] == list(range(1, k + 1))
+    scores = [score for _, _, score in shown]
+    assert scores == sorted(scores, reverse=True)
+
+    # The page shows what the search engine answers for the same photo, in the same order.
+    expected = engine.query(photo, k=k)
+    assert [item for _, item, _ in shown] == expected.matches["item_id"].astype(str).tolist()
+    np.testing.assert_allclose(scores, expected.matches["score"].to_numpy(float), atol=1.5e-3)
+    category = expected.prediction.category
+    assert any(f"**Category:** {category} (" in md.value for md in at.markdown)
+
+
+def test_camera_photo_is_searched_like_an_upload(page_env, test_consumer_photos, engine):
+    photo = test_consumer_photos[-1]
+    k = min(K, engine.index.ntotal)
+    at = open_page()
+    at.radio(key="source").set_value("Take a photo")
+    at.number_input(key="k").set_value(k)
+    at.run()
+    at.camera_input(key="camera").upload("camera.jpg", photo.read_bytes())
+    at.run()
+
+    assert not at.exception, [e.message for e in at.exception]
+    assert images_captioned(at, "Detected landmarks") == 1
+    expected = engine.query(photo, k=k).matches["item_id"].astype(str).tolist()
+    assert [item for _, item, _ in result_captions(at)] == expected
+
+
+@pytest.mark.parametrize(
+    "name, make_bytes, message",
+    [
+        ("half.jpg", lambda good: good[: len(good) // 2], "corrupt or truncated"),
+        ("notes.jpg", lambda good: b"these are my shopping notes, not a photo\n" * 20, "not an image file"),
+        ("empty.png", lambda good: b"", "empty"),
+        ("notes.txt", lambda good: b"plain text", "jpg, png or webp"),
+        ("huge.jpg", lambda good: good + b"\0" * (20 * 1024 * 1024), "too large"),
+    ],
+)
+def test_bad_upload_shows_friendly_error(page_env, test_consumer_photos, name, make_bytes, message):
+    at = open_page()
+    at.file_uploader(key="upload").set_value((name, make_bytes(test_consumer_photos[0].read_bytes()), "image/jpeg"))
+    at.run()
+
+    assert not at.exception, [e.message for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and name in errors[0] and message in errors[0], errors
+    assert result_captions(at) == [] and images_captioned(at, "Detected landmarks") == 0
+
+
+def test_example_photo_filter_and_item_detail(page_env, test_consumer_photos, engine):
+    at = open_page()
+    at.radio(key="source").set_value("Use an example")
+    at.selectbox(key="clothes_type").set_value("lower")
+    at.number_input(key="k").set_value(K)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+
+    # Examples are the test-split consumer photos, one per item.
+    example = at.selectbox(key="example")
+    assert Path(example.value) in test_consumer_photos
+    n_items = len({p.parent for p in test_consumer_photos})
+    assert len(example.options) == min(MAX_EXAMPLES, n_items)
+
+    # The clothes-type filter keeps lower-body results only.
+    gallery = engine.index.metadata
+    lower_count = int((gallery["clothes_type"] == 2).sum())
+    shown = result_captions(at)
+    assert len(shown) == min(K, lower_count)
+    types = [TYPE_CAPTION.search(c.value).group(1) for c in at.caption if TYPE_CAPTION.search(c.value)]
+    assert types == ["lower"] * len(shown)
+
+    # The detail view shows every gallery image of the chosen item.
+    item = at.selectbox(key="detail_item").value
+    assert item == shown[0][1]
+    n_item = int((gallery["item_id"].astype(str) == item).sum())
+    detail = sum(1 for image in at.image for c in image.captions if c.startswith(f"{item} · "))
+    assert detail == n_item >= 1
+
+
+def test_missing_index_names_the_build_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASHIONNET_INDEX", str(tmp_path / "no_index_here"))
+    at = open_page()
+    assert "No search index" in at.error[0].value and "no_index_here" in at.error[0].value
+    assert any("indexer build" in code.value and "make demo" in code.value for code in at.code)
+    assert not at.file_uploader
+
+
+def test_damaged_index_is_explained(monkeypatch, tmp_path, tiny_index):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_index, damaged)
+    blob = (damaged / "index.faiss").read_bytes()
+    (damaged / "index.faiss").write_bytes(blob[: len(blob) // 2])
+    monkeypatch.setenv("FASHIONNET_INDEX", str(damaged))
+    at = open_page()
+    assert "damaged" in at.error[0].value and "index.faiss" in at.error[0].value
+    assert any("indexer build" in code.value for code in at.code)
+
+
+def test_no_clothing_needs_both_signals_near_chance():
+    from fashionnet.inference import Landmark, Prediction
+    from fashionnet.landmarks import LANDMARK_NAMES
+
+    def prediction(visible_prob: float, category_prob: float) -> Prediction:
+        lms = [Landmark(n, 1.0, 1.0, "occluded", visible_prob) for n in LANDMARK_NAMES]
+        return Prediction(lms, "Tees", category_prob, [], np.zeros(4, np.float32), (10, 10))
+
+    blank = prediction(NO_CLOTHING_LANDMARK_PROB / 2, 1 / 9)
+    assert no_clothing_found(blank, num_categories=9)
+    assert not no_clothing_found(prediction(NO_CLOTHING_LANDMARK_PROB * 2, 1 / 9), num_categories=9)
+    assert not no_clothing_found(prediction(NO_CLOTHING_LANDMARK_PROB / 2, 0.5), num_categories=9)

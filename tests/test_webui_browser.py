@@ -1,0 +1,156 @@
+"""End to end in a real browser: `streamlit run webui/app.py` + headless Debian chromium via selenium.
+
+Uploads a consumer photo through the page's file input, waits for the results, checks that the
+landmark overlay and k result images were rendered (and actually decoded by the browser), and saves
+docs/screenshot.png. Skipped only on a machine without /usr/bin/chromium when CI is not set; in CI a
+missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = REPO / "docs" / "screenshot.png"
+WINDOW = (1400, 1800)
+SERVER_START_TIMEOUT = 90
+# The first query loads the model and the index into the server; two shared cores can be slow.
+RESULTS_TIMEOUT = 180
+
+
+def _require_browser() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    if missing:
+        message = f"browser test needs {', '.join(missing)}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must install them)")
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with code {proc.returncode} before it was healthy:\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200 and response.read().strip() == b"ok":
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit was not healthy after {SERVER_START_TIMEOUT} s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture
+def streamlit_url(tiny_index, synth_root, tmp_path):
+    """Start the page on a free port; always stop that server (by its own pid) afterwards."""
+    _require_browser()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "FASHIONNET_INDEX": str(tiny_index),
+        "FASHIONNET_EXAMPLES_DIR": str(synth_root / "consumer2shop"),
+        "FASHIONNET_DEVICE": "cpu",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    log = tmp_path / "streamlit.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "webui" / "app.py"),
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+                f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.set_window_size(*WINDOW)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _loaded_images(driver, css: str) -> list:
+    """<img> elements under ``css`` that the browser has fully decoded."""
+    images = driver.find_elements("css selector", f"{css} img")
+    return [im for im in images if driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", im)]
+
+
+def test_upload_in_browser_renders_landmarks_and_results(streamlit_url, browser, synth_root, tiny_index):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from fashionnet.data.readers import read_benchmark
+    from indexer.store import EmbeddingIndex
+
+    root = synth_root / "consumer2shop"
+    frame = read_benchmark(root, "consumer2shop", verify_images=False)
+    photo = root / sorted(frame.loc[(frame["split"] == "test") & (frame["source"] == "consumer"), "image_path"])[0]
+    k = min(20, EmbeddingIndex.load(tiny_index, device="cpu").ntotal)  # the page's default k is 20
+
+    browser.get(streamlit_url)
+    upload = WebDriverWait(browser, SERVER_START_TIMEOUT).until(
+        lambda d: d.find_elements("css selector", "[data-testid='stFileUploader'] input[type='file']"))[0]
+    upload.send_keys(str(photo))
+
+    WebDriverWait(browser, RESULTS_TIMEOUT).until(
+        lambda d: len(_loaded_images(d, ".st-key-results")) >= k and _loaded_images(d, ".st-key-query"))
+    assert len(_loaded_images(browser, ".st-key-query")) == 1
+    results = browser.find_elements("css selector", ".st-key-results img")
+    assert len(results) == k
+    text = browser.find_element("css selector", ".st-key-results").text
+    assert [f"#{rank} " in text for rank in range(1, k + 1)] == [True] * k
+    assert not browser.find_elements("css selector", "[data-testid='stException']")
+
+    # Let the page finish its run (the "running" status widget goes away) before the picture.
+    WebDriverWait(browser, 60).until(lambda d: not d.find_elements("css selector", "[data-testid='stStatusWidget']"))
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000

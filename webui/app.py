@@ -1,0 +1,316 @@
+"""Query-by-photo page: photograph a garment, see its landmarks and the closest shop items.
+
+Run it with ``streamlit run webui/app.py``. The path a query takes:
+
+    this page -> indexer.search.SearchEngine (FAISS index of shop images + the model that built it)
+              -> fashionnet.inference.Predictor (decode, letterbox, run the model, map landmarks back)
+              -> fashionnet.models.FashionNet (landmarks -> landmark pooling -> fused embedding)
+
+Settings come from the sidebar; their defaults from the environment:
+
+- ``FASHIONNET_INDEX``: index directory (default ``indexes/demo``, what ``make demo`` builds).
+- ``FASHIONNET_EXAMPLES_DIR``: example photos, either a DeepFashion root (its test-split consumer
+  photos are used) or a plain folder of images. Default: the data root recorded in the index.
+- ``FASHIONNET_DEVICE``: auto / cpu / cuda for the model and the index (default auto).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+try:
+    import fashionnet  # noqa: F401
+except ImportError:  # `streamlit run webui/app.py` in a checkout that was not `pip install -e .`-ed
+    sys.path.insert(0, str(REPO_ROOT))
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from fashionnet.checkpoint import CheckpointError
+from fashionnet.data.readers import AnnotationError, detect_benchmark, read_benchmark
+from fashionnet.images import MAX_IMAGE_BYTES, ImageLoadError, load_image
+from fashionnet.inference import Prediction
+from fashionnet.landmarks import CLOTHES_TYPE_NAMES
+from indexer.errors import IndexLoadError, IndexMismatchError
+from indexer.search import SearchEngine
+from indexer.store import MANIFEST_FILE
+from webui.render import VISIBILITY_STYLES, display_copy, draw_landmarks, thumbnail
+
+DEFAULT_INDEX = "indexes/demo"
+DEFAULT_K = 20
+# Our own limit, checked on the bytes we receive; .streamlit/config.toml sets the same value as
+# server.maxUploadSize so the browser refuses bigger files before sending them.
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_BYTES = min(MAX_UPLOAD_MB * 1024 * 1024, MAX_IMAGE_BYTES)
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
+RESULT_COLUMNS = 5
+QUERY_DISPLAY_SIDE = 440  # px, long side of the query photo as shown
+MAX_EXAMPLES = 24
+# "No clothing found" needs both signals to be near chance, so real photos are never refused:
+# no landmark is predicted visible with at least this probability ...
+NO_CLOTHING_LANDMARK_PROB = 0.05
+# ... and the top category is barely above a uniform guess (this factor x 1 / number of categories).
+NO_CLOTHING_CATEGORY_FACTOR = 1.2
+SOURCES = ("Upload a photo", "Take a photo", "Use an example")
+BUILD_HINT = (
+    "make demo                      # synthetic data + tiny model + index at indexes/demo\n"
+    "indexer build --checkpoint runs/<run>/checkpoint.pt --data-root <DeepFashion root> --out {index}"
+)
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def open_engine(index_dir: str, manifest_stamp: int, device: str) -> SearchEngine:
+    """Load the index and its model once per (directory, manifest version, device).
+
+    ``manifest_stamp`` (the manifest's mtime) makes a rebuilt index replace the cached one.
+    Failures raise and are not cached, so the page recovers as soon as the index is fixed.
+    """
+    return SearchEngine.open(index_dir, device=device)
+
+
+def resolve_index_dir(text: str) -> Path:
+    """The index directory the user means; a relative path missing here is tried from the repo root."""
+    path = Path(text.strip() or DEFAULT_INDEX).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    return path
+
+
+def load_engine_or_explain(index_dir: Path, device: str) -> Optional[SearchEngine]:
+    """The SearchEngine, or None after telling the user what is wrong and how to build an index."""
+    manifest = index_dir / MANIFEST_FILE
+    hint = BUILD_HINT.format(index=index_dir)
+    if not manifest.is_file():
+        st.error(f"No search index at `{index_dir}` yet. Build one, then reload this page:")
+        st.code(hint, language="bash")
+        return None
+    try:
+        with st.spinner("Loading the model and the index ..."):
+            return open_engine(str(index_dir.resolve()), manifest.stat().st_mtime_ns, device)
+    except IndexMismatchError as exc:
+        st.error(f"The index at `{index_dir}` does not match its model: {exc}")
+    except IndexLoadError as exc:
+        st.error(f"The index at `{index_dir}` is damaged or incomplete: {exc}")
+    except CheckpointError as exc:
+        st.error(f"The model checkpoint this index was built with cannot be loaded: {exc}")
+    except ValueError as exc:  # e.g. the index records no checkpoint
+        st.error(f"The index at `{index_dir}` cannot be used: {exc}")
+    st.markdown("Rebuild the index with:")
+    st.code(hint, language="bash")
+    return None
+
+
+@st.cache_data(show_spinner=False)
+def example_photos(source: str, limit: int = MAX_EXAMPLES) -> list[str]:
+    """Example query photos: the test-split consumer photos of a DeepFashion root (In-shop: its
+    query photos), one per item, or the images of a plain folder."""
+    root = Path(source)
+    try:
+        benchmark = detect_benchmark(root)
+    except (AnnotationError, OSError):
+        benchmark = None
+    if benchmark in ("consumer2shop", "inshop"):
+        frame = read_benchmark(root, benchmark, verify_images=False)
+        if benchmark == "consumer2shop":
+            rows = frame[(frame["split"] == "test") & (frame["source"] == "consumer")]
+        else:
+            rows = frame[frame["split"] == "query"]
+        rows = rows.drop_duplicates("item_id").sort_values("image_path")
+        return [str(root / p) for p in rows["image_path"].head(limit)]
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower().lstrip(".") in UPLOAD_TYPES)
+    return [str(p) for p in files[:limit]]
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def gallery_thumbnail(path: str, mtime_ns: int) -> Image.Image:
+    """A small copy of a gallery image (cached; ``mtime_ns`` refreshes a replaced file)."""
+    return thumbnail(load_image(path), 320)
+
+
+def show_gallery_image(path: str, caption: str) -> bool:
+    """Show one gallery image; a missing or unreadable file becomes a warning, not a traceback."""
+    try:
+        st.image(gallery_thumbnail(path, Path(path).stat().st_mtime_ns), caption=caption, width="stretch")
+        return True
+    except (ImageLoadError, OSError) as exc:
+        st.warning(f"{caption}: image unavailable ({exc})")
+        return False
+
+
+# -------------------------------------------------------------------------------------- input
+
+
+def sidebar_settings() -> tuple[Path, int, Optional[int]]:
+    """Index directory, k and clothes-type filter (None = any) from the sidebar."""
+    with st.sidebar:
+        st.header("Settings")
+        index_text = st.text_input("Index directory", value=os.environ.get("FASHIONNET_INDEX", DEFAULT_INDEX), key="index_dir")
+        k = int(st.number_input("Results (k)", min_value=1, max_value=200, value=DEFAULT_K, step=1, key="k"))
+        names = {"Any": None, **{name: code for code, name in CLOTHES_TYPE_NAMES.items()}}
+        choice = st.selectbox("Clothes type", list(names), key="clothes_type",
+                              help="upper-body (tees, jackets ...), lower-body (skirts, trousers ...) or full-body (dresses, jumpsuits)")
+    return resolve_index_dir(index_text), k, names[choice]
+
+
+def query_photo(examples: list[str]) -> tuple[Optional[bytes], str]:
+    """The query photo's bytes and a name for it, from the upload box, the camera or an example."""
+    source = st.radio("Query photo", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
+    if source == SOURCES[0]:
+        # No type= here: Streamlit would reject other extensions with an exception before this page
+        # runs; decode_photo checks the name and the content itself and explains the problem.
+        upload = st.file_uploader("Photo of a garment (jpg, png, webp)", key="upload")
+        return (upload.getvalue(), upload.name) if upload is not None else (None, "")
+    if source == SOURCES[1]:
+        shot = st.camera_input("Take a photo of a garment", key="camera")
+        return (shot.getvalue(), "camera photo") if shot is not None else (None, "")
+    if not examples:
+        st.info("No example photos found: set FASHIONNET_EXAMPLES_DIR to a DeepFashion root or a folder of photos.")
+        return None, ""
+    common = os.path.commonpath(examples) if len(examples) > 1 else str(Path(examples[0]).parent)
+    chosen = st.selectbox("Example consumer photo", examples, key="example", format_func=lambda p: os.path.relpath(p, common))
+    with open(chosen, "rb") as fh:
+        return fh.read(), Path(chosen).name
+
+
+def decode_photo(data: bytes, name: str) -> Optional[Image.Image]:
+    """The photo as RGB, or None after a friendly error for empty, oversized, corrupt or non-image files."""
+    if Path(name).suffix and Path(name).suffix.lower().lstrip(".") not in UPLOAD_TYPES:
+        st.error(f"**{name}** is not a photo this page reads: please upload a jpg, png or webp file.")
+        return None
+    if len(data) > MAX_UPLOAD_BYTES:
+        st.error(f"**{name}** is too large ({len(data) / 2**20:.1f} MB); the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
+                 "Please upload a smaller photo.")
+        return None
+    try:
+        return load_image(data, source=name)
+    except ImageLoadError as exc:
+        st.error(f"**{name}** cannot be used: {exc.problem}. Please upload a jpg, png or webp photo.")
+        return None
+
+
+def no_clothing_found(prediction: Prediction, num_categories: int) -> bool:
+    """True only when the model sees neither a landmark nor a category: both are near chance."""
+    best_landmark = max((lm.visible_prob for lm in prediction.landmarks), default=0.0)
+    if best_landmark >= NO_CLOTHING_LANDMARK_PROB:
+        return False
+    if num_categories and prediction.category is not None:
+        return prediction.category_prob < NO_CLOTHING_CATEGORY_FACTOR / num_categories
+    return True
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
+    """The photo with its landmarks drawn, next to the predicted category and attributes."""
+    left, right = st.columns([1, 1])
+    with left:
+        shown, scale = display_copy(photo, QUERY_DISPLAY_SIDE)
+        scaled = [dataclasses.replace(lm, x=lm.x * scale, y=lm.y * scale) for lm in prediction.landmarks]
+        with st.container(key="query"):
+            st.image(draw_landmarks(shown, scaled), caption="Detected landmarks", width="content")
+        st.caption(" · ".join(f"{style}: {vis}" for vis, style in VISIBILITY_STYLES.items()))
+    with right:
+        st.subheader("What the model sees")
+        if prediction.category is not None:
+            st.markdown(f"**Category:** {prediction.category} ({prediction.category_prob:.0%})")
+        else:
+            st.markdown("**Category:** this model has no category head")
+        if prediction.attributes:
+            st.markdown("**Top attributes**")
+            for name, prob in prediction.attributes:
+                st.progress(min(max(prob, 0.0), 1.0), text=f"{name} ({prob:.0%})")
+        st.markdown("**Landmarks**")
+        st.dataframe(
+            pd.DataFrame([{"landmark": lm.name.replace("_", " "), "visibility": lm.visibility, "P(visible)": lm.visible_prob}
+                          for lm in prediction.landmarks]),
+            hide_index=True,
+            column_config={"P(visible)": st.column_config.NumberColumn(format="%.2f")},
+        )
+
+
+def show_matches(matches: pd.DataFrame) -> None:
+    """The top-k shop images in a grid: image, rank, item id, similarity score, category."""
+    st.subheader(f"Top {len(matches)} shop matches")
+    if matches.empty:
+        st.info("No gallery image matches this clothes-type filter.")
+        return
+    with st.container(key="results"):
+        for start in range(0, len(matches), RESULT_COLUMNS):
+            columns = st.columns(RESULT_COLUMNS)
+            for column, row in zip(columns, matches.iloc[start : start + RESULT_COLUMNS].itertuples()):
+                with column:
+                    show_gallery_image(row.image_path, f"#{row.rank} {row.item_id} · score {row.score:.3f}")
+                    st.caption(f"{row.category if pd.notna(row.category) else 'unknown category'} · "
+                               f"{CLOTHES_TYPE_NAMES.get(int(row.clothes_type), '?') if pd.notna(row.clothes_type) else '?'}")
+
+
+def show_item_detail(engine: SearchEngine, matches: pd.DataFrame) -> None:
+    """Every gallery image of one item picked from the results."""
+    items = list(dict.fromkeys(matches["item_id"].astype(str)))
+    if not items:
+        return
+    st.subheader("All gallery images of an item")
+    item = st.selectbox("Item", items, key="detail_item")
+    gallery = engine.index.metadata
+    rows = gallery[gallery["item_id"].astype(str) == item].sort_values("image_path")
+    with st.container(key="item_detail"):
+        columns = st.columns(RESULT_COLUMNS)
+        for i, row in enumerate(rows.itertuples()):
+            with columns[i % RESULT_COLUMNS]:
+                show_gallery_image(row.image_path, f"{item} · {Path(row.image_path).name}")
+
+
+# -------------------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    st.set_page_config(page_title="FashionNet clothes search", layout="wide")
+    st.title("Find clothes by photo")
+    st.caption("FashionNet: landmarks (collar, sleeves, waistline, hem) guide the features that are searched in the shop catalogue.")
+
+    index_dir, k, clothes_type = sidebar_settings()
+    engine = load_engine_or_explain(index_dir, os.environ.get("FASHIONNET_DEVICE", "auto"))
+    if engine is None:
+        st.stop()
+    st.sidebar.caption(f"{engine.index.ntotal} gallery images · model {engine.predictor.model_checksum} "
+                       f"({engine.predictor.config.backbone}, {engine.predictor.image_size}px)")
+
+    examples_source = os.environ.get("FASHIONNET_EXAMPLES_DIR") or (engine.index.extra or {}).get("data_root")
+    examples: list[str] = []
+    if examples_source and Path(examples_source).is_dir():
+        try:
+            examples = example_photos(str(examples_source))
+        except (AnnotationError, OSError) as exc:  # examples are optional: say why, keep the page
+            st.sidebar.warning(f"Example photos unavailable: {exc}")
+
+    data, name = query_photo(examples)
+    if data is None:
+        st.info("Upload a photo of a garment, take one with the camera, or pick an example to search the shop.")
+        st.stop()
+    photo = decode_photo(data, name)
+    if photo is None:
+        st.stop()
+
+    with st.spinner("Searching ..."):
+        result = engine.query(photo, k=k, clothes_type=clothes_type)
+    if no_clothing_found(result.prediction, len(engine.predictor.category_names)):
+        st.error(f"No clothing found in **{name}**. Please upload a photo that shows a garment.")
+        st.stop()
+
+    show_prediction(photo, result.prediction)
+    show_matches(result.matches)
+    show_item_detail(engine, result.matches)
+
+
+if __name__ == "__main__":
+    main()
