@@ -60,6 +60,32 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[torch.nn.Module, FashionNetConfig]:
+    """Rebuild the FashionNet a loaded checkpoint describes; refuses weights that do not fit it."""
+    from fashionnet.checkpoint import CheckpointError
+
+    try:
+        config = FashionNetConfig.from_dict(ckpt["model_config"])
+        model = create_model(config, load_pretrained=False)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint has an unusable model_config: {exc}") from None
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False) if _shapes_fit(model, ckpt["model"], path) else ([], [])
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: "
+                              f"missing keys {', '.join(missing[:5]) or 'none'}; unexpected keys {', '.join(unexpected[:5]) or 'none'}")
+    return model, config
+
+
+def _shapes_fit(model: torch.nn.Module, state: dict, path) -> bool:
+    from fashionnet.checkpoint import CheckpointError
+
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (model wants {tuple(own[k].shape)})" for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: wrong shapes for {'; '.join(wrong[:3])}")
+    return True
+
+
 class Predictor:
     """Runs a trained FashionNet on images of any size or mode.
 
@@ -84,14 +110,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":
         ckpt = load_checkpoint(path)
-        try:
-            config = FashionNetConfig.from_dict(ckpt["model_config"])
-            model = create_model(config, load_pretrained=False)
-            model.load_state_dict(ckpt["model"], strict=True)
-        except (ValueError, RuntimeError, TypeError) as exc:
-            from fashionnet.checkpoint import CheckpointError
-
-            raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: {exc}") from None
+        model, config = model_from_checkpoint(ckpt, path)
         return cls(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device, **kwargs)
 
     @property

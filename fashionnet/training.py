@@ -5,6 +5,7 @@ Laid out like torchvision's references/classification/train.py: ``get_args_parse
 ``fashionnet-train`` command both call :func:`main`.
 
     python scripts/train_fashionnet.py --data-root data/synth/consumer2shop --output-dir runs/demo
+    python scripts/train_fashionnet.py --data-root data/synth/consumer2shop data/synth/inshop ...  # both layouts
     torchrun --nproc_per_node 2 scripts/train_fashionnet.py ...   # DDP (gloo on CPU, nccl on CUDA)
 """
 
@@ -51,8 +52,10 @@ LANDMARK_LOSS_SCALE = 10.0
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train FashionNet (landmark-pooled retrieval features)", add_help=add_help)
     p.add_argument("--config", type=Path, help="YAML file of option: value pairs (flags given on the command line win)")
-    p.add_argument("--data-root", type=Path, default=Path("data/synth/consumer2shop"), help="benchmark root (holds Anno/, Eval/, img/)")
-    p.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"])
+    p.add_argument("--data-root", type=Path, nargs="+", default=[Path("data/synth/consumer2shop")],
+                   help="benchmark root(s) holding Anno/, Eval/, img/. Several roots train on all of them; rows of one item id are "
+                        "one item, so give layouts of the same catalogue (e.g. the synthetic inshop and consumer2shop)")
+    p.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"], help="layout of a single --data-root")
     p.add_argument("--output-dir", type=Path, default=Path("runs/fashionnet"), help="checkpoints and logs go here")
     p.add_argument("--resume", default="", help="checkpoint to continue from, or 'auto' for OUTPUT_DIR/checkpoint.pt if present")
     # model
@@ -135,6 +138,31 @@ def split_for_training(frame: pd.DataFrame, val_fraction: float, seed: int) -> t
     queries, gallery = val[first], val[~first]
     queries = queries[queries["item_id"].isin(set(gallery["item_id"]))]
     return train[~train["item_id"].isin(held)], queries, gallery
+
+
+def read_training_frames(roots: list[Path], benchmark: Optional[str] = None) -> tuple[pd.DataFrame, Path, list[str]]:
+    """Read one or more layouts into one frame whose image paths are relative to a common root.
+
+    Returns (frame, common root, attribute names). Layouts must agree on the attribute list.
+    """
+    roots = [Path(r).resolve() for r in roots]
+    common = Path(os.path.commonpath(roots)) if len(roots) > 1 else roots[0]
+    frames, attribute_names = [], None
+    for root in roots:
+        frame = read_benchmark(root, benchmark if len(roots) == 1 else None)
+        names = read_attribute_names(root) if frame["attributes"].notna().any() else []
+        if attribute_names is not None and names != attribute_names:
+            raise SystemExit(f"{root}: its attribute list differs from {roots[0]}'s; train on layouts of one catalogue")
+        attribute_names = names
+        prefix = root.relative_to(common)
+        frame["image_path"] = [str(prefix / p) for p in frame["image_path"]]
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    # An item in train in one layout and val/test in another would leak evaluation items into training.
+    leaking = sorted(set(frame.loc[frame["split"] == "train", "item_id"]) & set(frame.loc[frame["split"] != "train", "item_id"]))
+    if leaking:
+        raise SystemExit(f"items {leaking[:5]} are training items in one layout and evaluation items in another")
+    return frame, common, attribute_names or []
 
 
 def attribute_matrix(frame: pd.DataFrame, num_attributes: int) -> np.ndarray:
@@ -326,22 +354,21 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     # data
-    frame = read_benchmark(args.data_root, None if args.benchmark == "auto" else args.benchmark)
-    attribute_names = read_attribute_names(args.data_root) if frame["attributes"].notna().any() else []
+    frame, data_root, attribute_names = read_training_frames(args.data_root, None if args.benchmark == "auto" else args.benchmark)
     train_frame, val_queries, val_gallery = split_for_training(frame, args.val_fraction, args.seed)
     if args.val_max_queries and len(val_queries) > args.val_max_queries:
         val_queries = val_queries.sample(n=args.val_max_queries, random_state=args.seed)
     categories = sorted(c for c in frame["category"].dropna().unique())
     category_labels = make_label_map(categories)
     item_labels = make_label_map(train_frame["item_id"])
-    train_set = DeepFashionDataset(train_frame, args.data_root, build_transforms(train=True, size=args.image_size, crop_to_bbox=args.crop_to_bbox),
+    train_set = DeepFashionDataset(train_frame, data_root, build_transforms(train=True, size=args.image_size, crop_to_bbox=args.crop_to_bbox),
                                    item_labels=item_labels, category_labels=category_labels)
     eval_tf = build_transforms(train=False, size=args.image_size)
-    val_q_set = DeepFashionDataset(val_queries, args.data_root, eval_tf, category_labels=category_labels, on_error="skip")
-    val_g_set = DeepFashionDataset(val_gallery, args.data_root, eval_tf, category_labels=category_labels, on_error="skip")
+    val_q_set = DeepFashionDataset(val_queries, data_root, eval_tf, category_labels=category_labels, on_error="skip")
+    val_g_set = DeepFashionDataset(val_gallery, data_root, eval_tf, category_labels=category_labels, on_error="skip")
     args.eval_batch_size = 2 * args.p * args.k
     if is_main:
-        print(f"data: {args.data_root} | train {len(train_frame)} images of {len(item_labels)} items | val {len(val_queries)} queries, "
+        print(f"data: {', '.join(map(str, args.data_root))} | train {len(train_frame)} images of {len(item_labels)} items | val {len(val_queries)} queries, "
               f"{len(val_gallery)} gallery | {len(categories)} categories, {len(attribute_names)} attributes", flush=True)
 
     # model
@@ -422,6 +449,8 @@ def _plain_args(args: argparse.Namespace) -> dict[str, Any]:
     """argparse values as plain types, so the checkpoint loads with weights_only=True."""
     out = {}
     for k, v in vars(args).items():
+        if isinstance(v, (list, tuple)):
+            v = [str(x) if isinstance(x, Path) else x for x in v]
         out[k] = str(v) if isinstance(v, Path) else v
     return out
 

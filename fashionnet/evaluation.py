@@ -1,0 +1,222 @@
+"""The DeepFashion retrieval protocols, with the baselines and ablations measured in one run.
+
+In-shop: query images against gallery images. Consumer-to-shop: consumer images of the test items
+against all shop images of the test items. A hit at k is any gallery image of the query's item among
+its k nearest (the paper's rule). Variants, all on the same images:
+
+    (a) imagenet  - the backbone's ImageNet weights, global average pooling, no training
+    (b) global    - trained FashionNet, global branch only
+    (c) fashionnet - trained FashionNet, pooling at its predicted landmarks (what the product does)
+    (d) gt_landmarks - trained FashionNet pooling at ground-truth landmarks (an upper bound)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fashionnet.checkpoint import load_checkpoint
+from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none
+from fashionnet.data.readers import detect_benchmark, read_benchmark
+from fashionnet.data.schema import landmarks_of
+from fashionnet.data.transforms import build_transforms
+from fashionnet.inference import model_from_checkpoint
+from fashionnet.landmarks import LANDMARK_NAMES
+from fashionnet.metrics import attribute_recall_at_k, category_accuracy, normalized_error, pdl, retrieval_metrics
+from fashionnet.models import BareBackbone, get_backbone
+
+KS = (1, 5, 10, 20, 30, 40, 50)
+VARIANTS = ("imagenet", "global", "fashionnet", "gt_landmarks")
+VARIANT_LABELS = {
+    "imagenet": "(a) ImageNet backbone, GAP, untrained",
+    "global": "(b) FashionNet global branch only",
+    "fashionnet": "(c) FashionNet, predicted landmarks",
+    "gt_landmarks": "(d) FashionNet, ground-truth landmarks (upper bound)",
+}
+
+
+def protocol_frames(frame: pd.DataFrame, benchmark: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(queries, gallery) of a benchmark's test protocol."""
+    if benchmark == "inshop":
+        return frame[frame["split"] == "query"], frame[frame["split"] == "gallery"]
+    if benchmark == "consumer2shop":
+        test = frame[frame["split"] == "test"]
+        return test[test["source"] == "consumer"], test[test["source"] == "shop"]
+    raise ValueError(f"no retrieval protocol for benchmark {benchmark!r}")
+
+
+@torch.inference_mode()
+def _embed(model, dataset, device, batch_size, workers, fn, desc, progress) -> dict[str, np.ndarray]:
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_none)
+    parts: dict[str, list] = {}
+    for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+        if batch is None:
+            continue
+        for key, value in fn(model, batch, device).items():
+            parts.setdefault(key, []).append(value.float().cpu() if value.is_floating_point() else value.cpu())
+        parts.setdefault("index", []).append(batch["index"])
+        parts.setdefault("image_size", []).append(batch["image_size"])
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
+
+def _fashionnet_outputs(model, batch, device, ground_truth: bool):
+    images = batch["image"].to(device)
+    if ground_truth:
+        out = model(images, batch["landmarks"].to(device), batch["visibility"].to(device))
+    else:
+        out = model(images)
+    return {
+        "embedding": out["embedding"],
+        "global": torch.nn.functional.normalize(out["global_feature"].float(), dim=1),
+        "landmarks": out["landmarks"],
+        "category_logits": out["category_logits"],
+        "attribute_logits": out["attribute_logits"],
+    }
+
+
+def _to_original(landmarks_norm: np.ndarray, sizes: np.ndarray, image_size: int) -> np.ndarray:
+    from fashionnet.data.transforms import letterbox_geometry, to_original_coords
+
+    out = np.empty_like(landmarks_norm)
+    for i, (w, h) in enumerate(sizes):
+        out[i] = to_original_coords(landmarks_norm[i], letterbox_geometry(int(w), int(h), image_size), normalized=True)
+    return out
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark: str = "auto", variants: Sequence[str] = VARIANTS,
+                        device: str = "cpu", batch_size: int = 64, workers: int = 2, baseline_weights: Any = True,
+                        max_queries: int = 0, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Run the protocol for every variant; returns a JSON-ready dict of figures."""
+    data_root = Path(data_root)
+    benchmark = detect_benchmark(data_root) if benchmark == "auto" else benchmark
+    ckpt = load_checkpoint(checkpoint)
+    model, config = model_from_checkpoint(ckpt, checkpoint)
+    model.to(device).eval()
+    image_size = int(ckpt["preprocessing"].get("image_size", config.image_size))
+    categories = list(ckpt["label_maps"].get("categories", []))
+    attributes = list(ckpt["label_maps"].get("attributes", []))
+
+    frame = read_benchmark(data_root, benchmark)
+    queries, gallery = protocol_frames(frame, benchmark)
+    if max_queries and len(queries) > max_queries:
+        queries = queries.sample(n=max_queries, random_state=seed)
+    transform = build_transforms(train=False, size=image_size)
+    category_labels = {c: i for i, c in enumerate(categories)}
+    q_set = DeepFashionDataset(queries, data_root, transform, category_labels=category_labels, on_error="skip")
+    g_set = DeepFashionDataset(gallery, data_root, transform, category_labels=category_labels, on_error="skip")
+    ks = tuple(k for k in KS if k <= len(g_set))
+    results: dict[str, Any] = {
+        "benchmark": benchmark, "data_root": str(data_root), "checkpoint": str(checkpoint), "model_checksum": ckpt["model_checksum"],
+        "backbone": config.backbone, "image_size": image_size, "num_queries": len(q_set), "num_gallery": len(g_set), "variants": {},
+    }
+    q_items = q_set.frame["item_id"].to_numpy()
+    g_items = g_set.frame["item_id"].to_numpy()
+
+    embed = lambda fn, ds, desc: _embed(model, ds, device, batch_size, workers, fn, desc, progress)  # noqa: E731
+    need_pred = any(v in variants for v in ("global", "fashionnet"))
+    q_pred = embed(lambda m, b, d: _fashionnet_outputs(m, b, d, False), q_set, "queries (predicted landmarks)") if need_pred else None
+    g_pred = embed(lambda m, b, d: _fashionnet_outputs(m, b, d, False), g_set, "gallery (predicted landmarks)") if need_pred else None
+
+    def retrieval(q, g, key):
+        r = retrieval_metrics(q[key], q_items[q["index"]], g[key], g_items[g["index"]], ks=ks, show_progress=False)
+        return {"top_k": {int(k): float(v) for k, v in r["top_k"].items()}, "map_at_r": float(r["map_at_r"])}
+
+    if "imagenet" in variants:
+        bare = BareBackbone(get_backbone(config.backbone, pretrained=baseline_weights)).to(device).eval()
+        fn = lambda m, b, d: {"features": torch.nn.functional.normalize(bare(b["image"].to(d)).float(), dim=1)}  # noqa: E731
+        results["variants"]["imagenet"] = retrieval(embed(fn, q_set, "queries (ImageNet)"), embed(fn, g_set, "gallery (ImageNet)"), "features")
+    if "global" in variants:
+        results["variants"]["global"] = retrieval(q_pred, g_pred, "global")
+    if "fashionnet" in variants:
+        results["variants"]["fashionnet"] = retrieval(q_pred, g_pred, "embedding")
+    if "gt_landmarks" in variants:
+        fn = lambda m, b, d: _fashionnet_outputs(m, b, d, True)  # noqa: E731
+        results["variants"]["gt_landmarks"] = retrieval(embed(fn, q_set, "queries (GT landmarks)"), embed(fn, g_set, "gallery (GT landmarks)"), "embedding")
+
+    if q_pred is not None:
+        rows = q_set.frame.iloc[q_pred["index"]]
+        true_xy, vis = landmarks_of(rows)
+        sizes = q_pred["image_size"]
+        pred_xy = _to_original(q_pred["landmarks"], sizes, image_size)
+        ne = normalized_error(pred_xy, true_xy, vis, sizes)
+        detected = pdl(pred_xy, true_xy, vis, threshold_px=35, image_sizes=sizes, reference_size=512)
+        results["landmarks"] = {"ne": ne["average"], "ne_per_landmark": ne["per_landmark"], "pdl_35px_at_512": detected["average"],
+                                "num_visible": ne["num_visible"]}
+        labels = q_set.category_per_row[q_pred["index"]]
+        known = labels >= 0
+        if len(categories) and known.any():
+            acc = category_accuracy(q_pred["category_logits"][known], labels[known], ks=(1, 3))
+            results["category_accuracy"] = {f"top{k}": float(v) for k, v in acc.items()}
+        if len(attributes):
+            attr = np.stack([np.asarray(q_set.attributes[i]) if q_set.attributes[i] is not None else np.zeros(len(attributes))
+                             for i in q_pred["index"]])
+            results["attribute_recall"] = {f"top{k}": float(attribute_recall_at_k(q_pred["attribute_logits"], attr, k=k)) for k in (3, 5)}
+    return results
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """One row per variant: top-k for each k, and mAP@R."""
+    variants = [v for v in VARIANTS if v in results["variants"]]
+    ks = sorted({k for v in variants for k in results["variants"][v]["top_k"]})
+    lines = [f"**{results['benchmark']}**: {results['num_queries']} queries, {results['num_gallery']} gallery images, "
+             f"{results['backbone']} at {results['image_size']} px", "",
+             "| variant | " + " | ".join(f"top-{k}" for k in ks) + " | mAP@R |",
+             "|---|" + "---:|" * (len(ks) + 1)]
+    for v in variants:
+        r = results["variants"][v]
+        lines.append(f"| {VARIANT_LABELS[v]} | " + " | ".join(f"{100 * r['top_k'][k]:.1f}" for k in ks) + f" | {100 * r['map_at_r']:.1f} |")
+    if "landmarks" in results:
+        lm = results["landmarks"]
+        lines += ["", "| landmark NE | " + " | ".join(LANDMARK_NAMES) + " | average | PDL (35 px @ 512) |",
+                  "|---|" + "---:|" * (len(LANDMARK_NAMES) + 2),
+                  "| (c) predicted | " + " | ".join("n/a" if lm["ne_per_landmark"][n] != lm["ne_per_landmark"][n] else f"{lm['ne_per_landmark'][n]:.4f}"
+                                                      for n in LANDMARK_NAMES) + f" | {lm['ne']:.4f} | {100 * lm['pdl_35px_at_512']:.1f}% |"]
+    extras = []
+    if "category_accuracy" in results:
+        extras.append("category accuracy " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in results["category_accuracy"].items()))
+    if "attribute_recall" in results:
+        extras.append("attribute recall " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in results["attribute_recall"].items()))
+    if extras:
+        lines += ["", "; ".join(extras)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_topk(results: dict[str, Any], path: str | Path) -> None:
+    """Top-k accuracy against k, one line per variant, as the paper plots it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    for v in VARIANTS:
+        if v in results["variants"]:
+            topk = results["variants"][v]["top_k"]
+            ks = sorted(topk)
+            ax.plot(ks, [100 * topk[k] for k in ks], marker="o", label=VARIANT_LABELS[v])
+    ax.set_xlabel("k (retrieved images)")
+    ax.set_ylabel("top-k accuracy (%)")
+    ax.set_title(f"{results['benchmark']} retrieval ({results['num_queries']} queries)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path, name: Optional[str] = None) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = name or results["benchmark"]
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}_topk.png"}
+    paths["json"].write_text(json.dumps(results, indent=2, default=float))
+    paths["markdown"].write_text(markdown_table(results))
+    plot_topk(results, paths["plot"])
+    return paths

@@ -1,0 +1,120 @@
+"""Embedding many images with a Predictor: DataLoader workers decode, the model runs in batches,
+and unreadable images are skipped and reported instead of ending the job."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from fashionnet.images import ImageLoadError, load_image
+from fashionnet.inference import Predictor
+from fashionnet.landmarks import LANDMARK_NAMES
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+class _ImageFiles(Dataset):
+    """Decodes and letterboxes image files; a bad file yields its error message instead of a tensor."""
+
+    def __init__(self, paths: Sequence[str], transform):
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            image = load_image(self.paths[i])
+        except ImageLoadError as exc:
+            return i, None, str(exc)
+        tensor, _, _, geometry = self.transform(image)
+        return i, tensor, geometry
+
+
+def _collate(samples):
+    good = [s for s in samples if s[1] is not None]
+    bad = [(s[0], s[2]) for s in samples if s[1] is None]
+    if not good:
+        return None, [], [], bad
+    return torch.stack([s[1] for s in good]), [s[0] for s in good], [s[2] for s in good], bad
+
+
+@dataclass
+class EmbeddedImages:
+    """Result of :func:`embed_images`: rows for the images that worked, and the ones skipped."""
+
+    embeddings: np.ndarray  # (N, D) float32
+    rows: pd.DataFrame  # one per embedded image: position in the input, predicted landmarks and category
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+
+
+def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 32, workers: int = 2,
+                 progress: bool = True, desc: str = "embedding") -> EmbeddedImages:
+    """Embed ``paths`` in batches. Landmarks come back in each image's own pixels."""
+    dataset = _ImageFiles(paths, predictor.transform)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        persistent_workers=False, pin_memory=predictor.device.type == "cuda")
+    embeddings, records, skipped = [], [], []
+    with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for batch, positions, geometries, bad in loader:
+            skipped.extend((str(paths[i]), problem) for i, problem in bad)
+            if batch is not None:
+                out = predictor.forward_batch(batch)
+                for pos, pred in zip(positions, predictor.decode(out, [(g, (g.orig_w, g.orig_h)) for g in geometries])):
+                    record = {"position": pos, "predicted_category": pred.category, "predicted_category_prob": pred.category_prob}
+                    for lm in pred.landmarks:
+                        record[f"pred_{lm.name}_x"] = lm.x
+                        record[f"pred_{lm.name}_y"] = lm.y
+                        record[f"pred_{lm.name}_vis"] = lm.visibility
+                    records.append(record)
+                    embeddings.append(pred.embedding)
+            bar.update(len(positions) + len(bad))
+            if skipped:
+                bar.set_postfix(skipped=len(skipped), refresh=False)
+    dim = predictor.embedding_dim
+    emb = np.stack(embeddings).astype(np.float32) if embeddings else np.zeros((0, dim), np.float32)
+    rows = pd.DataFrame.from_records(records, columns=_row_columns()) if records else pd.DataFrame(columns=_row_columns())
+    return EmbeddedImages(emb, rows, skipped)
+
+
+def _row_columns() -> list[str]:
+    cols = ["position", "predicted_category", "predicted_category_prob"]
+    for name in LANDMARK_NAMES:
+        cols += [f"pred_{name}_x", f"pred_{name}_y", f"pred_{name}_vis"]
+    return cols
+
+
+def list_image_files(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str]]:
+    """Expand files and folders (recursively) into (image file, item id) pairs, in a stable order.
+
+    Inside a folder, a photo in a sub-folder takes the sub-folder's name as its item id
+    (``shop/ITEM/photo.jpg``: several photos of one item); a photo directly in the folder, or
+    given as a file, takes its file name without the suffix.
+    """
+    found: list[tuple[Path, str]] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES):
+                rel = f.relative_to(p)
+                found.append((f, rel.parts[0] if len(rel.parts) > 1 else f.stem))
+        elif p.exists():
+            found.append((p, p.stem))
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return found
+
+
+def folder_catalogue(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Gallery rows for plain shop photos with no annotations (what a real shop has)."""
+    rows = [{"image_path": str(f.resolve()), "item_id": item, "category": None, "clothes_type": None, "source": "shop"}
+            for f, item in list_image_files(paths)]
+    return pd.DataFrame(rows, columns=["image_path", "item_id", "category", "clothes_type", "source"])

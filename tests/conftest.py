@@ -1,0 +1,61 @@
+"""Shared fixtures: one tiny synthetic benchmark, one briefly trained tiny model, one gallery index.
+
+Built once per test session (they cost seconds) so every layer is tested on real files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Two cores are shared by everything; one intra-op thread keeps the tests from oversubscribing.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+TINY_TRAIN_ARGS = [
+    "--backbone", "tiny", "--weights", "none", "--image-size", "96", "--embedding-dim", "32",
+    "--rounds", "1", "--landmark-epochs", "1", "--joint-epochs", "3", "--gt-pooling-epochs", "1",
+    "--p", "6", "--k", "3", "--batches-per-epoch", "10", "--lr", "3e-3", "--warmup-steps", "2",
+    "--workers", "0", "--no-progress", "--val-max-queries", "0", "--seed", "0",
+]
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A tiny synthetic DeepFashion benchmark: <root>/inshop and <root>/consumer2shop."""
+    from fashionnet.data.synthetic import generate_synthetic_deepfashion
+
+    root = tmp_path_factory.mktemp("synth") / "synth"
+    generate_synthetic_deepfashion(root, size="tiny", seed=0, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(synth_root, tmp_path_factory) -> dict:
+    """A tiny FashionNet trained for a few steps on the consumer2shop layout; returns main()'s result."""
+    from fashionnet.training import main
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    result = main([*TINY_TRAIN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out)])
+    result["output_dir"] = out
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(trained_tiny) -> Path:
+    return Path(trained_tiny["checkpoint"])
+
+
+@pytest.fixture(scope="session")
+def tiny_index(synth_root, tiny_checkpoint, tmp_path_factory) -> Path:
+    """A real FAISS index of the consumer2shop test gallery, built by the indexer."""
+    from fashionnet.inference import Predictor
+    from indexer.build import build_index, gallery_rows
+
+    out = tmp_path_factory.mktemp("index") / "gallery"
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    build_index(predictor, gallery_rows(synth_root / "consumer2shop"), out, workers=0, progress=False,
+                checkpoint_path=str(tiny_checkpoint), device="cpu")
+    return out
