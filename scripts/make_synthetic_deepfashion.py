@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""Generate the synthetic DeepFashion benchmark (In-shop and Consumer-to-shop layouts).
+
+    python scripts/make_synthetic_deepfashion.py --out data/synth [--size default] [--seed 0]
+        [--workers N] [--preview sheet.png]
+
+A thin wrapper around :func:`fashionnet.data.synthetic.main`; see that module for what is written.
+"""
+
+import sys
+from pathlib import Path
+
+# Run from a checkout without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fashionnet.data.synthetic import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main())
