@@ -1,0 +1,860 @@
+"""A persistent FAISS index of L2-normalised embeddings with a metadata table and a manifest.
+
+An index directory holds three files, written together and swapped into place atomically:
+
+- ``index.faiss``: the FAISS index, always a CPU index. Every vector has an int64 id.
+- ``metadata.parquet``: one row per vector; column ``id`` is the vector's FAISS id.
+- ``manifest.json``: what built the index (model checksum and config), its dimension, metric,
+  FAISS factory string, count, times, package version and file checksums.
+
+Ids are handed out in increasing order and never reused, so a removed vector's id cannot come
+back pointing at another row. Flat (and HNSW, ...) indexes get their ids from an ``IndexIDMap2``
+wrapper; IVF indexes store ids in their inverted lists themselves (an ID map on top of an IVF index
+would break ``remove_ids``, which does not renumber IVF entries).
+
+On a machine where FAISS sees a GPU, searches run on a GPU copy of the CPU index (the CPU index
+stays the one that is changed and saved); k above FAISS's GPU limit falls back to the CPU index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import faiss
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+import fashionnet
+from indexer.errors import IndexDeviceError, IndexLoadError, IndexMismatchError, IndexSaveError
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
+METADATA_FILE = "metadata.parquet"
+MANIFEST_FILE = "manifest.json"
+FLAT_FACTORY = "Flat"
+
+# FAISS's GPU k-selection handles k (and nprobe) up to GPU_MAX_SELECTION_K = 2048
+# (faiss/gpu/utils/DeviceDefs.cuh); larger searches go to the CPU index.
+GPU_MAX_K = 2048
+
+METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+DEVICES = ("auto", "cpu", "cuda")
+# Columns search() adds to each result row; metadata may not use them.
+RESULT_COLUMNS = ("query", "rank", "score", "id")
+_REQUIRED_MANIFEST_KEYS = ("format_version", "embedding_dim", "metric", "index_factory", "count", "next_id", "files")
+_ADD_BATCH = 65536  # vectors per FAISS add call, so big builds show progress
+
+
+class SearchResult(NamedTuple):
+    """What :meth:`EmbeddingIndex.search` returns.
+
+    ``scores`` and ``ids`` hold one array per query, best first (shorter than k only where an
+    approximate index found fewer neighbours; no -1 placeholder ever appears). ``rows`` is one
+    DataFrame row per result: query (0-based), rank (1-based), score, id, then the metadata columns.
+    """
+
+    scores: list[np.ndarray]
+    ids: list[np.ndarray]
+    rows: pd.DataFrame
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _resolve_device(device: str) -> str:
+    """'cpu' or 'cuda' for a requested device; 'cuda' only where FAISS can use a GPU."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    if device == "cuda" and not has_gpu:
+        raise IndexDeviceError(
+            "device='cuda' was asked for but FAISS sees no GPU (a CPU-only FAISS build, or no CUDA device); "
+            "use device='cpu' or 'auto'"
+        )
+    return "cuda" if device != "cpu" and has_gpu else "cpu"
+
+
+def _new_faiss_index(dim: int, index_factory: str | None, metric: str) -> faiss.Index:
+    """An empty CPU index whose add_with_ids / remove_ids keep caller-chosen int64 ids."""
+    if index_factory is None or index_factory.strip() == FLAT_FACTORY:
+        flat = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
+        return faiss.IndexIDMap2(flat)
+    try:
+        index = faiss.index_factory(dim, index_factory, METRICS[metric])
+    except RuntimeError as e:
+        raise ValueError(f"FAISS cannot build an index from factory string {index_factory!r}: {e}") from None
+    if isinstance(index, faiss.IndexIDMap):  # "IDMap,..." / "IDMap2,..." factories
+        if _native_ivf(index.index) is not None:
+            raise ValueError(
+                f"{index_factory!r}: IVF indexes keep their own ids and an ID map on top breaks removal; "
+                "drop the IDMap prefix"
+            )
+        return index
+    if _native_ivf(index) is not None:
+        return index
+    return faiss.IndexIDMap2(index)  # also IVF inside a refine/ID-mapped wrapper, which cannot take ids
+
+
+def _describe(index: faiss.Index) -> str:
+    """Readable structure of a FAISS index, e.g. IndexIDMap2(IndexFlatIP)."""
+    index = faiss.downcast_index(index)
+    name = type(index).__name__
+    if isinstance(index, (faiss.IndexIDMap, faiss.IndexPreTransform)):
+        return f"{name}({_describe(index.index)})"
+    if isinstance(index, faiss.IndexIVF):
+        return f"{name}(nlist={index.nlist})"
+    return name
+
+
+def _bytes_per_vector(index: faiss.Index) -> float:
+    """Approximate memory per stored vector: its code, its id and the index's own links."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexIDMap2):
+        return 8 + 40 + _bytes_per_vector(index.index)  # id array + reverse hash map entry (approx.)
+    if isinstance(index, faiss.IndexIDMap):
+        return 8 + _bytes_per_vector(index.index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return _bytes_per_vector(index.index)
+    if isinstance(index, faiss.IndexIVF):
+        return index.code_size + 8  # code + id in the inverted list
+    if isinstance(index, faiss.IndexHNSW):
+        return _bytes_per_vector(index.storage) + 4 * index.hnsw.nb_neighbors(0) * 1.1  # level-0 links + upper levels
+    if isinstance(index, faiss.IndexRefine):
+        return _bytes_per_vector(index.base_index) + _bytes_per_vector(index.refine_index)
+    try:
+        return float(index.sa_code_size())
+    except RuntimeError:  # index types without a standalone code size
+        return float("nan")
+
+
+def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The IVF index anywhere inside ``index`` (for nprobe), else None."""
+    return faiss.try_extract_index_ivf(index)
+
+
+def _native_ivf(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The IVF index whose inverted lists hold the ids: ``index`` itself or behind transforms.
+
+    None for everything else, including an IVF under an ID map or a refine stage, whose ids are not
+    the lists' ids.
+    """
+    index = faiss.downcast_index(index)
+    while isinstance(index, faiss.IndexPreTransform):
+        index = faiss.downcast_index(index.index)
+    return index if isinstance(index, faiss.IndexIVF) else None
+
+
+def _stored_ids(index: faiss.Index) -> np.ndarray:
+    """Every id the FAISS index holds (order unspecified)."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexIDMap):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = _native_ivf(index)
+    if ivf is not None:
+        lists = ivf.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(ivf.nlist)
+            if lists.list_size(i)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+    raise TypeError(f"index of type {_describe(index)} carries no ids")
+
+
+def _export_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, ids) of an ID-mapped index, reconstructed from its storage (lossy for PQ/SQ codes)."""
+    index = faiss.downcast_index(index)
+    if not isinstance(index, faiss.IndexIDMap):
+        raise TypeError(f"cannot export vectors from {_describe(index)}")
+    vectors = index.index.reconstruct_n(0, index.ntotal) if index.ntotal else np.empty((0, index.d), np.float32)
+    return vectors, faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
+def _trained_arrays(index: faiss.Index) -> list[np.ndarray]:
+    """The trained parameters that must be equal for two IVF indexes to be merged list by list."""
+    arrays = []
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            transform = faiss.downcast_VectorTransform(index.chain.at(i))
+            for name in ("A", "b"):
+                if hasattr(transform, name):
+                    arrays.append(faiss.vector_to_array(getattr(transform, name)))
+    ivf = _native_ivf(index)
+    arrays.append(ivf.quantizer.reconstruct_n(0, ivf.nlist).ravel())
+    if hasattr(ivf, "pq"):
+        arrays.append(faiss.vector_to_array(ivf.pq.centroids))
+    if hasattr(ivf, "sq"):
+        arrays.append(faiss.vector_to_array(ivf.sq.trained))
+    return arrays
+
+
+class EmbeddingIndex:
+    """FAISS index of L2-normalised vectors + a metadata row per vector, saved as a directory.
+
+    Build with :meth:`create` (then :meth:`train` for IVF/PQ factories), fill with :meth:`add`,
+    query with :meth:`search`, persist with :meth:`save`, reopen with :meth:`load`.
+    All public methods are safe to call from several threads (one lock per index).
+    """
+
+    def __init__(
+        self,
+        index: faiss.Index,
+        *,
+        metric: str,
+        index_factory: str,
+        metadata: pd.DataFrame | None = None,
+        next_id: int = 0,
+        model_checksum: str | None = None,
+        model_config: dict | None = None,
+        extra: dict | None = None,
+        created_utc: str | None = None,
+        device: str = "auto",
+        path: Path | None = None,
+    ):
+        """Use :meth:`create` or :meth:`load`; this wraps an already built FAISS index."""
+        self._index = index
+        self._metric = metric
+        self._factory = index_factory
+        self._metadata = metadata if metadata is not None else pd.DataFrame(index=pd.Index([], dtype=np.int64, name="id"))
+        self._next_id = int(next_id)
+        self.model_checksum = model_checksum
+        self.model_config = dict(model_config or {})
+        self.extra = dict(extra or {})
+        self._created_utc = created_utc or _utc_now()
+        self._device = _resolve_device(device)
+        self._path = path
+        self._lock = threading.Lock()
+        self._gpu_resources = None
+        self._gpu_index = None  # search copy on the GPU; dropped whenever the CPU index changes
+        self._gpu_unsupported = False
+        for name, value in (("model_config", self.model_config), ("extra", self.extra)):
+            try:
+                json.dumps(value)
+            except TypeError as e:
+                raise ValueError(f"{name} must be JSON-serialisable (it goes into the manifest): {e}") from None
+
+    # ------------------------------------------------------------------------------- construction
+
+    @classmethod
+    def create(
+        cls,
+        dim: int,
+        index_factory: str | None = None,
+        metric: str = "ip",
+        *,
+        model_checksum: str | None = None,
+        model_config: dict | None = None,
+        extra: dict | None = None,
+        device: str = "auto",
+    ) -> "EmbeddingIndex":
+        """An empty index for ``dim``-dimensional vectors.
+
+        ``index_factory`` None (or "Flat") gives exact inner-product search; otherwise any FAISS
+        factory string ("IVF4096,Flat", "IVF4096,PQ32", "HNSW32", ...), built for ``metric``
+        ("ip" inner product, "l2" squared distance). Factories that need training must be trained
+        with :meth:`train` before :meth:`add`. ``model_checksum`` / ``model_config`` / ``extra``
+        (e.g. image_size, data_root, build_command) are stored in the manifest.
+        """
+        if int(dim) < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
+        index = _new_faiss_index(int(dim), index_factory, metric)
+        return cls(
+            index,
+            metric=metric,
+            index_factory=index_factory or FLAT_FACTORY,
+            model_checksum=model_checksum,
+            model_config=model_config,
+            extra=extra,
+            device=device,
+        )
+
+    def empty_copy(self) -> "EmbeddingIndex":
+        """An empty index with the same trained structure and model info, e.g. to build shards
+        that :func:`merge` can join list by list (IVF shards must share one trained quantizer)."""
+        with self._lock:
+            index = faiss.clone_index(self._index)
+        index.reset()
+        return EmbeddingIndex(
+            index,
+            metric=self._metric,
+            index_factory=self._factory,
+            model_checksum=self.model_checksum,
+            model_config=self.model_config,
+            extra=self.extra,
+            device=self._device,
+        )
+
+    # --------------------------------------------------------------------------------- properties
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def metric(self) -> str:
+        return self._metric
+
+    @property
+    def index_factory(self) -> str:
+        return self._factory
+
+    @property
+    def device(self) -> str:
+        """'cuda' when searches run on a GPU copy, else 'cpu'."""
+        return self._device
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self._index.is_trained)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Ids of the stored vectors, in metadata order."""
+        return self._metadata.index.to_numpy(np.int64)
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        """A copy of the metadata table, indexed by id."""
+        with self._lock:
+            return self._metadata.copy()
+
+    @property
+    def nprobe(self) -> int | None:
+        """Default number of inverted lists an IVF search visits (None for non-IVF indexes)."""
+        ivf = _ivf_of(self._index)
+        return None if ivf is None else int(ivf.nprobe)
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        ivf = _ivf_of(self._index)
+        if ivf is None:
+            raise ValueError(f"nprobe applies to IVF indexes only; this one is {self._factory!r}")
+        with self._lock:
+            ivf.nprobe = self._checked_nprobe(value)
+            self._gpu_index = None
+
+    # --------------------------------------------------------------------------------- validation
+
+    def _as_vectors(self, vectors: Any, what: str = "vectors") -> np.ndarray:
+        """float32 (N, dim) C-contiguous, L2-normalised copy; clear errors for bad input."""
+        if hasattr(vectors, "detach"):
+            vectors = vectors.detach().cpu().numpy()
+        x = np.array(vectors, dtype=np.float32, copy=True)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"{what} must have shape (N, {self.dim}), got {np.shape(vectors)}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{what} contain NaN or inf")
+        norms = np.linalg.norm(x, axis=1)
+        if (norms == 0).any():
+            raise ValueError(f"{what} contain an all-zero row, which has no direction to normalise")
+        x = np.ascontiguousarray(x)
+        faiss.normalize_L2(x)
+        return x
+
+    def _checked_nprobe(self, nprobe: int) -> int:
+        ivf = _ivf_of(self._index)
+        if ivf is None:
+            raise ValueError(f"nprobe applies to IVF indexes only; this one is {self._factory!r}")
+        if int(nprobe) < 1:
+            raise ValueError(f"nprobe must be at least 1, got {nprobe}")
+        return min(int(nprobe), int(ivf.nlist))
+
+    @staticmethod
+    def _checked_metadata(metadata: pd.DataFrame | None, n: int) -> pd.DataFrame:
+        if metadata is None:
+            return pd.DataFrame(index=range(n))
+        if not isinstance(metadata, pd.DataFrame):
+            raise TypeError(f"metadata must be a pandas DataFrame, got {type(metadata).__name__}")
+        if len(metadata) != n:
+            raise ValueError(f"metadata has {len(metadata)} rows for {n} vectors; need one row per vector")
+        bad = [c for c in metadata.columns if not isinstance(c, str) or c in RESULT_COLUMNS]
+        if bad:
+            raise ValueError(f"metadata column names must be strings other than {RESULT_COLUMNS}; got {bad}")
+        return metadata.reset_index(drop=True)
+
+    # ------------------------------------------------------------------------------ train / add
+
+    def train(self, vectors: Any, max_train: int = 100_000, seed: int = 0) -> None:
+        """Train the index (IVF coarse quantizer, PQ codebooks) on at most ``max_train`` vectors
+        drawn at random from ``vectors``. Does nothing for indexes that need no training."""
+        if hasattr(vectors, "detach"):
+            vectors = vectors.detach().cpu().numpy()
+        vectors = np.asarray(vectors)
+        if vectors.ndim == 2 and len(vectors) > max_train:  # sample first: normalising copies
+            pick = np.sort(np.random.default_rng(seed).choice(len(vectors), size=int(max_train), replace=False))
+            vectors = vectors[pick]
+        x = self._as_vectors(vectors, "training vectors")
+        ivf = _ivf_of(self._index)
+        if ivf is not None and len(x) < ivf.nlist:
+            raise ValueError(f"{self._factory!r} needs at least nlist={ivf.nlist} training vectors (39 x nlist advised), got {len(x)}")
+        with self._lock:
+            if self._index.ntotal > 0:
+                raise ValueError("the index already holds vectors; train it before adding any")
+            self._index.train(x)
+            self._gpu_index = None
+
+    def add(self, vectors: Any, metadata: pd.DataFrame | None = None, show_progress: bool = True) -> np.ndarray:
+        """Add vectors (normalised here) with one metadata row each; returns their new int64 ids."""
+        x = self._as_vectors(vectors)
+        rows = self._checked_metadata(metadata, len(x))
+        with self._lock:
+            if not self._index.is_trained:
+                raise ValueError(f"the {self._factory!r} index is not trained yet: call train() before add()")
+            ids = np.arange(self._next_id, self._next_id + len(x), dtype=np.int64)
+            starts = range(0, len(x), _ADD_BATCH)
+            added = 0
+            try:
+                for start in tqdm(starts, desc="adding vectors", unit="batch", disable=not show_progress or len(starts) < 4):
+                    self._index.add_with_ids(x[start : start + _ADD_BATCH], ids[start : start + _ADD_BATCH])
+                    added = min(start + _ADD_BATCH, len(x))
+            except BaseException:
+                if added:
+                    self._remove_from_faiss(ids[:added])  # leave no half-added batches behind
+                raise
+            rows.index = pd.Index(ids, name="id")
+            # Concatenating with an empty frame would drop or warn about dtypes; skip it.
+            self._metadata = pd.concat([self._metadata, rows]) if len(self._metadata) else rows
+            self._next_id += len(x)
+            self._gpu_index = None
+        return ids
+
+    # ----------------------------------------------------------------------------------- remove
+
+    def remove_ids(self, ids: Iterable[int]) -> int:
+        """Remove vectors by id (unknown ids are ignored); returns how many were removed."""
+        wanted = np.unique(np.asarray(list(ids) if not hasattr(ids, "__array__") else ids, dtype=np.int64).ravel())
+        with self._lock:
+            present = wanted[np.isin(wanted, self._metadata.index.to_numpy())]
+            if len(present) == 0:
+                return 0
+            self._remove_from_faiss(present)
+            self._metadata = self._metadata.drop(index=present)
+            self._gpu_index = None
+        return int(len(present))
+
+    def remove_where(self, column: str, value: Any) -> np.ndarray:
+        """Remove every vector whose metadata ``column`` equals ``value`` (e.g. an item_id)."""
+        with self._lock:
+            if column not in self._metadata.columns:
+                raise ValueError(f"no metadata column {column!r}; columns are {list(self._metadata.columns)}")
+            ids = self._metadata.index[(self._metadata[column] == value).fillna(False).to_numpy(bool)].to_numpy(np.int64)
+        self.remove_ids(ids)
+        return ids
+
+    def _remove_from_faiss(self, ids: np.ndarray) -> None:
+        try:
+            removed = self._index.remove_ids(ids)
+        except RuntimeError as e:
+            if "not implemented" not in str(e):
+                raise
+            removed = self._rebuild_without(ids)  # e.g. HNSW cannot delete: rebuild from the kept vectors
+        if removed != len(ids):
+            raise RuntimeError(f"FAISS removed {removed} of {len(ids)} vectors; index and metadata disagree")
+
+    def _rebuild_without(self, ids: np.ndarray) -> int:
+        vectors, stored = _export_vectors(self._index)
+        keep = ~np.isin(stored, ids)
+        fresh = faiss.clone_index(self._index)
+        fresh.reset()  # keeps trained parts (codebooks), drops vectors and ids
+        if keep.any():
+            fresh.add_with_ids(np.ascontiguousarray(vectors[keep]), stored[keep])
+        self._index = fresh
+        return int((~keep).sum())
+
+    # ----------------------------------------------------------------------------------- search
+
+    def search(self, queries: Any, k: int, nprobe: int | None = None) -> SearchResult:
+        """The k nearest stored vectors of each query (queries are normalised here).
+
+        k is clamped to the number of stored vectors. ``nprobe`` overrides the default number of
+        inverted lists visited, for IVF indexes only. Returns :class:`SearchResult`.
+        """
+        if int(k) < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        q = self._as_vectors(queries, "queries")
+        with self._lock:
+            k_eff = min(int(k), self.ntotal)
+            if k_eff == 0:
+                scores = np.empty((len(q), 0), np.float32)
+                ids = np.empty((len(q), 0), np.int64)
+            else:
+                scores, ids = self._search_locked(q, k_eff, None if nprobe is None else self._checked_nprobe(nprobe))
+            rows = self._result_rows(scores, ids)
+        valid = ids >= 0
+        return SearchResult([s[v] for s, v in zip(scores, valid)], [i[v] for i, v in zip(ids, valid)], rows)
+
+    def _search_locked(self, q: np.ndarray, k: int, nprobe: int | None) -> tuple[np.ndarray, np.ndarray]:
+        ivf = _ivf_of(self._index)
+        probes = nprobe if nprobe is not None else (ivf.nprobe if ivf is not None else None)
+        if self._device == "cuda" and k <= GPU_MAX_K and (probes is None or probes <= GPU_MAX_K):
+            gpu = self._gpu_copy()
+            if gpu is not None:
+                if probes is not None:
+                    faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", probes)
+                return gpu.search(q, k)
+        if ivf is None or nprobe is None:
+            return self._index.search(q, k)
+        default = ivf.nprobe
+        ivf.nprobe = nprobe  # safe: the lock is held, and restored below
+        try:
+            return self._index.search(q, k)
+        finally:
+            ivf.nprobe = default
+
+    def _gpu_copy(self) -> Any:
+        """The GPU search copy, made on first use after a change; None where FAISS cannot."""
+        if self._gpu_index is None and not self._gpu_unsupported:
+            if self._gpu_resources is None:
+                self._gpu_resources = faiss.StandardGpuResources()
+            try:
+                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
+            except RuntimeError as e:
+                self._gpu_unsupported = True
+                warnings.warn(f"FAISS cannot search a {_describe(self._index)} index on the GPU ({e}); using the CPU")
+        return self._gpu_index
+
+    def _result_rows(self, scores: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
+        valid = ids >= 0
+        query, position = np.nonzero(valid)
+        found = ids[valid]
+        head = pd.DataFrame(
+            {"query": query.astype(np.int64), "rank": position.astype(np.int64) + 1, "score": scores[valid], "id": found}
+        )
+        meta = self._metadata.reindex(found).reset_index(drop=True)
+        return pd.concat([head, meta], axis=1)
+
+    # ------------------------------------------------------------------------------- save / load
+
+    def _manifest(self, index_path: Path, metadata_path: Path) -> dict:
+        index_bytes = index_path.stat().st_size
+        return {
+            "format_version": FORMAT_VERSION,
+            "package_version": fashionnet.__version__,
+            "faiss_version": faiss.__version__,
+            "created_utc": self._created_utc,
+            "saved_utc": _utc_now(),
+            "model_checksum": self.model_checksum,
+            "model_config": self.model_config,
+            "embedding_dim": self.dim,
+            "metric": self._metric,
+            "index_factory": self._factory,
+            "index_type": _describe(self._index),
+            "count": self.ntotal,
+            "next_id": self._next_id,
+            "nprobe": self.nprobe,
+            "bytes_per_vector": index_bytes / self.ntotal if self.ntotal else None,
+            "metadata_columns": [str(c) for c in self._metadata.columns],
+            "files": {
+                INDEX_FILE: {"bytes": index_bytes, "sha256": _sha256(index_path)},
+                METADATA_FILE: {"bytes": metadata_path.stat().st_size, "sha256": _sha256(metadata_path)},
+            },
+            "extra": self.extra,
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the index to ``directory`` atomically and return its path.
+
+        The files go into a temporary directory beside the target, which replaces the target
+        only once complete; if anything fails, an index already at ``directory`` is untouched.
+        """
+        target = Path(directory).absolute()
+        if target.exists() and not target.is_dir():
+            raise IndexSaveError(f"cannot save the index to {target}: it is a file, not a directory")
+        if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_FILE).exists():
+            raise IndexSaveError(f"{target} exists and is not an index directory (no {MANIFEST_FILE}); refusing to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+            try:
+                index_path, metadata_path = staging / INDEX_FILE, staging / METADATA_FILE
+                faiss.write_index(self._index, str(index_path))  # always the CPU index
+                self._metadata.reset_index().to_parquet(metadata_path, index=False)
+                manifest = self._manifest(index_path, metadata_path)
+                (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+                for name in (INDEX_FILE, METADATA_FILE, MANIFEST_FILE):
+                    _fsync(staging / name)
+                _swap_into_place(staging, target)
+            except Exception as e:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise IndexSaveError(
+                    f"could not save the index to {target}: {e}. Any index previously there is unchanged."
+                ) from e
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            self._path = target
+        return target
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | os.PathLike,
+        expected_model_checksum: str | None = None,
+        expected_dim: int | None = None,
+        device: str = "auto",
+    ) -> "EmbeddingIndex":
+        """Open a saved index, checking it is complete, undamaged and built by the expected model.
+
+        Raises IndexLoadError for a missing or damaged directory, file or manifest and for index /
+        metadata disagreements; IndexMismatchError when the model checksum or dimension differ.
+        """
+        directory = Path(directory).absolute()
+        manifest = _read_manifest(directory)
+        _check_expected(directory, manifest, expected_model_checksum, expected_dim)
+
+        index_path = directory / INDEX_FILE
+        _check_file(index_path, manifest)
+        try:
+            index = faiss.read_index(str(index_path))
+        except RuntimeError as e:
+            raise IndexLoadError(f"{index_path} is damaged and cannot be read by FAISS ({str(e).splitlines()[0]})") from None
+        if index.d != manifest["embedding_dim"]:
+            raise IndexLoadError(f"{index_path} holds {index.d}-d vectors but {directory / MANIFEST_FILE} says {manifest['embedding_dim']}")
+
+        metadata_path = directory / METADATA_FILE
+        _check_file(metadata_path, manifest)
+        try:
+            metadata = pd.read_parquet(metadata_path)
+        except Exception as e:
+            raise IndexLoadError(f"{metadata_path} cannot be read: {e}") from None
+        if "id" not in metadata.columns:
+            raise IndexLoadError(f"{metadata_path} has no 'id' column")
+        metadata = metadata.set_index("id")
+
+        count = manifest["count"]
+        if not index.ntotal == len(metadata) == count:
+            raise IndexLoadError(
+                f"index at {directory} is inconsistent: {INDEX_FILE} holds {index.ntotal} vectors, "
+                f"{METADATA_FILE} {len(metadata)} rows, {MANIFEST_FILE} says {count}; rebuild it"
+            )
+        try:
+            stored = np.sort(_stored_ids(index))
+        except TypeError as e:
+            raise IndexLoadError(f"{index_path}: {e}") from None
+        if not np.array_equal(stored, np.sort(metadata.index.to_numpy(np.int64))):
+            raise IndexLoadError(f"index at {directory} is inconsistent: the ids in {INDEX_FILE} and {METADATA_FILE} differ")
+        return cls(
+            index,
+            metric=manifest["metric"],
+            index_factory=manifest["index_factory"],
+            metadata=metadata,
+            next_id=manifest["next_id"],
+            model_checksum=manifest.get("model_checksum"),
+            model_config=manifest.get("model_config"),
+            extra=manifest.get("extra"),
+            created_utc=manifest.get("created_utc"),
+            device=device,
+            path=directory,
+        )
+
+    # ------------------------------------------------------------------------------------- info
+
+    def info(self) -> dict[str, Any]:
+        """Summary for ``indexer info``: size, structure, model, memory estimate."""
+        with self._lock:
+            per_vector = _bytes_per_vector(self._index)
+            ivf = _ivf_of(self._index)
+            info = {
+                "path": str(self._path) if self._path else None,
+                "count": self.ntotal,
+                "dim": self.dim,
+                "metric": self._metric,
+                "index_factory": self._factory,
+                "index_type": _describe(self._index),
+                "is_trained": self.is_trained,
+                "nlist": int(ivf.nlist) if ivf is not None else None,
+                "nprobe": int(ivf.nprobe) if ivf is not None else None,
+                "device": self._device,
+                "next_id": self._next_id,
+                "model_checksum": self.model_checksum,
+                "model_config": self.model_config,
+                "created_utc": self._created_utc,
+                "package_version": fashionnet.__version__,
+                "metadata_columns": [str(c) for c in self._metadata.columns],
+                "bytes_per_vector_estimate": round(per_vector, 1),
+                "memory_bytes_estimate": int(per_vector * self.ntotal),
+                "extra": self.extra,
+            }
+        if self._path is not None and (self._path / INDEX_FILE).exists():
+            info["index_file_bytes"] = (self._path / INDEX_FILE).stat().st_size
+        return info
+
+    def __repr__(self) -> str:
+        return f"EmbeddingIndex({_describe(self._index)}, dim={self.dim}, count={self.ntotal}, device={self._device!r})"
+
+
+# ----------------------------------------------------------------------------------- file helpers
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Rename the complete staging directory to ``target``, replacing an existing index last."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(target, retired)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(retired, target)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _read_manifest(directory: Path) -> dict:
+    if not directory.exists():
+        raise IndexLoadError(f"no index at {directory}: the directory does not exist")
+    if not directory.is_dir():
+        raise IndexLoadError(f"no index at {directory}: it is a file, not an index directory")
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise IndexLoadError(f"{directory} is not a complete index: {MANIFEST_FILE} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IndexLoadError(f"{path} cannot be read: {e}") from None
+    if not isinstance(manifest, dict):
+        raise IndexLoadError(f"{path} is not a manifest (expected a JSON object)")
+    missing = [k for k in _REQUIRED_MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise IndexLoadError(f"{path} lacks {missing}")
+    if not isinstance(manifest["format_version"], int) or manifest["format_version"] > FORMAT_VERSION:
+        raise IndexLoadError(
+            f"{path} has format version {manifest['format_version']!r}; this fashionnet "
+            f"({fashionnet.__version__}) reads up to {FORMAT_VERSION}"
+        )
+    if manifest["metric"] not in METRICS:
+        raise IndexLoadError(f"{path} names an unknown metric {manifest['metric']!r}")
+    return manifest
+
+
+def _check_expected(directory: Path, manifest: dict, expected_model_checksum: str | None, expected_dim: int | None) -> None:
+    built_by = manifest.get("model_checksum")
+    config = manifest.get("model_config") or {}
+    rebuild = (manifest.get("extra") or {}).get("build_command") or "indexer build"
+    how = f"rebuild it with the current model: run `{rebuild}` writing to {directory}"
+    if expected_model_checksum is not None and built_by != expected_model_checksum:
+        raise IndexMismatchError(
+            f"the index at {directory} was built by model {built_by or '(unrecorded)'} "
+            f"(config {json.dumps(config, sort_keys=True)}), not by the current model {expected_model_checksum}; {how}"
+        )
+    if expected_dim is not None and manifest["embedding_dim"] != int(expected_dim):
+        raise IndexMismatchError(
+            f"the index at {directory} holds {manifest['embedding_dim']}-d embeddings (model {built_by or '(unrecorded)'}) "
+            f"but the current model makes {expected_dim}-d ones; {how}"
+        )
+
+
+def _check_file(path: Path, manifest: dict) -> None:
+    """The file exists and matches the size and checksum the manifest recorded."""
+    if not path.is_file():
+        raise IndexLoadError(f"{path.parent} is not a complete index: {path.name} is missing")
+    recorded = manifest["files"].get(path.name) if isinstance(manifest["files"], dict) else None
+    if not recorded:
+        raise IndexLoadError(f"{path.parent / MANIFEST_FILE} records no checksum for {path.name}")
+    if path.stat().st_size != recorded.get("bytes") or _sha256(path) != recorded.get("sha256"):
+        raise IndexLoadError(f"{path} is damaged: its size or checksum differs from the one recorded when it was saved; rebuild the index")
+
+
+# ------------------------------------------------------------------------------------------ merge
+
+
+def merge(
+    index_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    expected_model_checksum: str | None = None,
+    device: str = "auto",
+) -> EmbeddingIndex:
+    """Join shard indexes (same model, dimension, metric and factory) into one, saved at ``out_dir``.
+
+    IVF shards are joined list by list (``merge_from``) and must share one trained quantizer, e.g.
+    shards made with :meth:`EmbeddingIndex.empty_copy` of one trained index; other indexes are
+    joined by adding the shards' stored vectors. Ids are renumbered: shard i's ids are shifted by the
+    id space of the shards before it, so the merged metadata is the shards' metadata concatenated
+    in order, each row keeping its vector.
+    """
+    dirs = [Path(d) for d in index_dirs]
+    if not dirs:
+        raise ValueError("merge needs at least one index directory")
+    merged = EmbeddingIndex.load(dirs[0], expected_model_checksum=expected_model_checksum, device="cpu")
+    for shard_dir in tqdm(dirs[1:], desc="merging shards", unit="shard", disable=len(dirs) < 3):
+        shard = EmbeddingIndex.load(shard_dir, expected_dim=merged.dim, device="cpu")
+        _check_mergeable(merged, shard, dirs[0], shard_dir)
+        offset = merged._next_id
+        ivf = _native_ivf(merged._index)
+        if ivf is not None:
+            ivf.merge_from(_native_ivf(shard._index), offset)
+            merged._index.ntotal = ivf.ntotal  # a wrapping IndexPreTransform keeps its own count
+        elif shard.ntotal:
+            vectors, ids = _export_vectors(shard._index)
+            merged._index.add_with_ids(vectors, ids + offset)
+        rows = shard._metadata.copy()
+        rows.index = pd.Index(rows.index.to_numpy(np.int64) + offset, name="id")
+        parts = [frame for frame in (merged._metadata, rows) if len(frame)]
+        merged._metadata = pd.concat(parts) if parts else merged._metadata
+        merged._next_id = offset + shard._next_id
+    merged.extra = {**merged.extra, "merged_from": [str(d.absolute()) for d in dirs]}
+    merged._created_utc = _utc_now()
+    merged._device = _resolve_device(device)
+    merged.save(out_dir)
+    return merged
+
+
+def _check_mergeable(merged: EmbeddingIndex, shard: EmbeddingIndex, first: Path, other: Path) -> None:
+    if shard.model_checksum != merged.model_checksum:
+        raise IndexMismatchError(
+            f"cannot merge: {other} was built by model {shard.model_checksum or '(unrecorded)'}, "
+            f"{first} by {merged.model_checksum or '(unrecorded)'}; rebuild the shards with one model"
+        )
+    if shard.metric != merged.metric or shard.index_factory != merged.index_factory:
+        raise IndexMismatchError(
+            f"cannot merge: {other} is {shard.index_factory!r}/{shard.metric}, {first} is {merged.index_factory!r}/{merged.metric}"
+        )
+    if _native_ivf(merged._index) is not None:
+        same = all(np.array_equal(a, b) for a, b in zip(_trained_arrays(merged._index), _trained_arrays(shard._index)))
+        if not same:
+            raise IndexMismatchError(
+                f"cannot merge IVF shards {first} and {other}: they were trained separately (different coarse "
+                "quantizer or codebooks); build shards from one trained index (EmbeddingIndex.empty_copy)"
+            )

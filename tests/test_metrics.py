@@ -1,0 +1,194 @@
+"""Metrics: hand-worked cases with expectations reasoned out in comments, and brute-force checks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fashionnet.landmarks import ABSENT, LANDMARK_NAMES, OCCLUDED, VISIBLE
+from fashionnet.metrics import (
+    attribute_recall_at_k,
+    category_accuracy,
+    map_at_r,
+    normalized_error,
+    pdl,
+    retrieval_metrics,
+    topk_hit_rate,
+)
+
+# Gallery of 5 images: items A, B, C, A, D.
+GALLERY_ITEMS = np.array(["A", "B", "C", "A", "D"])
+QUERY_ITEMS = np.array(["A", "C", "E"])
+RANKED = np.array(
+    [
+        [1, 3, 0, 2, 4],  # query A: B, A, A, C, D -> first hit at rank 2
+        [2, 0, 1, 3, 4],  # query C: C first -> hit at rank 1
+        [0, 1, 2, 3, 4],  # query E: no gallery image of E -> never a hit
+    ]
+)
+
+
+def test_hit_rate_hand_made_case():
+    rates = topk_hit_rate(RANKED, QUERY_ITEMS, ks=(1, 2, 5), gallery_item_ids=GALLERY_ITEMS)
+    # @1: only query C; @2 and @5: A and C. E counts in the denominator (hits / queries).
+    assert rates == pytest.approx({1: 1 / 3, 2: 2 / 3, 5: 2 / 3})
+    # tp / relevant (the public toolkit's bug) would give query A 2/2 at k=5; we report hit or no hit.
+    same_from_item_ids = topk_hit_rate(GALLERY_ITEMS[RANKED], QUERY_ITEMS, ks=(1, 2, 5))
+    assert same_from_item_ids == rates
+
+
+def test_hit_rate_counts_missing_results_as_misses_and_takes_tensors():
+    ranked = torch.tensor([[-1, 0], [-1, -1]])  # FAISS pads missing neighbours with -1
+    rates = topk_hit_rate(ranked, np.array(["D", "A"]), ks=(1, 2), gallery_item_ids=np.array(["A", "B"]))
+    # Query D has no result of D; query A's only real result (-1 aside) is absent -> both miss;
+    # index -1 must NOT wrap around to the last gallery image.
+    assert rates == {1: 0.0, 2: 0.0}
+    rates = topk_hit_rate(torch.tensor([[-1, 0]]), np.array(["A"]), ks=(1, 2), gallery_item_ids=np.array(["A", "B"]))
+    assert rates == {1: 0.0, 2: 1.0}
+
+
+def test_hit_rate_rejects_k_beyond_results():
+    with pytest.raises(ValueError, match="k=5"):
+        topk_hit_rate(RANKED[:, :3], QUERY_ITEMS, ks=(1, 5), gallery_item_ids=GALLERY_ITEMS)
+
+
+def test_map_at_r_hand_made_case():
+    # Query A: R = 2 (gallery 0 and 3); first 2 results B, A -> precision@2 = 1/2 at the one hit -> AP = 0.5 / 2.
+    # Query C: R = 1; result 1 is C -> AP = 1. Query E: R = 0 -> skipped.
+    assert map_at_r(RANKED, QUERY_ITEMS, GALLERY_ITEMS) == pytest.approx((0.25 + 1.0) / 2)
+    # A relevant image after position R does not count: A, X, A with R = 2 -> (1/1) / 2.
+    assert map_at_r(np.array([[0, 1, 2]]), np.array(["A"]), np.array(["A", "X", "A"])) == pytest.approx(0.5)
+    assert math.isnan(map_at_r(np.array([[0]]), np.array(["Z"]), np.array(["A"])))
+
+
+def _unit(degrees):
+    radians = np.deg2rad(np.asarray(degrees, dtype=np.float64))
+    return np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+
+
+def test_retrieval_metrics_excluding_self():
+    # Five images on the unit circle, queries = gallery, own image excluded.
+    emb = _unit([0, 10, 90, 100, 200])
+    items = np.array(["x", "x", "y", "z", "y"])
+    # 0 deg: nearest 10 (x) hit@1. 10: nearest 0 (x) hit@1. 90 (y): 100 z, 10 x, 0 x, 200 y -> rank 4.
+    # 100 (z): no other z. 200 (y): 100 z, 90 y -> rank 2.
+    result = retrieval_metrics(emb, items, emb, items, ks=(1, 2, 4), exclude_self=True, show_progress=False)
+    assert result["top_k"] == pytest.approx({1: 2 / 5, 2: 3 / 5, 4: 4 / 5})
+    # R = 1 for x, x, y, y (z has none): AP 1, 1, 0 (rank 4 > R), 0 (rank 2 > R) -> 0.5.
+    assert result["map_at_r"] == pytest.approx(0.5)
+    assert result["num_queries"] == 5
+
+
+def _brute_force_hit_rate(queries, query_items, gallery, gallery_items, k):
+    hits = 0
+    for q, item in zip(queries, query_items):
+        order = np.argsort(-(gallery @ q), kind="stable")
+        hits += any(gallery_items[j] == item for j in order[:k])
+    return hits / len(queries)
+
+
+def test_retrieval_metrics_match_brute_force_on_random_data():
+    rng = np.random.default_rng(3)
+    gallery = rng.normal(size=(300, 16)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    gallery_items = rng.integers(0, 60, size=300)
+    query_items = rng.integers(0, 70, size=50)  # some items have no gallery image
+    queries = rng.normal(size=(50, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ks = (1, 5, 10, 20)
+    result = retrieval_metrics(torch.from_numpy(queries), query_items, gallery, gallery_items, ks=ks, show_progress=False)
+    for k in ks:
+        assert result["top_k"][k] == pytest.approx(_brute_force_hit_rate(queries, query_items, gallery, gallery_items, k))
+    # mAP@R brute force
+    aps = []
+    for q, item in zip(queries, query_items):
+        relevant = gallery_items[np.argsort(-(gallery @ q), kind="stable")] == item
+        r = relevant.sum()
+        if r:
+            precision = np.cumsum(relevant[:r]) / np.arange(1, r + 1)
+            aps.append((precision * relevant[:r]).sum() / r)
+    assert result["map_at_r"] == pytest.approx(np.mean(aps))
+    assert 0 < result["top_k"][20] < 1  # the random case is neither trivial nor hopeless
+
+
+def _landmark_arrays(n):
+    pred = np.full((n, 8, 2), np.nan)
+    true = np.full((n, 8, 2), np.nan)
+    vis = np.full((n, 8), ABSENT)
+    return pred, true, vis
+
+
+def test_normalized_error_hand_made():
+    slot = {name: i for i, name in enumerate(LANDMARK_NAMES)}
+    pred, true, vis = _landmark_arrays(2)
+    sizes = np.array([[100, 200], [50, 50]])  # width, height
+    # Image 0, left collar: dx 6/100 = 0.06, dy 16/200 = 0.08 -> 0.1.
+    pred[0, slot["left_collar"]], true[0, slot["left_collar"]], vis[0, slot["left_collar"]] = (10, 20), (16, 36), VISIBLE
+    # Image 0, right collar occluded and far off: must be ignored.
+    pred[0, slot["right_collar"]], true[0, slot["right_collar"]], vis[0, slot["right_collar"]] = (0, 0), (90, 190), OCCLUDED
+    # Image 1, left collar: dx 15/50 = 0.3, dy 20/50 = 0.4 -> 0.5. Right hem exact -> 0.
+    pred[1, slot["left_collar"]], true[1, slot["left_collar"]], vis[1, slot["left_collar"]] = (0, 0), (15, 20), VISIBLE
+    pred[1, slot["right_hem"]], true[1, slot["right_hem"]], vis[1, slot["right_hem"]] = (30, 30), (30, 30), VISIBLE
+    ne = normalized_error(pred, true, vis, sizes)
+    assert ne["per_landmark"]["left_collar"] == pytest.approx(0.3)
+    assert ne["per_landmark"]["right_hem"] == pytest.approx(0.0)
+    assert math.isnan(ne["per_landmark"]["right_collar"])
+    assert ne["average"] == pytest.approx((0.1 + 0.5 + 0.0) / 3)
+    assert ne["num_visible"] == 3
+
+
+def test_pdl_threshold_and_rescaling():
+    pred, true, vis = _landmark_arrays(1)
+    true[0, :4] = (100, 100)
+    pred[0, 0], pred[0, 1], pred[0, 2], pred[0, 3] = (130, 100), (100, 140), (121, 128), (400, 400)
+    vis[0, :3] = VISIBLE  # distances 30, 40, 35 -> in, out, in (the threshold is inclusive)
+    vis[0, 3] = OCCLUDED  # far off but not counted
+    result = pdl(pred, true, vis, threshold_px=35)
+    assert result["average"] == pytest.approx(2 / 3)
+    assert result["per_landmark"]["right_collar"] == 0.0
+    assert math.isnan(result["per_landmark"]["right_sleeve"])
+
+    # 35 px on a 512-px reference: 60 px on a 1024-px image is 30 -> in; 20 px on 256 px is 40 -> out.
+    pred, true, vis = _landmark_arrays(2)
+    true[:, 0] = (0, 0)
+    pred[0, 0], pred[1, 0] = (60, 0), (0, 20)
+    vis[:, 0] = VISIBLE
+    result = pdl(pred, true, vis, threshold_px=35, image_sizes=[[1024, 800], [200, 256]], reference_size=512)
+    assert result["average"] == pytest.approx(0.5)
+
+
+def test_category_accuracy_top_k_and_unknown_labels():
+    logits = torch.tensor(
+        [
+            [0.1, 0.7, 0.2, 0.0],  # label 1: top-1
+            [0.5, 0.1, 0.4, 0.0],  # label 2: second -> top-2 only
+            [0.9, 0.0, 0.0, 0.1],  # label 3: only 0.9 scores higher -> second
+            [0.0, 0.0, 1.0, 0.0],  # label -1: unknown, ignored
+        ]
+    )
+    labels = torch.tensor([1, 2, 3, -1])
+    acc = category_accuracy(logits, labels, ks=(1, 2, 3))
+    # Ranks of the true class: 0, 1, 1 -> top-1 1/3, top-2 3/3.
+    assert acc == pytest.approx({1: 1 / 3, 2: 1.0, 3: 1.0})
+    assert category_accuracy(np.array([1, 0, 3, 2]), labels.numpy()) == pytest.approx({1: 2 / 3})
+
+
+def test_attribute_recall_at_k():
+    scores = np.array(
+        [
+            [0.9, 0.8, 0.1, 0.0, 0.2],  # top-2: attrs 0, 1
+            [0.1, 0.2, 0.3, 0.9, 0.8],  # top-2: attrs 3, 4
+            [0.5, 0.4, 0.3, 0.2, 0.1],  # no positives: skipped
+        ]
+    )
+    labels = np.array(
+        [
+            [1, -1, 1, 0, -1],  # positives {0, 2}: found {0} -> 1/2
+            [-1, 0, -1, 1, -1],  # positives {3}: found -> 1
+            [-1, -1, 0, 0, -1],
+        ]
+    )
+    assert attribute_recall_at_k(scores, labels, k=2) == pytest.approx((0.5 + 1.0) / 2)
+    assert attribute_recall_at_k(scores, labels, k=5) == pytest.approx(1.0)
+    assert math.isnan(attribute_recall_at_k(scores[2:], labels[2:], k=2))
