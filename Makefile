@@ -9,7 +9,11 @@ RUNS ?= runs
 # machine kind (x86_64, Python 3.11). Override on other platforms: make TORCH_PINS="torch torchvision".
 TORCH_PINS ?= $(if $(filter x86_64,$(shell uname -m)),torch==2.14.1 torchvision==0.29.1,torch==2.9.1 torchvision==0.24.1)
 
-.PHONY: venv test test-fast data demo clean-venv
+DEMO_CKPT ?= runs/demo/checkpoint.pt
+DEMO_INDEX ?= indexes/demo
+PORT ?= 8501
+
+.PHONY: venv test test-fast data demo demo-assets clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +30,25 @@ test: venv
 test-fast: venv
 	$(PY) -m pytest -m "not slow and not browser"
 
-data: venv
-	$(PY) scripts/make_synthetic_deepfashion.py --out $(DATA)
+data: $(DATA)/SYNTHETIC.json
+
+$(DATA)/SYNTHETIC.json: | $(VENV)/.installed
+	$(PY) scripts/make_synthetic_deepfashion.py --out $(DATA) --preview $(DATA)/preview.png
+
+# A checkpoint that is already there is used as it is; delete it to retrain.
+$(DEMO_CKPT): | $(DATA)/SYNTHETIC.json
+	$(PY) scripts/train_fashionnet.py --config configs/demo.yaml --data-root $(DATA)/consumer2shop $(DATA)/inshop --output-dir $(dir $(DEMO_CKPT))
+
+$(DEMO_INDEX)/manifest.json: $(DEMO_CKPT)
+	$(VENV)/bin/indexer build --checkpoint $(DEMO_CKPT) --data-root $(DATA)/consumer2shop --out $(DEMO_INDEX)
+
+demo-assets: venv $(DEMO_INDEX)/manifest.json
+
+demo: demo-assets
+	@echo ""
+	@echo "  FashionNet search is starting at http://localhost:$(PORT)  (Ctrl+C stops it)"
+	@echo ""
+	FASHIONNET_INDEX=$(DEMO_INDEX) $(VENV)/bin/streamlit run webui/app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,6 +6,7 @@ page share, so a query and the gallery it is searched against are always embedde
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -16,7 +17,7 @@ import torch
 from fashionnet.checkpoint import load_checkpoint
 from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.images import ImageInput, load_image
-from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES
+from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
 from fashionnet.models import FashionNetConfig, create_model
 
 
@@ -25,7 +26,7 @@ class Landmark:
     name: str
     x: float  # pixels of the original image
     y: float
-    visibility: str  # visible / occluded / truncated (predicted)
+    visibility: str  # visible / occluded / truncated (predicted); absent where the predicted clothes type has no such point
     visible_prob: float
 
 
@@ -38,6 +39,12 @@ class Prediction:
     embedding: np.ndarray  # (D,) float32, L2-normalised
     image_size: tuple[int, int]  # original (width, height)
     category_scores: dict[str, float] = field(default_factory=dict)
+    clothes_type: int | None = None  # 1 upper, 2 lower, 3 full: that of the predicted category
+
+    @property
+    def present_landmarks(self) -> list[Landmark]:
+        """The landmarks the predicted clothes type has (all 8 when it is unknown)."""
+        return [lm for lm in self.landmarks if lm.visibility != "absent"]
 
     def as_dict(self) -> dict:
         return {
@@ -46,6 +53,7 @@ class Prediction:
             "category_prob": self.category_prob,
             "attributes": [{"name": n, "prob": p} for n, p in self.attributes],
             "image_size": list(self.image_size),
+            "clothes_type": self.clothes_type,
         }
 
 
@@ -102,6 +110,8 @@ class Predictor:
         self.model_checksum = model_checksum
         self.category_names: list[str] = list(label_maps.get("categories", []))
         self.attribute_names: list[str] = list(label_maps.get("attributes", []))
+        # category -> clothes type, learned from the training annotations (absent in older checkpoints)
+        self.category_clothes_types: dict[str, int] = {k: int(v) for k, v in label_maps.get("category_clothes_types", {}).items()}
         self.preprocessing = dict(preprocessing)
         self.image_size = int(preprocessing.get("image_size", config.image_size))
         self.transform = build_transforms(train=False, size=self.image_size)
@@ -161,9 +171,13 @@ class Predictor:
                 c = int(cat_prob[i].argmax())
                 category, category_p = self.category_names[c], float(cat_prob[i, c])
                 scores = {n: float(cat_prob[i, k]) for k, n in enumerate(self.category_names)}
+            clothes_type = self.category_clothes_types.get(category) if category else None
+            if clothes_type is not None:
+                present = present_mask(clothes_type)
+                lms = [lm if present[j] else dataclasses.replace(lm, visibility="absent") for j, lm in enumerate(lms)]
             attrs: list[tuple[str, float]] = []
             if attr_prob.shape[1] and self.attribute_names:
                 order = torch.argsort(attr_prob[i], descending=True)[: self.top_attributes]
                 attrs = [(self.attribute_names[int(a)], float(attr_prob[i, a])) for a in order]
-            results.append(Prediction(lms, category, category_p, attrs, emb[i], tuple(size), scores))
+            results.append(Prediction(lms, category, category_p, attrs, emb[i], tuple(size), scores, clothes_type))
         return results

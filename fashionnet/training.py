@@ -77,6 +77,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--batches-per-epoch", type=int, default=0, help="0: about one pass over the training images")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--backbone-lr-factor", type=float, default=0.3, help="pretrained trunk learns at lr x this")
+    p.add_argument("--freeze-trunk-layers", type=int, default=0,
+                   help="keep the first N layers of the pretrained trunk fixed (their BN statistics too); on a CPU, "
+                        "skipping their backward pass is the cheapest speed-up (efficientnet_lite0: 4 = up to stride 4)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-steps", type=int, default=50)
     p.add_argument("--margin", type=float, default=0.2)
@@ -85,7 +88,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     # machinery
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (auto: on for CUDA)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=-1, help="DataLoader worker processes (-1: 0 on CPU, where workers compete with "
+                   "the model for the same cores, and 4 on CUDA)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
@@ -229,8 +233,18 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
+def frozen_trunk_layers(model, n: int) -> list[torch.nn.Module]:
+    """The first ``n`` layers of the trunk, with gradients switched off."""
+    layers = list(model.trunk.children())[:n]
+    for layer in layers:
+        layer.requires_grad_(False)
+    return layers
+
+
 def train_one_epoch(model, losses, optimizer, scheduler, loader, device, epoch, schedule, scaler, amp_dtype, guard, args) -> dict[str, float]:
     model.train()
+    for layer in args.frozen_layers:
+        layer.eval()  # frozen layers keep their pretrained BN statistics
     weights = schedule.weights(epoch)
     gt_pool = schedule.pool_on_ground_truth(epoch)
     sums = {t: 0.0 for t in (*LOSS_TERMS, "total")}
@@ -319,8 +333,8 @@ def evaluate(model, query_set: DeepFashionDataset, gallery_set: DeepFashionDatas
 
 
 def build_optimizer(model, args) -> torch.optim.Optimizer:
-    trunk = [p for n, p in model.named_parameters() if n.startswith("trunk.")]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
+    trunk = [p for n, p in model.named_parameters() if n.startswith("trunk.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("trunk.") and p.requires_grad]
     trunk_lr = args.lr * (args.backbone_lr_factor if args.weights != "none" else 1.0)
     return torch.optim.AdamW([{"params": trunk, "lr": trunk_lr}, {"params": rest, "lr": args.lr}], weight_decay=args.weight_decay)
 
@@ -376,6 +390,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     config = FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
                               num_categories=len(categories), num_attributes=len(attribute_names), image_size=args.image_size)
     model = create_model(config).to(device)
+    args.frozen_layers = frozen_trunk_layers(model, args.freeze_trunk_layers)
+    if args.workers < 0:
+        args.workers = 4 if device.type == "cuda" else 0
     attribute_loss = AttributeLoss.from_labels(attribute_matrix(train_frame, len(attribute_names))) if attribute_names else AttributeLoss()
     losses = FashionNetLosses(attribute_loss, args.margin, args.miner).to(device)
     schedule = IterativeSchedule(args.rounds, args.landmark_epochs, args.joint_epochs, args.gt_pooling_epochs,
@@ -387,7 +404,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(batches * schedule.total_epochs, args.warmup_steps))
     guard = LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience)
 
-    label_maps = {"categories": categories, "attributes": attribute_names}
+    typed = frame.dropna(subset=["category", "clothes_type"])
+    category_clothes_types = {str(c): int(t.mode().iloc[0]) for c, t in typed.groupby("category")["clothes_type"]}
+    label_maps = {"categories": categories, "attributes": attribute_names, "category_clothes_types": category_clothes_types}
     preprocessing = {"image_size": args.image_size, "letterbox": True, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.output_dir / "checkpoint.pt"
@@ -449,6 +468,8 @@ def _plain_args(args: argparse.Namespace) -> dict[str, Any]:
     """argparse values as plain types, so the checkpoint loads with weights_only=True."""
     out = {}
     for k, v in vars(args).items():
+        if k == "frozen_layers":
+            continue
         if isinstance(v, (list, tuple)):
             v = [str(x) if isinstance(x, Path) else x for x in v]
         out[k] = str(v) if isinstance(v, Path) else v

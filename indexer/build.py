@@ -104,6 +104,10 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
                                       model_config=predictor.config.to_dict(), extra=manifest_extra, device=device)
         if not index.is_trained:
             index.train(embedded.embeddings, max_train=train_sample)
+    if nprobe is None and index.nprobe is not None:
+        # FAISS starts IVF indexes at nprobe=1, far too few; 1/64 of the lists is a sane start
+        # (scripts/benchmark_index.py measures the trade-off).
+        nprobe = min(index.info()["nlist"], max(8, index.info()["nlist"] // 64))
     if nprobe is not None:
         index.nprobe = nprobe
     index.add(embedded.embeddings, _metadata(catalogue, embedded.rows), show_progress=progress)

@@ -501,6 +501,11 @@ class EmbeddingIndex:
         self._index = fresh
         return int((~keep).sum())
 
+    def export_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, ids) as stored (reconstructed, so lossy for PQ codes); e.g. a brute-force reference."""
+        with self._lock:
+            return _export_vectors(self._index)
+
     # ----------------------------------------------------------------------------------- search
 
     def search(self, queries: Any, k: int, nprobe: int | None = None) -> SearchResult:

@@ -130,3 +130,19 @@ def test_decompression_bomb_is_refused(tmp_path):
     assert bomb.stat().st_size < 2_000_000
     with pytest.raises(ImageLoadError, match="bomb.png: image is .*decompression-bomb guard"):
         load_image(bomb)
+
+
+def test_slots_the_predicted_clothes_type_lacks_are_absent(tiny_checkpoint, synth_root):
+    from fashionnet.data.readers import read_consumer2shop
+    from fashionnet.landmarks import present_mask
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    frame = read_consumer2shop(synth_root / "consumer2shop")
+    truth = dict(frame.groupby("category")["clothes_type"].first().astype(int))
+    assert predictor.category_clothes_types == truth
+    for path in sorted((synth_root / "consumer2shop" / "img").rglob("*.jpg"))[:6]:
+        pred = predictor.predict(path)
+        assert pred.clothes_type == truth[pred.category]
+        absent = [lm.visibility == "absent" for lm in pred.landmarks]
+        assert absent == list(~present_mask(pred.clothes_type))
+        assert len(pred.present_landmarks) == int(present_mask(pred.clothes_type).sum())

@@ -215,7 +215,7 @@ def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
     left, right = st.columns([1, 1])
     with left:
         shown, scale = display_copy(photo, QUERY_DISPLAY_SIDE)
-        scaled = [dataclasses.replace(lm, x=lm.x * scale, y=lm.y * scale) for lm in prediction.landmarks]
+        scaled = [dataclasses.replace(lm, x=lm.x * scale, y=lm.y * scale) for lm in prediction.present_landmarks]
         with st.container(key="query"):
             st.image(draw_landmarks(shown, scaled), caption="Detected landmarks", width="content")
         st.caption(" · ".join(f"{style}: {vis}" for vis, style in VISIBILITY_STYLES.items()))
@@ -232,7 +232,7 @@ def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
         st.markdown("**Landmarks**")
         st.dataframe(
             pd.DataFrame([{"landmark": lm.name.replace("_", " "), "visibility": lm.visibility, "P(visible)": lm.visible_prob}
-                          for lm in prediction.landmarks]),
+                          for lm in prediction.present_landmarks]),
             hide_index=True,
             column_config={"P(visible)": st.column_config.NumberColumn(format="%.2f")},
         )
