@@ -72,8 +72,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--landmark-stage-weights", type=float, nargs=5, default=[1.0, 1.0, 0.1, 0.1, 0.1], metavar=("LM", "VIS", "CAT", "ATTR", "TRIP"))
     p.add_argument("--joint-stage-weights", type=float, nargs=5, default=[1.0, 1.0, 1.0, 1.0, 1.0], metavar=("LM", "VIS", "CAT", "ATTR", "TRIP"))
     # optimisation
-    p.add_argument("--p", type=int, default=16, help="items per batch (P of P x K)")
-    p.add_argument("--k", type=int, default=4, help="images per item (K of P x K)")
+    # Long names: torchrun reads abbreviations of its own flags (--p would be its --print-completion).
+    p.add_argument("--items-per-batch", type=int, default=16, help="P of the P x K triplet batches")
+    p.add_argument("--images-per-item", type=int, default=4, help="K of the P x K triplet batches")
     p.add_argument("--batches-per-epoch", type=int, default=0, help="0: about one pass over the training images")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--backbone-lr-factor", type=float, default=0.3, help="pretrained trunk learns at lr x this")
@@ -380,7 +381,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     eval_tf = build_transforms(train=False, size=args.image_size)
     val_q_set = DeepFashionDataset(val_queries, data_root, eval_tf, category_labels=category_labels, on_error="skip")
     val_g_set = DeepFashionDataset(val_gallery, data_root, eval_tf, category_labels=category_labels, on_error="skip")
-    args.eval_batch_size = 2 * args.p * args.k
+    args.eval_batch_size = 2 * args.items_per_batch * args.images_per_item
     if is_main:
         print(f"data: {', '.join(map(str, args.data_root))} | train {len(train_frame)} images of {len(item_labels)} items | val {len(val_queries)} queries, "
               f"{len(val_gallery)} gallery | {len(categories)} categories, {len(attribute_names)} attributes", flush=True)
@@ -397,8 +398,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     losses = FashionNetLosses(attribute_loss, args.margin, args.miner).to(device)
     schedule = IterativeSchedule(args.rounds, args.landmark_epochs, args.joint_epochs, args.gt_pooling_epochs,
                                  StageWeights(*args.landmark_stage_weights), StageWeights(*args.joint_stage_weights))
-    batches = args.batches_per_epoch or max(1, len(train_frame) // (args.p * args.k * args.world_size))
-    sampler = PKSampler(train_set.item_per_row, p=args.p, k=args.k, seed=args.seed, num_batches=batches * args.world_size,
+    batches = args.batches_per_epoch or max(1, len(train_frame) // (args.items_per_batch * args.images_per_item * args.world_size))
+    sampler = PKSampler(train_set.item_per_row, p=args.items_per_batch, k=args.images_per_item, seed=args.seed, num_batches=batches * args.world_size,
                         rank=args.rank, world_size=args.world_size)
     optimizer = build_optimizer(model, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(batches * schedule.total_epochs, args.warmup_steps))
@@ -440,7 +441,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         train_stats = train_one_epoch(train_model, losses, optimizer, scheduler, loader, device, epoch, schedule, scaler, amp_dtype, guard, args)
         train_time = time.time() - t0
         record = {"epoch": epoch + 1, "stage": schedule.stage(epoch), "train": train_stats,
-                  "train_images_per_s": batches * args.p * args.k * args.world_size / max(train_time, 1e-9)}
+                  "train_images_per_s": batches * args.items_per_batch * args.images_per_item * args.world_size / max(train_time, 1e-9)}
         if is_main:
             if len(val_queries) and len(val_gallery):
                 record["val"] = evaluate(model, val_q_set, val_g_set, device, args)

@@ -17,7 +17,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 TINY_TRAIN_ARGS = [
     "--backbone", "tiny", "--weights", "none", "--image-size", "96", "--embedding-dim", "32",
     "--rounds", "1", "--landmark-epochs", "1", "--joint-epochs", "3", "--gt-pooling-epochs", "1",
-    "--p", "6", "--k", "3", "--batches-per-epoch", "10", "--lr", "3e-3", "--warmup-steps", "2",
+    "--items-per-batch", "6", "--images-per-item", "3", "--batches-per-epoch", "10", "--lr", "3e-3", "--warmup-steps", "2",
     "--workers", "0", "--no-progress", "--val-max-queries", "0", "--seed", "0",
 ]
 
