@@ -18,10 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy before torch and faiss load)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from fashionnet.images import load_image  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
