@@ -26,7 +26,7 @@ from fashionnet.checkpoint import load_checkpoint
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.data.schema import landmarks_of
-from fashionnet.data.transforms import build_transforms
+from fashionnet.data.transforms import build_transforms, letterbox_geometry, to_original_coords
 from fashionnet.inference import model_from_checkpoint
 from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.metrics import attribute_recall_at_k, category_accuracy, normalized_error, pdl, retrieval_metrics
@@ -53,7 +53,9 @@ def protocol_frames(frame: pd.DataFrame, benchmark: str) -> tuple[pd.DataFrame, 
 
 
 @torch.inference_mode()
-def _embed(model, dataset, device, batch_size, workers, fn, desc, progress) -> dict[str, np.ndarray]:
+def embed_dataset(model, dataset, device, batch_size, workers, fn, desc, progress) -> dict[str, np.ndarray]:
+    """Run ``fn(model, batch, device) -> dict of tensors`` over a dataset; returns the concatenated
+    arrays plus each row's dataset "index" and original "image_size" (unreadable images skipped)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_none)
     parts: dict[str, list] = {}
     for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
@@ -66,7 +68,9 @@ def _embed(model, dataset, device, batch_size, workers, fn, desc, progress) -> d
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
 
 
-def _fashionnet_outputs(model, batch, device, ground_truth: bool):
+def fashionnet_outputs(model, batch, device, ground_truth: bool = False) -> dict[str, torch.Tensor]:
+    """Embedding, normalised global feature, landmarks and head logits of a batch; pooling at the
+    ground-truth landmarks when ``ground_truth``, else at the predicted ones."""
     images = batch["image"].to(device)
     if ground_truth:
         out = model(images, batch["landmarks"].to(device), batch["visibility"].to(device))
@@ -81,9 +85,12 @@ def _fashionnet_outputs(model, batch, device, ground_truth: bool):
     }
 
 
-def _to_original(landmarks_norm: np.ndarray, sizes: np.ndarray, image_size: int) -> np.ndarray:
-    from fashionnet.data.transforms import letterbox_geometry, to_original_coords
+def predicted_landmark_outputs(model, batch, device) -> dict[str, torch.Tensor]:
+    return fashionnet_outputs(model, batch, device, ground_truth=False)
 
+
+def landmarks_to_original_pixels(landmarks_norm: np.ndarray, sizes: np.ndarray, image_size: int) -> np.ndarray:
+    """Map (N, 8, 2) landmarks normalised to the letterboxed input back to original pixels; sizes (N, 2) = w, h."""
     out = np.empty_like(landmarks_norm)
     for i, (w, h) in enumerate(sizes):
         out[i] = to_original_coords(landmarks_norm[i], letterbox_geometry(int(w), int(h), image_size), normalized=True)
@@ -119,10 +126,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     q_items = q_set.frame["item_id"].to_numpy()
     g_items = g_set.frame["item_id"].to_numpy()
 
-    embed = lambda fn, ds, desc: _embed(model, ds, device, batch_size, workers, fn, desc, progress)  # noqa: E731
+    embed = lambda fn, ds, desc: embed_dataset(model, ds, device, batch_size, workers, fn, desc, progress)  # noqa: E731
     need_pred = any(v in variants for v in ("global", "fashionnet"))
-    q_pred = embed(lambda m, b, d: _fashionnet_outputs(m, b, d, False), q_set, "queries (predicted landmarks)") if need_pred else None
-    g_pred = embed(lambda m, b, d: _fashionnet_outputs(m, b, d, False), g_set, "gallery (predicted landmarks)") if need_pred else None
+    q_pred = embed(lambda m, b, d: fashionnet_outputs(m, b, d, False), q_set, "queries (predicted landmarks)") if need_pred else None
+    g_pred = embed(lambda m, b, d: fashionnet_outputs(m, b, d, False), g_set, "gallery (predicted landmarks)") if need_pred else None
 
     def retrieval(q, g, key):
         r = retrieval_metrics(q[key], q_items[q["index"]], g[key], g_items[g["index"]], ks=ks, show_progress=False)
@@ -137,14 +144,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     if "fashionnet" in variants:
         results["variants"]["fashionnet"] = retrieval(q_pred, g_pred, "embedding")
     if "gt_landmarks" in variants:
-        fn = lambda m, b, d: _fashionnet_outputs(m, b, d, True)  # noqa: E731
+        fn = lambda m, b, d: fashionnet_outputs(m, b, d, True)  # noqa: E731
         results["variants"]["gt_landmarks"] = retrieval(embed(fn, q_set, "queries (GT landmarks)"), embed(fn, g_set, "gallery (GT landmarks)"), "embedding")
 
     if q_pred is not None:
         rows = q_set.frame.iloc[q_pred["index"]]
         true_xy, vis = landmarks_of(rows)
         sizes = q_pred["image_size"]
-        pred_xy = _to_original(q_pred["landmarks"], sizes, image_size)
+        pred_xy = landmarks_to_original_pixels(q_pred["landmarks"], sizes, image_size)
         ne = normalized_error(pred_xy, true_xy, vis, sizes)
         detected = pdl(pred_xy, true_xy, vis, threshold_px=35, image_sizes=sizes, reference_size=512)
         results["landmarks"] = {"ne": ne["average"], "ne_per_landmark": ne["per_landmark"], "pdl_35px_at_512": detected["average"],

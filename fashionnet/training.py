@@ -35,7 +35,8 @@ from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_
 from fashionnet.data.readers import read_attribute_names, read_benchmark
 from fashionnet.data.samplers import PKSampler
 from fashionnet.data.schema import landmarks_of
-from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, letterbox_geometry, to_original_coords
+from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
 from fashionnet.inference import resolve_device
 from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss
@@ -277,55 +278,20 @@ def train_one_epoch(model, losses, optimizer, scheduler, loader, device, epoch, 
     return {t: v / max(n, 1) for t, v in sums.items()}
 
 
-@torch.inference_mode()
-def embed_frame(model, dataset: DeepFashionDataset, device, batch_size: int, workers: int, pool_on_ground_truth: bool = False,
-                desc: str = "embedding", progress: bool = True) -> dict[str, np.ndarray]:
-    """Embeddings, predicted landmarks (original pixels), category/attribute scores for every row."""
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_none)
-    keys = ("embedding", "global_feature", "landmarks_norm", "visibility_pred", "category_logits", "attribute_logits", "index", "image_size")
-    chunks: dict[str, list] = {k: [] for k in keys}
-    for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
-        if batch is None:
-            continue
-        images = batch["image"].to(device)
-        if pool_on_ground_truth:
-            out = model(images, batch["landmarks"].nan_to_num(0.0).to(device), batch["visibility"].to(device))
-        else:
-            out = model(images)
-        chunks["embedding"].append(out["embedding"].float().cpu())
-        chunks["global_feature"].append(torch.nn.functional.normalize(out["global_feature"].float(), dim=1).cpu())
-        chunks["image_size"].append(batch["image_size"].cpu())
-        chunks["landmarks_norm"].append(out["landmarks"].float().cpu())
-        chunks["visibility_pred"].append(out["visibility_logits"].argmax(-1).cpu())
-        chunks["category_logits"].append(out["category_logits"].float().cpu())
-        chunks["attribute_logits"].append(out["attribute_logits"].float().cpu())
-        chunks["index"].append(batch["index"].cpu())
-    return {k: torch.cat(v).numpy() for k, v in chunks.items()}
-
-
-def landmarks_in_original_pixels(landmarks_norm: np.ndarray, widths: np.ndarray, heights: np.ndarray, image_size: int) -> np.ndarray:
-    """Map (N, 8, 2) normalised model-input landmarks back to original pixels through the letterbox."""
-    out = np.empty_like(landmarks_norm)
-    for i in range(len(landmarks_norm)):
-        g = letterbox_geometry(int(widths[i]), int(heights[i]), image_size)
-        out[i] = to_original_coords(landmarks_norm[i], g, normalized=True)
-    return out
-
-
 def evaluate(model, query_set: DeepFashionDataset, gallery_set: DeepFashionDataset, device, args, ks=(1, 5, 10, 20)) -> dict[str, Any]:
     """Top-k retrieval of held-out queries against their gallery, and landmark NE on the queries."""
-    q = embed_frame(model, query_set, device, args.eval_batch_size, args.workers, desc="val queries", progress=not args.no_progress)
-    g = embed_frame(model, gallery_set, device, args.eval_batch_size, args.workers, desc="val gallery", progress=not args.no_progress)
+    model.eval()
+    embed = lambda ds, desc: embed_dataset(model, ds, device, args.eval_batch_size, args.workers, predicted_landmark_outputs, desc,  # noqa: E731
+                                           not args.no_progress)
+    q, g = embed(query_set, "val queries"), embed(gallery_set, "val gallery")
     q_items = query_set.frame["item_id"].to_numpy()[q["index"]]
     g_items = gallery_set.frame["item_id"].to_numpy()[g["index"]]
     ks = tuple(k for k in ks if k <= len(g_items)) or (1,)
     retrieval = retrieval_metrics(q["embedding"], q_items, g["embedding"], g_items, ks=ks, show_progress=False)
     rows = query_set.frame.iloc[q["index"]]
     true_xy, vis = landmarks_of(rows)
-    widths, heights = q["image_size"][:, 0], q["image_size"][:, 1]
-    pred_xy = landmarks_in_original_pixels(q["landmarks_norm"], widths, heights, args.image_size)
-    ne = normalized_error(pred_xy, true_xy, vis, np.stack([widths, heights], axis=1))
+    pred_xy = landmarks_to_original_pixels(q["landmarks"], q["image_size"], args.image_size)
+    ne = normalized_error(pred_xy, true_xy, vis, q["image_size"])
     return {"top_k": retrieval["top_k"], "map_at_r": retrieval["map_at_r"], "ne": ne["average"],
             "ne_per_landmark": ne["per_landmark"], "num_queries": len(q_items), "num_gallery": len(g_items)}
 

@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     numpy_qps = args.queries / (time.perf_counter() - start)
     rows.append(("numpy brute force", None, None, 1.0, numpy_qps, 4.0 * args.dim))
 
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         workdir = Path(tmp)
         start = time.perf_counter()
