@@ -137,8 +137,7 @@ def cmd_query(args) -> int:
     else:
         p = result.prediction
         print(f"query {args.image}: predicted {p.category or '?'} ({p.category_prob:.2f})")
-        with_pd_options = result.matches[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}")
-        print(with_pd_options)
+        print(result.matches[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
