@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from fashionnet.checkpoint import load_checkpoint
+from fashionnet.checkpoint import CheckpointError, load_checkpoint
 from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.images import ImageInput, load_image
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
@@ -70,28 +70,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[torch.nn.Module, FashionNetConfig]:
     """Rebuild the FashionNet a loaded checkpoint describes; refuses weights that do not fit it."""
-    from fashionnet.checkpoint import CheckpointError
-
     try:
         config = FashionNetConfig.from_dict(ckpt["model_config"])
         model = create_model(config, load_pretrained=False)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: checkpoint has an unusable model_config: {exc}") from None
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False) if _shapes_fit(model, ckpt["model"], path) else ([], [])
+    _check_shapes(model, ckpt["model"], path)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: "
                               f"missing keys {', '.join(missing[:5]) or 'none'}; unexpected keys {', '.join(unexpected[:5]) or 'none'}")
     return model, config
 
 
-def _shapes_fit(model: torch.nn.Module, state: dict, path) -> bool:
-    from fashionnet.checkpoint import CheckpointError
-
+def _check_shapes(model: torch.nn.Module, state: dict, path) -> None:
     own = model.state_dict()
     wrong = [f"{k} {tuple(v.shape)} (model wants {tuple(own[k].shape)})" for k, v in state.items() if k in own and own[k].shape != v.shape]
     if wrong:
         raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: wrong shapes for {'; '.join(wrong[:3])}")
-    return True
 
 
 class Predictor:
