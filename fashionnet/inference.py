@@ -71,7 +71,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[torch.nn.Module, FashionNetConfig]:
     """Rebuild the FashionNet a loaded checkpoint describes; refuses weights that do not fit it."""
     try:
-        config = FashionNetConfig.from_dict(ckpt["model_config"])
+        # checkpoints written before the heatmap head existed all used the fc head
+        config = FashionNetConfig.from_dict({"landmark_head": "fc", **ckpt["model_config"]})
         model = create_model(config, load_pretrained=False)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: checkpoint has an unusable model_config: {exc}") from None

@@ -64,6 +64,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet", help="'imagenet' (offline package / torchvision cache), 'none', or a .pth path")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--embedding-dim", type=int, default=256)
+    p.add_argument("--landmark-head", default="heatmap", choices=["heatmap", "fc"], help="soft-argmax heatmaps on conv4, or the paper's fc regression")
     p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")
     # schedule (the paper's iterative weighting)
     p.add_argument("--rounds", type=int, default=2, help="landmark stage + joint stage, repeated this many times")
@@ -355,7 +356,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     # model
     pretrained = False if args.weights == "none" else (True if args.weights == "imagenet" else args.weights)
     config = FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
-                              num_categories=len(categories), num_attributes=len(attribute_names), image_size=args.image_size)
+                              num_categories=len(categories), num_attributes=len(attribute_names), image_size=args.image_size,
+                              landmark_head=args.landmark_head)
     model = create_model(config).to(device)
     args.frozen_layers = frozen_trunk_layers(model, args.freeze_trunk_layers)
     if args.workers < 0:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from fashionnet.images import ImageLoadError
-from fashionnet.inference import Predictor
+from fashionnet.inference import Predictor, model_from_checkpoint
 from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.models import FashionNetConfig, create_model
 
@@ -146,3 +146,16 @@ def test_slots_the_predicted_clothes_type_lacks_are_absent(tiny_checkpoint, synt
         absent = [lm.visibility == "absent" for lm in pred.landmarks]
         assert absent == list(~present_mask(pred.clothes_type))
         assert len(pred.present_landmarks) == int(present_mask(pred.clothes_type).sum())
+
+
+def test_checkpoints_from_before_the_heatmap_head_load_as_fc():
+    """Their model_config has no landmark_head key; their weights are the fc head's."""
+    torch.manual_seed(0)
+    fc = create_model(FashionNetConfig(backbone="tiny", embedding_dim=8, image_size=64, landmark_hidden=16, landmark_head="fc")).eval()
+    old_config = {k: v for k, v in fc.config.to_dict().items() if k != "landmark_head"}
+    model, config = model_from_checkpoint({"model_config": old_config, "model": fc.state_dict()}, "old.pt")
+    model.eval()
+    assert config.landmark_head == "fc"
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x)["landmarks"], fc(x)["landmarks"])

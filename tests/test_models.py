@@ -18,7 +18,9 @@ from fashionnet.models import (
     list_backbones,
     list_models,
 )
+from fashionnet.losses import LandmarkL2Loss
 from fashionnet.models import efficientnet_lite as lite
+from fashionnet.models.fashionnet import soft_argmax
 
 
 def tiny_model(**overrides) -> FashionNet:
@@ -162,6 +164,55 @@ def test_fashionnet_trains_on_cpu():
     loss.backward()
     trunk_grad = sum(p.grad.abs().sum() for p in model.trunk.parameters() if p.grad is not None)
     assert torch.isfinite(loss) and trunk_grad > 0
+
+
+@pytest.mark.parametrize("hw,cell", [((14, 14), (3, 10)), ((7, 12), (6, 0)), ((5, 9), (1, 7))])
+def test_soft_argmax_finds_the_hot_cell_centre(hw, cell):
+    h, w = hw
+    row, col = cell
+    heat = torch.full((1, 2, h, w), -30.0)
+    heat[0, 0, row, col] = 30.0
+    heat[0, 1, :, :] = 0.0  # flat: the expectation is the map's centre
+    xy = soft_argmax(heat)
+    assert torch.allclose(xy[0, 0], torch.tensor([(col + 0.5) / w, (row + 0.5) / h]), atol=1e-4)
+    assert torch.allclose(xy[0, 1], torch.tensor([0.5, 0.5]), atol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["heatmap", "fc"])
+def test_landmark_head_learns_to_land_on_a_bright_spot(head):
+    """Each image has one bright square; landmark 0 must learn to sit on it (both head types)."""
+    torch.manual_seed(0)
+    model = tiny_model(landmark_head=head).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def batch(n):
+        centres = torch.randint(8, 56, (n, 2))
+        images = torch.zeros(n, 3, 64, 64)
+        for i, (x, y) in enumerate(centres.tolist()):
+            images[i, :, y - 4 : y + 4, x - 4 : x + 4] = 3.0
+        target = (centres.float() / 64).unsqueeze(1).repeat(1, 8, 1)
+        return images, target
+
+    visibility = torch.tensor([[VISIBLE] + [ABSENT] * 7] * 16)
+    for _ in range(150):
+        images, target = batch(16)
+        loss = LandmarkL2Loss()(model(images)["landmarks"], target, visibility)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    images, target = batch(64)
+    with torch.no_grad():
+        error_px = ((model(images)["landmarks"][:, 0] - target[:, 0]) * 64).norm(dim=1)
+    assert error_px.median() < 4.0, f"{head} head misses the spot by {error_px.median():.1f} px (median)"
+
+
+def test_landmark_head_choice_is_checked():
+    with pytest.raises(ValueError, match="landmark_head"):
+        FashionNetConfig(backbone="tiny", landmark_head="argmax")
+    assert FashionNetConfig(backbone="tiny").landmark_head == "heatmap"
+    assert hasattr(tiny_model(landmark_head="fc").landmark_branch, "coordinates")
+    assert hasattr(tiny_model().landmark_branch, "heatmaps")
 
 
 def test_config_round_trip_rebuilds_the_same_model(tmp_path):
