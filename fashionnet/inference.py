@@ -19,6 +19,7 @@ from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.images import ImageInput, load_image
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
 from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.models.batchnorm_folding import folded_for_inference
 
 
 @dataclass
@@ -100,9 +101,13 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, config: FashionNetConfig, label_maps: dict, preprocessing: dict,
-                 model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5):
+                 model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.folded_batch_norms = 0
+        if fold_batch_norms:  # same outputs, about 10% less time per query on CPU
+            size = int(preprocessing.get("image_size", config.image_size))
+            self.model, self.folded_batch_norms = folded_for_inference(self.model, torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(self.device))
         self.config = config
         self.model_checksum = model_checksum
         self.category_names: list[str] = list(label_maps.get("categories", []))
