@@ -155,6 +155,14 @@ def _bytes_per_vector(index: faiss.Index) -> float:
         return float("nan")
 
 
+def _query_friendly(metadata: pd.DataFrame) -> pd.DataFrame:
+    """Arrow-backed string columns as plain Python objects: every query takes k rows of the table,
+    and one take over a single object block costs far less than a take per Arrow column (about
+    5 ms per query with the indexer's ~40 columns)."""
+    strings = [c for c, dtype in metadata.dtypes.items() if isinstance(dtype, pd.StringDtype)]
+    return metadata.astype({c: object for c in strings}) if strings else metadata
+
+
 def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
     """The IVF index anywhere inside ``index`` (for nprobe), else None."""
     return faiss.try_extract_index_ivf(index)
@@ -244,7 +252,7 @@ class EmbeddingIndex:
         self._index = index
         self._metric = metric
         self._factory = index_factory
-        self._metadata = metadata if metadata is not None else pd.DataFrame(index=pd.Index([], dtype=np.int64, name="id"))
+        self._metadata = _query_friendly(metadata) if metadata is not None else pd.DataFrame(index=pd.Index([], dtype=np.int64, name="id"))
         self._next_id = int(next_id)
         self.model_checksum = model_checksum
         self.model_config = dict(model_config or {})
@@ -453,7 +461,7 @@ class EmbeddingIndex:
                 raise
             rows.index = pd.Index(ids, name="id")
             # Concatenating with an empty frame would drop or warn about dtypes; skip it.
-            self._metadata = pd.concat([self._metadata, rows]) if len(self._metadata) else rows
+            self._metadata = _query_friendly(pd.concat([self._metadata, rows]) if len(self._metadata) else rows)
             self._next_id += len(x)
             self._gpu_index = None
         return ids
@@ -565,8 +573,10 @@ class EmbeddingIndex:
         head = pd.DataFrame(
             {"query": query.astype(np.int64), "rank": position.astype(np.int64) + 1, "score": scores[valid], "id": found}
         )
-        meta = self._metadata.reindex(found).reset_index(drop=True)
-        return pd.concat([head, meta], axis=1)
+        # take() by position is cheaper than reindex() by label on a large table (the query path)
+        positions = self._metadata.index.get_indexer(found)
+        meta = self._metadata.take(positions) if (positions >= 0).all() else self._metadata.reindex(found)
+        return pd.concat([head, meta.reset_index(drop=True)], axis=1)
 
     # ------------------------------------------------------------------------------- save / load
 
