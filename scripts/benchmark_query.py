@@ -4,7 +4,9 @@
 One query at a time, as the web page serves them. Stages are timed separately and compared, in the
 same run, with the backbone's bare forward pass and with numpy brute-force search over the same
 vectors. The gallery is the real embeddings of the synthetic shop images, padded with clustered
-synthetic vectors up to --gallery-size. Prints figures; it is not a test.
+synthetic vectors up to --gallery-size, and the same vectors go into each --index-factory (exact
+search first, then IVF), so the search figures compare like with like. Prints figures; it is not a
+test.
 
     python scripts/benchmark_query.py --checkpoint runs/synthetic_default/checkpoint.pt \
         --data-root data/synth/consumer2shop --gallery-size 100000 --queries 200
@@ -13,6 +15,7 @@ synthetic vectors up to --gallery-size. Prints figures; it is not a test.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -21,12 +24,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy before torch and faiss load)
+import faiss  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from fashionnet.images import load_image  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, get_backbone  # noqa: E402
+from fashionnet.models.batchnorm_folding import fold_batch_norms  # noqa: E402
 from indexer.build import build_index, gallery_rows  # noqa: E402
 from indexer.search import SearchEngine  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402
@@ -44,76 +50,122 @@ def main(argv=None) -> None:
     p.add_argument("--gallery-size", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--k", type=int, default=20)
+    p.add_argument("--index-factory", nargs="+", default=["Flat", "IVF1024,Flat"],
+                   help="FAISS factories to compare over the same vectors (Flat: exact, the indexer's default)")
+    p.add_argument("--nprobe", type=int, default=16, help="inverted lists visited by IVF indexes")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         real = Path(tmp) / "real"
         build_index(predictor, gallery_rows(args.data_root, split="all"), real, workers=0, device="cpu", checkpoint_path=args.checkpoint)
-        index = EmbeddingIndex.load(real, device="cpu")
-    n_real = index.ntotal
-    filler = args.gallery_size - n_real
-    if filler > 0:  # clustered vectors around the real ones, like more photos of more items
-        centres = rng.standard_normal((max(1, filler // 8), index.dim)).astype(np.float32)
-        x = centres[rng.integers(0, len(centres), filler)] + 0.3 * rng.standard_normal((filler, index.dim)).astype(np.float32)
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        import pandas as pd
+        real_index = EmbeddingIndex.load(real, device="cpu")
+    real_vectors, real_ids = real_index.export_vectors()
+    real_rows = real_index.metadata.loc[real_ids].reset_index(drop=True)
+    filler = max(0, args.gallery_size - len(real_vectors))
+    # clustered vectors around random centres, like more photos of more items
+    centres = rng.standard_normal((max(1, filler // 8), real_index.dim)).astype(np.float32)
+    x = centres[rng.integers(0, len(centres), filler)] + 0.3 * rng.standard_normal((filler, real_index.dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    vectors = np.concatenate([real_vectors, x])
+    rows = pd.concat([real_rows, pd.DataFrame({"image_path": ["synthetic"] * filler, "item_id": [f"filler_{i // 4}" for i in range(filler)]})],
+                     ignore_index=True)
 
-        index.add(x, pd.DataFrame({"image_path": ["synthetic"] * filler, "item_id": [f"filler_{i // 4}" for i in range(filler)]}),
-                  show_progress=False)
-    engine = SearchEngine(index, predictor)
-    all_vectors = index.export_vectors()[0]  # numpy brute force searches the same vectors
+    engines = {}
+    for factory in args.index_factory:
+        index = EmbeddingIndex.create(real_index.dim, factory, model_checksum=real_index.model_checksum,
+                                      model_config=real_index.model_config, extra=real_index.extra, device="cpu")
+        t = time.perf_counter()
+        index.train(vectors)
+        index.add(vectors, rows, show_progress=False)
+        if index.nprobe is not None:
+            index.nprobe = args.nprobe
+            factory = f"{factory} nprobe={args.nprobe}"
+        engines[factory] = SearchEngine(index, predictor)
+        print(f"built {factory}: {index.ntotal:,} vectors in {time.perf_counter() - t:.1f} s, "
+              f"{index.info()['bytes_per_vector_estimate']:.0f} bytes/vector", flush=True)
+    exact_name = next(iter(engines))
 
-    frame_root = Path(args.data_root)
-    photos = sorted(frame_root.glob("img/*/*/*/comsumer_*.jpg"))
+    photos = sorted(Path(args.data_root).glob("img/*/*/*/comsumer_*.jpg"))
     photos = [photos[i] for i in rng.choice(len(photos), size=min(args.queries, len(photos)), replace=False)]
+
+    # One pass per index, each query exactly as the page serves it: nothing else runs in between
+    # (a numpy or bare-backbone call between queries leaves BLAS/OpenMP threads busy for the next).
+    passes = {}
+    for name, engine in engines.items():
+        for photo in photos[:5]:  # warm-up
+            engine.query(photo, k=args.k)
+        stages = {"decode": [], "prep": [], "model": [], "search": [], "total": []}
+        found, hits = [], 0
+        for photo in photos:
+            t0 = time.perf_counter()
+            image = load_image(photo.read_bytes(), source=str(photo))
+            t1 = time.perf_counter()
+            tensor, geometry, size = predictor.preprocess(image)
+            t2 = time.perf_counter()
+            pred = predictor.decode(predictor.forward_batch(tensor[None]), [(geometry, size)])[0]
+            t3 = time.perf_counter()
+            matches = engine.search_embedding(pred.embedding, args.k)
+            t4 = time.perf_counter()
+            for key, (a, b) in zip(stages, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t0, t4))):
+                stages[key].append(1e3 * (b - a))
+            found.append(set(matches["id"]))
+            hits += photo.parent.name in set(matches["item_id"])
+        passes[name] = (stages, found, hits)
+
+    # References over the same inputs, in their own passes.
+    tensors = [predictor.preprocess(photo)[0][None] for photo in photos]
+    embeddings = predictor.embed_batch(torch.cat(tensors))
     bare = BareBackbone(get_backbone(predictor.config.backbone, pretrained=False)).eval()
+    bare_folded = copy.deepcopy(bare)
+    fold_batch_norms(bare_folded)
+    bare_ms, bare_folded_ms, numpy_ms = [], [], []
+    with torch.inference_mode():
+        for net, times in ((bare, bare_ms), (bare_folded, bare_folded_ms)):
+            for tensor in tensors[:5]:
+                net(tensor)
+            for tensor in tensors:
+                t = time.perf_counter()
+                net(tensor)
+                times.append(1e3 * (time.perf_counter() - t))
+    for e in embeddings:
+        t = time.perf_counter()
+        np.argpartition(-(vectors @ e), args.k)[: args.k]
+        numpy_ms.append(1e3 * (time.perf_counter() - t))
+    faiss_ms = {}
+    for name, engine in engines.items():
+        faiss_ms[name] = []
+        for e in embeddings:
+            t = time.perf_counter()
+            engine.index._index.search(e[None, :], args.k)  # the FAISS call alone, no metadata rows
+            faiss_ms[name].append(1e3 * (time.perf_counter() - t))
 
-    for photo in photos[:5]:  # warm-up
-        engine.query(photo, k=args.k)
-    decode_ms, prep_ms, model_ms, search_ms, total_ms, bare_ms, numpy_ms, hits = [], [], [], [], [], [], [], 0
-    for photo in photos:
-        t0 = time.perf_counter()
-        data = photo.read_bytes()
-        image = load_image(data, source=str(photo))
-        t1 = time.perf_counter()
-        tensor, geometry, size = predictor.preprocess(image)
-        t2 = time.perf_counter()
-        out = predictor.forward_batch(tensor[None])
-        pred = predictor.decode(out, [(geometry, size)])[0]
-        t3 = time.perf_counter()
-        matches = engine.search_embedding(pred.embedding, args.k)
-        t4 = time.perf_counter()
-        decode_ms.append(1e3 * (t1 - t0))
-        prep_ms.append(1e3 * (t2 - t1))
-        model_ms.append(1e3 * (t3 - t2))
-        search_ms.append(1e3 * (t4 - t3))
-        total_ms.append(1e3 * (t4 - t0))
-        hits += photo.parent.name in set(matches["item_id"])
-        with torch.inference_mode():
-            t5 = time.perf_counter()
-            bare(tensor[None])
-            bare_ms.append(1e3 * (time.perf_counter() - t5))
-        t6 = time.perf_counter()
-        scores = all_vectors @ pred.embedding
-        np.argpartition(-scores, args.k)[: args.k]
-        numpy_ms.append(1e3 * (time.perf_counter() - t6))
-
-    print(f"gallery: {index.ntotal:,} vectors ({n_real} real shop images + {max(filler, 0):,} synthetic), dim {index.dim}, "
-          f"{index.index_factory}; {len(photos)} consumer photos, one at a time, {args.threads} threads, "
-          f"{predictor.config.backbone} at {predictor.image_size} px")
-    print(f"  decode (read + PIL)          {percentiles(decode_ms)}")
-    print(f"  letterbox + normalise        {percentiles(prep_ms)}")
-    print(f"  FashionNet forward + decode  {percentiles(model_ms)}")
-    print(f"  bare backbone forward        {percentiles(bare_ms)}   (same input, same run)")
-    print(f"  FAISS search (k={args.k})        {percentiles(search_ms)}")
-    print(f"  numpy brute force (k={args.k})   {percentiles(numpy_ms)}   (reference)")
-    print(f"  END TO END                   {percentiles(total_ms)}")
-    print(f"  queries whose item is in the top {args.k}: {hits}/{len(photos)}")
+    n = len(photos)
+    print(f"gallery: {len(vectors):,} vectors ({len(real_vectors)} real shop images + {filler:,} synthetic), dim {real_index.dim}; "
+          f"{n} consumer photos, one at a time, {args.threads} threads, {predictor.config.backbone} at {predictor.image_size} px, "
+          f"{predictor.folded_batch_norms} BatchNorms folded")
+    exact_found = passes[exact_name][1]
+    for name, (stages, found, hits) in passes.items():
+        overlap = sum(len(f & e) for f, e in zip(found, exact_found))
+        print(f"  [{name}]")
+        print(f"    decode (read + PIL)            {percentiles(stages['decode'])}")
+        print(f"    letterbox + normalise          {percentiles(stages['prep'])}")
+        print(f"    FashionNet forward + decode    {percentiles(stages['model'])}")
+        print(f"    search + metadata rows         {percentiles(stages['search'])}")
+        print(f"    END TO END                     {percentiles(stages['total'])}")
+        print(f"    recall@{args.k} against {exact_name:8s}  {overlap / (n * args.k):.3f}")
+        print(f"    queries whose item is in the top {args.k}: {hits}/{n}")
+    print("  references, same inputs, same run:")
+    print(f"    bare backbone forward          {percentiles(bare_ms)}")
+    print(f"    bare backbone, BatchNorms folded {percentiles(bare_folded_ms)}")
+    print(f"    numpy brute force (k={args.k})     {percentiles(numpy_ms)}")
+    for name in engines:
+        print(f"    FAISS search alone [{name}] {percentiles(faiss_ms[name])}")
 
 
 if __name__ == "__main__":
