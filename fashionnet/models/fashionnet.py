@@ -123,7 +123,7 @@ class LandmarkBranch(nn.Module):
     "heatmap"), which keeps the spatial detail an fc over a 7 x 7 grid loses."""
 
     def __init__(
-        self, conv5: nn.Module, conv5_channels: int, width: int, grid: int, hidden: int, dropout: float, head: str = "fc", trunk_channels: int = 0
+        self, conv5: nn.Module, conv5_channels: int, width: int, grid: int, hidden: int, dropout: float, head: str, trunk_channels: int
     ):
         super().__init__()
         self.head = head
