@@ -31,7 +31,7 @@ from fashionnet.data.transforms import (
     to_model_input,
     to_original_coords,
 )
-from fashionnet.landmarks import ABSENT, FLIP_PERMUTATION, LANDMARK_NAMES, OCCLUDED, TRUNCATED, VISIBLE
+from fashionnet.landmarks import ABSENT, LANDMARK_NAMES, OCCLUDED, TRUNCATED, VISIBLE
 
 # One fully saturated colour per slot, hues 45 degrees apart, so a marker is still recognised by its
 # hue after colour jitter (brightness/contrast/saturation change, hue moves at most ~7 degrees).
@@ -42,6 +42,9 @@ BACKGROUND = (0, 0, 0)
 W, H = 100, 60
 MARKER_PIXELS = np.array([(30, 10), (70, 10), (10, 25), (90, 25), (35, 35), (65, 35), (25, 52), (75, 52)])
 SIZE = 224
+# Written out from the slot names (L/R collar, L/R sleeve, L/R waistline, L/R hem), not imported:
+# after a horizontal flip slot s shows the marker drawn for slot MIRRORED_SLOT[s].
+MIRRORED_SLOT = (1, 0, 3, 2, 5, 4, 7, 6)
 
 
 def marker_image(pixels=MARKER_PIXELS, width=W, height=H) -> tuple[Image.Image, np.ndarray]:
@@ -146,11 +149,11 @@ def test_flip_swaps_left_and_right_slots():
     np.testing.assert_allclose(out[0], [W - xy[1, 0], xy[1, 1]])
     np.testing.assert_allclose(out[1], [W - xy[0, 0], xy[0, 1]])
     assert out[0, 0] < out[1, 0], "the left slot must stay the one nearer x = 0"
-    marker_of_slot = [FLIP_PERMUTATION[s] for s in range(8)]
+    marker_of_slot = MIRRORED_SLOT
     assert assert_markers_follow(flipped.image, out, flipped.visibility, marker_of_slot) == 8
     # The visibility codes travel with their points.
     vis = np.array([VISIBLE, OCCLUDED, VISIBLE, VISIBLE, VISIBLE, VISIBLE, OCCLUDED, VISIBLE])
-    assert horizontal_flip(make_sample(img, xy, vis)).visibility.tolist() == vis[list(FLIP_PERMUTATION)].tolist()
+    assert horizontal_flip(make_sample(img, xy, vis)).visibility.tolist() == vis[list(MIRRORED_SLOT)].tolist()
 
 
 def test_affine_with_fixed_parameters_moves_markers_and_truncates_what_leaves():
@@ -184,7 +187,7 @@ def test_full_train_pipeline_with_fixed_seed(flip_p):
     assert image.shape == (3, SIZE, SIZE) and image.dtype == torch.float32
     assert landmarks.shape == (8, 2) and landmarks.dtype == torch.float32 and vis.dtype == torch.int64
     assert torch.equal(image, again[0]) and torch.equal(landmarks, again[1])
-    marker_of_slot = [FLIP_PERMUTATION[s] for s in range(8)] if flip_p else range(8)
+    marker_of_slot = MIRRORED_SLOT if flip_p else range(8)
     assert assert_markers_follow(image, landmarks * SIZE, vis, marker_of_slot) >= 6
 
 
