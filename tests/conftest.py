@@ -12,7 +12,8 @@ import pytest
 import torch
 
 # Two cores are shared by everything; one intra-op thread keeps the tests from oversubscribing.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# FASHIONNET_TEST_THREADS overrides it (the mutation run forks test processes and wants 1).
+torch.set_num_threads(int(os.environ.get("FASHIONNET_TEST_THREADS", "0")) or max(1, min(2, os.cpu_count() or 1)))
 
 TINY_TRAIN_ARGS = [
     "--backbone", "tiny", "--weights", "none", "--image-size", "96", "--embedding-dim", "32",
