@@ -13,11 +13,13 @@ import pandas as pd
 
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.inference import Predictor
-from indexer.embedding import embed_images, folder_catalogue
+from indexer import layout
+from indexer.embedding import embed_images, file_sha256, folder_catalogue
 from indexer.errors import IndexMismatchError
-from indexer.store import EmbeddingIndex
+from indexer.store import EmbeddingIndex, locked_update
 
 METADATA_COLUMNS = ("image_path", "item_id", "category", "clothes_type", "source")
+MAX_RECORDED_SKIPS = 1000  # per manifest: the count is always exact, the list is capped
 
 
 @dataclass
@@ -25,6 +27,17 @@ class BuildReport:
     index: EmbeddingIndex
     added: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class AddReport:
+    """What :func:`add_images` did: ``skipped`` images could not be read, ``duplicates`` were
+    already in the index (or given twice); both as (path, reason)."""
+
+    added: int
+    count: int  # vectors in the index afterwards
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
 
 
 def parse_shard(spec: Optional[str]) -> Optional[tuple[int, int]]:
@@ -64,22 +77,41 @@ def gallery_rows(data_root: str | os.PathLike, benchmark: str = "auto", split: s
 def _metadata(catalogue: pd.DataFrame, embedded_rows: pd.DataFrame) -> pd.DataFrame:
     base = catalogue.iloc[embedded_rows["position"].to_numpy()].reset_index(drop=True)
     base = base.astype({"image_path": "string", "item_id": "string", "category": "string", "source": "string"})
+    if "image_sha256" not in base:
+        base["image_sha256"] = embedded_rows["image_sha256"].to_numpy()
+    base["image_sha256"] = base["image_sha256"].astype("string")
     base["clothes_type"] = pd.array(base["clothes_type"], dtype="Int64")
-    return pd.concat([base, embedded_rows.drop(columns="position").reset_index(drop=True)], axis=1)
+    return pd.concat([base, embedded_rows.drop(columns=["position", "image_sha256"]).reset_index(drop=True)], axis=1)
 
 
 def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.PathLike, *, index_factory: Optional[str] = None,
                 nprobe: Optional[int] = None, shard: Optional[tuple[int, int]] = None, trained_index: Optional[str] = None,
                 batch_size: int = 32, workers: int = 2, device: str = "auto", checkpoint_path: Optional[str] = None,
-                progress: bool = True, train_sample: int = 100_000, extra: Optional[dict] = None) -> BuildReport:
+                progress: bool = True, train_sample: int = 100_000, extra: Optional[dict] = None, force: bool = False) -> BuildReport:
     """Embed ``catalogue`` (columns image_path, item_id, ...) into a FAISS index saved atomically at ``out``.
 
     ``shard=(i, n)`` embeds every n-th row starting at i (merge the shards with ``indexer merge``).
     ``trained_index`` starts from an already trained (IVF) index so shards share one quantizer.
+    Everything that can be checked before embedding (the target folder, the factory string, the
+    trained index, the shard) is checked first, so a mistake costs seconds, not the whole run.
+    ``force`` allows writing into a folder of other files (they are left untouched).
     """
+    out = Path(out).absolute()
+    layout.check_save_target(out, force=force)
     if shard is not None:
         i, n = shard
+        if not 0 <= i < n:
+            raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
         catalogue = catalogue.iloc[i::n].reset_index(drop=True)
+    if catalogue.empty:
+        raise ValueError("no gallery images to index" + (f" in shard {shard[0]}/{shard[1]}" if shard else ""))
+    if trained_index:
+        base = EmbeddingIndex.load(trained_index, expected_model_checksum=predictor.model_checksum, expected_dim=predictor.embedding_dim,
+                                   device=device)
+        index = base.empty_copy()
+    else:
+        index = EmbeddingIndex.create(predictor.embedding_dim, index_factory, model_checksum=predictor.model_checksum,
+                                      model_config=predictor.config.to_dict(), device=device)
     embedded = embed_images(predictor, catalogue["image_path"].tolist(), batch_size=batch_size, workers=workers, progress=progress,
                             desc="embedding gallery" + (f" shard {shard[0]}/{shard[1]}" if shard else ""))
     if len(embedded.embeddings) == 0:
@@ -90,20 +122,13 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
         "image_size": predictor.image_size,
         "build_command": " ".join(["indexer", *sys.argv[1:]]) if Path(sys.argv[0]).name == "indexer" else "indexer build",
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
-        "skipped": [{"path": p, "problem": m} for p, m in embedded.skipped[:1000]],
+        "skipped": [{"path": p, "problem": m} for p, m in embedded.skipped[:MAX_RECORDED_SKIPS]],
         "skipped_count": len(embedded.skipped),
         **(extra or {}),
     }
-    if trained_index:
-        base = EmbeddingIndex.load(trained_index, expected_model_checksum=predictor.model_checksum, expected_dim=predictor.embedding_dim,
-                                   device=device)
-        index = base.empty_copy()
-        index.extra = {**index.extra, **manifest_extra}
-    else:
-        index = EmbeddingIndex.create(predictor.embedding_dim, index_factory, model_checksum=predictor.model_checksum,
-                                      model_config=predictor.config.to_dict(), extra=manifest_extra, device=device)
-        if not index.is_trained:
-            index.train(embedded.embeddings, max_train=train_sample)
+    index.extra = {**index.extra, **manifest_extra}
+    if not index.is_trained:
+        index.train(embedded.embeddings, max_train=train_sample)
     if nprobe is None and index.nprobe is not None:
         # FAISS starts IVF indexes at nprobe=1, far too few; 1/64 of the lists is a sane start
         # (scripts/benchmark_index.py measures the trade-off).
@@ -111,22 +136,86 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     if nprobe is not None:
         index.nprobe = nprobe
     index.add(embedded.embeddings, _metadata(catalogue, embedded.rows), show_progress=progress)
-    index.save(out)
+    index.save(out, force=force)
     return BuildReport(index, len(embedded.embeddings), embedded.skipped)
 
 
-def add_to_index(index: EmbeddingIndex, predictor: Predictor, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,
-                 progress: bool = True) -> BuildReport:
-    """Embed image files / folders and add them; the caller saves."""
+def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,
+               progress: bool = True) -> AddReport:
+    """Embed image files / folders and add them to the saved index at ``index_dir``.
+
+    Images already in the index (same file, or the same picture under another name) and repeats
+    within ``paths`` are left out and reported. Embedding runs without the writer lock; the add
+    itself runs under it on the newest saved version, so concurrent adds and removes all land. An
+    add that adds nothing leaves the index as it was.
+    """
+    index = EmbeddingIndex.load(index_dir, device="cpu")
     check_compatible(index, predictor)
     catalogue = folder_catalogue(paths)
     if catalogue.empty:
         raise ValueError(f"no image files found in {', '.join(map(str, paths))}")
+    catalogue["image_sha256"] = [file_sha256(p) for p in catalogue["image_path"]]
+    catalogue, duplicates = _without_duplicates(catalogue, index.metadata)
+    skipped: list[tuple[str, str]] = []
+    if catalogue.empty:
+        return AddReport(0, index.ntotal, skipped, duplicates)
     embedded = embed_images(predictor, catalogue["image_path"].tolist(), batch_size=batch_size, workers=workers, progress=progress,
                             desc="embedding new images")
-    if len(embedded.embeddings):
-        index.add(embedded.embeddings, _metadata(catalogue, embedded.rows), show_progress=progress)
-    return BuildReport(index, len(embedded.embeddings), embedded.skipped)
+    skipped = embedded.skipped
+    if len(embedded.embeddings) == 0:
+        return AddReport(0, index.ntotal, skipped, duplicates)
+    with locked_update(index_dir, expected_model_checksum=index.model_checksum, expected_dim=index.dim) as fresh:
+        # another writer may have added some of these images since the check above
+        rows = _metadata(catalogue, embedded.rows)
+        fresh_rows, late = _without_duplicates(rows, fresh.metadata)
+        duplicates += late
+        keep = rows["image_path"].isin(fresh_rows["image_path"]).to_numpy()
+        if keep.any():
+            fresh.add(embedded.embeddings[keep], rows[keep].reset_index(drop=True), show_progress=progress)
+            _record_skips(fresh, skipped, duplicates)
+        return AddReport(int(keep.sum()), fresh.ntotal, skipped, duplicates)
+
+
+def _without_duplicates(candidates: pd.DataFrame, indexed: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """``candidates`` less the images already in ``indexed`` (by path, or by content checksum) and
+    less repeats among themselves; returns them and (path, reason) for each left out."""
+    by_path = dict(zip(indexed["image_path"].astype(str), indexed.index)) if "image_path" in indexed else {}
+    by_content = {}
+    if "image_sha256" in indexed:
+        known = indexed["image_sha256"].notna().to_numpy()
+        by_content = dict(zip(indexed["image_sha256"][known].astype(str), indexed.index[known]))
+    seen_paths: dict[str, int] = {}
+    seen_content: dict[str, str] = {}
+    keep, duplicates = [], []
+    for path, digest in zip(candidates["image_path"].astype(str), candidates["image_sha256"]):
+        digest = None if pd.isna(digest) else str(digest)
+        if path in by_path:
+            duplicates.append((path, f"already in the index (id {by_path[path]})"))
+        elif digest is not None and digest in by_content:
+            duplicates.append((path, f"the same picture is already in the index as id {by_content[digest]}"))
+        elif path in seen_paths:
+            duplicates.append((path, "given more than once"))
+        elif digest is not None and digest in seen_content:
+            duplicates.append((path, f"the same picture as {seen_content[digest]}, given earlier"))
+        else:
+            keep.append(True)
+            seen_paths[path] = 1
+            if digest is not None:
+                seen_content[digest] = path
+            continue
+        keep.append(False)
+    return candidates[np.array(keep, dtype=bool)].reset_index(drop=True), duplicates
+
+
+def _record_skips(index: EmbeddingIndex, skipped: list[tuple[str, str]], duplicates: list[tuple[str, str]]) -> None:
+    """Add this run's skipped images to the manifest's list (capped) and count (exact)."""
+    if not skipped and not duplicates:
+        return
+    extra = dict(index.extra)
+    entries = [{"path": p, "problem": m} for p, m in skipped] + [{"path": p, "problem": f"duplicate: {m}"} for p, m in duplicates]
+    extra["skipped"] = (list(extra.get("skipped") or []) + entries)[-MAX_RECORDED_SKIPS:]
+    extra["skipped_count"] = int(extra.get("skipped_count") or 0) + len(entries)
+    index.extra = extra
 
 
 def check_compatible(index: EmbeddingIndex, predictor: Predictor) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,11 +18,12 @@ from typing import Optional
 from fashionnet.checkpoint import CheckpointError
 from fashionnet.images import ImageLoadError
 from fashionnet.inference import Predictor
-from indexer.build import add_to_index, build_index, default_checkpoint, gallery_rows, parse_shard
+from indexer import layout
+from indexer.build import add_images, build_index, default_checkpoint, gallery_rows, parse_shard
 from indexer.embedding import folder_catalogue
 from indexer.errors import IndexStoreError
 from indexer.search import SearchEngine
-from indexer.store import EmbeddingIndex, merge
+from indexer.store import EmbeddingIndex, locked_update, merge
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -39,7 +41,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     src.add_argument("--images", nargs="+", help="files or folders of shop photos with no annotations")
     b.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"])
     b.add_argument("--split", default="auto", help="gallery split (auto: In-shop 'gallery', Consumer-to-shop 'test'; 'all': every shop image)")
-    b.add_argument("--out", required=True, help="index directory to write")
+    b.add_argument("--out", required=True, help="index directory to write (an existing index there is replaced atomically)")
+    b.add_argument("--force", action="store_true", help="write the index into a folder that holds other files (they are left untouched)")
     b.add_argument("--index-factory", default=None, help="FAISS factory string, e.g. IVF4096,PQ32 or HNSW32 (default: exact inner product)")
     b.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (stored as the default)")
     b.add_argument("--train-sample", type=int, default=100_000, help="vectors used to train IVF/PQ indexes")
@@ -78,53 +81,73 @@ def get_args_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="combine shard indexes into one")
     m.add_argument("out")
     m.add_argument("shards", nargs="+")
+    m.add_argument("--force", action="store_true", help="write into a folder that holds other files (they are left untouched)")
     return parser
 
 
 def cmd_build(args) -> int:
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    # cheap checks first: a wrong --out or --shard must not cost a model load or an embedding run
+    layout.check_save_target(Path(args.out).absolute(), force=args.force)
+    shard = parse_shard(args.shard)
+    for name in ("batch_size", "train_sample"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.nprobe is not None and args.nprobe < 1:
+        raise ValueError(f"--nprobe must be at least 1, got {args.nprobe}")
+    if args.trained_index:
+        layout.read_manifest(Path(args.trained_index).absolute())
     catalogue = gallery_rows(args.data_root, args.benchmark, args.split) if args.data_root else folder_catalogue(args.images)
     if catalogue.empty:
         raise ValueError(f"no images found in {' '.join(args.images)}")
-    report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=parse_shard(args.shard),
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
                          trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
-                         checkpoint_path=args.checkpoint, train_sample=args.train_sample,
+                         checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
                          extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None})
     print(f"indexed {report.added} images into {args.out} ({report.index.index_factory}, dim {report.index.dim})")
     _report_skipped(report.skipped)
     return 0
 
 
-def _report_skipped(skipped) -> None:
+def _report_skipped(skipped, what: str = "unreadable image(s)", shown: int = 50) -> None:
     if skipped:
-        print(f"skipped {len(skipped)} unreadable image(s):", file=sys.stderr)
-        for path, problem in skipped[:50]:
-            print(f"  {problem}", file=sys.stderr)
-        if len(skipped) > 50:
-            print(f"  ... and {len(skipped) - 50} more (all listed in the index manifest)", file=sys.stderr)
+        print(f"skipped {len(skipped)} {what}:", file=sys.stderr)
+        for path, problem in skipped[:shown]:
+            print(f"  {problem}" if problem.startswith(path) else f"  {path}: {problem}", file=sys.stderr)
+        if len(skipped) > shown:
+            print(f"  ... and {len(skipped) - shown} more (all listed in the index manifest)", file=sys.stderr)
 
 
 def cmd_add(args) -> int:
-    index = EmbeddingIndex.load(args.index, device=args.device)
+    for path in args.paths:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    index = EmbeddingIndex.load(args.index, device="cpu")
     predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device)
-    report = add_to_index(index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers)
-    index.save(args.index)
-    print(f"added {report.added} images; the index now holds {index.ntotal}")
+    report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers)
     _report_skipped(report.skipped)
+    _report_skipped(report.duplicates, "image(s) already in the index")
+    if report.added == 0:
+        print(f"indexer add: nothing added; the index at {args.index} is unchanged ({report.count} images)", file=sys.stderr)
+        return 1
+    print(f"added {report.added} images; the index now holds {report.count}")
     return 0
 
 
 def cmd_remove(args) -> int:
-    index = EmbeddingIndex.load(args.index, device="cpu")
     removed = 0
-    for item in args.item:
-        ids = index.remove_where("item_id", item)
-        if len(ids) == 0:
-            print(f"item {item!r} is not in the index", file=sys.stderr)
-        removed += len(ids)
-    index.save(args.index)
-    print(f"removed {removed} images; the index now holds {index.ntotal}")
-    return 0 if removed else 1
+    with locked_update(args.index) as index:
+        for item in args.item:
+            ids = index.remove_where("item_id", item)
+            if len(ids) == 0:
+                print(f"item {item!r} is not in the index", file=sys.stderr)
+            removed += len(ids)
+        count = index.ntotal
+    if not removed:
+        print(f"indexer remove: nothing removed; the index at {args.index} is unchanged", file=sys.stderr)
+        return 1
+    print(f"removed {removed} images; the index now holds {count}")
+    return 0
 
 
 def cmd_query(args) -> int:
@@ -157,7 +180,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    merged = merge(args.shards, args.out)
+    merged = merge(args.shards, args.out, force=args.force)
     print(f"merged {len(args.shards)} shards into {args.out}: {merged.ntotal} vectors")
     return 0
 
@@ -167,6 +190,7 @@ COMMANDS = {"build": cmd_build, "add": cmd_add, "remove": cmd_remove, "query": c
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="indexer: %(message)s")
     try:
         return COMMANDS[args.command](args)
     except (IndexStoreError, CheckpointError, ImageLoadError, FileNotFoundError, ValueError, RuntimeError) as exc:

@@ -3,6 +3,7 @@ and unreadable images are skipped and reported instead of ending the job."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,17 +36,29 @@ class _ImageFiles(Dataset):
         try:
             image = load_image(self.paths[i])
         except ImageLoadError as exc:
-            return i, None, str(exc)
+            return i, None, str(exc), None
         tensor, _, _, geometry = self.transform(image)
-        return i, tensor, geometry
+        return i, tensor, geometry, file_sha256(self.paths[i])
+
+
+def file_sha256(path: str | os.PathLike) -> str | None:
+    """Checksum of a file's bytes, which finds the same picture under another name; None if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _collate(samples):
     good = [s for s in samples if s[1] is not None]
     bad = [(s[0], s[2]) for s in samples if s[1] is None]
     if not good:
-        return None, [], [], bad
-    return torch.stack([s[1] for s in good]), [s[0] for s in good], [s[2] for s in good], bad
+        return None, [], [], [], bad
+    return torch.stack([s[1] for s in good]), [s[0] for s in good], [s[2] for s in good], [s[3] for s in good], bad
 
 
 @dataclass
@@ -65,12 +78,13 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
                         persistent_workers=False, pin_memory=predictor.device.type == "cuda")
     embeddings, records, skipped = [], [], []
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        for batch, positions, geometries, bad in loader:
+        for batch, positions, geometries, digests, bad in loader:
             skipped.extend((str(paths[i]), problem) for i, problem in bad)
             if batch is not None:
                 out = predictor.forward_batch(batch)
-                for pos, pred in zip(positions, predictor.decode(out, [(g, (g.orig_w, g.orig_h)) for g in geometries])):
-                    record = {"position": pos, "predicted_category": pred.category, "predicted_category_prob": pred.category_prob}
+                for pos, digest, pred in zip(positions, digests, predictor.decode(out, [(g, (g.orig_w, g.orig_h)) for g in geometries])):
+                    record = {"position": pos, "image_sha256": digest, "predicted_category": pred.category,
+                              "predicted_category_prob": pred.category_prob}
                     for lm in pred.landmarks:
                         record[f"pred_{lm.name}_x"] = lm.x
                         record[f"pred_{lm.name}_y"] = lm.y
@@ -87,7 +101,7 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
 
 
 def _row_columns() -> list[str]:
-    cols = ["position", "predicted_category", "predicted_category_prob"]
+    cols = ["position", "image_sha256", "predicted_category", "predicted_category_prob"]
     for name in LANDMARK_NAMES:
         cols += [f"pred_{name}_x", f"pred_{name}_y", f"pred_{name}_vis"]
     return cols

@@ -1,11 +1,15 @@
 """A persistent FAISS index of L2-normalised embeddings with a metadata table and a manifest.
 
-An index directory holds three files, written together and swapped into place atomically:
+An index is saved as three files (their on-disk layout, crash safety and writer lock are in
+:mod:`indexer.layout`):
 
 - ``index.faiss``: the FAISS index, always a CPU index. Every vector has an int64 id.
 - ``metadata.parquet``: one row per vector; column ``id`` is the vector's FAISS id.
 - ``manifest.json``: what built the index (model checksum and config), its dimension, metric,
   FAISS factory string, count, times, package version and file checksums.
+
+Processes that change a saved index use :func:`locked_update`, which holds the writer lock from
+load to save, so concurrent ``indexer add`` / ``remove`` runs all land.
 
 Ids are handed out in increasing order and never reused, so a removed vector's id cannot come
 back pointing at another row. Flat (and HNSW, ...) indexes get their ids from an ``IndexIDMap2``
@@ -18,17 +22,14 @@ stays the one that is changed and saved); k above FAISS's GPU limit falls back t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
-import uuid
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import faiss
 import numpy as np
@@ -36,12 +37,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import fashionnet
+from indexer import layout
 from indexer.errors import IndexDeviceError, IndexLoadError, IndexMismatchError, IndexSaveError
+from indexer.layout import FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE
 
-FORMAT_VERSION = 1
-INDEX_FILE = "index.faiss"
-METADATA_FILE = "metadata.parquet"
-MANIFEST_FILE = "manifest.json"
 FLAT_FACTORY = "Flat"
 
 # FAISS's GPU k-selection handles k (and nprobe) up to GPU_MAX_SELECTION_K = 2048
@@ -52,7 +51,7 @@ METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 DEVICES = ("auto", "cpu", "cuda")
 # Columns search() adds to each result row; metadata may not use them.
 RESULT_COLUMNS = ("query", "rank", "score", "id")
-_REQUIRED_MANIFEST_KEYS = ("format_version", "embedding_dim", "metric", "index_factory", "count", "next_id", "files")
+_LOAD_ATTEMPTS = 5  # a load that races a save re-reads the manifest this many times
 _ADD_BATCH = 65536  # vectors per FAISS add call, so big builds show progress
 
 
@@ -71,22 +70,6 @@ class SearchResult(NamedTuple):
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _resolve_device(device: str) -> str:
@@ -260,6 +243,7 @@ class EmbeddingIndex:
         self._created_utc = created_utc or _utc_now()
         self._device = _resolve_device(device)
         self._path = path
+        self._changes = 0  # add/remove/train calls since load or save
         self._lock = threading.Lock()
         self._gpu_resources = None
         self._gpu_index = None  # search copy on the GPU; dropped whenever the CPU index changes
@@ -377,6 +361,7 @@ class EmbeddingIndex:
             raise ValueError(f"nprobe applies to IVF indexes only; this one is {self._factory!r}")
         with self._lock:
             ivf.nprobe = self._checked_nprobe(value)
+            self._changes += 1
             self._gpu_index = None
 
     # --------------------------------------------------------------------------------- validation
@@ -439,6 +424,7 @@ class EmbeddingIndex:
             if self._index.ntotal > 0:
                 raise ValueError("the index already holds vectors; train it before adding any")
             self._index.train(x)
+            self._changes += 1
             self._gpu_index = None
 
     def add(self, vectors: Any, metadata: pd.DataFrame | None = None, show_progress: bool = True) -> np.ndarray:
@@ -463,6 +449,7 @@ class EmbeddingIndex:
             # Concatenating with an empty frame would drop or warn about dtypes; skip it.
             self._metadata = _query_friendly(pd.concat([self._metadata, rows]) if len(self._metadata) else rows)
             self._next_id += len(x)
+            self._changes += 1
             self._gpu_index = None
         return ids
 
@@ -477,6 +464,7 @@ class EmbeddingIndex:
                 return 0
             self._remove_from_faiss(present)
             self._metadata = self._metadata.drop(index=present)
+            self._changes += 1
             self._gpu_index = None
         return int(len(present))
 
@@ -508,6 +496,27 @@ class EmbeddingIndex:
             fresh.add_with_ids(np.ascontiguousarray(vectors[keep]), stored[keep])
         self._index = fresh
         return int((~keep).sum())
+
+    def append_shard(self, shard: "EmbeddingIndex") -> None:
+        """Append every vector and row of ``shard`` (checked mergeable by :func:`merge`), its ids
+        shifted past this index's id space."""
+        with self._lock:
+            offset = self._next_id
+            ivf = _native_ivf(self._index)
+            if ivf is not None:
+                ivf.merge_from(_native_ivf(shard._index), offset)
+                self._index.ntotal = ivf.ntotal  # a wrapping IndexPreTransform keeps its own count
+            elif shard.ntotal:
+                vectors, ids = _export_vectors(shard._index)
+                self._index.add_with_ids(vectors, ids + offset)
+            rows = shard.metadata
+            rows.index = pd.Index(rows.index.to_numpy(np.int64) + offset, name="id")
+            parts = [frame for frame in (self._metadata, rows) if len(frame)]
+            self._metadata = _query_friendly(pd.concat(parts)) if parts else self._metadata
+            self._next_id = offset + shard._next_id
+            self._created_utc = _utc_now()
+            self._changes += 1
+            self._gpu_index = None
 
     def export_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, ids) as stored (reconstructed, so lossy for PQ codes); e.g. a brute-force reference."""
@@ -580,7 +589,8 @@ class EmbeddingIndex:
 
     # ------------------------------------------------------------------------------- save / load
 
-    def _manifest(self, index_path: Path, metadata_path: Path) -> dict:
+    def _manifest(self, folder: Path) -> dict:
+        index_path, metadata_path = folder / INDEX_FILE, folder / METADATA_FILE
         index_bytes = index_path.stat().st_size
         return {
             "format_version": FORMAT_VERSION,
@@ -600,44 +610,39 @@ class EmbeddingIndex:
             "bytes_per_vector": index_bytes / self.ntotal if self.ntotal else None,
             "metadata_columns": [str(c) for c in self._metadata.columns],
             "files": {
-                INDEX_FILE: {"bytes": index_bytes, "sha256": _sha256(index_path)},
-                METADATA_FILE: {"bytes": metadata_path.stat().st_size, "sha256": _sha256(metadata_path)},
+                INDEX_FILE: {"bytes": index_bytes, "sha256": layout.sha256_file(index_path)},
+                METADATA_FILE: {"bytes": metadata_path.stat().st_size, "sha256": layout.sha256_file(metadata_path)},
             },
             "extra": self.extra,
         }
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the index to ``directory`` atomically and return its path.
+    def _write_data(self, folder: Path) -> None:
+        faiss.write_index(self._index, str(folder / INDEX_FILE))  # always the CPU index
+        self._metadata.reset_index().to_parquet(folder / METADATA_FILE, index=False)
 
-        The files go into a temporary directory beside the target, which replaces the target
-        only once complete; if anything fails, an index already at ``directory`` is untouched.
+    @property
+    def unsaved_changes(self) -> int:
+        """How many add/remove/train calls changed the index since it was loaded or last saved."""
+        return self._changes
+
+    def save(self, directory: str | os.PathLike, force: bool = False) -> Path:
+        """Commit the index to ``directory`` atomically and return its path.
+
+        A crash at any point leaves the previous index (or none, for a new directory) or the new
+        one, never a mix (:mod:`indexer.layout`). Other files in ``directory`` are never touched; a
+        directory of other files is refused unless ``force``.
         """
         target = Path(directory).absolute()
-        if target.exists() and not target.is_dir():
-            raise IndexSaveError(f"cannot save the index to {target}: it is a file, not a directory")
-        if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_FILE).exists():
-            raise IndexSaveError(f"{target} exists and is not an index directory (no {MANIFEST_FILE}); refusing to replace it")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
-            try:
-                index_path, metadata_path = staging / INDEX_FILE, staging / METADATA_FILE
-                faiss.write_index(self._index, str(index_path))  # always the CPU index
-                self._metadata.reset_index().to_parquet(metadata_path, index=False)
-                manifest = self._manifest(index_path, metadata_path)
-                (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-                for name in (INDEX_FILE, METADATA_FILE, MANIFEST_FILE):
-                    _fsync(staging / name)
-                _swap_into_place(staging, target)
-            except Exception as e:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise IndexSaveError(
-                    f"could not save the index to {target}: {e}. Any index previously there is unchanged."
-                ) from e
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            self._path = target
+        layout.check_save_target(target, force=force)
+        try:
+            with layout.WriterLock(target), self._lock:
+                layout.commit_version(target, self._write_data, self._manifest)
+                self._changes = 0
+        except IndexSaveError:
+            raise
+        except Exception as e:
+            raise IndexSaveError(f"could not save the index to {target}: {e}. Any index previously there is unchanged.") from e
+        self._path = target
         return target
 
     @classmethod
@@ -652,42 +657,21 @@ class EmbeddingIndex:
 
         Raises IndexLoadError for a missing or damaged directory, file or manifest and for index /
         metadata disagreements; IndexMismatchError when the model checksum or dimension differ.
+        A load that races a save simply reads the version committed when it looks again; leftovers
+        of a crashed save are cleaned up when no writer is busy.
         """
         directory = Path(directory).absolute()
-        manifest = _read_manifest(directory)
-        _check_expected(directory, manifest, expected_model_checksum, expected_dim)
-
-        index_path = directory / INDEX_FILE
-        _check_file(index_path, manifest)
-        try:
-            index = faiss.read_index(str(index_path))
-        except RuntimeError as e:
-            raise IndexLoadError(f"{index_path} is damaged and cannot be read by FAISS ({str(e).splitlines()[0]})") from None
-        if index.d != manifest["embedding_dim"]:
-            raise IndexLoadError(f"{index_path} holds {index.d}-d vectors but {directory / MANIFEST_FILE} says {manifest['embedding_dim']}")
-
-        metadata_path = directory / METADATA_FILE
-        _check_file(metadata_path, manifest)
-        try:
-            metadata = pd.read_parquet(metadata_path)
-        except Exception as e:
-            raise IndexLoadError(f"{metadata_path} cannot be read: {e}") from None
-        if "id" not in metadata.columns:
-            raise IndexLoadError(f"{metadata_path} has no 'id' column")
-        metadata = metadata.set_index("id")
-
-        count = manifest["count"]
-        if not index.ntotal == len(metadata) == count:
-            raise IndexLoadError(
-                f"index at {directory} is inconsistent: {INDEX_FILE} holds {index.ntotal} vectors, "
-                f"{METADATA_FILE} {len(metadata)} rows, {MANIFEST_FILE} says {count}; rebuild it"
-            )
-        try:
-            stored = np.sort(_stored_ids(index))
-        except TypeError as e:
-            raise IndexLoadError(f"{index_path}: {e}") from None
-        if not np.array_equal(stored, np.sort(metadata.index.to_numpy(np.int64))):
-            raise IndexLoadError(f"index at {directory} is inconsistent: the ids in {INDEX_FILE} and {METADATA_FILE} differ")
+        layout.recover_legacy(directory)
+        for attempt in range(_LOAD_ATTEMPTS):
+            manifest = layout.read_manifest(directory)
+            _check_expected(directory, manifest, expected_model_checksum, expected_dim)
+            try:
+                index, metadata = _read_data(directory, manifest)
+                break
+            except (IndexLoadError, OSError):
+                if attempt + 1 == _LOAD_ATTEMPTS or layout.read_manifest(directory) == manifest:
+                    raise  # not a concurrent save: the index really is damaged
+        layout.tidy_if_idle(directory)
         return cls(
             index,
             metric=manifest["metric"],
@@ -730,8 +714,12 @@ class EmbeddingIndex:
                 "memory_bytes_estimate": int(per_vector * self.ntotal),
                 "extra": self.extra,
             }
-        if self._path is not None and (self._path / INDEX_FILE).exists():
-            info["index_file_bytes"] = (self._path / INDEX_FILE).stat().st_size
+        if self._path is not None:
+            try:
+                index_file = layout.data_folder(self._path, layout.read_manifest(self._path)) / INDEX_FILE
+                info["index_file_bytes"] = index_file.stat().st_size
+            except (IndexLoadError, OSError):
+                pass
         return info
 
     def __repr__(self) -> str:
@@ -741,46 +729,59 @@ class EmbeddingIndex:
 # ----------------------------------------------------------------------------------- file helpers
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename the complete staging directory to ``target``, replacing an existing index last."""
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(target, retired)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
+@contextmanager
+def locked_update(directory: str | os.PathLike, *, expected_model_checksum: str | None = None,
+                  expected_dim: int | None = None, device: str = "cpu") -> Iterator[EmbeddingIndex]:
+    """Change a saved index safely against other processes: hold the writer lock, load the newest
+    version, yield it, and save it on a normal exit if it was changed.
+
+    Do slow work (embedding images) before entering, so writers queue only for the change itself.
+    """
+    directory = Path(directory).absolute()
+    layout.read_manifest(directory)  # a clear error for a missing index, before creating a lock file
+    with layout.WriterLock(directory):
+        index = EmbeddingIndex.load(directory, expected_model_checksum=expected_model_checksum,
+                                    expected_dim=expected_dim, device=device)
+        yield index
+        if index.unsaved_changes:
+            index.save(directory)
 
 
-def _read_manifest(directory: Path) -> dict:
-    if not directory.exists():
-        raise IndexLoadError(f"no index at {directory}: the directory does not exist")
-    if not directory.is_dir():
-        raise IndexLoadError(f"no index at {directory}: it is a file, not an index directory")
-    path = directory / MANIFEST_FILE
-    if not path.is_file():
-        raise IndexLoadError(f"{directory} is not a complete index: {MANIFEST_FILE} is missing")
+def _read_data(directory: Path, manifest: dict) -> tuple[faiss.Index, pd.DataFrame]:
+    """The FAISS index and metadata a manifest names, checked against its checksums and each other."""
+    folder = layout.data_folder(directory, manifest)
+    index_path = folder / INDEX_FILE
+    layout.check_data_file(index_path, manifest, directory)
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IndexLoadError(f"{path} cannot be read: {e}") from None
-    if not isinstance(manifest, dict):
-        raise IndexLoadError(f"{path} is not a manifest (expected a JSON object)")
-    missing = [k for k in _REQUIRED_MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise IndexLoadError(f"{path} lacks {missing}")
-    if not isinstance(manifest["format_version"], int) or manifest["format_version"] > FORMAT_VERSION:
+        index = faiss.read_index(str(index_path))
+    except RuntimeError as e:
+        raise IndexLoadError(f"{index_path} is damaged and cannot be read by FAISS ({str(e).splitlines()[0]})") from None
+    if index.d != manifest["embedding_dim"]:
+        raise IndexLoadError(f"{index_path} holds {index.d}-d vectors but {directory / MANIFEST_FILE} says {manifest['embedding_dim']}")
+
+    metadata_path = folder / METADATA_FILE
+    layout.check_data_file(metadata_path, manifest, directory)
+    try:
+        metadata = pd.read_parquet(metadata_path)
+    except Exception as e:
+        raise IndexLoadError(f"{metadata_path} cannot be read: {e}") from None
+    if "id" not in metadata.columns:
+        raise IndexLoadError(f"{metadata_path} has no 'id' column")
+    metadata = metadata.set_index("id")
+
+    count = manifest["count"]
+    if not index.ntotal == len(metadata) == count:
         raise IndexLoadError(
-            f"{path} has format version {manifest['format_version']!r}; this fashionnet "
-            f"({fashionnet.__version__}) reads up to {FORMAT_VERSION}"
+            f"index at {directory} is inconsistent: {INDEX_FILE} holds {index.ntotal} vectors, "
+            f"{METADATA_FILE} {len(metadata)} rows, {MANIFEST_FILE} says {count}; rebuild it"
         )
-    if manifest["metric"] not in METRICS:
-        raise IndexLoadError(f"{path} names an unknown metric {manifest['metric']!r}")
-    return manifest
+    try:
+        stored = np.sort(_stored_ids(index))
+    except TypeError as e:
+        raise IndexLoadError(f"{index_path}: {e}") from None
+    if not np.array_equal(stored, np.sort(metadata.index.to_numpy(np.int64))):
+        raise IndexLoadError(f"index at {directory} is inconsistent: the ids in {INDEX_FILE} and {METADATA_FILE} differ")
+    return index, metadata
 
 
 def _check_expected(directory: Path, manifest: dict, expected_model_checksum: str | None, expected_dim: int | None) -> None:
@@ -800,17 +801,6 @@ def _check_expected(directory: Path, manifest: dict, expected_model_checksum: st
         )
 
 
-def _check_file(path: Path, manifest: dict) -> None:
-    """The file exists and matches the size and checksum the manifest recorded."""
-    if not path.is_file():
-        raise IndexLoadError(f"{path.parent} is not a complete index: {path.name} is missing")
-    recorded = manifest["files"].get(path.name) if isinstance(manifest["files"], dict) else None
-    if not recorded:
-        raise IndexLoadError(f"{path.parent / MANIFEST_FILE} records no checksum for {path.name}")
-    if path.stat().st_size != recorded.get("bytes") or _sha256(path) != recorded.get("sha256"):
-        raise IndexLoadError(f"{path} is damaged: its size or checksum differs from the one recorded when it was saved; rebuild the index")
-
-
 # ------------------------------------------------------------------------------------------ merge
 
 
@@ -820,6 +810,7 @@ def merge(
     *,
     expected_model_checksum: str | None = None,
     device: str = "auto",
+    force: bool = False,
 ) -> EmbeddingIndex:
     """Join shard indexes (same model, dimension, metric and factory) into one, saved at ``out_dir``.
 
@@ -832,27 +823,14 @@ def merge(
     dirs = [Path(d) for d in index_dirs]
     if not dirs:
         raise ValueError("merge needs at least one index directory")
-    merged = EmbeddingIndex.load(dirs[0], expected_model_checksum=expected_model_checksum, device="cpu")
+    layout.check_save_target(Path(out_dir).absolute(), force=force)
+    merged = EmbeddingIndex.load(dirs[0], expected_model_checksum=expected_model_checksum, device=device)
     for shard_dir in tqdm(dirs[1:], desc="merging shards", unit="shard", disable=len(dirs) < 3):
         shard = EmbeddingIndex.load(shard_dir, expected_dim=merged.dim, device="cpu")
         _check_mergeable(merged, shard, dirs[0], shard_dir)
-        offset = merged._next_id
-        ivf = _native_ivf(merged._index)
-        if ivf is not None:
-            ivf.merge_from(_native_ivf(shard._index), offset)
-            merged._index.ntotal = ivf.ntotal  # a wrapping IndexPreTransform keeps its own count
-        elif shard.ntotal:
-            vectors, ids = _export_vectors(shard._index)
-            merged._index.add_with_ids(vectors, ids + offset)
-        rows = shard._metadata.copy()
-        rows.index = pd.Index(rows.index.to_numpy(np.int64) + offset, name="id")
-        parts = [frame for frame in (merged._metadata, rows) if len(frame)]
-        merged._metadata = pd.concat(parts) if parts else merged._metadata
-        merged._next_id = offset + shard._next_id
+        merged.append_shard(shard)
     merged.extra = {**merged.extra, "merged_from": [str(d.absolute()) for d in dirs]}
-    merged._created_utc = _utc_now()
-    merged._device = _resolve_device(device)
-    merged.save(out_dir)
+    merged.save(out_dir, force=force)
     return merged
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import fashionnet
+from indexer.layout import live_data_file, sha256_file
 from indexer import store
 from indexer.errors import IndexDeviceError, IndexLoadError, IndexMismatchError, IndexSaveError
 from indexer.store import EmbeddingIndex, merge
@@ -133,7 +134,7 @@ def test_indexes_without_removal_are_rebuilt(factory):
 def test_failed_save_leaves_previous_index_intact(tmp_path, monkeypatch):
     index, x = _flat(n=30)
     index.save(tmp_path / "ix")
-    before = (tmp_path / "ix" / "index.faiss").read_bytes()
+    before = live_data_file(tmp_path / "ix", "index.faiss").read_bytes()
     index.add(_vectors(10, seed=5))
 
     def broken_write(*args, **kwargs):
@@ -144,7 +145,7 @@ def test_failed_save_leaves_previous_index_intact(tmp_path, monkeypatch):
         index.save(tmp_path / "ix")
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]  # no staging left behind
-    assert (tmp_path / "ix" / "index.faiss").read_bytes() == before
+    assert live_data_file(tmp_path / "ix", "index.faiss").read_bytes() == before
     assert len(EmbeddingIndex.load(tmp_path / "ix", device="cpu")) == 30
     index.save(tmp_path / "ix")  # a later save replaces it
     assert len(EmbeddingIndex.load(tmp_path / "ix", device="cpu")) == 40
@@ -154,7 +155,7 @@ def test_save_refuses_to_replace_a_foreign_directory(tmp_path):
     index, _ = _flat(n=3)
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "me.jpg").write_bytes(b"x")
-    with pytest.raises(IndexSaveError, match="not an index directory"):
+    with pytest.raises(IndexSaveError, match="is not empty.*me.jpg.*not an index"):
         index.save(tmp_path / "photos")
     assert (tmp_path / "photos" / "me.jpg").exists()
 
@@ -162,7 +163,7 @@ def test_save_refuses_to_replace_a_foreign_directory(tmp_path):
 def _rerecord(directory: Path, name: str):
     """Update the manifest's size/checksum of a file we altered on purpose, to reach later checks."""
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["files"][name] = {"bytes": (directory / name).stat().st_size, "sha256": store._sha256(directory / name)}
+    manifest["files"][name] = {"bytes": live_data_file(directory, name).stat().st_size, "sha256": sha256_file(live_data_file(directory, name))}
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -176,13 +177,13 @@ def test_damaged_or_incomplete_directories_give_load_errors(tmp_path):
 
     damaged = tmp_path / "damaged"
     index.save(damaged)
-    data = bytearray((damaged / "index.faiss").read_bytes())
+    data = bytearray(live_data_file(damaged, "index.faiss").read_bytes())
     data[-50] ^= 0xFF  # same size, one byte flipped
-    (damaged / "index.faiss").write_bytes(bytes(data))
+    live_data_file(damaged, "index.faiss").write_bytes(bytes(data))
     with pytest.raises(IndexLoadError, match=r"damaged.*index\.faiss|index\.faiss.*damaged"):
         EmbeddingIndex.load(damaged)
 
-    (damaged / "index.faiss").write_bytes(b"not a faiss index at all")
+    live_data_file(damaged, "index.faiss").write_bytes(b"not a faiss index at all")
     _rerecord(damaged, "index.faiss")  # the checksum now matches: FAISS itself must refuse it
     with pytest.raises(IndexLoadError, match="cannot be read by FAISS"):
         EmbeddingIndex.load(damaged)
@@ -201,7 +202,8 @@ def test_damaged_or_incomplete_directories_give_load_errors(tmp_path):
 
     short_metadata = tmp_path / "short_metadata"
     index.save(short_metadata)
-    pd.read_parquet(short_metadata / "metadata.parquet").iloc[:-1].to_parquet(short_metadata / "metadata.parquet", index=False)
+    metadata_file = live_data_file(short_metadata, "metadata.parquet")
+    pd.read_parquet(metadata_file).iloc[:-1].to_parquet(metadata_file, index=False)
     _rerecord(short_metadata, "metadata.parquet")
     with pytest.raises(IndexLoadError, match="inconsistent.*20 vectors.*19 rows"):
         EmbeddingIndex.load(short_metadata)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from fashionnet.checkpoint import load_checkpoint, save_checkpoint
+from indexer.layout import live_data_file
 from indexer.cli import main as indexer
 from indexer.store import EmbeddingIndex
 
@@ -162,8 +163,8 @@ def test_query_with_a_bad_image_is_a_clear_error(capsys, tiny_index, tmp_path):
 def test_missing_and_damaged_indexes_are_clear_errors(capsys, index_copy, tmp_path):
     code, _, err = run_cli(capsys, "info", tmp_path / "nowhere")
     assert code == 2 and "no index at" in err and "does not exist" in err
-    data = (index_copy / "index.faiss").read_bytes()
-    (index_copy / "index.faiss").write_bytes(data[: len(data) // 2])
+    data = live_data_file(index_copy, "index.faiss").read_bytes()
+    live_data_file(index_copy, "index.faiss").write_bytes(data[: len(data) // 2])
     code, _, err = run_cli(capsys, "info", index_copy)
     assert code == 2 and "index.faiss is damaged" in err and "Traceback" not in err
 
@@ -226,7 +227,7 @@ def test_ivf_factory_and_nprobe(capsys, tiny_checkpoint, synth_root, tmp_path):
 def test_killed_build_leaves_the_previous_index_intact(tiny_index, tiny_checkpoint, synth_root, tmp_path):
     target = tmp_path / "live"
     shutil.copytree(tiny_index, target)
-    before = (target / "index.faiss").read_bytes(), json.loads((target / "manifest.json").read_text())
+    before = live_data_file(target, "index.faiss").read_bytes(), json.loads((target / "manifest.json").read_text())
     many = tmp_path / "many"
     many.mkdir()
     src = sorted((synth_root / "inshop" / "img").rglob("*.jpg"))
@@ -245,6 +246,6 @@ def test_killed_build_leaves_the_previous_index_intact(tiny_index, tiny_checkpoi
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    assert (target / "index.faiss").read_bytes() == before[0]
+    assert live_data_file(target, "index.faiss").read_bytes() == before[0]
     assert json.loads((target / "manifest.json").read_text()) == before[1]
     assert EmbeddingIndex.load(target).ntotal == before[1]["count"]

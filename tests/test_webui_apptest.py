@@ -193,8 +193,8 @@ def test_missing_index_names_the_build_command(monkeypatch, tmp_path):
 def test_damaged_index_is_explained(monkeypatch, tmp_path, tiny_index):
     damaged = tmp_path / "damaged"
     shutil.copytree(tiny_index, damaged)
-    blob = (damaged / "index.faiss").read_bytes()
-    (damaged / "index.faiss").write_bytes(blob[: len(blob) // 2])
+    blob = live_data_file(damaged, "index.faiss").read_bytes()
+    live_data_file(damaged, "index.faiss").write_bytes(blob[: len(blob) // 2])
     monkeypatch.setenv("FASHIONNET_INDEX", str(damaged))
     at = open_page()
     assert "damaged" in at.error[0].value and "index.faiss" in at.error[0].value

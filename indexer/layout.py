@@ -1,0 +1,355 @@
+"""An index directory on disk: versioned data folders behind one atomically replaced manifest.
+
+    IDX/
+      manifest.json                  the commit point: names the live version folder and its checksums
+      versions/000007-1f2e3d4c/      index.faiss + metadata.parquet of the live version
+      versions/000006-9a8b7c6d/      the version before, kept so a reader that has just read the old
+                                     manifest can finish loading it
+      .indexer.lock                  held by whoever changes the index (build, add, remove, merge)
+      anything else                  the user's: never read, moved or deleted
+
+A save writes a complete new version folder and fsyncs it, then replaces ``manifest.json`` with
+``os.replace``. A crash at any moment therefore leaves either the old or the new manifest, and each
+names a complete folder. Folders no manifest names (left by a crashed save) are deleted by the next
+writer, or by the next load that can take the lock at once.
+
+Indexes written before this layout keep ``index.faiss`` and ``metadata.parquet`` beside the manifest
+(no ``data_dir`` in it); they load as they are and move into ``versions/`` on their next save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Callable, Optional
+
+from filelock import FileLock, Timeout
+
+import fashionnet
+from indexer.errors import IndexLoadError, IndexSaveError
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
+METADATA_FILE = "metadata.parquet"
+MANIFEST_FILE = "manifest.json"
+DATA_FILES = (INDEX_FILE, METADATA_FILE)
+VERSIONS_DIR = "versions"
+LOCK_FILE = ".indexer.lock"
+METRIC_NAMES = ("ip", "l2")
+REQUIRED_MANIFEST_KEYS = ("format_version", "embedding_dim", "metric", "index_factory", "count", "next_id", "files")
+
+_VERSION_NAME = re.compile(r"^\d{6,}-[0-9a-f]{8}$")
+_TEMP_MANIFEST = re.compile(r"^\.manifest\.json\.[0-9a-f]{8}\.tmp$")
+# Left beside IDX by saves of earlier releases, which swapped whole directories.
+_LEGACY_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:old|saving)-[0-9a-z_]+$")
+_WAIT_NOTICE_S = 1.0
+
+log = logging.getLogger("indexer")
+
+
+# ---------------------------------------------------------------------------------------- files
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a directory's entry to disk (directories: so a rename inside survives a crash)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------- lock
+
+_locks: dict[str, FileLock] = {}
+_locks_guard = threading.Lock()
+
+
+class WriterLock:
+    """The index's writer lock: one process (and one thread) at a time changes an index.
+
+    Re-entrant within a thread, so a save inside :func:`indexer.store.locked_update` takes it again
+    without deadlocking. Says on the log when it has to wait for another writer.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        key = str(directory / LOCK_FILE)
+        with _locks_guard:
+            if key not in _locks:
+                # preserve_lock_file: deleting it on release would let two processes lock two different files
+                _locks[key] = FileLock(key, thread_local=True, preserve_lock_file=True)
+            self._lock = _locks[key]
+
+    def __enter__(self) -> "WriterLock":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=_WAIT_NOTICE_S)
+        except Timeout:
+            log.warning("waiting for another process that is changing the index at %s ...", self.directory)
+            self._lock.acquire()
+        return self
+
+    def try_acquire(self) -> bool:
+        """Take the lock only if it is free now (and the directory is writable); True when taken."""
+        try:
+            self._lock.acquire(timeout=0)
+            return True
+        except (Timeout, OSError):
+            return False
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+# ------------------------------------------------------------------------------------- manifest
+
+
+def read_manifest(directory: Path) -> dict:
+    """The committed manifest of ``directory``, checked for the keys every index has."""
+    if not directory.exists():
+        leftovers = legacy_leftovers(directory)
+        hint = (f"; an interrupted save of an earlier release left complete copies at {', '.join(map(str, leftovers))}: "
+                f"open it again with this release to recover the newest") if leftovers else ""
+        raise IndexLoadError(f"no index at {directory}: the directory does not exist{hint}")
+    if not directory.is_dir():
+        raise IndexLoadError(f"no index at {directory}: it is a file, not an index directory")
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise IndexLoadError(f"{directory} is not a complete index: {MANIFEST_FILE} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IndexLoadError(f"{path} cannot be read: {e}") from None
+    if not isinstance(manifest, dict):
+        raise IndexLoadError(f"{path} is not a manifest (expected a JSON object)")
+    missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise IndexLoadError(f"{path} lacks {missing}")
+    if not isinstance(manifest["format_version"], int) or manifest["format_version"] > FORMAT_VERSION:
+        raise IndexLoadError(
+            f"{path} has format version {manifest['format_version']!r}; this fashionnet "
+            f"({fashionnet.__version__}) reads up to {FORMAT_VERSION}"
+        )
+    if manifest["metric"] not in METRIC_NAMES:
+        raise IndexLoadError(f"{path} names an unknown metric {manifest['metric']!r}")
+    data_dir = manifest.get("data_dir")
+    if data_dir is not None and (not isinstance(data_dir, str) or not _is_version_path(data_dir)):
+        raise IndexLoadError(f"{path} names an invalid data folder {data_dir!r}")
+    return manifest
+
+
+def _is_version_path(relative: str) -> bool:
+    parts = relative.split("/")
+    return len(parts) == 2 and parts[0] == VERSIONS_DIR and bool(_VERSION_NAME.match(parts[1]))
+
+
+def data_folder(directory: Path, manifest: dict) -> Path:
+    """Where the manifest's data files live: its version folder, or the directory itself (old layout)."""
+    return directory / manifest["data_dir"] if manifest.get("data_dir") else directory
+
+
+def check_data_file(path: Path, manifest: dict, directory: Path) -> None:
+    """The file exists and matches the size and checksum the manifest recorded."""
+    if not path.is_file():
+        raise IndexLoadError(f"{directory} is not a complete index: {path.relative_to(directory)} is missing")
+    recorded = manifest["files"].get(path.name) if isinstance(manifest["files"], dict) else None
+    if not recorded:
+        raise IndexLoadError(f"{directory / MANIFEST_FILE} records no checksum for {path.name}")
+    if path.stat().st_size != recorded.get("bytes") or sha256_file(path) != recorded.get("sha256"):
+        raise IndexLoadError(f"{path} is damaged: its size or checksum differs from the one recorded when it was saved; rebuild the index")
+
+
+def is_index_dir(directory: Path) -> bool:
+    """True when ``directory`` holds a manifest this package wrote."""
+    try:
+        read_manifest(directory)
+        return True
+    except IndexLoadError:
+        return False
+
+
+def check_save_target(target: Path, force: bool = False) -> None:
+    """Refuse, before any work, a target the index cannot be written to without harming other files.
+
+    An index may be (re)written into an existing index directory, an empty or missing directory, or,
+    with ``force``, a directory of other files (which are left alone). A ``manifest.json`` that this
+    package did not write is never overwritten.
+    """
+    if target.exists() and not target.is_dir():
+        raise IndexSaveError(f"cannot write the index to {target}: it is a file, not a directory")
+    if target.is_dir():
+        has_manifest = (target / MANIFEST_FILE).exists()
+        if has_manifest and not is_index_dir(target):
+            raise IndexSaveError(
+                f"cannot write the index to {target}: it holds a {MANIFEST_FILE} that is not an index manifest; choose another folder"
+            )
+        others = [p.name for p in target.iterdir() if not _is_index_entry(p.name)]
+        if others and not has_manifest and not force:
+            shown = ", ".join(sorted(others)[:5]) + (" ..." if len(others) > 5 else "")
+            raise IndexSaveError(
+                f"{target} is not empty ({shown}) and is not an index; choose an empty or new folder, or pass "
+                "--force (force=True) to write the index beside those files (they are left untouched)"
+            )
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise IndexSaveError(f"cannot write the index to {target}: {existing} is not a writable folder")
+
+
+def _is_index_entry(name: str) -> bool:
+    return name in (MANIFEST_FILE, VERSIONS_DIR, LOCK_FILE, *DATA_FILES) or bool(_TEMP_MANIFEST.match(name))
+
+
+# --------------------------------------------------------------------------------------- commit
+
+
+def commit_version(directory: Path, write_data: Callable[[Path], None], make_manifest: Callable[[Path], dict]) -> dict:
+    """Write a new version of the index in ``directory`` and make it the live one. The caller holds
+    the writer lock.
+
+    ``write_data(folder)`` writes the data files into a fresh version folder; ``make_manifest(folder)``
+    returns the manifest for them (checksums included). Returns the committed manifest.
+    """
+    previous = _committed_or_none(directory)
+    sequence = int(previous.get("version", 0)) + 1 if previous else 1
+    versions = directory / VERSIONS_DIR
+    versions.mkdir(exist_ok=True)
+    folder = versions / f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    try:
+        write_data(folder)
+        for name in DATA_FILES:
+            fsync_path(folder / name)
+        fsync_path(folder)
+        fsync_path(versions)
+        manifest = make_manifest(folder)
+        manifest["version"] = sequence
+        manifest["data_dir"] = f"{VERSIONS_DIR}/{folder.name}"
+        manifest["previous_data_dir"] = previous.get("data_dir") if previous else None
+        temporary = directory / f".{MANIFEST_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with open(temporary, "w") as f:
+                f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, directory / MANIFEST_FILE)  # the commit point
+        finally:
+            if temporary.exists():
+                temporary.unlink()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    fsync_path(directory)
+    remove_stale(directory, manifest)
+    return manifest
+
+
+def _committed_or_none(directory: Path) -> Optional[dict]:
+    try:
+        return read_manifest(directory)
+    except IndexLoadError:
+        return None
+
+
+def remove_stale(directory: Path, manifest: dict) -> list[str]:
+    """Delete what this package wrote that ``manifest`` no longer needs: version folders other than
+    the live and the previous one, temporary manifests, and old-layout data files. The caller holds
+    the writer lock. Returns what was removed (relative names)."""
+    keep = {manifest.get("data_dir"), manifest.get("previous_data_dir")}
+    removed = []
+    versions = directory / VERSIONS_DIR
+    if versions.is_dir():
+        for folder in versions.iterdir():
+            relative = f"{VERSIONS_DIR}/{folder.name}"
+            if folder.is_dir() and _VERSION_NAME.match(folder.name) and relative not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(relative)
+    for entry in directory.iterdir():
+        if _TEMP_MANIFEST.match(entry.name):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    if manifest.get("data_dir") and manifest.get("previous_data_dir") is not None:
+        # the old layout's files are removed once a versioned save has superseded them twice over
+        for name in DATA_FILES:
+            if (directory / name).is_file():
+                (directory / name).unlink()
+                removed.append(name)
+    return removed
+
+
+def tidy_if_idle(directory: Path) -> list[str]:
+    """Recovery on open: if no writer is active, delete a crashed save's leftovers. Never waits."""
+    lock = WriterLock(directory)
+    if not lock.try_acquire():
+        return []
+    try:
+        manifest = _committed_or_none(directory)
+        removed = remove_stale(directory, manifest) if manifest else []
+        for leftover in legacy_leftovers(directory, complete_only=False):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover.name)
+    finally:
+        lock.release()
+    if removed:
+        log.info("removed leftovers of an interrupted save in %s: %s", directory, ", ".join(removed))
+    return removed
+
+
+# ------------------------------------------------------------------------- earlier releases' leftovers
+
+
+def legacy_leftovers(directory: Path, complete_only: bool = True) -> list[Path]:
+    """Index copies (by default only complete ones) that an earlier release's interrupted save left
+    beside ``directory``, newest first."""
+    parent = directory.parent
+    if not parent.is_dir():
+        return []
+    found = []
+    for entry in parent.iterdir():
+        match = _LEGACY_LEFTOVER.match(entry.name)
+        if (match and match.group("name") == directory.name and entry.is_dir()
+                and (not complete_only or (entry / MANIFEST_FILE).is_file())):
+            found.append(entry)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def recover_legacy(directory: Path) -> Optional[Path]:
+    """When ``directory`` is missing but an earlier release's interrupted save left complete copies
+    beside it, move the newest readable one into place. Returns the copy recovered, if any."""
+    if directory.exists():
+        return None
+    for leftover in legacy_leftovers(directory):
+        if is_index_dir(leftover):
+            try:
+                os.rename(leftover, directory)
+            except OSError:
+                return None
+            log.warning("recovered the index at %s from %s, left by an interrupted save", directory, leftover.name)
+            return leftover
+    return None
+
+
+def live_data_file(directory: str | os.PathLike, name: str) -> Path:
+    """Path of a data file (``index.faiss``, ``metadata.parquet``) of the version now committed."""
+    directory = Path(directory)
+    return data_folder(directory, read_manifest(directory)) / name
