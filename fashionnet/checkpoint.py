@@ -81,8 +81,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and unsafe-type errors all mean "not a checkpoint we trust"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable FashionNet checkpoint ({first})") from None
+        raise CheckpointError(_unreadable_reason(path, exc)) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a FashionNet checkpoint (top level is {type(ckpt).__name__}, expected a dict)")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
@@ -93,3 +92,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if verify and state_dict_checksum(ckpt["model"]) != ckpt["model_checksum"]:
         raise CheckpointError(f"{path}: model weights do not match the stored checksum; the file is damaged")
     return ckpt
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """One clear sentence for a file torch.load refused. torch's own text is not passed on: for an
+    unsafe file it advises loading with weights_only=False, which would run the file's code."""
+    text = str(exc)
+    if "Unsupported global" in text or "GLOBAL" in text:
+        return (f"{path}: refused: the file holds Python objects other than tensors and plain values, which "
+                "could run code when loaded. FashionNet checkpoints never do; use a checkpoint written by "
+                "scripts/train_fashionnet.py")
+    if path.stat().st_size == 0:
+        return f"{path}: not a FashionNet checkpoint: the file is empty"
+    return (f"{path}: not a FashionNet checkpoint: it is not a PyTorch checkpoint file "
+            "(damaged, truncated, or another kind of file)")
