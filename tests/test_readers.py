@@ -14,6 +14,7 @@ from PIL import Image
 from fashionnet.data import schema
 from fashionnet.data.readers import (
     AnnotationError,
+    AnnotationWarning,
     category_names,
     detect_benchmark,
     item_label_maps,
@@ -465,3 +466,53 @@ def test_readers_read_the_synthetic_benchmark(tmp_path):
         assert (boxes[:, 2] <= sizes[:, 0]).all() and (boxes[:, 3] <= sizes[:, 1]).all()
         if benchmark == "consumer2shop":
             assert set(frame["source"]) == {"shop", "consumer"}
+
+
+# ------------------------------------------------------------------------------------------
+# Paths that leave the root, images without annotation rows
+# ------------------------------------------------------------------------------------------
+
+ESCAPES = {
+    "inshop": (INSHOP, "Shorts/id_00000010/01_1_front", 0, read_inshop),
+    "consumer2shop consumer photo": (C2S, "comsumer_02", 0, read_consumer2shop),
+    "consumer2shop shop photo": (C2S, "comsumer_02", 1, read_consumer2shop),
+    "fld": (FLD, "img_00000002", 0, read_fld),
+}
+
+
+@pytest.mark.parametrize("bad_path", ["img/../../outside.jpg", "/etc/passwd", "..\\secret.jpg"])
+@pytest.mark.parametrize("case", list(ESCAPES), ids=list(ESCAPES))
+def test_an_image_path_that_leaves_the_root_is_refused_with_file_and_line(case, bad_path, tmp_path):
+    source, contains, column, reader = ESCAPES[case]
+    root = copy_root(source, tmp_path)
+    partition = root / "Eval/list_eval_partition.txt"
+    line = edit_line(partition, contains, replace_token(column, bad_path))
+    with pytest.raises(AnnotationError) as caught:
+        reader(root, verify_images=False)
+    assert (caught.value.path, caught.value.line) == (str(partition), line)
+    assert "leaves the dataset root" in str(caught.value) and repr(bad_path) in str(caught.value)
+
+
+def test_paths_that_only_look_like_dots_are_fine(tmp_path):
+    root = copy_root(FLD, tmp_path)
+    partition = root / "Eval/list_eval_partition.txt"
+    old = next(l.split()[0] for l in partition.read_text().splitlines() if "img_00000002" in l)
+    edit_line(partition, "img_00000002", replace_token(0, "img/a..b/..jpg"))
+    for name in ("Anno/list_landmarks.txt", "Anno/list_bbox.txt"):
+        if (root / name).exists():
+            (root / name).write_text((root / name).read_text().replace(old, "img/a..b/..jpg"))
+    assert "img/a..b/..jpg" in set(read_fld(root, verify_images=False)["image_path"])
+
+
+def test_images_without_annotation_rows_are_counted_in_a_warning():
+    with pytest.warns(AnnotationWarning, match=r"list_landmarks_consumer2shop.txt: 2 of the 8 images listed in .* have no row here") as caught:
+        read_consumer2shop(C2S)
+    assert len([w for w in caught if issubclass(w.category, AnnotationWarning)]) == 1
+
+
+def test_complete_annotations_give_no_warning(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AnnotationWarning)
+        read_fld(FLD)

@@ -227,6 +227,23 @@ def _check_width(table: _Table, expected, row_format: str) -> None:
         raise _row_error(table, i, int(expected[i]), row_format)
 
 
+class AnnotationWarning(UserWarning):
+    """Annotation files are usable but incomplete (for example images with no bbox row)."""
+
+
+# An absolute path, a drive letter, or a ".." part: any of them can point outside the dataset root.
+_ESCAPING_PATH = r"^[/\\~]|^[A-Za-z]:|(?:^|[/\\])\.\.(?:[/\\]|$)"
+
+
+def _check_image_paths(table: _Table, names: np.ndarray) -> None:
+    """Image names must stay under the dataset root: refuse absolute paths and ``..`` parts, naming the line."""
+    escaping = np.flatnonzero(pd.Series(names, dtype=object).astype(str).str.contains(_ESCAPING_PATH, regex=True).to_numpy())
+    if escaping.size:
+        i = int(escaping[0])
+        raise table.error(i, f"image path {names[i]!r} leaves the dataset root; image paths must be relative and stay under it "
+                             f"(no leading '/', drive letter or '..')")
+
+
 def _fixed_columns(table: _Table, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Check that every record has exactly ``len(names)`` values; return them as object columns."""
     _check_width(table, len(names), f"{len(names)} values ({' '.join(names)})")
@@ -635,7 +652,24 @@ def _attach_attributes(frame: pd.DataFrame, attributes: Optional[dict[str, np.nd
     return frame
 
 
+def _warn_unannotated(frame: pd.DataFrame, listing: _Table, bbox_file: Optional[_Table], landmark_file: Optional[_Table]) -> None:
+    """One warning per annotation file that lacks rows for some listed images, with the count and an example."""
+    for table, column in ((bbox_file, "bbox_record"), (landmark_file, "lm_record")):
+        if table is None or column not in frame:
+            continue
+        missing = frame[column].isna().to_numpy()
+        if missing.any():
+            example = frame["image_path"].to_numpy(dtype=object)[np.flatnonzero(missing)[0]]
+            warnings.warn(
+                f"{table.path}: {int(missing.sum())} of the {len(frame)} images listed in {listing.path} have no row here "
+                f"(for example {example}); they are used without {'a bbox' if column == 'bbox_record' else 'landmarks'}",
+                AnnotationWarning,
+                stacklevel=3,
+            )
+
+
 def _finish(root: Path, frame: pd.DataFrame, listing: _Table, bbox_file, landmark_file, verify_images: bool) -> pd.DataFrame:
+    _warn_unannotated(frame, listing, bbox_file, landmark_file)
     frame["clothes_type"] = _resolve_clothes_type(frame, bbox_file, landmark_file)
     for column in schema.LANDMARK_VIS_COLUMNS:  # images without a landmark row: every slot absent
         if column in frame:
@@ -675,6 +709,7 @@ def read_inshop(root: PathLike, verify_images: bool = True) -> pd.DataFrame:
     anno = root / "Anno"
     partition = _read_partition(root, ("image_name", "item_id", "evaluation_status"))
     cols = _fixed_columns(partition, ("image_name", "item_id", "evaluation_status"))
+    _check_image_paths(partition, cols["image_name"])
     _check_splits(partition, cols["evaluation_status"], schema.SPLITS_INSHOP)
     keep = _check_unique_images(partition, cols["image_name"])
     records = np.flatnonzero(keep)
@@ -717,6 +752,8 @@ def read_consumer2shop(root: PathLike, verify_images: bool = True) -> pd.DataFra
     anno = root / "Anno"
     partition = _read_partition(root, ("image_pair_name_1", "image_pair_name_2", "item_id", "evaluation_status"))
     cols = _fixed_columns(partition, ("image_pair_name_1", "image_pair_name_2", "item_id", "evaluation_status"))
+    _check_image_paths(partition, cols["image_pair_name_1"])
+    _check_image_paths(partition, cols["image_pair_name_2"])
     _check_splits(partition, cols["evaluation_status"], schema.SPLITS_CONSUMER2SHOP)
     _check_items_listed(partition, cols["item_id"], np.arange(len(partition)), _read_item_ids(anno / "list_item_consumer2shop.txt"))
 
@@ -785,6 +822,7 @@ def read_fld(root: PathLike, verify_images: bool = True) -> pd.DataFrame:
     anno = root / "Anno"
     partition = _read_partition(root, ("image_name", "evaluation_status"))
     cols = _fixed_columns(partition, ("image_name", "evaluation_status"))
+    _check_image_paths(partition, cols["image_name"])
     _check_splits(partition, cols["evaluation_status"], schema.SPLITS_FLD)
     records = np.flatnonzero(_check_unique_images(partition, cols["image_name"]))
     landmark_file = _read_landmark_table(anno / "list_landmarks.txt", required=True)
