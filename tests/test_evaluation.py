@@ -1,4 +1,16 @@
-"""The evaluation script's protocol figures agree with an independent numpy computation."""
+"""The evaluation script's protocol figures agree with an independent numpy computation.
+
+Top-k, mAP@R, NE and PDL are recomputed here from their definitions, on embeddings and landmarks
+the Predictor (or the model itself) gives for the official query and gallery images:
+
+- top-k: a query is a hit at k when any of its k nearest gallery images shows its item; hits / queries.
+- mAP@R: for a query with R gallery images of its item, (1/R) * sum over the first R results of
+  precision@i at every relevant result i.
+- NE: mean over visible ground-truth landmarks of the distance between prediction and truth with x
+  divided by the image width and y by its height.
+- PDL (35 px at 512): share of visible landmarks whose pixel distance, on the image scaled so its
+  long side is 512, is at most 35.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +18,136 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from fashionnet.data.readers import read_consumer2shop
+from fashionnet.checkpoint import load_checkpoint
+from fashionnet.data.readers import read_consumer2shop, read_inshop
+from fashionnet.data.transforms import build_transforms
 from fashionnet.evaluation import evaluate_checkpoint, write_report
-from fashionnet.inference import Predictor
+from fashionnet.inference import Predictor, model_from_checkpoint
+from fashionnet.landmarks import LANDMARK_NAMES
 
 
-def test_consumer2shop_protocol_matches_brute_force(tiny_checkpoint, synth_root, tmp_path):
+def independent_retrieval(q_emb, q_items, g_emb, g_items, ks):
+    sims = np.asarray(q_emb, np.float64) @ np.asarray(g_emb, np.float64).T
+    order = np.argsort(-sims, axis=1, kind="stable")
+    g_items = np.asarray(g_items, dtype=object)
+    top_k = {k: float(np.mean([q in set(g_items[order[i, :k]]) for i, q in enumerate(q_items)])) for k in ks}
+    aps = []
+    for i, q in enumerate(q_items):
+        r = int((g_items == q).sum())
+        if r == 0:
+            continue
+        relevant = g_items[order[i, :r]] == q
+        precision = np.cumsum(relevant) / np.arange(1, r + 1)
+        aps.append(float((precision * relevant).sum() / r))
+    return top_k, float(np.mean(aps))
+
+
+def assert_retrieval_matches(variant, q_emb, q_items, g_emb, g_items):
+    top_k, map_r = independent_retrieval(q_emb, q_items, g_emb, g_items, variant["top_k"])
+    for k, rate in variant["top_k"].items():
+        assert rate == pytest.approx(top_k[k], abs=1e-12), k
+    assert variant["map_at_r"] == pytest.approx(map_r, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def consumer2shop(tiny_checkpoint, synth_root):
     root = synth_root / "consumer2shop"
     results = evaluate_checkpoint(tiny_checkpoint, root, variants=("imagenet", "global", "fashionnet", "gt_landmarks"), workers=0,
                                   baseline_weights=False, progress=False)
     frame = read_consumer2shop(root)
     test = frame[frame["split"] == "test"]
-    queries, gallery = test[test["source"] == "consumer"], test[test["source"] == "shop"]
+    return root, results, test[test["source"] == "consumer"], test[test["source"] == "shop"]
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_checkpoint):
+    return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+
+
+def test_consumer2shop_fashionnet_variant_matches_brute_force(consumer2shop, predictor):
+    root, results, queries, gallery = consumer2shop
     assert results["num_queries"] == len(queries) and results["num_gallery"] == len(gallery)
+    embed = lambda rows: np.stack([p.embedding for p in predictor.predict_batch([root / x for x in rows["image_path"]])])  # noqa: E731
+    assert_retrieval_matches(results["variants"]["fashionnet"], embed(queries), queries["item_id"].to_numpy(),
+                             embed(gallery), gallery["item_id"].to_numpy())
 
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
-    embed = lambda rows: np.stack([p.embedding for p in predictor.predict_batch([root / x for x in rows["image_path"]])])
-    sims = embed(queries) @ embed(gallery).T
-    order = np.argsort(-sims, axis=1, kind="stable")
-    g_items = gallery["item_id"].to_numpy()
-    for k, rate in results["variants"]["fashionnet"]["top_k"].items():
-        hits = [q_item in set(g_items[order[i, :k]]) for i, q_item in enumerate(queries["item_id"])]
-        assert rate == pytest.approx(np.mean(hits), abs=1e-12), k
-    assert set(results["variants"]) == {"imagenet", "global", "fashionnet", "gt_landmarks"}
-    assert 0 <= results["landmarks"]["ne"] < 1 and 0 <= results["landmarks"]["pdl_35px_at_512"] <= 1
 
+def test_global_and_ground_truth_variants_match_brute_force(consumer2shop, tiny_checkpoint):
+    root, results, queries, gallery = consumer2shop
+    ckpt = load_checkpoint(tiny_checkpoint)
+    model, config = model_from_checkpoint(ckpt, tiny_checkpoint)
+    model.eval()
+    transform = build_transforms(train=False, size=int(ckpt["preprocessing"]["image_size"]))
+
+    def features(rows):
+        glob, gt = [], []
+        for _, row in rows.iterrows():
+            xy = np.array([[row[f"{n}_x"], row[f"{n}_y"]] for n in LANDMARK_NAMES], dtype=np.float32)
+            vis = np.array([row[f"{n}_vis"] for n in LANDMARK_NAMES], dtype=np.int64)
+            image, landmarks, visibility, _ = transform(Image.open(root / row["image_path"]), xy, vis)
+            with torch.no_grad():
+                glob.append(torch.nn.functional.normalize(model(image[None])["global_feature"], dim=1)[0].numpy())
+                gt.append(model(image[None], landmarks[None], visibility[None])["embedding"][0].numpy())
+        return np.stack(glob), np.stack(gt)
+
+    q_glob, q_gt = features(queries)
+    g_glob, g_gt = features(gallery)
+    q_items, g_items = queries["item_id"].to_numpy(), gallery["item_id"].to_numpy()
+    assert_retrieval_matches(results["variants"]["global"], q_glob, q_items, g_glob, g_items)
+    assert_retrieval_matches(results["variants"]["gt_landmarks"], q_gt, q_items, g_gt, g_items)
+
+
+def test_imagenet_baseline_figures_are_rates(consumer2shop):
+    _, results, _, _ = consumer2shop
+    baseline = results["variants"]["imagenet"]
+    rates = [baseline["top_k"][k] for k in sorted(baseline["top_k"])]
+    assert all(0 <= r <= 1 for r in rates) and rates == sorted(rates)
+    assert 0 <= baseline["map_at_r"] <= 1
+
+
+def test_landmark_error_and_pdl_match_their_definitions(consumer2shop, predictor):
+    root, results, queries, _ = consumer2shop
+    errors = {n: [] for n in LANDMARK_NAMES}
+    detected = []
+    for _, row in queries.iterrows():
+        pred = predictor.predict(root / row["image_path"])
+        width, height = Image.open(root / row["image_path"]).size
+        for lm in pred.landmarks:
+            if row[f"{lm.name}_vis"] != 0:
+                continue
+            dx, dy = lm.x - row[f"{lm.name}_x"], lm.y - row[f"{lm.name}_y"]
+            errors[lm.name].append(np.hypot(dx / width, dy / height))
+            detected.append(np.hypot(dx, dy) * 512 / max(width, height) <= 35)
+    every = [e for name in LANDMARK_NAMES for e in errors[name]]
+    figures = results["landmarks"]
+    assert figures["num_visible"] == len(every) > 0
+    assert figures["ne"] == pytest.approx(np.mean(every), rel=1e-4)
+    for name in LANDMARK_NAMES:
+        if errors[name]:
+            assert figures["ne_per_landmark"][name] == pytest.approx(np.mean(errors[name]), rel=1e-4), name
+        else:
+            assert np.isnan(figures["ne_per_landmark"][name]), name
+    # A landmark within float noise of the 35 px threshold may fall either way.
+    assert figures["pdl_35px_at_512"] == pytest.approx(np.mean(detected), abs=1.01 / len(detected))
+
+
+def test_inshop_protocol_matches_brute_force(tiny_checkpoint, synth_root, predictor):
+    root = synth_root / "inshop"
+    results = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False)
+    frame = read_inshop(root)
+    queries, gallery = frame[frame["split"] == "query"], frame[frame["split"] == "gallery"]
+    assert results["benchmark"] == "inshop"
+    assert results["num_queries"] == len(queries) and results["num_gallery"] == len(gallery)
+    embed = lambda rows: np.stack([p.embedding for p in predictor.predict_batch([root / x for x in rows["image_path"]])])  # noqa: E731
+    assert_retrieval_matches(results["variants"]["fashionnet"], embed(queries), queries["item_id"].to_numpy(),
+                             embed(gallery), gallery["item_id"].to_numpy())
+
+
+def test_report_files(consumer2shop, tmp_path):
+    _, results, _, _ = consumer2shop
     paths = write_report(results, tmp_path)
     assert json.loads(paths["json"].read_text())["benchmark"] == "consumer2shop"
     table = paths["markdown"].read_text()
