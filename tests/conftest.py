@@ -15,11 +15,12 @@ import torch
 # FASHIONNET_TEST_THREADS overrides it (the mutation run forks test processes and wants 1).
 torch.set_num_threads(int(os.environ.get("FASHIONNET_TEST_THREADS", "0")) or max(1, min(2, os.cpu_count() or 1)))
 
+# Validation runs after every epoch; a few queries exercise it (the figures are not asserted on).
 TINY_TRAIN_ARGS = [
     "--backbone", "tiny", "--weights", "none", "--image-size", "96", "--embedding-dim", "32",
     "--rounds", "1", "--landmark-epochs", "1", "--joint-epochs", "3", "--gt-pooling-epochs", "1",
     "--items-per-batch", "6", "--images-per-item", "3", "--batches-per-epoch", "10", "--lr", "3e-3", "--warmup-steps", "2",
-    "--workers", "0", "--no-progress", "--val-max-queries", "0", "--seed", "0",
+    "--workers", "0", "--no-progress", "--val-max-queries", "6", "--seed", "0",
 ]
 
 

@@ -43,10 +43,9 @@ ANNOTATION_FILES = {
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "tiny"
-    synth.generate_synthetic_deepfashion(out, size="tiny", seed=0, workers=1, progress=False)
-    return out
+def tiny(synth_root) -> Path:
+    """The session's tiny benchmark (size "tiny", seed 0; generated once in conftest.py). Read only."""
+    return synth_root
 
 
 @pytest.fixture
