@@ -17,7 +17,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PY:-$REPO/.venv/bin/python}"
 WORK="${MUTATION_DIR:-$REPO/build/mutation}"
 JOBS="${MUTATION_JOBS:-1}"
-MUTATION_TESTS="${MUTATION_TESTS:-tests/test_flip_layout.py tests/test_transforms.py tests/test_metrics.py tests/test_metrics_mutation.py tests/test_index_store.py tests/test_index_vectors.py}"
+# The index's process-kill and concurrent-writer tests (tests/test_index_durability.py) are left out:
+# they take about 25 s, and would run again for every mutant of save/load.
+MUTATION_TESTS="${MUTATION_TESTS:-tests/test_flip_layout.py tests/test_transforms.py tests/test_transforms_edges.py tests/test_metrics.py tests/test_metrics_edges.py tests/test_index_store.py tests/test_index_vectors.py tests/test_index_edges.py}"
 MUTATED="fashionnet/landmarks.py fashionnet/metrics.py fashionnet/data/transforms.py indexer/store.py"
 
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is not installed: $PY -m pip install -e '.[mutation]'" >&2; exit 2; }
