@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import tqdm
+
+# No tqdm monitor thread in tests: a process forked while it runs (the mutation run forks one per
+# mutant) can hang on the lock the thread held.
+tqdm.tqdm.monitor_interval = 0
 
 # Two cores are shared by everything; one intra-op thread keeps the tests from oversubscribing.
 # FASHIONNET_TEST_THREADS overrides it (the mutation run forks test processes and wants 1).
