@@ -13,7 +13,7 @@ DEMO_CKPT ?= runs/demo/checkpoint.pt
 DEMO_INDEX ?= indexes/demo
 PORT ?= 8501
 
-.PHONY: venv test test-fast data demo demo-assets clean-venv
+.PHONY: venv test test-fast mutation data demo demo-assets clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow and not browser"
+
+# Mutation testing of the core modules (mutmut, in a scratch copy under build/mutation; ~15 min on
+# 2 cores). Not part of `make test`. Results and how to read them: docs/TESTING.md.
+mutation: venv
+	$(PIP) install -q -e '.[mutation]'
+	scripts/mutation_test.sh
 
 data: $(DATA)/SYNTHETIC.json
 
