@@ -20,6 +20,7 @@ from fashionnet.images import ImageInput, load_image
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.batchnorm_folding import folded_for_inference
+from fashionnet.ood import FeatureDensity, trunk_features
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Prediction:
     image_size: tuple[int, int]  # original (width, height)
     category_scores: dict[str, float] = field(default_factory=dict)
     clothes_type: int | None = None  # 1 upper, 2 lower, 3 full: that of the predicted category
+    # distance of the photo's trunk features from the training photos (fashionnet.ood); None when
+    # the checkpoint carries no density
+    unfamiliarity: float | None = None
+    unfamiliar: bool | None = None  # unfamiliarity above the checkpoint's calibrated threshold
 
     @property
     def present_landmarks(self) -> list[Landmark]:
@@ -55,6 +60,8 @@ class Prediction:
             "attributes": [{"name": n, "prob": p} for n, p in self.attributes],
             "image_size": list(self.image_size),
             "clothes_type": self.clothes_type,
+            "unfamiliarity": self.unfamiliarity,
+            "unfamiliar": self.unfamiliar,
         }
 
 
@@ -101,7 +108,8 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, config: FashionNetConfig, label_maps: dict, preprocessing: dict,
-                 model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True):
+                 model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True,
+                 density: FeatureDensity | None = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.preprocessing = dict(preprocessing)
@@ -118,12 +126,21 @@ class Predictor:
         self.category_clothes_types: dict[str, int] = {k: int(v) for k, v in label_maps.get("category_clothes_types", {}).items()}
         self.transform = build_transforms(train=False, size=self.image_size)
         self.top_attributes = top_attributes
+        self.density = density
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":
         ckpt = load_checkpoint(path)
         model, config = model_from_checkpoint(ckpt, path)
-        return cls(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device, **kwargs)
+        density = None
+        if ckpt.get("ood") is not None:
+            try:
+                density = FeatureDensity.from_state(ckpt["ood"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"{path}: its out-of-distribution density is unusable ({exc}); "
+                                      "recalibrate it with scripts/calibrate_ood.py") from None
+        return cls(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device,
+                   density=density, **kwargs)
 
     @property
     def embedding_dim(self) -> int:
@@ -161,6 +178,7 @@ class Predictor:
         cat_prob = out["category_logits"].float().softmax(-1).cpu()
         attr_prob = out["attribute_logits"].float().sigmoid().cpu()
         emb = out["embedding"].float().cpu().numpy()
+        unfamiliarity = self.density.score(trunk_features(out["trunk_stats"])) if self.density is not None else None
         results = []
         for i, (geometry, size) in enumerate(geometries):
             xy = to_original_coords(landmarks[i], geometry, normalized=True).numpy()
@@ -181,5 +199,7 @@ class Predictor:
             if attr_prob.shape[1] and self.attribute_names:
                 order = torch.argsort(attr_prob[i], descending=True)[: self.top_attributes]
                 attrs = [(self.attribute_names[int(a)], float(attr_prob[i, a])) for a in order]
-            results.append(Prediction(lms, category, category_p, attrs, emb[i], tuple(size), scores, clothes_type))
+            results.append(Prediction(lms, category, category_p, attrs, emb[i], tuple(size), scores, clothes_type,
+                                      None if unfamiliarity is None else float(unfamiliarity[i]),
+                                      None if unfamiliarity is None else bool(unfamiliarity[i] > self.density.threshold)))
         return results

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from fashionnet import __version__
-from fashionnet.checkpoint import load_checkpoint, save_checkpoint
+from fashionnet.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_label_map
 from fashionnet.data.readers import read_attribute_names, read_benchmark
 from fashionnet.data.samplers import PKSampler
@@ -44,6 +44,7 @@ from fashionnet.metrics import normalized_error, retrieval_metrics
 from fashionnet.miners import BatchHardMiner, SemiHardMiner
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import LANDMARK_HEADS
+from fashionnet.ood import calibrate_on_frames
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
 
 # Landmark L2 on [0, 1] coordinates is ~1e-2 once training gets going; this brings it to the scale of
@@ -103,6 +104,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--collapse-patience", type=int, default=50)
     p.add_argument("--time-limit-minutes", type=float, default=0.0, help="stop after the epoch that passes this budget (0: no limit)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ood-images", type=int, default=1200,
+                   help="training photos the out-of-distribution density is fitted on after training (0: none; fashionnet.ood)")
     return p
 
 
@@ -429,9 +432,26 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             break
     if is_main:
         (args.output_dir / "history.json").write_text(json.dumps(history, indent=2))
+        if args.ood_images and history:
+            store_density(ckpt_path, model, train_frame, pd.concat([val_queries, val_gallery]), data_root, device, args)
     if args.world_size > 1:
         dist.destroy_process_group()
     return {"history": history, "checkpoint": str(ckpt_path)}
+
+
+def store_density(ckpt_path: Path, model, train_frame: pd.DataFrame, held_frame: pd.DataFrame, data_root: Path, device, args) -> None:
+    """Fit the out-of-distribution density of the trained model and add it to its checkpoint."""
+    try:
+        density = calibrate_on_frames(model, train_frame, held_frame, data_root, args.image_size, device, max_images=args.ood_images,
+                                      batch_size=args.eval_batch_size, workers=args.workers, progress=not args.no_progress, seed=args.seed)
+    except ValueError as exc:  # e.g. too few photos
+        print(f"no out-of-distribution density stored: {exc}", flush=True)
+        return
+    ckpt = load_checkpoint(ckpt_path)
+    ckpt["ood"] = density.to_state()
+    atomic_torch_save(ckpt, ckpt_path)
+    print(f"out-of-distribution density: fitted on {density.fitted_on} photos, threshold {density.threshold:.3f} "
+          f"(set on {density.calibrated_on} held-out photos)", flush=True)
 
 
 def _plain_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,6 +10,8 @@ answers for the same photo.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import re
 import shutil
 from pathlib import Path
@@ -17,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from indexer.layout import live_data_file
 from webui.app import MAX_EXAMPLES, NO_CLOTHING_LANDMARK_PROB, no_clothing_found
 
 APP = Path(__file__).resolve().parents[1] / "webui" / "app.py"
@@ -213,3 +217,35 @@ def test_no_clothing_needs_both_signals_near_chance():
     assert no_clothing_found(blank, num_categories=9)
     assert not no_clothing_found(prediction(NO_CLOTHING_LANDMARK_PROB * 2, 1 / 9), num_categories=9)
     assert not no_clothing_found(prediction(NO_CLOTHING_LANDMARK_PROB / 2, 0.5), num_categories=9)
+    # a checkpoint with an out-of-distribution density decides by it alone
+    sure = prediction(0.9, 0.9)
+    assert no_clothing_found(dataclasses.replace(sure, unfamiliar=True, unfamiliarity=3.0), num_categories=9)
+    assert not no_clothing_found(dataclasses.replace(blank, unfamiliar=False, unfamiliarity=0.9), num_categories=9)
+
+
+def _warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+def test_plain_and_noise_images_are_flagged_but_still_answered(page_env, engine):
+    at = open_page()
+    rng = np.random.default_rng(0)
+    for name, pixels in (("grey.png", np.full((200, 160, 3), 128, np.uint8)),
+                         ("noise.png", rng.integers(0, 256, (200, 160, 3), dtype=np.uint8))):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        at.file_uploader(key="upload").set_value((name, buffer.getvalue(), "image/png"))
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert engine.query(Image.fromarray(pixels)).prediction.unfamiliar
+        assert any(f"No clothing recognised in **{name}**" in w for w in _warnings(at)), _warnings(at)
+        assert result_captions(at), "a flagged photo still gets its matches"
+
+
+def test_a_garment_photo_is_not_flagged(page_env, test_consumer_photos, engine):
+    familiar = [p for p in test_consumer_photos if not engine.query(p, k=1).prediction.unfamiliar]
+    assert familiar, "the tiny model flags every test photo"
+    at = open_page()
+    at.file_uploader(key="upload").set_value((familiar[0].name, familiar[0].read_bytes(), "image/jpeg"))
+    at.run()
+    assert not any("No clothing" in w for w in _warnings(at)) and result_captions(at)

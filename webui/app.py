@@ -52,8 +52,8 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 RESULT_COLUMNS = 5
 QUERY_DISPLAY_SIDE = 440  # px, long side of the query photo as shown
 MAX_EXAMPLES = 24
-# "No clothing found" needs both signals to be near chance, so real photos are never refused:
-# no landmark is predicted visible with at least this probability ...
+# Checkpoints without an out-of-distribution density (fashionnet.ood) fall back to an older rule:
+# "no clothing" when both signals are near chance. No landmark is visible with this probability ...
 NO_CLOTHING_LANDMARK_PROB = 0.05
 # ... and the top category is barely above a uniform guess (this factor x 1 / number of categories).
 NO_CLOTHING_CATEGORY_FACTOR = 1.2
@@ -198,7 +198,11 @@ def decode_photo(data: bytes, name: str) -> Optional[Image.Image]:
 
 
 def no_clothing_found(prediction: Prediction, num_categories: int) -> bool:
-    """True only when the model sees neither a landmark nor a category: both are near chance."""
+    """True when the photo looks unlike the garment photos the model was trained on (the
+    checkpoint's calibrated out-of-distribution check). For checkpoints without one: when the
+    model sees neither a landmark nor a category, both near chance."""
+    if prediction.unfamiliar is not None:
+        return prediction.unfamiliar
     best_landmark = max((lm.visible_prob for lm in prediction.landmarks), default=0.0)
     if best_landmark >= NO_CLOTHING_LANDMARK_PROB:
         return False
@@ -304,8 +308,12 @@ def main() -> None:
     with st.spinner("Searching ..."):
         result = engine.query(photo, k=k, clothes_type=clothes_type)
     if no_clothing_found(result.prediction, len(engine.predictor.category_names)):
-        st.error(f"No clothing found in **{name}**. Please upload a photo that shows a garment.")
-        st.stop()
+        # Flag, do not refuse: a real garment photo unlike the training data still gets its matches.
+        score = result.prediction.unfamiliarity
+        st.warning(f"No clothing recognised in **{name}**: it looks unlike the garment photos this model was trained on"
+                   + (f" (unfamiliarity {score:.2f}; training photos score about 1)" if score is not None else "")
+                   + ". The landmarks and matches below are likely meaningless; a photo that shows a garment works best.",
+                   icon="⚠️")
 
     show_prediction(photo, result.prediction)
     show_matches(result.matches)

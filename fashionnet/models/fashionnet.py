@@ -194,15 +194,37 @@ class FashionNet(nn.Module):
         self.category_head = _linear_head(config.embedding_dim, config.num_categories)
         self.attribute_head = _linear_head(config.embedding_dim, config.num_attributes)
 
+    def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """conv4, and each channel's spatial mean and std at a middle trunk stage and at conv4.
+
+        The statistics feed the out-of-distribution check (fashionnet.ood): the middle stage sees
+        texture (noise, flat colour), the last one content. Costs a few reductions per forward.
+        """
+        def stats(x: torch.Tensor) -> torch.Tensor:
+            flat = x.float().flatten(2)
+            return torch.cat([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1)
+
+        if not isinstance(self.trunk, nn.Sequential) or len(self.trunk) < 2:
+            conv4 = self.trunk(images)
+            return conv4, stats(conv4)
+        middle = (len(self.trunk) - 1) // 2
+        x = images
+        for i, stage in enumerate(self.trunk):
+            x = stage(x)
+            if i == middle:
+                middle_stats = stats(x)
+        return x, torch.cat([middle_stats, stats(x)], dim=1)
+
     def forward_features(self, images: torch.Tensor) -> dict[str, Any]:
         """Trunk, global branch and landmark branch: conv4, global_feature, landmarks, visibility_logits."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        conv4 = self.trunk(images)
+        conv4, trunk_stats = self._run_trunk(images)
         global_feature = self.global_fc(self.global_conv5(conv4).mean(dim=(2, 3)))
         landmarks, visibility_logits = self.landmark_branch(conv4)
         return {
             "conv4": conv4,
+            "trunk_stats": trunk_stats,
             "global_feature": global_feature,
             "landmarks": landmarks,
             "visibility_logits": visibility_logits,
@@ -235,6 +257,7 @@ class FashionNet(nn.Module):
             "category_logits": self.category_head(fusion),
             "attribute_logits": self.attribute_head(fusion),
             "global_feature": features["global_feature"],
+            "trunk_stats": features["trunk_stats"],
             "local_feature": local_feature,
             "fusion_feature": fusion,
             "pooled_visible": pooled_visible,

@@ -1,0 +1,116 @@
+"""The out-of-distribution check: plain, noise and non-garment images are flagged, garment photos are not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fashionnet.checkpoint import load_checkpoint
+from fashionnet.inference import Predictor
+from fashionnet.ood import FeatureDensity, fit_density, ledoit_wolf, non_garment_probes
+
+
+def _gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(0.2, 3.0, d)  # unequal variances: a Euclidean distance would get these wrong
+    return rng.normal(size=(n, d)) * scales + shift
+
+
+def test_density_scores_about_one_inside_and_far_more_outside():
+    density = fit_density(_gaussian(2000, 16, seed=0), held_out=_gaussian(4000, 16, seed=1))
+    inside = density.score(_gaussian(2000, 16, seed=2))
+    assert 0.8 < np.median(inside) < 1.2
+    assert (inside > density.threshold).mean() < 0.01
+    # a shift of two units along the tightest direction (std 0.2) is far; along the widest (std 3) it is not
+    tight, wide = np.zeros(16), np.zeros(16)
+    tight[0], wide[-1] = 2.0, 2.0
+    assert density.score(tight[None] + density.mean)[0] > 1.5 > 0.5 > density.score(wide[None] + density.mean)[0]
+    assert density.unfamiliar(_gaussian(200, 16, seed=3, shift=4.0)).all()
+
+
+def test_shrinkage_keeps_the_covariance_invertible_with_fewer_images_than_features():
+    x = _gaussian(20, 64, seed=4)
+    covariance, shrinkage = ledoit_wolf(x - x.mean(axis=0))
+    assert 0 < shrinkage <= 1 and np.linalg.cond(covariance) < 1e4
+    with pytest.raises(ValueError, match="at least 16"):
+        fit_density(x[:10])
+    with pytest.raises(ValueError, match="NaN"):
+        fit_density(np.full((20, 4), np.nan))
+
+
+def test_density_round_trips_through_a_checkpoint_safe_state(tmp_path):
+    density = fit_density(_gaussian(100, 8, seed=5))
+    path = tmp_path / "state.pt"
+    torch.save({"ood": density.to_state()}, path)
+    again = FeatureDensity.from_state(torch.load(path, weights_only=True)["ood"])
+    x = _gaussian(10, 8, seed=6)
+    np.testing.assert_allclose(again.score(x), density.score(x), rtol=1e-5)
+    assert again.threshold == pytest.approx(density.threshold)
+    with pytest.raises(ValueError, match="unknown density feature"):
+        FeatureDensity.from_state({**density.to_state(), "feature": "something else"})
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor(tiny_checkpoint) -> Predictor:
+    return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+
+
+def test_training_stores_a_calibrated_density_in_the_checkpoint(tiny_checkpoint, tiny_predictor):
+    state = load_checkpoint(tiny_checkpoint)["ood"]
+    assert state["fitted_on"] >= 16 and state["calibrated_on"] > 0 and np.isfinite(state["threshold"])
+    assert tiny_predictor.density is not None and tiny_predictor.density.threshold == pytest.approx(state["threshold"])
+    # even the briefly trained toy model, fitted on a couple of dozen photos, tells flat colour apart
+    plain = tiny_predictor.predict_batch(non_garment_probes(n_per_kind=10, seed=11)["plain"])
+    assert np.mean([p.unfamiliar for p in plain]) >= 0.9
+
+
+@pytest.fixture(scope="module")
+def imagenet_predictor(synth_root) -> tuple[Predictor, pd.DataFrame, Path]:
+    """A FashionNet on the ImageNet EfficientNet-Lite0 trunk (which the shipped models use), with its
+    density fitted on the tiny benchmark's training photos, the validation photos setting the threshold."""
+    from fashionnet.models import FashionNetConfig, create_model
+    from fashionnet.ood import calibrate_on_frames
+    from fashionnet.training import read_training_frames
+
+    config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, image_size=128, embedding_dim=32,
+                              num_categories=0, num_attributes=0)
+    predictor = Predictor(create_model(config), config, {}, {"image_size": 128}, "imagenet-trunk", device="cpu")
+    frame, root, _ = read_training_frames([synth_root / "consumer2shop", synth_root / "inshop"])
+    predictor.density = calibrate_on_frames(predictor.model, frame[frame["split"] == "train"], frame[frame["split"] == "val"],
+                                            root, 128, torch.device("cpu"))
+    return predictor, frame, root
+
+
+def test_non_garment_images_are_flagged(imagenet_predictor):
+    predictor, _, _ = imagenet_predictor
+    for kind, images in non_garment_probes(n_per_kind=10, seed=11).items():
+        predictions = predictor.predict_batch(images)
+        share = np.mean([p.unfamiliar for p in predictions])
+        assert share >= 0.9, f"only {share:.0%} of the {kind} images were flagged"
+
+
+def test_test_split_garment_photos_are_not_flagged(imagenet_predictor):
+    predictor, frame, root = imagenet_predictor
+    test = frame[frame["split"].isin(["test", "query", "gallery"])]
+    photos = [str(root / p) for p in test["image_path"]]
+    predictions = predictor.predict_batch(photos)
+    flagged = [p for p, pred in zip(photos, predictions) if pred.unfamiliar]
+    # about 60 photos, a density fitted on about 50: allow one miss (the 1% target is measured at
+    # full size with scripts/calibrate_ood.py)
+    assert len(photos) > 40 and len(flagged) <= 1, flagged
+    assert isinstance(predictions[0].as_dict()["unfamiliar"], bool)
+
+
+def test_a_checkpoint_without_a_density_reports_none(tiny_checkpoint, tmp_path):
+    from fashionnet.checkpoint import atomic_torch_save
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    ckpt.pop("ood")
+    old = tmp_path / "old.pt"
+    atomic_torch_save(ckpt, old)
+    prediction = Predictor.from_checkpoint(old, device="cpu").predict(non_garment_probes(1)["plain"][0])
+    assert prediction.unfamiliar is None and prediction.unfamiliarity is None
