@@ -21,6 +21,7 @@ from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.batchnorm_folding import folded_for_inference
 from fashionnet.ood import FeatureDensity, trunk_features
+from fashionnet.runtime import resolve_device
 
 
 @dataclass
@@ -63,17 +64,6 @@ class Prediction:
             "unfamiliarity": self.unfamiliarity,
             "unfamiliar": self.unfamiliar,
         }
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu. Asking for cuda without one is a clear error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA GPU on this machine; use --device cpu or auto")
-    return torch.device(device)
 
 
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[torch.nn.Module, FashionNetConfig]:

@@ -37,7 +37,7 @@ from fashionnet.data.samplers import PKSampler
 from fashionnet.data.schema import landmarks_of
 from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
-from fashionnet.inference import resolve_device
+from fashionnet.runtime import resolve_device
 from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss
 from fashionnet.metrics import normalized_error, retrieval_metrics

@@ -13,6 +13,7 @@ import pandas as pd
 
 from fashionnet.images import ImageInput
 from fashionnet.inference import Prediction, Predictor
+from fashionnet.runtime import serving_threads, set_threads
 from indexer.build import check_compatible, default_checkpoint
 from indexer.store import EmbeddingIndex
 
@@ -30,8 +31,15 @@ class SearchEngine:
         self.predictor = predictor
 
     @classmethod
-    def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto") -> "SearchEngine":
-        """Load the index and its model; refuses a checkpoint that did not build the index."""
+    def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
+             threads: Optional[int] = None) -> "SearchEngine":
+        """Load the index and its model; refuses a checkpoint that did not build the index.
+
+        Sets this process's torch and FAISS CPU threads for serving: ``threads``, else
+        $FASHIONNET_THREADS, else 1 per query, which keeps latency steady when other processes
+        load the CPU and lets concurrent queries share the cores (fashionnet.runtime).
+        """
+        set_threads(threads if threads is not None else serving_threads())
         index = EmbeddingIndex.load(index_dir, device=device)
         predictor = Predictor.from_checkpoint(default_checkpoint(index, checkpoint), device=device)
         return cls(index, predictor)

@@ -25,7 +25,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from fashionnet.checkpoint import atomic_torch_save, load_checkpoint  # noqa: E402
-from fashionnet.inference import Predictor, model_from_checkpoint, resolve_device  # noqa: E402
+from fashionnet.inference import Predictor, model_from_checkpoint  # noqa: E402
+from fashionnet.runtime import resolve_device  # noqa: E402
 from fashionnet.ood import DEFAULT_MARGIN, DEFAULT_QUANTILE, calibrate_on_frames, non_garment_probes  # noqa: E402
 from fashionnet.training import read_training_frames, split_for_training  # noqa: E402
 from indexer.embedding import IMAGE_SUFFIXES  # noqa: E402

@@ -12,6 +12,8 @@ Settings come from the sidebar; their defaults from the environment:
 - ``FASHIONNET_EXAMPLES_DIR``: example photos, either a DeepFashion root (its test-split consumer
   photos are used) or a plain folder of images. Default: the data root recorded in the index.
 - ``FASHIONNET_DEVICE``: auto / cpu / cuda for the model and the index (default auto).
+- ``FASHIONNET_THREADS``: CPU threads per query (default 1: steady under other load; see
+  ``fashionnet.runtime``).
 """
 
 from __future__ import annotations
