@@ -6,15 +6,18 @@ Built once per test session (they cost seconds) so every layer is tested on real
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 import tqdm
 
-# No tqdm monitor thread in tests: a process forked while it runs (the mutation run forks one per
-# mutant) can hang on the lock the thread held.
+# The mutation run forks a test process per mutant. tqdm's default lock is a multiprocessing
+# semaphore shared with every forked process, so one killed while holding it would hang all later
+# ones; tests use a per-process lock and no monitor thread.
 tqdm.tqdm.monitor_interval = 0
+tqdm.tqdm.set_lock(threading.RLock())
 
 # Two cores are shared by everything; one intra-op thread keeps the tests from oversubscribing.
 # FASHIONNET_TEST_THREADS overrides it (the mutation run forks test processes and wants 1).
