@@ -8,22 +8,20 @@ partition:
 * :func:`read_consumer2shop` - Consumer-to-shop Clothes Retrieval,
 * :func:`read_fld` - Fashion Landmark Detection (FLD).
 
-File formats are the official ones (see /work/shared/REFERENCE.md): a count line, a header line
-(``list_item_*`` has none), then whitespace-separated records. Every problem found in a file raises
-:class:`AnnotationError` with the file and the 1-based line, because a silent mis-parse of these
-files (shifted landmark slots, clothes type read as a coordinate) poisons everything trained on them.
+File formats are the official ones: a count line, a header line (``list_item_*`` has none), then
+whitespace-separated records. Every problem found in a file raises :class:`AnnotationError` with the
+file and the 1-based line, because a silent mis-parse of these files (shifted landmark slots,
+clothes type read as a coordinate) poisons everything trained on them. The format is parsed in
+:mod:`fashionnet.data.listfiles`, the individual files in :mod:`fashionnet.data.annotation_files`;
+this module joins them into a benchmark's frame.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -31,9 +29,45 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from fashionnet.data import schema
-from fashionnet.landmarks import ABSENT, CLOTHES_TYPE_NAMES, CLOTHES_TYPE_SLOTS, NUM_LANDMARKS
+from fashionnet.data.annotation_files import (
+    _check_items_listed,
+    _parse_bboxes,
+    _parse_landmarks,
+    _read_bbox_table,
+    _read_category_files,
+    _read_item_attributes,
+    _read_item_ids,
+    _read_landmark_table,
+    read_attribute_names,
+    read_attribute_table,
+    read_descriptions,
+)
+from fashionnet.data.listfiles import (
+    AnnotationError,
+    PathLike,
+    _check_splits,
+    _check_unique_images,
+    _fixed_columns,
+    _read_table,
+    _Table,
+)
+from fashionnet.landmarks import ABSENT
 
-PathLike = Union[str, os.PathLike]
+__all__ = [
+    "BENCHMARKS",
+    "AnnotationError",
+    "AnnotationWarning",
+    "category_names",
+    "detect_benchmark",
+    "item_label_maps",
+    "read_attribute_names",
+    "read_attribute_table",
+    "read_benchmark",
+    "read_consumer2shop",
+    "read_descriptions",
+    "read_fld",
+    "read_inshop",
+]
 
 BENCHMARKS = ("inshop", "consumer2shop", "fld")
 
@@ -49,186 +83,16 @@ _MARKER_FILES = {
 }
 
 _SOURCE_TYPES = {1: "shop", 2: "consumer"}  # source_type codes of list_bbox_consumer2shop.txt
-_ATTRIBUTE_LABELS = (-1, 0, 1)  # absent, unknown, present
 _PROGRESS_MIN_ROWS = 2000  # no progress bar for loops shorter than this
-
-
-class AnnotationError(ValueError):
-    """A DeepFashion annotation file (or an image it lists) is unusable.
-
-    ``path`` is the annotation file, ``line`` the 1-based line in it (None when the problem is the
-    whole file), and the message reads ``"PATH:LINE: problem"``.
-    """
-
-    def __init__(self, path: PathLike, line: Optional[int], problem: str):
-        self.path = str(path)
-        self.line = None if line is None else int(line)
-        self.problem = problem
-        where = self.path if self.line is None else f"{self.path}:{self.line}"
-        super().__init__(f"{where}: {problem}")
-
-
-# --------------------------------------------------------------------------------------------
-# Generic list-file parsing
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Preamble:
-    """The count line and header line of a list file, and its text."""
-
-    path: Path
-    text: str
-    header: list[str]
-    first_line: int  # 1-based file line of the first record
-    count: int
-
-
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        # The Consumer-to-shop attribute files hold Chinese names; older copies are GB-encoded.
-        text = data.decode("gb18030", errors="replace")
-    return text.lstrip("\ufeff")
-
-
-def _looks_like_record(tokens: list[str]) -> bool:
-    """True when a supposed header line is really data (an image path or a number)."""
-    first = tokens[0]
-    if "/" in first or first.lower().endswith((".jpg", ".jpeg", ".png")):
-        return True
-    try:
-        float(first)
-        return True
-    except ValueError:
-        return False
-
-
-def _read_preamble(path: Path, has_header: bool, required: bool) -> Optional[_Preamble]:
-    """Check the count line (line 1) and the header line (line 2, when the file has one)."""
-    if not path.is_file():
-        if required:
-            raise AnnotationError(path, None, f"required annotation file {path.name} is missing")
-        return None
-    text = _read_text(path)
-    head = text.split("\n", 2)
-    count_line = head[0].strip()
-    if not count_line.isdigit():
-        raise AnnotationError(path, 1, f"expected the number of records on the first line, found {count_line!r}")
-    header: list[str] = []
-    if has_header:
-        header = head[1].split() if len(head) > 1 else []
-        if not header:
-            raise AnnotationError(path, 2, "expected the header line (column names) on line 2")
-        if _looks_like_record(header):
-            raise AnnotationError(path, 2, f"expected the header line (column names) on line 2, found a record: {head[1].strip()!r}")
-    return _Preamble(path, text, header, 3 if has_header else 2, int(count_line))
-
-
-def _check_count(pre: _Preamble, found: int) -> None:
-    if found != pre.count:
-        raise AnnotationError(pre.path, 1, f"the count line says {pre.count} records but the file has {found}")
-
-
-@dataclass
-class _Table:
-    """The records of one list file as a frame (columns 0..width-1, NaN past the end of a short
-    row), with the file line of every record for error messages."""
-
-    path: Path
-    header: list[str]
-    frame: pd.DataFrame
-    lines: np.ndarray  # (N,) 1-based file line of each record
-    text: str
-    _file_lines: Optional[list[str]] = None
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def error(self, row: int, problem: str) -> AnnotationError:
-        return AnnotationError(self.path, int(self.lines[row]), problem)
-
-    def tokens(self, row: int) -> list[str]:
-        """The raw tokens of a record; only used to describe an error."""
-        if self._file_lines is None:
-            self._file_lines = self.text.split("\n")
-        return self._file_lines[int(self.lines[row]) - 1].split()
-
-    def texts(self, column: int) -> np.ndarray:
-        return self.frame[column].to_numpy(dtype=object)
-
-    def value_counts(self) -> np.ndarray:
-        return self.frame.notna().sum(axis=1).to_numpy()
-
-
-def _read_table(path: Path, width: int, text_columns: tuple[int, ...], row_format: str, *, has_header: bool = True, required: bool = True) -> Optional[_Table]:
-    """Parse a list file whose records have at most ``width`` whitespace-separated values.
-
-    pandas' C parser does the bulk work (the real files have up to 240k rows); blank lines are
-    kept as empty rows while parsing so every record keeps its file line number.
-    """
-    pre = _read_preamble(path, has_header, required)
-    if pre is None:
-        return None
-    parts = pre.text.split("\n", pre.first_line - 1)
-    body = parts[-1] if len(parts) == pre.first_line else ""
-    with warnings.catch_warnings():
-        # index_col=False + this warning as an error: rows longer than `width` must fail loudly,
-        # never become an index or be cut short.
-        warnings.simplefilter("error", pd.errors.ParserWarning)
-        try:
-            frame = pd.read_csv(
-                io.StringIO(body),
-                sep=r"\s+",
-                header=None,
-                names=range(width),
-                index_col=False,
-                dtype={c: str for c in text_columns},
-                quoting=csv.QUOTE_NONE,
-                skip_blank_lines=False,
-                low_memory=False,
-            )
-        except pd.errors.EmptyDataError:
-            frame = pd.DataFrame({c: pd.Series(dtype=object) for c in range(width)})
-        except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
-            for number, line in enumerate(body.split("\n"), start=pre.first_line):
-                if len(line.split()) > width:
-                    raise AnnotationError(path, number, f"expected {row_format}, found {len(line.split())} values") from None
-            raise AnnotationError(path, None, f"cannot parse the file: {exc}") from None
-    numbers = np.arange(len(frame), dtype=np.int64) + pre.first_line
-    blank = frame.isna().all(axis=1).to_numpy()
-    if blank.any():
-        frame = frame[~blank].reset_index(drop=True)
-        numbers = numbers[~blank]
-    _check_count(pre, len(frame))
-    return _Table(path, pre.header, frame, numbers, pre.text)
-
-
-def _row_error(table: _Table, row: int, expected: int, row_format: str) -> AnnotationError:
-    """Describe a record whose number of values is wrong."""
-    tokens = table.tokens(row)
-    if len(tokens) != expected:
-        return table.error(row, f"expected {row_format}, found {len(tokens)} values")
-    # Right length: pandas read one of the tokens ("nan", "NA", ...) as a missing value.
-    missing = np.flatnonzero(table.frame.iloc[row].isna().to_numpy()[: len(tokens)])
-    k = int(missing[0]) if missing.size else 0
-    return table.error(row, f"value {k + 1} {tokens[k]!r} is not a usable value")
-
-
-def _check_width(table: _Table, expected, row_format: str) -> None:
-    """Every record must have exactly ``expected`` values (an int, or one per record)."""
-    counts = table.value_counts()
-    expected = np.broadcast_to(np.asarray(expected), counts.shape)
-    bad = np.flatnonzero(counts != expected)
-    if bad.size:
-        i = int(bad[0])
-        raise _row_error(table, i, int(expected[i]), row_format)
 
 
 class AnnotationWarning(UserWarning):
     """Annotation files are usable but incomplete (for example images with no bbox row)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Assembling the frame
+# --------------------------------------------------------------------------------------------
 
 
 # An absolute path, a drive letter, or a ".." part: any of them can point outside the dataset root.
@@ -242,327 +106,6 @@ def _check_image_paths(table: _Table, names: np.ndarray) -> None:
         i = int(escaping[0])
         raise table.error(i, f"image path {names[i]!r} leaves the dataset root; image paths must be relative and stay under it "
                              f"(no leading '/', drive letter or '..')")
-
-
-def _fixed_columns(table: _Table, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Check that every record has exactly ``len(names)`` values; return them as object columns."""
-    _check_width(table, len(names), f"{len(names)} values ({' '.join(names)})")
-    return {name: table.texts(c) for c, name in enumerate(names)}
-
-
-def _numbers(table: _Table, columns: list[int], what: str, *, rows: Optional[np.ndarray] = None, integer: bool = False) -> np.ndarray:
-    """(rows, columns) float64 values of numeric columns; a bad token raises naming its line."""
-    rows = np.arange(len(table)) if rows is None else np.asarray(rows)
-    block = table.frame.iloc[rows][columns]
-    out = np.empty(block.shape, dtype=np.float64)
-    for j, column in enumerate(columns):
-        values = block[column]
-        if not pd.api.types.is_numeric_dtype(values):  # pandas kept the column as text: a bad token
-            converted = pd.to_numeric(values, errors="coerce")
-            bad = np.flatnonzero((converted.isna() & values.notna()).to_numpy())
-            if bad.size:
-                raise table.error(int(rows[bad[0]]), f"{what}: {values.iloc[bad[0]]!r} is not a number")
-            values = converted
-        out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(out)
-    if integer:
-        bad |= np.isfinite(out) & (out != np.round(out))
-    if bad.any():
-        r, j = (int(v) for v in np.argwhere(bad)[0])
-        token = table.tokens(int(rows[r]))[columns[j]]
-        raise table.error(int(rows[r]), f"{what}: {token!r} is not {'an integer' if integer else 'a finite number'}")
-    return out
-
-
-def _clothes_types(table: _Table, column: int) -> np.ndarray:
-    types = _numbers(table, [column], "clothes_type", integer=True)[:, 0].astype(np.int64)
-    unknown = np.flatnonzero(~np.isin(types, list(CLOTHES_TYPE_SLOTS)))
-    if unknown.size:
-        i = int(unknown[0])
-        raise table.error(i, f"unknown clothes_type {table.tokens(i)[column]!r} (expected 1 upper-body, 2 lower-body or 3 full-body)")
-    return types
-
-
-def _check_splits(table: _Table, splits: np.ndarray, allowed: tuple[str, ...]) -> None:
-    bad = np.flatnonzero(~pd.Series(splits, dtype=object).isin(allowed).to_numpy())
-    if bad.size:
-        i = int(bad[0])
-        raise table.error(i, f"bad evaluation_status {splits[i]!r} (expected one of {', '.join(allowed)})")
-
-
-def _check_unique_images(table: _Table, names: np.ndarray) -> np.ndarray:
-    """Boolean mask of records to keep: an exact repeat of a record is dropped, a conflicting one is an error."""
-    names = pd.Series(names, dtype=object)
-    repeated = names.duplicated(keep="first").to_numpy()
-    if repeated.any():
-        first_of: dict[str, int] = {}
-        for i, name in enumerate(names):
-            first_of.setdefault(name, i)
-        for i in np.flatnonzero(repeated):
-            j = first_of[names.iat[i]]
-            if table.tokens(int(i)) != table.tokens(j):
-                raise table.error(int(i), f"{names.iat[i]} is listed again with different values (first at line {table.lines[j]})")
-    return ~repeated
-
-
-@dataclass
-class _Records:
-    """A small list file read line by line (for rows whose names may contain spaces)."""
-
-    path: Path
-    header: list[str]
-    records: list[list[str]]
-    lines: list[int]
-
-    def error(self, record: int, problem: str) -> AnnotationError:
-        return AnnotationError(self.path, self.lines[record], problem)
-
-
-def _read_records(path: Path, *, required: bool = True) -> Optional[_Records]:
-    pre = _read_preamble(path, True, required)
-    if pre is None:
-        return None
-    records, lines = [], []
-    for number, line in enumerate(pre.text.split("\n")[pre.first_line - 1 :], start=pre.first_line):
-        tokens = line.split()
-        if tokens:
-            records.append(tokens)
-            lines.append(number)
-    _check_count(pre, len(records))
-    return _Records(path, pre.header, records, lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Individual list files
-# --------------------------------------------------------------------------------------------
-
-_LANDMARK_FORMAT = "image_name clothes_type variation_type, then visibility x y per landmark"
-_LANDMARK_WIDTH = 3 + 3 * NUM_LANDMARKS
-
-
-def _read_landmark_table(path: Path, required: bool) -> Optional[_Table]:
-    return _read_table(path, _LANDMARK_WIDTH, (0,), f"at most {_LANDMARK_WIDTH} values ({_LANDMARK_FORMAT})", required=required)
-
-
-def _parse_landmarks(table: _Table) -> pd.DataFrame:
-    """Variable-length landmark rows -> frame indexed by image with the schema's 8 slots.
-
-    Triples go, in file order, to the slots CLOTHES_TYPE_SLOTS gives for the row's clothes type;
-    every triple is kept whatever its visibility, so later slots never shift.
-    """
-    n = len(table)
-    counts = table.value_counts()
-    short = np.flatnonzero(counts < 3)
-    if short.size:
-        raise _row_error(table, int(short[0]), 3, f"at least 3 values ({_LANDMARK_FORMAT})")
-    types = _clothes_types(table, 1)
-    variation = _numbers(table, [2], "variation_type", integer=True)[:, 0]
-    landmark_count = {t: len(slots) for t, slots in CLOTHES_TYPE_SLOTS.items()}
-    wanted = np.array([3 + 3 * landmark_count[int(t)] for t in types], dtype=np.int64)
-    bad = np.flatnonzero(counts != wanted)
-    if bad.size:
-        i = int(bad[0])
-        t, k = int(types[i]), landmark_count[int(types[i])]
-        raise _row_error(table, i, int(wanted[i]), f"3 + {3 * k} = {wanted[i]} values (clothes_type {t}, {CLOTHES_TYPE_NAMES[t]}-body, has {k} landmarks)")
-    xs = np.full((n, NUM_LANDMARKS), np.nan)
-    ys = np.full((n, NUM_LANDMARKS), np.nan)
-    vis = np.full((n, NUM_LANDMARKS), ABSENT, dtype=np.int64)
-    for clothes_type, slots in CLOTHES_TYPE_SLOTS.items():
-        rows = np.flatnonzero(types == clothes_type)
-        if not rows.size:
-            continue
-        k = len(slots)
-        values = _numbers(table, list(range(3, 3 + 3 * k)), "landmark", rows=rows).reshape(len(rows), k, 3)
-        visibility = values[:, :, 0]
-        outside = ~np.isin(visibility, (0, 1, 2))
-        if outside.any():
-            r, j = (int(v) for v in np.argwhere(outside)[0])
-            token = table.tokens(int(rows[r]))[3 + 3 * j]
-            raise table.error(int(rows[r]), f"landmark_visibility_{j + 1} is {token!r}; expected 0 visible, 1 occluded or 2 truncated")
-        slot_index = np.asarray(slots)
-        vis[rows[:, None], slot_index] = visibility.astype(np.int64)
-        xs[rows[:, None], slot_index] = values[:, :, 1]
-        ys[rows[:, None], slot_index] = values[:, :, 2]
-    images = table.texts(0)
-    keep = _check_unique_images(table, images)
-    frame = pd.DataFrame(
-        {
-            "lm_clothes_type": types,
-            "lm_variation_type": variation.astype(np.int64),
-            **{c: xs[:, j] for j, c in enumerate(schema.LANDMARK_X_COLUMNS)},
-            **{c: ys[:, j] for j, c in enumerate(schema.LANDMARK_Y_COLUMNS)},
-            **{c: vis[:, j] for j, c in enumerate(schema.LANDMARK_VIS_COLUMNS)},
-            "lm_record": np.arange(n),
-        },
-        index=pd.Index(images, name="image_path"),
-    )
-    return frame[keep]
-
-
-def _bbox_names(type_column: Optional[str]) -> tuple[str, ...]:
-    if type_column is None:
-        return ("image_name", "x_1", "y_1", "x_2", "y_2")
-    return ("image_name", "clothes_type", type_column, "x_1", "y_1", "x_2", "y_2")
-
-
-def _read_bbox_table(path: Path, type_column: Optional[str], required: bool) -> Optional[_Table]:
-    names = _bbox_names(type_column)
-    return _read_table(path, len(names), (0,), f"{len(names)} values ({' '.join(names)})", required=required)
-
-
-def _parse_bboxes(table: _Table, type_column: Optional[str]) -> pd.DataFrame:
-    """Bounding-box file -> frame indexed by image (``bbox_*``, and the clothes/second type when present).
-
-    ``type_column`` is the name of the second code column (``pose_type`` In-shop, ``source_type``
-    Consumer-to-shop) or None for FLD's ``image_name x_1 y_1 x_2 y_2``.
-    """
-    names = _bbox_names(type_column)
-    _check_width(table, len(names), f"{len(names)} values ({' '.join(names)})")
-    first_coordinate = len(names) - 4
-    box = _numbers(table, list(range(first_coordinate, len(names))), "bbox location")
-    data = {c: box[:, j] for j, c in enumerate(schema.BBOX_COLUMNS)}
-    if type_column is not None:
-        data["bbox_clothes_type"] = _clothes_types(table, 1)
-        data[type_column] = _numbers(table, [2], type_column, integer=True)[:, 0].astype(np.int64)
-    data["bbox_record"] = np.arange(len(table))
-    images = table.texts(0)
-    keep = _check_unique_images(table, images)
-    return pd.DataFrame(data, index=pd.Index(images, name="image_path"))[keep]
-
-
-def _read_item_ids(path: Path) -> Optional[_Table]:
-    """``list_item_*.txt``: a count line then one item id a line (no header)."""
-    table = _read_table(path, 1, (0,), "one item id", has_header=False, required=False)
-    if table is not None:
-        _check_width(table, 1, "one item id")
-    return table
-
-
-def _check_items_listed(partition: _Table, items: np.ndarray, rows: np.ndarray, item_table: Optional[_Table]) -> None:
-    if item_table is None:
-        return
-    unknown = np.flatnonzero(~pd.Series(items, dtype=object).isin(set(item_table.texts(0))).to_numpy())
-    if unknown.size:
-        i = int(unknown[0])
-        raise partition.error(int(rows[i]), f"item {items[i]} is not listed in {item_table.path}")
-
-
-def _attribute_names_from(records: _Records) -> tuple[list[str], list[str]]:
-    """Names and type tokens of ``list_attr_cloth.txt``.
-
-    Names may contain spaces (and Consumer-to-shop puts a Chinese and an English name side by side),
-    so when the header announces an ``attribute_type`` column the LAST token is the type and the rest
-    is the name; a name-only header makes the whole line the name.
-    """
-    typed = len(records.header) >= 2 and records.header[-1].lower().endswith("type")
-    names, types = [], []
-    for i, tokens in enumerate(records.records):
-        if typed:
-            if len(tokens) < 2:
-                raise records.error(i, f"expected an attribute name followed by its type, found {' '.join(tokens)!r}")
-            names.append(" ".join(tokens[:-1]))
-            types.append(tokens[-1])
-        else:
-            names.append(" ".join(tokens))
-            types.append("")
-    return names, types
-
-
-def read_attribute_table(root: PathLike) -> pd.DataFrame:
-    """Attributes of a benchmark root: one row per attribute, columns ``name``, ``type``, ``type_name``.
-
-    ``type`` is the raw type token of ``Anno/list_attr_cloth.txt`` ("" where the file has none);
-    ``type_name`` resolves a 1-based numeric type through ``Anno/list_attr_type.txt`` when that
-    file exists (Consumer-to-shop), else equals ``type``.
-    """
-    anno = Path(root) / "Anno"
-    records = _read_records(anno / "list_attr_cloth.txt")
-    names, types = _attribute_names_from(records)
-    type_names = list(types)
-    type_file = _read_records(anno / "list_attr_type.txt", required=False)
-    if type_file is not None:
-        known = [" ".join(tokens) for tokens in type_file.records]
-        for i, token in enumerate(types):
-            if token.isdigit():
-                if not 1 <= int(token) <= len(known):
-                    raise records.error(i, f"attribute type {token} is not in {type_file.path} ({len(known)} types)")
-                type_names[i] = known[int(token) - 1]
-    return pd.DataFrame({"name": names, "type": types, "type_name": type_names})
-
-
-def read_attribute_names(root: PathLike) -> list[str]:
-    """Attribute names in label order, from ``Anno/list_attr_cloth.txt``."""
-    return read_attribute_table(root)["name"].tolist()
-
-
-def _read_item_attributes(anno: Path) -> Optional[dict[str, np.ndarray]]:
-    """``list_attr_items.txt`` -> {item_id: int8 array of {1, -1, 0}}, or None when absent."""
-    cloth_path, items_path = anno / "list_attr_cloth.txt", anno / "list_attr_items.txt"
-    if not cloth_path.is_file() and not items_path.is_file():
-        return None
-    # One without the other is a broken download; the readers below name the missing file.
-    num_attributes = len(read_attribute_names(anno.parent))
-    row_format = f"item_id then {num_attributes} attribute labels (one per attribute of {cloth_path.name})"
-    table = _read_table(items_path, 1 + num_attributes, (0,), row_format)
-    _check_width(table, 1 + num_attributes, row_format)
-    labels = _numbers(table, list(range(1, 1 + num_attributes)), "attribute label", integer=True)
-    outside = ~np.isin(labels, _ATTRIBUTE_LABELS)
-    if outside.any():
-        r, k = (int(v) for v in np.argwhere(outside)[0])
-        raise table.error(r, f"attribute label {k + 1} is {table.tokens(r)[k + 1]!r}; expected 1 present, -1 absent or 0 unknown")
-    items = table.texts(0)
-    keep = _check_unique_images(table, items)
-    matrix = labels.astype(np.int8)
-    return {items[i]: matrix[i] for i in np.flatnonzero(keep)}
-
-
-def _read_category_files(anno: Path) -> Optional[pd.Series]:
-    """Optional ``list_category_cloth.txt`` + ``list_category_img.txt`` -> image -> category name."""
-    cloth_path, img_path = anno / "list_category_cloth.txt", anno / "list_category_img.txt"
-    if not cloth_path.is_file() and not img_path.is_file():
-        return None
-    cloth = _read_records(cloth_path)
-    # "category_name category_type": the last token is the type, the rest the name.
-    names = [" ".join(t[:-1]) if len(t) > 1 else t[0] for t in cloth.records]
-    table = _read_table(img_path, 2, (0,), "2 values (image_name category_label)")
-    _check_width(table, 2, "2 values (image_name category_label)")
-    labels = _numbers(table, [1], "category_label", integer=True)[:, 0].astype(np.int64)
-    outside = np.flatnonzero((labels < 1) | (labels > len(names)))
-    if outside.size:
-        i = int(outside[0])
-        raise table.error(i, f"category_label {labels[i]} is not between 1 and {len(names)} (the categories of {cloth_path.name})")
-    return pd.Series(np.asarray(names, dtype=object)[labels - 1], index=table.texts(0), dtype=object)
-
-
-def read_descriptions(root: PathLike) -> pd.DataFrame:
-    """In-shop ``Anno/list_description_inshop.json`` -> frame ``item_id``, ``color``, ``description`` (list of str).
-
-    Returns an empty frame when the file is absent (it is optional).
-    """
-    path = Path(root) / "Anno" / "list_description_inshop.json"
-    columns = ["item_id", "color", "description"]
-    if not path.is_file():
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    try:
-        entries = json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(path, exc.lineno, f"not valid JSON: {exc.msg}") from None
-    if not isinstance(entries, list):
-        raise AnnotationError(path, None, "expected a JSON list of {item, color, description} objects")
-    rows = []
-    for k, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "item" not in entry:
-            raise AnnotationError(path, None, f"entry {k} is not an object with an 'item' key")
-        description = entry.get("description", [])
-        if isinstance(description, str):
-            description = [description]
-        rows.append((str(entry["item"]), str(entry.get("color", "")), [str(d) for d in description]))
-    return pd.DataFrame(rows, columns=columns).astype({"item_id": "string", "color": "string"})
-
-
-# --------------------------------------------------------------------------------------------
-# Assembling the frame
-# --------------------------------------------------------------------------------------------
 
 
 def _category_from_path(paths: pd.Series) -> pd.Series:
@@ -869,3 +412,4 @@ def item_label_maps(frame: pd.DataFrame) -> tuple[dict[str, int], list[str]]:
 def category_names(frame: pd.DataFrame) -> list[str]:
     """Sorted distinct category names of a frame (<NA> left out); list index = category label."""
     return sorted(frame["category"].dropna().astype(str).unique())
+
