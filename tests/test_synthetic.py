@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from fashionnet.data import synthetic as synth
+from fashionnet.data.synthetic import writers as synth_writers
 from fashionnet.landmarks import ABSENT, CLOTHES_TYPE_SLOTS, OCCLUDED, TRUNCATED, VISIBLE
 
 # A smaller size than "tiny" for the tests that only need *a* dataset (CLI, overwrite, seeds).
@@ -317,7 +318,7 @@ def test_overwrites_only_its_own_output_and_never_leaves_half_a_dataset(micro, t
     def boom(*args, **kwargs):
         raise KeyboardInterrupt  # killed while writing the second layout
 
-    monkeypatch.setattr(synth, "_write_consumer2shop", boom)
+    monkeypatch.setattr(synth_writers, "_write_consumer2shop", boom)
     with pytest.raises(KeyboardInterrupt):
         synth.generate_synthetic_deepfashion(out, size=micro, seed=1, workers=1, progress=False)
     assert _annotation_bytes(out) == before  # the previous complete dataset is untouched

@@ -1,0 +1,286 @@
+"""Painting a model wearing a garment into a transparent canvas.
+
+:func:`_render_figure` draws the mannequin, then the garment parts back to front with their
+pattern, fabric, folds, bands, prints, seams and buttons, and reports which landmarks a part drawn
+later covers (garment self-occlusion on side views).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from fashionnet.data.synthetic.geometry import CX, SHOULDER_Y, Garment, Pose, _arr
+from fashionnet.data.synthetic.items import ItemSpec, Look, Style
+from fashionnet.data.synthetic.raster import _MaskPainter, _apply, _capsule, _disc_coverage, _erode, _shape_polygon
+from fashionnet.data.synthetic.vocabulary import COLOURS
+from fashionnet.landmarks import LOWER_BODY, NUM_LANDMARKS, UPPER_BODY
+
+
+@dataclass
+class _Layers:
+    rgb: np.ndarray  # (h, w, 3) float32 premultiplied colour
+    alpha: np.ndarray  # (h, w) float32 coverage
+    garment: np.ndarray  # (h, w) float32 garment coverage
+    landmarks: np.ndarray  # (8, 2) canvas coordinates, NaN absent
+    self_occluded: np.ndarray  # (8,) bool: covered by a garment part drawn over it
+
+
+def _mannequin(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: Pose, look: Look) -> None:
+    """Draw the model wearing the item (behind the garment): legs, arms, companion garment, head."""
+    s, tx, ty = float(m[0, 0]), float(m[0, 2]), float(m[1, 2])  # m is a similarity without rotation
+    c = pose.compress if pose.view == "side" else 1.0
+
+    def p(x, y):
+        return ((CX + (x - CX) * c) * s + tx, y * s + ty)
+
+    skin, ct = look.skin, item.style.clothes_type
+    shoulder_half = item.style.dims.get("shoulder_half", 62.0)
+    shoulder_half = max(shoulder_half, 58.0) if item.style.sleeve != "none" else 60.0
+    # Legs and shoes.
+    for side, angle in ((-1, pose.legs[0]), (1, pose.legs[1])):
+        a = math.radians(angle)
+        hip = (CX + side * 26, 372)
+        ankle = (hip[0] + side * math.sin(a) * 320, hip[1] + math.cos(a) * 320)
+        _capsule(draw, p(*hip), p(*ankle), 40 * s * c, skin)
+        foot = p(ankle[0] + side * 6, ankle[1] + 8)
+        draw.ellipse([foot[0] - 18 * s, foot[1] - 8 * s, foot[0] + 18 * s, foot[1] + 8 * s], fill=(40, 34, 32))
+    # Arms: from the shoulders along the sleeve angles, hands beyond the cuffs.
+    for side, angle in ((-1, pose.arms[0]), (1, pose.arms[1])):
+        a = math.radians(angle)
+        top = (CX + side * (shoulder_half - 8), SHOULDER_Y + 22)
+        hand = (top[0] + side * math.sin(a) * 285, top[1] + math.cos(a) * 285)
+        _capsule(draw, p(*top), p(*hand), 30 * s * c, skin)
+        h = p(*hand)
+        draw.ellipse([h[0] - 15 * s, h[1] - 18 * s, h[0] + 15 * s, h[1] + 18 * s], fill=skin)
+    torso = [p(CX - 58, SHOULDER_Y + 4), p(CX + 58, SHOULDER_Y + 4), p(CX + 52, 300), p(CX + 60, 380), p(CX - 60, 380), p(CX - 52, 300)]
+    draw.polygon(torso, fill=skin)
+    if ct == UPPER_BODY:  # trousers under a top
+        outline = [(-58, 320), (58, 320), (70, 700), (8, 700), (0, 420), (-8, 700), (-70, 700)]
+        draw.polygon([p(CX + x, y) for x, y in outline], fill=look.companion)
+    elif ct == LOWER_BODY:  # a plain top over bottoms
+        half = [(24, SHOULDER_Y), (66, SHOULDER_Y + 10), (96, SHOULDER_Y + 60), (70, SHOULDER_Y + 76), (58, 330)]
+        outline = half + [(-x, y) for x, y in reversed(half)]
+        draw.polygon([p(CX + x, y) for x, y in outline], fill=look.companion)
+    # Neck, head and hair (seen from behind on back views).
+    draw.polygon([p(CX - 15, 84), p(CX + 15, 84), p(CX + 17, SHOULDER_Y + 6), p(CX - 17, SHOULDER_Y + 6)], fill=skin)
+    head_c = p(CX, 58)
+    rx, ry = 33 * s * c + 4 * s * (1 - c), 40 * s
+    if look.long_hair and pose.view != "back":
+        draw.polygon([p(CX - 40, 40), p(CX + 40, 40), p(CX + 46, 175), p(CX - 46, 175)], fill=look.hair)
+    draw.ellipse([head_c[0] - rx, head_c[1] - ry, head_c[0] + rx, head_c[1] + ry], fill=look.hair if pose.view == "back" else skin)
+    draw.chord([head_c[0] - rx - 2 * s, head_c[1] - ry - 4 * s, head_c[0] + rx + 2 * s, head_c[1] + ry * 0.6], 180, 360, fill=look.hair)
+    if look.long_hair and pose.view == "back":
+        draw.polygon([p(CX - 38, 50), p(CX + 38, 50), p(CX + 42, 190), p(CX - 42, 190)], fill=look.hair)
+
+
+def _pattern(style: Style, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+    """Pattern coverage in [0, 1] over the window (pattern fixed to the cloth, in figure units)."""
+    period, phase = style.pattern_period, style.pattern_phase
+    if style.pattern == "solid":
+        return np.zeros(fx.shape, np.float32)
+    if style.pattern == "stripes":
+        return (((fy + phase) % period) < period * 0.45).astype(np.float32)
+    if style.pattern == "checks":  # gingham: half tone where one stripe crosses, full where both do
+        a = ((fx + phase) % period) < period / 2
+        b = ((fy + phase) % period) < period / 2
+        return (a.astype(np.float32) + b.astype(np.float32)) / 2.0
+    if style.pattern == "dots":
+        row = np.floor((fy + phase) / period)
+        ox = (fx + phase + (row % 2) * period / 2) % period - period / 2
+        oy = (fy + phase) % period - period / 2
+        return ((ox**2 + oy**2) < (period * 0.22) ** 2).astype(np.float32)
+    # motif: small four-petal flowers on a staggered lattice, sampled from one periodic tile
+    period = round(period, 1)  # few distinct tiles to cache
+    tile = _motif_tile(period)
+    res = _MOTIF_TILE_RES
+    col = (((fx + phase) % period) * res).astype(np.int32) % tile.shape[1]
+    row = (((fy + phase) % (2 * period)) * res).astype(np.int32) % tile.shape[0]
+    return tile[row, col]
+
+
+_MOTIF_TILE_RES = 4  # tile pixels per figure unit
+
+
+@functools.lru_cache(maxsize=64)
+def _motif_tile(period: float) -> np.ndarray:
+    """One period (period x 2 * period figure units) of the flower lattice, as float32 coverage."""
+    res = _MOTIF_TILE_RES
+    w, h = max(1, round(period * res)), max(1, round(2 * period * res))
+    img = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(img)
+    r = period * 0.14 * res
+    # Lattice points (rows offset by half a period), drawn with wrap-around neighbours.
+    for row in range(-1, 3):
+        for k in range(-1, 3):
+            x, y = (k + (row % 2) * 0.5) * period * res, row * period * res
+            for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                d.ellipse([x + dx * r - r, y + dy * r - r, x + dx * r + r, y + dy * r + r], fill=255)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _fold_field(rng: np.random.Generator, item: ItemSpec, garment: Garment, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+    """Multiplicative shading: folds and wrinkles (valley beside highlight), body roundness, light."""
+    x0, y0, x1, y1 = garment.bbox()
+    field_ = np.ones(fx.shape, np.float32)
+    n = int(rng.integers(4, 9))
+    ct = item.style.clothes_type
+    for _ in range(n):
+        if ct != LOWER_BODY and rng.random() < 0.35:  # drape from an armpit towards the centre
+            side = rng.choice([-1, 1])
+            p0 = np.array([CX + side * rng.uniform(40, 60), SHOULDER_Y + rng.uniform(45, 70)])
+            ang = math.radians(rng.uniform(20, 60)) * -side
+        else:  # mostly vertical folds rising from the hem
+            p0 = np.array([rng.uniform(x0 + 10, x1 - 10), rng.uniform(y0 + (y1 - y0) * 0.4, y1)])
+            ang = math.radians(rng.uniform(-25, 25)) + math.pi
+        length = rng.uniform(40, 130)
+        direction = np.array([math.sin(ang), math.cos(ang)])
+        normal = np.array([direction[1], -direction[0]])
+        sigma = rng.uniform(2.5, 6.0)
+        amp = rng.uniform(0.08, 0.2) * rng.choice([-1, 1])
+        dx, dy = fx - p0[0], fy - p0[1]
+        along = (dx * direction[0] + dy * direction[1]) / length
+        across = (dx * normal[0] + dy * normal[1]) / sigma
+        taper = np.where((along > 0) & (along < 1), np.sin(np.pi * np.clip(along, 0, 1)), 0.0)
+        field_ += (amp * across * np.exp(-0.5 * across**2) * taper).astype(np.float32)
+    roundness = 1.0 - 0.14 * np.clip(((fx - CX) / 95.0) ** 2, 0, 1.5)
+    light = 1.0 + rng.uniform(-0.1, 0.1) * (fx - CX) / 150.0 + rng.uniform(-0.06, 0.06) * (fy - 360) / 300.0
+    return np.clip(field_ * roundness * light, 0.55, 1.35).astype(np.float32)
+
+
+def _render_figure(
+    item: ItemSpec, garment: Garment, pose: Pose, m: np.ndarray, size: tuple[int, int], look: Look, rng: np.random.Generator
+) -> _Layers:
+    """Draw model and garment into a transparent canvas; ``m`` maps figure -> canvas (similarity)."""
+    w, h = size
+    s = float(m[0, 0])
+    base = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    _mannequin(ImageDraw.Draw(base), m, item, pose, look)
+    arr = np.asarray(base, dtype=np.float32)
+    alpha = arr[..., 3] / 255.0
+    rgb = arr[..., :3] * alpha[..., None]
+
+    # Work on the garment's window of the canvas only.
+    gx0, gy0, gx1, gy1 = garment.bbox()
+    (cx0, cy0), (cx1, cy1) = _apply(m, _arr((gx0, gy0), (gx1, gy1)))
+    x0, y0 = max(0, int(math.floor(cx0)) - 2), max(0, int(math.floor(cy0)) - 2)
+    x1, y1 = min(w, int(math.ceil(cx1)) + 3), min(h, int(math.ceil(cy1)) + 3)
+    lm_canvas = _apply(m, garment.landmarks)
+    garment_cov = np.zeros((h, w), np.float32)
+    if x1 <= x0 or y1 <= y0:  # garment entirely off this canvas
+        return _Layers(rgb, alpha, garment_cov, lm_canvas, np.zeros(NUM_LANDMARKS, bool))
+    ww, wh = x1 - x0, y1 - y0
+    painter = _MaskPainter((x0, y0), (ww, wh))
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    fx, fy = (xs - m[0, 2]) / s, (ys - m[1, 2]) / s
+    st = item.style
+    px_ = CX + (fx - CX) / pose.compress if pose.view == "side" else fx  # pattern foreshortens too
+    pat = _pattern(st, px_, fy)
+    colour = np.asarray(COLOURS[st.colour], np.float32)
+    pcol = np.asarray(COLOURS[st.pattern_colour], np.float32)
+    tex = colour + (pcol - colour) * pat[..., None]
+    light = np.ones((wh, ww), np.float32)  # per-pixel brightness: fabric, part, seams, folds
+    if st.fabric:  # fine weave, faded out where it would alias
+        period = 5.0
+        fade = float(np.clip((s * period - 2.0) / 2.0, 0.0, 1.0))
+        weave = ((fx + fy) % period < period / 2) if st.fabric == "denim" else (fx % period < period / 2)
+        light -= 0.08 * fade * weave
+    shade_rng = np.random.default_rng(rng.integers(1 << 63))
+    small = (max(2, ww // 4), max(2, wh // 4))
+    sy_, sx_ = np.mgrid[0 : small[1], 0 : small[0]].astype(np.float32)
+    sfx = (x0 + (sx_ + 0.5) * ww / small[0] - 0.5 - m[0, 2]) / s
+    sfy = (y0 + (sy_ + 0.5) * wh / small[1] - 0.5 - m[1, 2]) / s
+    shade_small = _fold_field(shade_rng, item, garment, sfx, sfy)
+    light *= np.asarray(Image.fromarray(shade_small, mode="F").resize((ww, wh), Image.Resampling.BILINEAR), np.float32)
+
+    # Composite the parts back to front into 2-D maps: coverage, part brightness, darkening, and
+    # an overlay (bands, prints, buttons) with its own colour. Each part hides what lies under it.
+    cov = np.zeros((wh, ww), np.float32)
+    bright = np.ones((wh, ww), np.float32)
+    dark = np.ones((wh, ww), np.float32)
+    over = np.zeros((wh, ww, 3), np.float32)
+    over_a = np.zeros((wh, ww), np.float32)
+    part_masks = []
+
+    def overlay(patch, mask, rgb_colour):
+        if patch is None:
+            return
+        a = patch.mask * mask[patch.rows, patch.cols]
+        o = over[patch.rows, patch.cols]
+        o += (np.asarray(rgb_colour, np.float32) - o) * a[..., None]
+        oa = over_a[patch.rows, patch.cols]
+        oa += (1.0 - oa) * a
+
+    def darken(patch, mask, amount):
+        if patch is not None:
+            dark[patch.rows, patch.cols] *= 1.0 - amount * patch.mask * mask[patch.rows, patch.cols]
+
+    for name, poly, brightness in garment.parts:
+        cpoly = _apply(m, poly)
+        mask = painter.polygon(cpoly)
+        keep = 1.0 - mask
+        cov[:] = mask + cov * keep
+        bright[:] = brightness * mask + bright * keep
+        dark[:] = mask + dark * keep
+        over_a *= keep
+        if name == "body":
+            for lapel in garment.lapels:
+                darken(painter.local_polygons([_apply(m, lapel)]), mask, 0.25)
+        for band in (b for b in garment.bands if b.owner == name):
+            bw = band.band.width * s
+            if band.polygon is not None:
+                patch = painter.local_polygons([_apply(m, band.polygon)])
+            else:
+                patch = painter.local_line(_apply(m, band.line), bw)
+            overlay(patch, mask, band.band.colour)
+            if band.band.stripe is not None and band.stripe is not None and patch is not None:
+                # Sporty stripe in the inner part of the band, away from the landmark at its edge.
+                stripe = painter.local_line(_apply(m, band.stripe), max(1.2, band.band.width * 0.18) * s)
+                if stripe is not None:
+                    full = np.zeros((wh, ww), np.float32)
+                    full[patch.rows, patch.cols] = patch.mask
+                    stripe.mask *= full[stripe.rows, stripe.cols]
+                overlay(stripe, mask, band.band.stripe)
+        if name == garment.print_part:
+            for shape, centre, size_, pc in garment.prints:
+                overlay(painter.local_polygons([_apply(m, q) for q in _shape_polygon(shape, centre, size_)]), mask, pc)
+        for owner, line, width in garment.seams:
+            if owner == name:
+                darken(painter.local_line(_apply(m, line), width * s), mask, 0.55)
+        if name == "body":
+            for b in garment.buttons:
+                q = _apply(m, _arr(b - 3.6, b + 3.6))
+                overlay(painter.local(q, lambda d, px, q=q: d.ellipse([*px(q)[0], *px(q)[1]], fill=255)), mask, colour * 0.45 + 20)
+        # A thin darker seam along the part outline separates overlapping parts.
+        dark *= 1.0 - 0.3 * (mask - _erode(mask)) * mask
+        part_masks.append((name, mask))
+    col = (tex + (over - tex) * over_a[..., None]) * (light * bright * dark)[..., None]
+    win_rgb = rgb[y0:y1, x0:x1]
+    win_rgb[:] = np.clip(col, 0, 255) * cov[..., None] + win_rgb * (1.0 - cov[..., None])
+    alpha[y0:y1, x0:x1] = cov + alpha[y0:y1, x0:x1] * (1.0 - cov)
+    garment_cov[y0:y1, x0:x1] = cov
+
+    # Garment self-occlusion: a landmark is hidden when parts drawn after its own part cover it.
+    covered_by_later = {}
+    for i, (name, _) in enumerate(part_masks):
+        acc = np.zeros((wh, ww), np.float32)
+        for _, later in part_masks[i + 1 :]:
+            acc = np.maximum(acc, later)
+        covered_by_later[name] = acc
+    self_occ = np.zeros(NUM_LANDMARKS, bool)
+    radius = max(1.5, 4.0 * s)
+    for j in range(NUM_LANDMARKS):
+        owner = garment.owners[j]
+        if owner is None or np.isnan(lm_canvas[j, 0]):
+            continue
+        x, y = lm_canvas[j] - (x0, y0)
+        occ = covered_by_later[owner]
+        rx, ry = int(round(x)), int(round(y))
+        inside = 0 <= rx < ww and 0 <= ry < wh
+        if inside and occ[ry, rx] > 0.5 and _disc_coverage(occ, x, y, radius) >= 0.5:
+            self_occ[j] = True
+    return _Layers(rgb, alpha, garment_cov, lm_canvas, self_occ)
