@@ -1,6 +1,7 @@
 """Checkpoints: one dict of model, optimizer, scheduler, epoch and args (torchvision's layout), plus
 what inference needs (model config, label maps, preprocessing). Saved atomically, loaded with
-``weights_only=True`` and checked before use."""
+``weights_only=True`` and checked before use; :func:`model_from_checkpoint` turns one back into the
+FashionNet it describes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from fashionnet.models import FashionNetConfig, create_model
 
 CHECKPOINT_FORMAT = "fashionnet-checkpoint/1"
 REQUIRED_KEYS = ("format", "model", "model_config", "label_maps", "preprocessing", "epoch", "model_checksum")
@@ -106,3 +109,31 @@ def _unreadable_reason(path: Path, exc: Exception) -> str:
         return f"{path}: not a FashionNet checkpoint: the file is empty"
     return (f"{path}: not a FashionNet checkpoint: it is not a PyTorch checkpoint file "
             "(damaged, truncated, or another kind of file)")
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[torch.nn.Module, FashionNetConfig]:
+    """Rebuild the FashionNet a loaded checkpoint describes; refuses weights that do not fit it."""
+    try:
+        # checkpoints written before the heatmap head existed all used the fc head
+        config = FashionNetConfig.from_dict({"landmark_head": "fc", **ckpt["model_config"]})
+        model = create_model(config, load_pretrained=False)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint has an unusable model_config: {exc}") from None
+    _check_shapes(model, ckpt["model"], path)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: "
+                              f"missing keys {', '.join(missing[:5]) or 'none'}; unexpected keys {', '.join(unexpected[:5]) or 'none'}")
+    return model, config
+
+
+def _check_shapes(model: torch.nn.Module, state: dict, path) -> None:
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (model wants {tuple(own[k].shape)})" for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: wrong shapes for {'; '.join(wrong[:3])}")
+
+
+def input_side(preprocessing: Mapping[str, Any], config: FashionNetConfig) -> int:
+    """The square side, in pixels, that a checkpoint's model takes its photos letterboxed to."""
+    return int(preprocessing.get("image_size", config.image_size))

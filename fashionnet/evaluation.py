@@ -22,15 +22,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from fashionnet.checkpoint import load_checkpoint
+from fashionnet.checkpoint import input_side, load_checkpoint, model_from_checkpoint
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.data.schema import landmarks_of
 from fashionnet.data.transforms import build_transforms, letterbox_geometry, to_original_coords
-from fashionnet.inference import model_from_checkpoint
 from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.metrics import attribute_recall_at_k, category_accuracy, normalized_error, pdl, retrieval_metrics
 from fashionnet.models import BareBackbone, get_backbone
+from fashionnet.protocols import protocol_frames
 
 KS = (1, 5, 10, 20, 30, 40, 50)
 VARIANTS = ("imagenet", "global", "fashionnet", "gt_landmarks")
@@ -40,16 +40,6 @@ VARIANT_LABELS = {
     "fashionnet": "(c) FashionNet, predicted landmarks",
     "gt_landmarks": "(d) FashionNet, ground-truth landmarks (upper bound)",
 }
-
-
-def protocol_frames(frame: pd.DataFrame, benchmark: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(queries, gallery) of a benchmark's test protocol."""
-    if benchmark == "inshop":
-        return frame[frame["split"] == "query"], frame[frame["split"] == "gallery"]
-    if benchmark == "consumer2shop":
-        test = frame[frame["split"] == "test"]
-        return test[test["source"] == "consumer"], test[test["source"] == "shop"]
-    raise ValueError(f"no retrieval protocol for benchmark {benchmark!r}")
 
 
 @torch.inference_mode()
@@ -106,7 +96,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     ckpt = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(ckpt, checkpoint)
     model.to(device).eval()
-    image_size = int(ckpt["preprocessing"].get("image_size", config.image_size))
+    image_size = input_side(ckpt["preprocessing"], config)
     categories = list(ckpt["label_maps"].get("categories", []))
     attributes = list(ckpt["label_maps"].get("attributes", []))
 

@@ -14,11 +14,11 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from fashionnet.checkpoint import CheckpointError, load_checkpoint
+from fashionnet.checkpoint import CheckpointError, input_side, load_checkpoint, model_from_checkpoint
 from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.images import ImageInput, load_image
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
-from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.models import FashionNetConfig
 from fashionnet.models.batchnorm_folding import folded_for_inference
 from fashionnet.ood import FeatureDensity, trunk_features
 from fashionnet.runtime import resolve_device
@@ -66,29 +66,6 @@ class Prediction:
         }
 
 
-def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[torch.nn.Module, FashionNetConfig]:
-    """Rebuild the FashionNet a loaded checkpoint describes; refuses weights that do not fit it."""
-    try:
-        # checkpoints written before the heatmap head existed all used the fc head
-        config = FashionNetConfig.from_dict({"landmark_head": "fc", **ckpt["model_config"]})
-        model = create_model(config, load_pretrained=False)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint has an unusable model_config: {exc}") from None
-    _check_shapes(model, ckpt["model"], path)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: "
-                              f"missing keys {', '.join(missing[:5]) or 'none'}; unexpected keys {', '.join(unexpected[:5]) or 'none'}")
-    return model, config
-
-
-def _check_shapes(model: torch.nn.Module, state: dict, path) -> None:
-    own = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (model wants {tuple(own[k].shape)})" for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if wrong:
-        raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: wrong shapes for {'; '.join(wrong[:3])}")
-
-
 class Predictor:
     """Runs a trained FashionNet on images of any size or mode.
 
@@ -103,10 +80,10 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.preprocessing = dict(preprocessing)
-        self.image_size = int(preprocessing.get("image_size", config.image_size))
+        self.input_side = input_side(preprocessing, config)  # square side, in pixels, photos are letterboxed to
         self.folded_batch_norms = 0
         if fold_batch_norms:  # same outputs, about 14% less time per lite0 query on CPU
-            example = torch.randn(1, 3, self.image_size, self.image_size, generator=torch.Generator().manual_seed(0)).to(self.device)
+            example = torch.randn(1, 3, self.input_side, self.input_side, generator=torch.Generator().manual_seed(0)).to(self.device)
             self.model, self.folded_batch_norms = folded_for_inference(self.model, example)
         self.config = config
         self.model_checksum = model_checksum
@@ -114,7 +91,7 @@ class Predictor:
         self.attribute_names: list[str] = list(label_maps.get("attributes", []))
         # category -> clothes type, learned from the training annotations (absent in older checkpoints)
         self.category_clothes_types: dict[str, int] = {k: int(v) for k, v in label_maps.get("category_clothes_types", {}).items()}
-        self.transform = build_transforms(train=False, size=self.image_size)
+        self.transform = build_transforms(train=False, size=self.input_side)
         self.top_attributes = top_attributes
         self.density = density
 

@@ -45,6 +45,7 @@ from fashionnet.miners import BatchHardMiner, SemiHardMiner
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import LANDMARK_HEADS
 from fashionnet.ood import calibrate_on_frames
+from fashionnet.protocols import protocol_frames
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
 
 # Landmark L2 on [0, 1] coordinates is ~1e-2 once training gets going; this brings it to the scale of
@@ -137,9 +138,8 @@ def split_for_training(frame: pd.DataFrame, val_fraction: float, seed: int) -> t
     queries the rest.
     """
     if (frame["split"] == "val").any() and (frame["source"] == "consumer").any():
-        train = frame[frame["split"] == "train"]
-        val = frame[frame["split"] == "val"]
-        return train, val[val["source"] == "consumer"], val[val["source"] == "shop"]
+        queries, gallery = protocol_frames(frame, "consumer2shop", split="val")
+        return frame[frame["split"] == "train"], queries, gallery
     train = frame[frame["split"] == "train"]
     items = np.array(sorted(train["item_id"].unique()))
     rng = np.random.default_rng(seed)

@@ -13,9 +13,10 @@ import pandas as pd
 
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.inference import Predictor
+from fashionnet.protocols import gallery_frame
 from indexer import layout
 from indexer.embedding import embed_images, file_sha256, folder_catalogue
-from indexer.errors import IndexMismatchError
+from indexer.search import check_compatible
 from indexer.store import EmbeddingIndex, locked_update
 
 METADATA_COLUMNS = ("image_path", "item_id", "category", "clothes_type", "source")
@@ -63,10 +64,12 @@ def gallery_rows(data_root: str | os.PathLike, benchmark: str = "auto", split: s
     bench = detect_benchmark(root) if benchmark == "auto" else benchmark
     frame = read_benchmark(root, bench)
     if split == "auto":
-        split = "gallery" if bench == "inshop" else "test"
-    rows = frame if split == "all" else frame[frame["split"] == split]
-    if "source" in rows and rows["source"].notna().any():
-        rows = rows[rows["source"] == "shop"]
+        rows = gallery_frame(frame, bench)
+    elif split == "all":
+        rows = gallery_frame(frame, bench, split="all")
+    else:  # a split named on the command line: its shop photos
+        rows = gallery_frame(frame, bench, split="all")
+        rows = rows[rows["split"] == split]
     if rows.empty:
         raise ValueError(f"{root}: no shop images in split {split!r} (splits present: {sorted(frame['split'].dropna().unique())})")
     out = rows[list(METADATA_COLUMNS)].copy()
@@ -119,7 +122,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
                          f"{embedded.skipped[0][1] if embedded.skipped else 'no images'}")
     manifest_extra = {
         "checkpoint": str(Path(checkpoint_path).resolve()) if checkpoint_path else None,
-        "image_size": predictor.image_size,
+        "input_side": predictor.input_side,
         "build_command": " ".join(["indexer", *sys.argv[1:]]) if Path(sys.argv[0]).name == "indexer" else "indexer build",
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "skipped": [{"path": p, "problem": m} for p, m in embedded.skipped[:MAX_RECORDED_SKIPS]],
@@ -216,23 +219,3 @@ def _record_skips(index: EmbeddingIndex, skipped: list[tuple[str, str]], duplica
     extra["skipped"] = (list(extra.get("skipped") or []) + entries)[-MAX_RECORDED_SKIPS:]
     extra["skipped_count"] = int(extra.get("skipped_count") or 0) + len(entries)
     index.extra = extra
-
-
-def check_compatible(index: EmbeddingIndex, predictor: Predictor) -> None:
-    """Refuse to mix an index with a model that did not build it."""
-    where = index.info().get("path") or "the index"
-    if index.dim != predictor.embedding_dim:
-        raise IndexMismatchError(f"{where} holds {index.dim}-d embeddings but the checkpoint makes {predictor.embedding_dim}-d ones; "
-                                 "rebuild the index with this checkpoint (indexer build ...)")
-    if index.model_checksum and index.model_checksum != predictor.model_checksum:
-        raise IndexMismatchError(f"{where} was built by model {index.model_checksum}, but the checkpoint is model {predictor.model_checksum}; "
-                                 "its embeddings are not comparable. Rebuild the index with this checkpoint (indexer build ...)")
-
-
-def default_checkpoint(index: EmbeddingIndex, given: Optional[str]) -> str:
-    """The checkpoint to embed queries with: the one given, else the one recorded at build time."""
-    path = given or (index.extra or {}).get("checkpoint")
-    if not path:
-        raise ValueError("this index records no checkpoint; pass --checkpoint")
-    return path
-

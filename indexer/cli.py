@@ -19,10 +19,10 @@ from fashionnet.checkpoint import CheckpointError
 from fashionnet.images import ImageLoadError
 from fashionnet.inference import Predictor
 from indexer import layout
-from indexer.build import add_images, build_index, default_checkpoint, gallery_rows, parse_shard
+from indexer.build import add_images, build_index, gallery_rows, parse_shard
 from indexer.embedding import folder_catalogue
 from indexer.errors import IndexStoreError
-from indexer.search import SearchEngine
+from indexer.search import SearchEngine, default_checkpoint
 from indexer.store import EmbeddingIndex, locked_update, merge
 
 
@@ -173,7 +173,7 @@ def cmd_info(args) -> int:
                     "created_utc", "package_version", "bytes_per_vector_estimate", "memory_bytes_estimate"):
             print(f"{key:26s} {info.get(key)}")
         extra = info.get("extra") or {}
-        for key in ("checkpoint", "data_root", "image_size", "skipped_count"):
+        for key in ("checkpoint", "data_root", "input_side", "image_size", "skipped_count"):  # image_size: older indexes
             if key in extra:
                 print(f"{key:26s} {extra[key]}")
     return 0

@@ -147,7 +147,7 @@ def main(argv=None) -> None:
 
     n = len(photos)
     print(f"gallery: {len(vectors):,} vectors ({len(real_vectors)} real shop images + {filler:,} synthetic), dim {real_index.dim}; "
-          f"{n} consumer photos, one at a time, {args.threads} threads, {predictor.config.backbone} at {predictor.image_size} px, "
+          f"{n} consumer photos, one at a time, {args.threads} threads, {predictor.config.backbone} at {predictor.input_side} px, "
           f"{predictor.folded_batch_norms} BatchNorms folded")
     exact_found = passes[exact_name][1]
     for name, (stages, found, hits) in passes.items():

@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from fashionnet.checkpoint import atomic_torch_save, load_checkpoint  # noqa: E402
-from fashionnet.inference import Predictor, model_from_checkpoint  # noqa: E402
+from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint  # noqa: E402
+from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.runtime import resolve_device  # noqa: E402
 from fashionnet.ood import DEFAULT_MARGIN, DEFAULT_QUANTILE, calibrate_on_frames, non_garment_probes  # noqa: E402
 from fashionnet.training import read_training_frames, split_for_training  # noqa: E402
@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     trained_with = ckpt.get("args") or {}
     frame, data_root, _ = read_training_frames(args.data_root)
     train, val_queries, val_gallery = split_for_training(frame, float(trained_with.get("val_fraction", 0.1)), int(trained_with.get("seed", 0)))
-    image_size = int(ckpt["preprocessing"].get("image_size", config.image_size))
+    image_size = input_side(ckpt["preprocessing"], config)
     started = time.time()
     density = calibrate_on_frames(model, train, pd.concat([val_queries, val_gallery]), data_root, image_size, device,
                                   max_images=args.max_images, batch_size=args.batch_size, progress=not args.no_progress,

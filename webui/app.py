@@ -39,6 +39,7 @@ from fashionnet.data.readers import AnnotationError, detect_benchmark, read_benc
 from fashionnet.images import MAX_IMAGE_BYTES, ImageLoadError, load_image
 from fashionnet.inference import Prediction
 from fashionnet.landmarks import CLOTHES_TYPE_NAMES
+from fashionnet.protocols import query_frame
 from indexer.errors import IndexLoadError, IndexMismatchError
 from indexer.search import SearchEngine
 from indexer.store import MANIFEST_FILE
@@ -121,11 +122,7 @@ def example_photos(source: str, limit: int = MAX_EXAMPLES) -> list[str]:
     except (AnnotationError, OSError):
         benchmark = None
     if benchmark in ("consumer2shop", "inshop"):
-        frame = read_benchmark(root, benchmark, verify_images=False)
-        if benchmark == "consumer2shop":
-            rows = frame[(frame["split"] == "test") & (frame["source"] == "consumer")]
-        else:
-            rows = frame[frame["split"] == "query"]
+        rows = query_frame(read_benchmark(root, benchmark, verify_images=False), benchmark)
         rows = rows.drop_duplicates("item_id").sort_values("image_path")
         return [str(root / p) for p in rows["image_path"].head(limit)]
     files = sorted(p for p in root.rglob("*") if p.suffix.lower().lstrip(".") in UPLOAD_TYPES)
@@ -267,8 +264,7 @@ def show_item_detail(engine: SearchEngine, matches: pd.DataFrame) -> None:
         return
     st.subheader("All gallery images of an item")
     item = st.selectbox("Item", items, key="detail_item")
-    gallery = engine.index.metadata
-    rows = gallery[gallery["item_id"].astype(str) == item].sort_values("image_path")
+    rows = engine.item_images(item)
     with st.container(key="item_detail"):
         columns = st.columns(RESULT_COLUMNS)
         for i, row in enumerate(rows.itertuples()):
@@ -288,10 +284,9 @@ def main() -> None:
     engine = load_engine_or_explain(index_dir, os.environ.get("FASHIONNET_DEVICE", "auto"))
     if engine is None:
         st.stop()
-    st.sidebar.caption(f"{engine.index.ntotal} gallery images · model {engine.predictor.model_checksum} "
-                       f"({engine.predictor.config.backbone}, {engine.predictor.image_size}px)")
+    st.sidebar.caption(engine.describe())
 
-    examples_source = os.environ.get("FASHIONNET_EXAMPLES_DIR") or (engine.index.extra or {}).get("data_root")
+    examples_source = os.environ.get("FASHIONNET_EXAMPLES_DIR") or engine.data_root
     examples: list[str] = []
     if examples_source and Path(examples_source).is_dir():
         try:
@@ -309,7 +304,7 @@ def main() -> None:
 
     with st.spinner("Searching ..."):
         result = engine.query(photo, k=k, clothes_type=clothes_type)
-    if no_clothing_found(result.prediction, len(engine.predictor.category_names)):
+    if no_clothing_found(result.prediction, engine.category_count):
         # Flag, do not refuse: a real garment photo unlike the training data still gets its matches.
         score = result.prediction.unfamiliarity
         st.warning(f"No clothing recognised in **{name}**: it looks unlike the garment photos this model was trained on"
