@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm

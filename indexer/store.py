@@ -38,17 +38,27 @@ from tqdm.auto import tqdm
 
 import fashionnet
 from indexer import layout
-from indexer.errors import IndexDeviceError, IndexLoadError, IndexMismatchError, IndexSaveError
+from indexer.errors import IndexLoadError, IndexMismatchError, IndexSaveError
+from indexer.faiss_tools import (
+    FLAT_FACTORY,
+    METRICS,
+    bytes_per_vector,
+    describe_index,
+    export_id_mapped_vectors,
+    ivf_of,
+    native_ivf,
+    new_faiss_index,
+    resolve_faiss_device,
+    stored_ids,
+    trained_arrays,
+)
 from indexer.layout import FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE
 
-FLAT_FACTORY = "Flat"
 
 # FAISS's GPU k-selection handles k (and nprobe) up to GPU_MAX_SELECTION_K = 2048
 # (faiss/gpu/utils/DeviceDefs.cuh); larger searches go to the CPU index.
 GPU_MAX_K = 2048
 
-METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
-DEVICES = ("auto", "cpu", "cuda")
 # Columns search() adds to each result row; metadata may not use them.
 RESULT_COLUMNS = ("query", "rank", "score", "id")
 _LOAD_ATTEMPTS = 5  # a load that races a save re-reads the manifest this many times
@@ -72,140 +82,12 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _resolve_device(device: str) -> str:
-    """'cpu' or 'cuda' for a requested device; 'cuda' only where FAISS can use a GPU."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    if device == "cuda" and not has_gpu:
-        raise IndexDeviceError(
-            "device='cuda' was asked for but FAISS sees no GPU (a CPU-only FAISS build, or no CUDA device); "
-            "use device='cpu' or 'auto'"
-        )
-    return "cuda" if device != "cpu" and has_gpu else "cpu"
-
-
-def _new_faiss_index(dim: int, index_factory: str | None, metric: str) -> faiss.Index:
-    """An empty CPU index whose add_with_ids / remove_ids keep caller-chosen int64 ids."""
-    if index_factory is None or index_factory.strip() == FLAT_FACTORY:
-        flat = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
-        return faiss.IndexIDMap2(flat)
-    try:
-        index = faiss.index_factory(dim, index_factory, METRICS[metric])
-    except RuntimeError as e:
-        raise ValueError(f"FAISS cannot build an index from factory string {index_factory!r}: {e}") from None
-    if isinstance(index, faiss.IndexIDMap):  # "IDMap,..." / "IDMap2,..." factories
-        if _native_ivf(index.index) is not None:
-            raise ValueError(
-                f"{index_factory!r}: IVF indexes keep their own ids and an ID map on top breaks removal; "
-                "drop the IDMap prefix"
-            )
-        return index
-    if _native_ivf(index) is not None:
-        return index
-    return faiss.IndexIDMap2(index)  # also IVF inside a refine/ID-mapped wrapper, which cannot take ids
-
-
-def _describe(index: faiss.Index) -> str:
-    """Readable structure of a FAISS index, e.g. IndexIDMap2(IndexFlatIP)."""
-    index = faiss.downcast_index(index)
-    name = type(index).__name__
-    if isinstance(index, (faiss.IndexIDMap, faiss.IndexPreTransform)):
-        return f"{name}({_describe(index.index)})"
-    if isinstance(index, faiss.IndexIVF):
-        return f"{name}(nlist={index.nlist})"
-    return name
-
-
-def _bytes_per_vector(index: faiss.Index) -> float:
-    """Approximate memory per stored vector: its code, its id and the index's own links."""
-    index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexIDMap2):
-        return 8 + 40 + _bytes_per_vector(index.index)  # id array + reverse hash map entry (approx.)
-    if isinstance(index, faiss.IndexIDMap):
-        return 8 + _bytes_per_vector(index.index)
-    if isinstance(index, faiss.IndexPreTransform):
-        return _bytes_per_vector(index.index)
-    if isinstance(index, faiss.IndexIVF):
-        return index.code_size + 8  # code + id in the inverted list
-    if isinstance(index, faiss.IndexHNSW):
-        return _bytes_per_vector(index.storage) + 4 * index.hnsw.nb_neighbors(0) * 1.1  # level-0 links + upper levels
-    if isinstance(index, faiss.IndexRefine):
-        return _bytes_per_vector(index.base_index) + _bytes_per_vector(index.refine_index)
-    try:
-        return float(index.sa_code_size())
-    except RuntimeError:  # index types without a standalone code size
-        return float("nan")
-
-
 def _query_friendly(metadata: pd.DataFrame) -> pd.DataFrame:
     """Arrow-backed string columns as plain Python objects: every query takes k rows of the table,
     and one take over a single object block costs far less than a take per Arrow column (about
     5 ms per query with the indexer's ~40 columns)."""
     strings = [c for c, dtype in metadata.dtypes.items() if isinstance(dtype, pd.StringDtype)]
     return metadata.astype({c: object for c in strings}) if strings else metadata
-
-
-def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
-    """The IVF index anywhere inside ``index`` (for nprobe), else None."""
-    return faiss.try_extract_index_ivf(index)
-
-
-def _native_ivf(index: faiss.Index) -> faiss.IndexIVF | None:
-    """The IVF index whose inverted lists hold the ids: ``index`` itself or behind transforms.
-
-    None for everything else, including an IVF under an ID map or a refine stage, whose ids are not
-    the lists' ids.
-    """
-    index = faiss.downcast_index(index)
-    while isinstance(index, faiss.IndexPreTransform):
-        index = faiss.downcast_index(index.index)
-    return index if isinstance(index, faiss.IndexIVF) else None
-
-
-def _stored_ids(index: faiss.Index) -> np.ndarray:
-    """Every id the FAISS index holds (order unspecified)."""
-    index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexIDMap):
-        return faiss.vector_to_array(index.id_map).astype(np.int64)
-    ivf = _native_ivf(index)
-    if ivf is not None:
-        lists = ivf.invlists
-        parts = [
-            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-            for i in range(ivf.nlist)
-            if lists.list_size(i)
-        ]
-        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
-    raise TypeError(f"index of type {_describe(index)} carries no ids")
-
-
-def _export_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors, ids) of an ID-mapped index, reconstructed from its storage (lossy for PQ/SQ codes)."""
-    index = faiss.downcast_index(index)
-    if not isinstance(index, faiss.IndexIDMap):
-        raise TypeError(f"cannot export vectors from {_describe(index)}")
-    vectors = index.index.reconstruct_n(0, index.ntotal) if index.ntotal else np.empty((0, index.d), np.float32)
-    return vectors, faiss.vector_to_array(index.id_map).astype(np.int64)
-
-
-def _trained_arrays(index: faiss.Index) -> list[np.ndarray]:
-    """The trained parameters that must be equal for two IVF indexes to be merged list by list."""
-    arrays = []
-    index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexPreTransform):
-        for i in range(index.chain.size()):
-            transform = faiss.downcast_VectorTransform(index.chain.at(i))
-            for name in ("A", "b"):
-                if hasattr(transform, name):
-                    arrays.append(faiss.vector_to_array(getattr(transform, name)))
-    ivf = _native_ivf(index)
-    arrays.append(ivf.quantizer.reconstruct_n(0, ivf.nlist).ravel())
-    if hasattr(ivf, "pq"):
-        arrays.append(faiss.vector_to_array(ivf.pq.centroids))
-    if hasattr(ivf, "sq"):
-        arrays.append(faiss.vector_to_array(ivf.sq.trained))
-    return arrays
 
 
 class EmbeddingIndex:
@@ -241,7 +123,7 @@ class EmbeddingIndex:
         self.model_config = dict(model_config or {})
         self.extra = dict(extra or {})
         self._created_utc = created_utc or _utc_now()
-        self._device = _resolve_device(device)
+        self._device = resolve_faiss_device(device)
         self._path = path
         self._changes = 0  # add/remove/train calls since load or save
         self._lock = threading.Lock()
@@ -280,7 +162,7 @@ class EmbeddingIndex:
             raise ValueError(f"dim must be positive, got {dim}")
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
-        index = _new_faiss_index(int(dim), index_factory, metric)
+        index = new_faiss_index(int(dim), index_factory, metric)
         return cls(
             index,
             metric=metric,
@@ -351,12 +233,12 @@ class EmbeddingIndex:
     @property
     def nprobe(self) -> int | None:
         """Default number of inverted lists an IVF search visits (None for non-IVF indexes)."""
-        ivf = _ivf_of(self._index)
+        ivf = ivf_of(self._index)
         return None if ivf is None else int(ivf.nprobe)
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        ivf = _ivf_of(self._index)
+        ivf = ivf_of(self._index)
         if ivf is None:
             raise ValueError(f"nprobe applies to IVF indexes only; this one is {self._factory!r}")
         with self._lock:
@@ -385,7 +267,7 @@ class EmbeddingIndex:
         return x
 
     def _checked_nprobe(self, nprobe: int) -> int:
-        ivf = _ivf_of(self._index)
+        ivf = ivf_of(self._index)
         if ivf is None:
             raise ValueError(f"nprobe applies to IVF indexes only; this one is {self._factory!r}")
         if int(nprobe) < 1:
@@ -417,7 +299,7 @@ class EmbeddingIndex:
             pick = np.sort(np.random.default_rng(seed).choice(len(vectors), size=int(max_train), replace=False))
             vectors = vectors[pick]
         x = self._as_vectors(vectors, "training vectors")
-        ivf = _ivf_of(self._index)
+        ivf = ivf_of(self._index)
         if ivf is not None and len(x) < ivf.nlist:
             raise ValueError(f"{self._factory!r} needs at least nlist={ivf.nlist} training vectors (39 x nlist advised), got {len(x)}")
         with self._lock:
@@ -488,7 +370,7 @@ class EmbeddingIndex:
             raise RuntimeError(f"FAISS removed {removed} of {len(ids)} vectors; index and metadata disagree")
 
     def _rebuild_without(self, ids: np.ndarray) -> int:
-        vectors, stored = _export_vectors(self._index)
+        vectors, stored = export_id_mapped_vectors(self._index)
         keep = ~np.isin(stored, ids)
         fresh = faiss.clone_index(self._index)
         fresh.reset()  # keeps trained parts (codebooks), drops vectors and ids
@@ -497,17 +379,18 @@ class EmbeddingIndex:
         self._index = fresh
         return int((~keep).sum())
 
-    def append_shard(self, shard: "EmbeddingIndex") -> None:
-        """Append every vector and row of ``shard`` (checked mergeable by :func:`merge`), its ids
-        shifted past this index's id space."""
+    def append_shard(self, shard: "EmbeddingIndex", own_name: str = "the index", shard_name: str = "the shard") -> None:
+        """Append every vector and row of ``shard``, its ids shifted past this index's id space.
+        Refuses a shard of another model, metric or factory, or an IVF shard trained separately."""
+        self._check_mergeable(shard, own_name, shard_name)
         with self._lock:
             offset = self._next_id
-            ivf = _native_ivf(self._index)
+            ivf = native_ivf(self._index)
             if ivf is not None:
-                ivf.merge_from(_native_ivf(shard._index), offset)
+                ivf.merge_from(native_ivf(shard._index), offset)
                 self._index.ntotal = ivf.ntotal  # a wrapping IndexPreTransform keeps its own count
             elif shard.ntotal:
-                vectors, ids = _export_vectors(shard._index)
+                vectors, ids = export_id_mapped_vectors(shard._index)
                 self._index.add_with_ids(vectors, ids + offset)
             rows = shard.metadata
             rows.index = pd.Index(rows.index.to_numpy(np.int64) + offset, name="id")
@@ -518,10 +401,28 @@ class EmbeddingIndex:
             self._changes += 1
             self._gpu_index = None
 
+    def _check_mergeable(self, shard: "EmbeddingIndex", first: str, other: str) -> None:
+        if shard.model_checksum != self.model_checksum:
+            raise IndexMismatchError(
+                f"cannot merge: {other} was built by model {shard.model_checksum or '(unrecorded)'}, "
+                f"{first} by {self.model_checksum or '(unrecorded)'}; rebuild the shards with one model"
+            )
+        if shard.metric != self.metric or shard.index_factory != self.index_factory:
+            raise IndexMismatchError(
+                f"cannot merge: {other} is {shard.index_factory!r}/{shard.metric}, {first} is {self.index_factory!r}/{self.metric}"
+            )
+        if native_ivf(self._index) is not None:
+            same = all(np.array_equal(a, b) for a, b in zip(trained_arrays(self._index), trained_arrays(shard._index)))
+            if not same:
+                raise IndexMismatchError(
+                    f"cannot merge IVF shards {first} and {other}: they were trained separately (different coarse "
+                    "quantizer or codebooks); build shards from one trained index (EmbeddingIndex.empty_copy)"
+                )
+
     def export_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, ids) as stored (reconstructed, so lossy for PQ codes); e.g. a brute-force reference."""
         with self._lock:
-            return _export_vectors(self._index)
+            return export_id_mapped_vectors(self._index)
 
     # ----------------------------------------------------------------------------------- search
 
@@ -546,7 +447,7 @@ class EmbeddingIndex:
         return SearchResult([s[v] for s, v in zip(scores, valid)], [i[v] for i, v in zip(ids, valid)], rows)
 
     def _search_locked(self, q: np.ndarray, k: int, nprobe: int | None) -> tuple[np.ndarray, np.ndarray]:
-        ivf = _ivf_of(self._index)
+        ivf = ivf_of(self._index)
         probes = nprobe if nprobe is not None else (ivf.nprobe if ivf is not None else None)
         if self._device == "cuda" and k <= GPU_MAX_K and (probes is None or probes <= GPU_MAX_K):
             gpu = self._gpu_copy()
@@ -572,7 +473,7 @@ class EmbeddingIndex:
                 self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
             except RuntimeError as e:
                 self._gpu_unsupported = True
-                warnings.warn(f"FAISS cannot search a {_describe(self._index)} index on the GPU ({e}); using the CPU")
+                warnings.warn(f"FAISS cannot search a {describe_index(self._index)} index on the GPU ({e}); using the CPU")
         return self._gpu_index
 
     def _result_rows(self, scores: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
@@ -603,7 +504,7 @@ class EmbeddingIndex:
             "embedding_dim": self.dim,
             "metric": self._metric,
             "index_factory": self._factory,
-            "index_type": _describe(self._index),
+            "index_type": describe_index(self._index),
             "count": self.ntotal,
             "next_id": self._next_id,
             "nprobe": self.nprobe,
@@ -691,15 +592,15 @@ class EmbeddingIndex:
     def info(self) -> dict[str, Any]:
         """Summary for ``indexer info``: size, structure, model, memory estimate."""
         with self._lock:
-            per_vector = _bytes_per_vector(self._index)
-            ivf = _ivf_of(self._index)
+            per_vector = bytes_per_vector(self._index)
+            ivf = ivf_of(self._index)
             info = {
                 "path": str(self._path) if self._path else None,
                 "count": self.ntotal,
                 "dim": self.dim,
                 "metric": self._metric,
                 "index_factory": self._factory,
-                "index_type": _describe(self._index),
+                "index_type": describe_index(self._index),
                 "is_trained": self.is_trained,
                 "nlist": int(ivf.nlist) if ivf is not None else None,
                 "nprobe": int(ivf.nprobe) if ivf is not None else None,
@@ -723,7 +624,7 @@ class EmbeddingIndex:
         return info
 
     def __repr__(self) -> str:
-        return f"EmbeddingIndex({_describe(self._index)}, dim={self.dim}, count={self.ntotal}, device={self._device!r})"
+        return f"EmbeddingIndex({describe_index(self._index)}, dim={self.dim}, count={self.ntotal}, device={self._device!r})"
 
 
 # ----------------------------------------------------------------------------------- file helpers
@@ -776,7 +677,7 @@ def _read_data(directory: Path, manifest: dict) -> tuple[faiss.Index, pd.DataFra
             f"{METADATA_FILE} {len(metadata)} rows, {MANIFEST_FILE} says {count}; rebuild it"
         )
     try:
-        stored = np.sort(_stored_ids(index))
+        stored = np.sort(stored_ids(index))
     except TypeError as e:
         raise IndexLoadError(f"{index_path}: {e}") from None
     if not np.array_equal(stored, np.sort(metadata.index.to_numpy(np.int64))):
@@ -827,27 +728,7 @@ def merge(
     merged = EmbeddingIndex.load(dirs[0], expected_model_checksum=expected_model_checksum, device=device)
     for shard_dir in tqdm(dirs[1:], desc="merging shards", unit="shard", disable=len(dirs) < 3):
         shard = EmbeddingIndex.load(shard_dir, expected_dim=merged.dim, device="cpu")
-        _check_mergeable(merged, shard, dirs[0], shard_dir)
-        merged.append_shard(shard)
+        merged.append_shard(shard, str(dirs[0]), str(shard_dir))
     merged.extra = {**merged.extra, "merged_from": [str(d.absolute()) for d in dirs]}
     merged.save(out_dir, force=force)
     return merged
-
-
-def _check_mergeable(merged: EmbeddingIndex, shard: EmbeddingIndex, first: Path, other: Path) -> None:
-    if shard.model_checksum != merged.model_checksum:
-        raise IndexMismatchError(
-            f"cannot merge: {other} was built by model {shard.model_checksum or '(unrecorded)'}, "
-            f"{first} by {merged.model_checksum or '(unrecorded)'}; rebuild the shards with one model"
-        )
-    if shard.metric != merged.metric or shard.index_factory != merged.index_factory:
-        raise IndexMismatchError(
-            f"cannot merge: {other} is {shard.index_factory!r}/{shard.metric}, {first} is {merged.index_factory!r}/{merged.metric}"
-        )
-    if _native_ivf(merged._index) is not None:
-        same = all(np.array_equal(a, b) for a, b in zip(_trained_arrays(merged._index), _trained_arrays(shard._index)))
-        if not same:
-            raise IndexMismatchError(
-                f"cannot merge IVF shards {first} and {other}: they were trained separately (different coarse "
-                "quantizer or codebooks); build shards from one trained index (EmbeddingIndex.empty_copy)"
-            )

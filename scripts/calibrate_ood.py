@@ -101,7 +101,7 @@ def main(argv=None) -> None:
         paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         n, scores = flagged(predictor, paths, args.batch_size)
         rows.append((f"photos in {folder}", n, len(paths), scores))
-    print(f"\n| photos | flagged | share | median score |\n|---|---:|---:|---:|")
+    print("\n| photos | flagged | share | median score |\n|---|---:|---:|---:|")
     for name, n, total, scores in rows:
         print(f"| {name} | {n} / {total} | {n / max(total, 1):.1%} | {np.median(scores) if total else float('nan'):.2f} |")
     garments = [r for r in rows if r[0].startswith("test-split")]
