@@ -17,7 +17,8 @@ from fashionnet.protocols import gallery_frame
 from indexer import layout
 from indexer.embedding import embed_images, file_sha256, folder_catalogue
 from indexer.search import check_compatible
-from indexer.store import EmbeddingIndex, locked_update
+from indexer.store import EmbeddingIndex
+from indexer.updates import locked_update
 
 METADATA_COLUMNS = ("image_path", "item_id", "category", "clothes_type", "source")
 MAX_RECORDED_SKIPS = 1000  # per manifest: the count is always exact, the list is capped

@@ -23,7 +23,8 @@ from indexer.build import add_images, build_index, gallery_rows, parse_shard
 from indexer.embedding import folder_catalogue
 from indexer.errors import IndexStoreError
 from indexer.search import SearchEngine, default_checkpoint
-from indexer.store import EmbeddingIndex, locked_update, merge
+from indexer.store import EmbeddingIndex
+from indexer.updates import locked_update, merge
 
 
 def _common(p: argparse.ArgumentParser) -> None:

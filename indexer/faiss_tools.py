@@ -7,6 +7,9 @@ These know FAISS's class zoo (ID maps, IVF lists, pre-transforms, refine stages)
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import faiss
 import numpy as np
 
@@ -143,3 +146,28 @@ def trained_arrays(index: faiss.Index) -> list[np.ndarray]:
     if hasattr(ivf, "sq"):
         arrays.append(faiss.vector_to_array(ivf.sq.trained))
     return arrays
+
+
+class GpuSearchCopy:
+    """A GPU copy of a CPU index for searching, made on first use and dropped when the CPU index
+    changes (the CPU index stays the one that is changed and saved)."""
+
+    def __init__(self):
+        self._resources = None
+        self._index = None
+        self._unsupported = False
+
+    def copy_of(self, cpu_index: faiss.Index) -> Any:
+        """The GPU copy of ``cpu_index``; None where FAISS cannot put this kind of index on a GPU."""
+        if self._index is None and not self._unsupported:
+            if self._resources is None:
+                self._resources = faiss.StandardGpuResources()
+            try:
+                self._index = faiss.index_cpu_to_gpu(self._resources, 0, cpu_index)
+            except RuntimeError as e:
+                self._unsupported = True
+                warnings.warn(f"FAISS cannot search a {describe_index(cpu_index)} index on the GPU ({e}); using the CPU")
+        return self._index
+
+    def drop(self) -> None:
+        self._index = None

@@ -30,10 +30,14 @@ import uuid
 from pathlib import Path
 from typing import Callable, Optional
 
+import faiss
+import numpy as np
+import pandas as pd
 from filelock import FileLock, Timeout
 
 import fashionnet
-from indexer.errors import IndexLoadError, IndexSaveError
+from indexer.errors import IndexLoadError, IndexMismatchError, IndexSaveError
+from indexer.faiss_tools import stored_ids
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
@@ -313,6 +317,63 @@ def tidy_if_idle(directory: Path) -> list[str]:
     if removed:
         log.info("removed leftovers of an interrupted save in %s: %s", directory, ", ".join(removed))
     return removed
+
+
+# ------------------------------------------------------------------------------ reading and checks
+
+
+def read_index_files(directory: Path, manifest: dict) -> tuple[faiss.Index, pd.DataFrame]:
+    """The FAISS index and metadata a manifest names, checked against its checksums and each other."""
+    folder = data_folder(directory, manifest)
+    index_path = folder / INDEX_FILE
+    check_data_file(index_path, manifest, directory)
+    try:
+        index = faiss.read_index(str(index_path))
+    except RuntimeError as e:
+        raise IndexLoadError(f"{index_path} is damaged and cannot be read by FAISS ({str(e).splitlines()[0]})") from None
+    if index.d != manifest["embedding_dim"]:
+        raise IndexLoadError(f"{index_path} holds {index.d}-d vectors but {directory / MANIFEST_FILE} says {manifest['embedding_dim']}")
+
+    metadata_path = folder / METADATA_FILE
+    check_data_file(metadata_path, manifest, directory)
+    try:
+        metadata = pd.read_parquet(metadata_path)
+    except Exception as e:
+        raise IndexLoadError(f"{metadata_path} cannot be read: {e}") from None
+    if "id" not in metadata.columns:
+        raise IndexLoadError(f"{metadata_path} has no 'id' column")
+    metadata = metadata.set_index("id")
+
+    count = manifest["count"]
+    if not index.ntotal == len(metadata) == count:
+        raise IndexLoadError(
+            f"index at {directory} is inconsistent: {INDEX_FILE} holds {index.ntotal} vectors, "
+            f"{METADATA_FILE} {len(metadata)} rows, {MANIFEST_FILE} says {count}; rebuild it"
+        )
+    try:
+        stored = np.sort(stored_ids(index))
+    except TypeError as e:
+        raise IndexLoadError(f"{index_path}: {e}") from None
+    if not np.array_equal(stored, np.sort(metadata.index.to_numpy(np.int64))):
+        raise IndexLoadError(f"index at {directory} is inconsistent: the ids in {INDEX_FILE} and {METADATA_FILE} differ")
+    return index, metadata
+
+
+def check_built_by(directory: Path, manifest: dict, expected_model_checksum: str | None, expected_dim: int | None) -> None:
+    built_by = manifest.get("model_checksum")
+    config = manifest.get("model_config") or {}
+    rebuild = (manifest.get("extra") or {}).get("build_command") or "indexer build"
+    how = f"rebuild it with the current model: run `{rebuild}` writing to {directory}"
+    if expected_model_checksum is not None and built_by != expected_model_checksum:
+        raise IndexMismatchError(
+            f"the index at {directory} was built by model {built_by or '(unrecorded)'} "
+            f"(config {json.dumps(config, sort_keys=True)}), not by the current model {expected_model_checksum}; {how}"
+        )
+    if expected_dim is not None and manifest["embedding_dim"] != int(expected_dim):
+        raise IndexMismatchError(
+            f"the index at {directory} holds {manifest['embedding_dim']}-d embeddings (model {built_by or '(unrecorded)'}) "
+            f"but the current model makes {expected_dim}-d ones; {how}"
+        )
 
 
 # ------------------------------------------------------------------------- earlier releases' leftovers

@@ -1,35 +1,25 @@
-"""A persistent FAISS index of L2-normalised embeddings with a metadata table and a manifest.
+"""A FAISS index of L2-normalised embeddings with a metadata row per vector, saved as a directory.
 
-An index is saved as three files (their on-disk layout, crash safety and writer lock are in
-:mod:`indexer.layout`):
-
-- ``index.faiss``: the FAISS index, always a CPU index. Every vector has an int64 id.
-- ``metadata.parquet``: one row per vector; column ``id`` is the vector's FAISS id.
-- ``manifest.json``: what built the index (model checksum and config), its dimension, metric,
-  FAISS factory string, count, times, package version and file checksums.
-
-Processes that change a saved index use :func:`locked_update`, which holds the writer lock from
-load to save, so concurrent ``indexer add`` / ``remove`` runs all land.
+The files, their crash-safe commit and the writer lock are :mod:`indexer.layout`'s; changing a
+saved index from several processes is :mod:`indexer.updates`'s; FAISS's class zoo is
+:mod:`indexer.faiss_tools`'s.
 
 Ids are handed out in increasing order and never reused, so a removed vector's id cannot come
 back pointing at another row. Flat (and HNSW, ...) indexes get their ids from an ``IndexIDMap2``
 wrapper; IVF indexes store ids in their inverted lists themselves (an ID map on top of an IVF index
-would break ``remove_ids``, which does not renumber IVF entries).
-
-On a machine where FAISS sees a GPU, searches run on a GPU copy of the CPU index (the CPU index
-stays the one that is changed and saved); k above FAISS's GPU limit falls back to the CPU index.
+would break ``remove_ids``, which does not renumber IVF entries). Where FAISS sees a GPU, searches
+run on a GPU copy; k above FAISS's GPU limit falls back to the CPU index.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-import warnings
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple
 
 import faiss
 import numpy as np
@@ -41,6 +31,7 @@ from indexer import layout
 from indexer.errors import IndexLoadError, IndexMismatchError, IndexSaveError
 from indexer.faiss_tools import (
     FLAT_FACTORY,
+    GpuSearchCopy,
     METRICS,
     bytes_per_vector,
     describe_index,
@@ -49,10 +40,9 @@ from indexer.faiss_tools import (
     native_ivf,
     new_faiss_index,
     resolve_faiss_device,
-    stored_ids,
     trained_arrays,
 )
-from indexer.layout import FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE
+from indexer.layout import FORMAT_VERSION, INDEX_FILE, METADATA_FILE
 
 
 # FAISS's GPU k-selection handles k (and nprobe) up to GPU_MAX_SELECTION_K = 2048
@@ -127,9 +117,7 @@ class EmbeddingIndex:
         self._path = path
         self._changes = 0  # add/remove/train calls since load or save
         self._lock = threading.Lock()
-        self._gpu_resources = None
-        self._gpu_index = None  # search copy on the GPU; dropped whenever the CPU index changes
-        self._gpu_unsupported = False
+        self._gpu = GpuSearchCopy()  # made on the first GPU search after a change
         for name, value in (("model_config", self.model_config), ("extra", self.extra)):
             try:
                 json.dumps(value)
@@ -244,7 +232,7 @@ class EmbeddingIndex:
         with self._lock:
             ivf.nprobe = self._checked_nprobe(value)
             self._changes += 1
-            self._gpu_index = None
+            self._gpu.drop()
 
     # --------------------------------------------------------------------------------- validation
 
@@ -307,7 +295,7 @@ class EmbeddingIndex:
                 raise ValueError("the index already holds vectors; train it before adding any")
             self._index.train(x)
             self._changes += 1
-            self._gpu_index = None
+            self._gpu.drop()
 
     def add(self, vectors: Any, metadata: pd.DataFrame | None = None, show_progress: bool = True) -> np.ndarray:
         """Add vectors (normalised here) with one metadata row each; returns their new int64 ids."""
@@ -332,7 +320,7 @@ class EmbeddingIndex:
             self._metadata = _query_friendly(pd.concat([self._metadata, rows]) if len(self._metadata) else rows)
             self._next_id += len(x)
             self._changes += 1
-            self._gpu_index = None
+            self._gpu.drop()
         return ids
 
     # ----------------------------------------------------------------------------------- remove
@@ -347,7 +335,7 @@ class EmbeddingIndex:
             self._remove_from_faiss(present)
             self._metadata = self._metadata.drop(index=present)
             self._changes += 1
-            self._gpu_index = None
+            self._gpu.drop()
         return int(len(present))
 
     def remove_where(self, column: str, value: Any) -> np.ndarray:
@@ -399,7 +387,7 @@ class EmbeddingIndex:
             self._next_id = offset + shard._next_id
             self._created_utc = _utc_now()
             self._changes += 1
-            self._gpu_index = None
+            self._gpu.drop()
 
     def _check_mergeable(self, shard: "EmbeddingIndex", first: str, other: str) -> None:
         if shard.model_checksum != self.model_checksum:
@@ -438,8 +426,7 @@ class EmbeddingIndex:
         with self._lock:
             k_eff = min(int(k), self.ntotal)
             if k_eff == 0:
-                scores = np.empty((len(q), 0), np.float32)
-                ids = np.empty((len(q), 0), np.int64)
+                scores, ids = np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
             else:
                 scores, ids = self._search_locked(q, k_eff, None if nprobe is None else self._checked_nprobe(nprobe))
             rows = self._result_rows(scores, ids)
@@ -450,7 +437,7 @@ class EmbeddingIndex:
         ivf = ivf_of(self._index)
         probes = nprobe if nprobe is not None else (ivf.nprobe if ivf is not None else None)
         if self._device == "cuda" and k <= GPU_MAX_K and (probes is None or probes <= GPU_MAX_K):
-            gpu = self._gpu_copy()
+            gpu = self._gpu.copy_of(self._index)
             if gpu is not None:
                 if probes is not None:
                     faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", probes)
@@ -463,18 +450,6 @@ class EmbeddingIndex:
             return self._index.search(q, k)
         finally:
             ivf.nprobe = default
-
-    def _gpu_copy(self) -> Any:
-        """The GPU search copy, made on first use after a change; None where FAISS cannot."""
-        if self._gpu_index is None and not self._gpu_unsupported:
-            if self._gpu_resources is None:
-                self._gpu_resources = faiss.StandardGpuResources()
-            try:
-                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
-            except RuntimeError as e:
-                self._gpu_unsupported = True
-                warnings.warn(f"FAISS cannot search a {describe_index(self._index)} index on the GPU ({e}); using the CPU")
-        return self._gpu_index
 
     def _result_rows(self, scores: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
         valid = ids >= 0
@@ -565,9 +540,9 @@ class EmbeddingIndex:
         layout.recover_legacy(directory)
         for attempt in range(_LOAD_ATTEMPTS):
             manifest = layout.read_manifest(directory)
-            _check_expected(directory, manifest, expected_model_checksum, expected_dim)
+            layout.check_built_by(directory, manifest, expected_model_checksum, expected_dim)
             try:
-                index, metadata = _read_data(directory, manifest)
+                index, metadata = layout.read_index_files(directory, manifest)
                 break
             except (IndexLoadError, OSError):
                 if attempt + 1 == _LOAD_ATTEMPTS or layout.read_manifest(directory) == manifest:
@@ -616,119 +591,9 @@ class EmbeddingIndex:
                 "extra": self.extra,
             }
         if self._path is not None:
-            try:
-                index_file = layout.data_folder(self._path, layout.read_manifest(self._path)) / INDEX_FILE
-                info["index_file_bytes"] = index_file.stat().st_size
-            except (IndexLoadError, OSError):
-                pass
+            with contextlib.suppress(IndexLoadError, OSError):
+                info["index_file_bytes"] = layout.live_data_file(self._path, INDEX_FILE).stat().st_size
         return info
 
     def __repr__(self) -> str:
         return f"EmbeddingIndex({describe_index(self._index)}, dim={self.dim}, count={self.ntotal}, device={self._device!r})"
-
-
-# ----------------------------------------------------------------------------------- file helpers
-
-
-@contextmanager
-def locked_update(directory: str | os.PathLike, *, expected_model_checksum: str | None = None,
-                  expected_dim: int | None = None, device: str = "cpu") -> Iterator[EmbeddingIndex]:
-    """Change a saved index safely against other processes: hold the writer lock, load the newest
-    version, yield it, and save it on a normal exit if it was changed.
-
-    Do slow work (embedding images) before entering, so writers queue only for the change itself.
-    """
-    directory = Path(directory).absolute()
-    layout.read_manifest(directory)  # a clear error for a missing index, before creating a lock file
-    with layout.WriterLock(directory):
-        index = EmbeddingIndex.load(directory, expected_model_checksum=expected_model_checksum,
-                                    expected_dim=expected_dim, device=device)
-        yield index
-        if index.unsaved_changes:
-            index.save(directory)
-
-
-def _read_data(directory: Path, manifest: dict) -> tuple[faiss.Index, pd.DataFrame]:
-    """The FAISS index and metadata a manifest names, checked against its checksums and each other."""
-    folder = layout.data_folder(directory, manifest)
-    index_path = folder / INDEX_FILE
-    layout.check_data_file(index_path, manifest, directory)
-    try:
-        index = faiss.read_index(str(index_path))
-    except RuntimeError as e:
-        raise IndexLoadError(f"{index_path} is damaged and cannot be read by FAISS ({str(e).splitlines()[0]})") from None
-    if index.d != manifest["embedding_dim"]:
-        raise IndexLoadError(f"{index_path} holds {index.d}-d vectors but {directory / MANIFEST_FILE} says {manifest['embedding_dim']}")
-
-    metadata_path = folder / METADATA_FILE
-    layout.check_data_file(metadata_path, manifest, directory)
-    try:
-        metadata = pd.read_parquet(metadata_path)
-    except Exception as e:
-        raise IndexLoadError(f"{metadata_path} cannot be read: {e}") from None
-    if "id" not in metadata.columns:
-        raise IndexLoadError(f"{metadata_path} has no 'id' column")
-    metadata = metadata.set_index("id")
-
-    count = manifest["count"]
-    if not index.ntotal == len(metadata) == count:
-        raise IndexLoadError(
-            f"index at {directory} is inconsistent: {INDEX_FILE} holds {index.ntotal} vectors, "
-            f"{METADATA_FILE} {len(metadata)} rows, {MANIFEST_FILE} says {count}; rebuild it"
-        )
-    try:
-        stored = np.sort(stored_ids(index))
-    except TypeError as e:
-        raise IndexLoadError(f"{index_path}: {e}") from None
-    if not np.array_equal(stored, np.sort(metadata.index.to_numpy(np.int64))):
-        raise IndexLoadError(f"index at {directory} is inconsistent: the ids in {INDEX_FILE} and {METADATA_FILE} differ")
-    return index, metadata
-
-
-def _check_expected(directory: Path, manifest: dict, expected_model_checksum: str | None, expected_dim: int | None) -> None:
-    built_by = manifest.get("model_checksum")
-    config = manifest.get("model_config") or {}
-    rebuild = (manifest.get("extra") or {}).get("build_command") or "indexer build"
-    how = f"rebuild it with the current model: run `{rebuild}` writing to {directory}"
-    if expected_model_checksum is not None and built_by != expected_model_checksum:
-        raise IndexMismatchError(
-            f"the index at {directory} was built by model {built_by or '(unrecorded)'} "
-            f"(config {json.dumps(config, sort_keys=True)}), not by the current model {expected_model_checksum}; {how}"
-        )
-    if expected_dim is not None and manifest["embedding_dim"] != int(expected_dim):
-        raise IndexMismatchError(
-            f"the index at {directory} holds {manifest['embedding_dim']}-d embeddings (model {built_by or '(unrecorded)'}) "
-            f"but the current model makes {expected_dim}-d ones; {how}"
-        )
-
-
-# ------------------------------------------------------------------------------------------ merge
-
-
-def merge(
-    index_dirs: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    *,
-    expected_model_checksum: str | None = None,
-    device: str = "auto",
-    force: bool = False,
-) -> EmbeddingIndex:
-    """Join shard indexes (same model, dimension, metric and factory) into one, saved at ``out_dir``.
-
-    IVF shards are joined list by list (``merge_from``) and must share one trained quantizer, e.g.
-    shards made with :meth:`EmbeddingIndex.empty_copy` of one trained index; other indexes are
-    joined by adding the shards' stored vectors. Ids are renumbered: shard i's ids are shifted by the
-    id space of the shards before it, so the merged metadata is the shards' metadata concatenated
-    in order, each row keeping its vector.
-    """
-    dirs = [Path(d) for d in index_dirs]
-    if not dirs:
-        raise ValueError("merge needs at least one index directory")
-    layout.check_save_target(Path(out_dir).absolute(), force=force)
-    merged = EmbeddingIndex.load(dirs[0], expected_model_checksum=expected_model_checksum, device=device)
-    for shard_dir in tqdm(dirs[1:], desc="merging shards", unit="shard", disable=len(dirs) < 3):
-        shard = EmbeddingIndex.load(shard_dir, expected_dim=merged.dim, device="cpu")
-        merged.append_shard(shard, str(dirs[0]), str(shard_dir))
-    merged.extra = {**merged.extra, "merged_from": [str(d.absolute()) for d in dirs]}
-    merged.save(out_dir, force=force)
-    return merged

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from indexer.store import INDEX_FILE, EmbeddingIndex  # noqa: E402
+from indexer.layout import INDEX_FILE, live_data_file  # noqa: E402
+from indexer.store import EmbeddingIndex  # noqa: E402
 
 
 def make_data(n: int, n_queries: int, dim: int, clusters: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +85,7 @@ def timed_search(index: EmbeddingIndex, queries: np.ndarray, k: int, nprobe: int
 
 def serialized_bytes_per_vector(index: EmbeddingIndex, workdir: Path) -> float:
     path = index.save(workdir / "bench_index")
-    return (path / INDEX_FILE).stat().st_size / len(index)
+    return live_data_file(path, INDEX_FILE).stat().st_size / len(index)
 
 
 def main(argv: list[str] | None = None) -> None:

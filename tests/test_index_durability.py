@@ -21,7 +21,8 @@ import pytest
 
 from indexer import layout
 from indexer.errors import IndexLoadError, IndexSaveError
-from indexer.store import EmbeddingIndex, locked_update
+from indexer.store import EmbeddingIndex
+from indexer.updates import locked_update
 
 DIM = 8
 REPO = Path(__file__).resolve().parents[1]
@@ -233,7 +234,7 @@ _ADDER = textwrap.dedent(
     """
     import sys
     import numpy as np, pandas as pd
-    from indexer.store import locked_update
+    from indexer.updates import locked_update
 
     target, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     for i in range(n):

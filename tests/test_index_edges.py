@@ -14,7 +14,8 @@ import torch
 
 from indexer import store
 from indexer.errors import IndexDeviceError, IndexMismatchError
-from indexer.store import EmbeddingIndex, merge
+from indexer.store import EmbeddingIndex
+from indexer.updates import merge
 
 DIM = 8
 

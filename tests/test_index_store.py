@@ -13,7 +13,8 @@ import fashionnet
 from indexer.layout import live_data_file, sha256_file
 from indexer import store
 from indexer.errors import IndexDeviceError, IndexLoadError, IndexMismatchError, IndexSaveError
-from indexer.store import EmbeddingIndex, merge
+from indexer.store import EmbeddingIndex
+from indexer.updates import merge
 
 DIM = 16
 
@@ -358,7 +359,7 @@ def test_gpu_search_matches_cpu(tmp_path):
         nprobe = 8 if factory else None
         g = gpu.search(queries, k=20, nprobe=nprobe)
         c = cpu.search(queries, k=20, nprobe=nprobe)
-        assert gpu._gpu_index is not None  # the search really ran on the GPU copy
+        assert gpu._gpu._index is not None  # the search really ran on the GPU copy
         overlap = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(g.ids, c.ids)])
         assert overlap > 0.99  # float summation order may swap near-ties
         assert np.allclose(np.concatenate(g.scores), np.concatenate(c.scores), atol=1e-4)

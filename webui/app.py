@@ -42,7 +42,7 @@ from fashionnet.landmarks import CLOTHES_TYPE_NAMES
 from fashionnet.protocols import query_frame
 from indexer.errors import IndexLoadError, IndexMismatchError
 from indexer.search import SearchEngine
-from indexer.store import MANIFEST_FILE
+from indexer.layout import MANIFEST_FILE
 from webui.render import VISIBILITY_STYLES, display_copy, draw_landmarks, thumbnail
 
 DEFAULT_INDEX = "indexes/demo"

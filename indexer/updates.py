@@ -1,0 +1,64 @@
+"""Changing a saved index from several processes: locked read-modify-write, and merging shards.
+
+Every writer holds the index's writer lock (:mod:`indexer.layout`) from loading the newest saved
+version to saving its change, so concurrent ``indexer add`` / ``remove`` runs all land.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from tqdm.auto import tqdm
+
+from indexer import layout
+from indexer.store import EmbeddingIndex
+
+
+@contextmanager
+def locked_update(directory: str | os.PathLike, *, expected_model_checksum: str | None = None,
+                  expected_dim: int | None = None, device: str = "cpu") -> Iterator[EmbeddingIndex]:
+    """Change a saved index safely against other processes: hold the writer lock, load the newest
+    version, yield it, and save it on a normal exit if it was changed.
+
+    Do slow work (embedding images) before entering, so writers queue only for the change itself.
+    """
+    directory = Path(directory).absolute()
+    layout.read_manifest(directory)  # a clear error for a missing index, before creating a lock file
+    with layout.WriterLock(directory):
+        index = EmbeddingIndex.load(directory, expected_model_checksum=expected_model_checksum,
+                                    expected_dim=expected_dim, device=device)
+        yield index
+        if index.unsaved_changes:
+            index.save(directory)
+
+
+def merge(
+    index_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    expected_model_checksum: str | None = None,
+    device: str = "auto",
+    force: bool = False,
+) -> EmbeddingIndex:
+    """Join shard indexes (same model, dimension, metric and factory) into one, saved at ``out_dir``.
+
+    IVF shards are joined list by list (``merge_from``) and must share one trained quantizer, e.g.
+    shards made with :meth:`EmbeddingIndex.empty_copy` of one trained index; other indexes are
+    joined by adding the shards' stored vectors. Ids are renumbered: shard i's ids are shifted by the
+    id space of the shards before it, so the merged metadata is the shards' metadata concatenated
+    in order, each row keeping its vector.
+    """
+    dirs = [Path(d) for d in index_dirs]
+    if not dirs:
+        raise ValueError("merge needs at least one index directory")
+    layout.check_save_target(Path(out_dir).absolute(), force=force)
+    merged = EmbeddingIndex.load(dirs[0], expected_model_checksum=expected_model_checksum, device=device)
+    for shard_dir in tqdm(dirs[1:], desc="merging shards", unit="shard", disable=len(dirs) < 3):
+        shard = EmbeddingIndex.load(shard_dir, expected_dim=merged.dim, device="cpu")
+        merged.append_shard(shard, str(dirs[0]), str(shard_dir))
+    merged.extra = {**merged.extra, "merged_from": [str(d.absolute()) for d in dirs]}
+    merged.save(out_dir, force=force)
+    return merged
