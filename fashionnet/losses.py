@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fashionnet.landmarks import ABSENT, NUM_VISIBILITY_CLASSES, VISIBLE
-from fashionnet.miners import BatchHardMiner, pairwise_distances
+from fashionnet.miners import BatchHardMiner, SemiHardMiner, pairwise_distances
 
 Miner = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -123,3 +123,29 @@ class TripletLoss(nn.Module):
             return _zero_like_graph(embeddings)
         dist = pairwise_distances(embeddings)
         return F.relu(self.margin + dist[anchors, positives] - dist[anchors, negatives]).mean()
+
+
+# Landmark L2 on [0, 1] coordinates is ~1e-2 once training gets going; this brings it to the scale of
+# the other terms so the paper's stage weights mean what they say.
+LANDMARK_LOSS_SCALE = 10.0
+
+
+class FashionNetLosses(nn.Module):
+    """The five loss terms of the paper, each returned separately so progress bars can show them."""
+
+    def __init__(self, attribute_loss: AttributeLoss, margin: float, miner: str):
+        super().__init__()
+        self.landmark = LandmarkL2Loss()
+        self.visibility = VisibilityLoss()
+        self.category = CategoryLoss()
+        self.attribute = attribute_loss
+        self.triplet = TripletLoss(margin, BatchHardMiner() if miner == "batch_hard" else SemiHardMiner(margin))
+
+    def forward(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        return {
+            "landmark": LANDMARK_LOSS_SCALE * self.landmark(out["landmarks"].float(), batch["landmarks"], batch["visibility"]),
+            "visibility": self.visibility(out["visibility_logits"].float(), batch["visibility"]),
+            "category": self.category(out["category_logits"].float(), batch["category"]),
+            "attribute": self.attribute(out["attribute_logits"].float(), batch["attributes"]),
+            "triplet": self.triplet(out["embedding"].float(), batch["item"]),
+        }

@@ -12,13 +12,12 @@ Laid out like torchvision's references/classification/train.py: ``get_args_parse
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,21 +36,14 @@ from fashionnet.data.samplers import PKSampler
 from fashionnet.data.schema import landmarks_of
 from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
-from fashionnet.runtime import resolve_device
-from fashionnet.landmarks import LANDMARK_NAMES
-from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss
+from fashionnet.runtime import init_distributed, resolve_device, seed_everything, seed_worker
+from fashionnet.losses import AttributeLoss, FashionNetLosses
 from fashionnet.metrics import normalized_error, retrieval_metrics
-from fashionnet.miners import BatchHardMiner, SemiHardMiner
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import LANDMARK_HEADS
 from fashionnet.ood import calibrate_on_frames
 from fashionnet.protocols import protocol_frames
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
-
-# Landmark L2 on [0, 1] coordinates is ~1e-2 once training gets going; this brings it to the scale of
-# the other terms so the paper's stage weights mean what they say.
-LANDMARK_LOSS_SCALE = 10.0
-
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train FashionNet (landmark-pooled retrieval features)", add_help=add_help)
@@ -185,55 +177,7 @@ def attribute_matrix(frame: pd.DataFrame, num_attributes: int) -> np.ndarray:
     return out
 
 
-# ------------------------------------------------------------------------------------ distributed
-
-
-def init_distributed() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank); starts a process group when launched by torchrun."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return 0, 1, 0
-    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(local)
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
-    return rank, world, local
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def _seed_worker(worker_id: int) -> None:
-    s = torch.initial_seed() % (2**32)
-    np.random.seed(s)
-    random.seed(s)
-
-
 # -------------------------------------------------------------------------------------- training
-
-
-class FashionNetLosses(torch.nn.Module):
-    """The five loss terms of the paper, each returned separately so progress bars can show them."""
-
-    def __init__(self, attribute_loss: AttributeLoss, margin: float, miner: str):
-        super().__init__()
-        self.landmark = LandmarkL2Loss()
-        self.visibility = VisibilityLoss()
-        self.category = CategoryLoss()
-        self.attribute = attribute_loss
-        self.triplet = TripletLoss(margin, BatchHardMiner() if miner == "batch_hard" else SemiHardMiner(margin))
-
-    def forward(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
-        return {
-            "landmark": LANDMARK_LOSS_SCALE * self.landmark(out["landmarks"].float(), batch["landmarks"], batch["visibility"]),
-            "visibility": self.visibility(out["visibility_logits"].float(), batch["visibility"]),
-            "category": self.category(out["category_logits"].float(), batch["category"]),
-            "attribute": self.attribute(out["attribute_logits"].float(), batch["attributes"]),
-            "triplet": self.triplet(out["embedding"].float(), batch["item"]),
-        }
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -248,33 +192,53 @@ def frozen_trunk_layers(model, n: int) -> list[torch.nn.Module]:
     return layers
 
 
-def train_one_epoch(model, losses, optimizer, scheduler, loader, device, epoch, schedule, scaler, amp_dtype, guard, args) -> dict[str, float]:
-    model.train()
-    for layer in args.frozen_layers:
+@dataclass
+class TrainingRun:
+    """What every training step needs, built once by :func:`main`."""
+
+    model: torch.nn.Module  # the one that is stepped (DDP-wrapped when distributed)
+    losses: FashionNetLosses
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    schedule: IterativeSchedule
+    guard: LandmarkCollapseGuard
+    scaler: torch.amp.GradScaler
+    amp_dtype: Optional[torch.dtype]
+    device: torch.device
+    frozen_layers: list
+    grad_clip: float
+    show_progress: bool
+
+
+def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
+    """One pass over ``loader`` with the epoch's loss weights; returns the mean of each loss term."""
+    run.model.train()
+    for layer in run.frozen_layers:
         layer.eval()  # frozen layers keep their pretrained BN statistics
+    schedule = run.schedule
     weights = schedule.weights(epoch)
     gt_pool = schedule.pool_on_ground_truth(epoch)
     sums = {t: 0.0 for t in (*LOSS_TERMS, "total")}
     n = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{schedule.total_epochs} [{schedule.stage(epoch)}{', gt-pool' if gt_pool else ''}]",
-               disable=args.no_progress or args.rank != 0, dynamic_ncols=True, leave=True)
+               disable=not run.show_progress, dynamic_ncols=True, leave=True)
     for batch in bar:
-        batch = _to_device(batch, device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = model(batch["image"], batch["landmarks"].nan_to_num(0.0) if gt_pool else None, batch["visibility"] if gt_pool else None)
-            terms = losses(out, batch)
+        batch = _to_device(batch, run.device)
+        with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+            out = run.model(batch["image"], batch["landmarks"].nan_to_num(0.0) if gt_pool else None, batch["visibility"] if gt_pool else None)
+            terms = run.losses(out, batch)
         total = sum(weights[t] * terms[t] for t in LOSS_TERMS)
         if not torch.isfinite(total):
             raise FloatingPointError(f"epoch {epoch + 1}: loss became {total.item()} ({ {t: round(float(v), 4) for t, v in terms.items()} }); lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        if args.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        guard.check(out["landmarks"])
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(total).backward()
+        if run.grad_clip > 0:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        run.guard.check(out["landmarks"])
         n += 1
         for t in LOSS_TERMS:
             sums[t] += float(terms[t].detach())
@@ -321,6 +285,56 @@ def warmup_cosine(total_steps: int, warmup: int):
     return factor
 
 
+@dataclass
+class TrainingData:
+    """The frames and datasets of one training run."""
+
+    root: Path
+    train_frame: pd.DataFrame
+    val_queries: pd.DataFrame
+    val_gallery: pd.DataFrame
+    train_set: DeepFashionDataset
+    val_query_set: DeepFashionDataset
+    val_gallery_set: DeepFashionDataset
+    categories: list[str]
+    attribute_names: list[str]
+    label_maps: dict
+
+
+def load_training_data(args: argparse.Namespace) -> TrainingData:
+    """Read the layouts, split off validation, and build the datasets and label maps."""
+    frame, data_root, attribute_names = read_training_frames(args.data_root, None if args.benchmark == "auto" else args.benchmark)
+    train_frame, val_queries, val_gallery = split_for_training(frame, args.val_fraction, args.seed)
+    if args.val_max_queries and len(val_queries) > args.val_max_queries:
+        val_queries = val_queries.sample(n=args.val_max_queries, random_state=args.seed)
+    categories = sorted(c for c in frame["category"].dropna().unique())
+    category_labels = make_label_map(categories)
+    train_set = DeepFashionDataset(train_frame, data_root, build_transforms(train=True, size=args.image_size, crop_to_bbox=args.crop_to_bbox),
+                                   item_labels=make_label_map(train_frame["item_id"]), category_labels=category_labels)
+    eval_tf = build_transforms(train=False, size=args.image_size)
+    typed = frame.dropna(subset=["category", "clothes_type"])
+    category_clothes_types = {str(c): int(t.mode().iloc[0]) for c, t in typed.groupby("category")["clothes_type"]}
+    return TrainingData(
+        data_root, train_frame, val_queries, val_gallery, train_set,
+        DeepFashionDataset(val_queries, data_root, eval_tf, category_labels=category_labels, on_error="skip"),
+        DeepFashionDataset(val_gallery, data_root, eval_tf, category_labels=category_labels, on_error="skip"),
+        categories, attribute_names,
+        {"categories": categories, "attributes": attribute_names, "category_clothes_types": category_clothes_types},
+    )
+
+
+def resume_from(path: str, model, optimizer, scheduler, config: FashionNetConfig) -> tuple[int, list]:
+    """Load a checkpoint's model, optimizer and scheduler; returns (first epoch to run, history)."""
+    ckpt = load_checkpoint(path)
+    if ckpt["model_config"] != config.to_dict():
+        raise SystemExit(f"--resume {path}: the checkpoint's model config differs from these flags:\n"
+                         f"  checkpoint: {ckpt['model_config']}\n  flags:      {config.to_dict()}")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    return int(ckpt["epoch"]) + 1, list(json.loads(ckpt.get("history_json", "[]")))
+
+
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     args = parse_args(argv)
     args.rank, args.world_size, local_rank = init_distributed()
@@ -337,63 +351,38 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     amp_dtype = None
     if args.amp == "on" or (args.amp == "auto" and device.type == "cuda"):
         amp_dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
-    # data
-    frame, data_root, attribute_names = read_training_frames(args.data_root, None if args.benchmark == "auto" else args.benchmark)
-    train_frame, val_queries, val_gallery = split_for_training(frame, args.val_fraction, args.seed)
-    if args.val_max_queries and len(val_queries) > args.val_max_queries:
-        val_queries = val_queries.sample(n=args.val_max_queries, random_state=args.seed)
-    categories = sorted(c for c in frame["category"].dropna().unique())
-    category_labels = make_label_map(categories)
-    item_labels = make_label_map(train_frame["item_id"])
-    train_set = DeepFashionDataset(train_frame, data_root, build_transforms(train=True, size=args.image_size, crop_to_bbox=args.crop_to_bbox),
-                                   item_labels=item_labels, category_labels=category_labels)
-    eval_tf = build_transforms(train=False, size=args.image_size)
-    val_q_set = DeepFashionDataset(val_queries, data_root, eval_tf, category_labels=category_labels, on_error="skip")
-    val_g_set = DeepFashionDataset(val_gallery, data_root, eval_tf, category_labels=category_labels, on_error="skip")
+    data = load_training_data(args)
     args.eval_batch_size = 2 * args.items_per_batch * args.images_per_item
     if is_main:
-        print(f"data: {', '.join(map(str, args.data_root))} | train {len(train_frame)} images of {len(item_labels)} items | val {len(val_queries)} queries, "
-              f"{len(val_gallery)} gallery | {len(categories)} categories, {len(attribute_names)} attributes", flush=True)
+        print(f"data: {', '.join(map(str, args.data_root))} | train {len(data.train_frame)} images of {len(data.train_set.item_labels)} items | "
+              f"val {len(data.val_queries)} queries, {len(data.val_gallery)} gallery | {len(data.categories)} categories, "
+              f"{len(data.attribute_names)} attributes", flush=True)
 
-    # model
     pretrained = False if args.weights == "none" else (True if args.weights == "imagenet" else args.weights)
     config = FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
-                              num_categories=len(categories), num_attributes=len(attribute_names), image_size=args.image_size,
+                              num_categories=len(data.categories), num_attributes=len(data.attribute_names), image_size=args.image_size,
                               landmark_head=args.landmark_head)
     model = create_model(config).to(device)
-    args.frozen_layers = frozen_trunk_layers(model, args.freeze_trunk_layers)
     if args.workers < 0:
         args.workers = 4 if device.type == "cuda" else 0
-    attribute_loss = AttributeLoss.from_labels(attribute_matrix(train_frame, len(attribute_names))) if attribute_names else AttributeLoss()
-    losses = FashionNetLosses(attribute_loss, args.margin, args.miner).to(device)
+    attribute_loss = (AttributeLoss.from_labels(attribute_matrix(data.train_frame, len(data.attribute_names)))
+                      if data.attribute_names else AttributeLoss())
     schedule = IterativeSchedule(args.rounds, args.landmark_epochs, args.joint_epochs, args.gt_pooling_epochs,
                                  StageWeights(*args.landmark_stage_weights), StageWeights(*args.joint_stage_weights))
-    batches = args.batches_per_epoch or max(1, len(train_frame) // (args.items_per_batch * args.images_per_item * args.world_size))
-    sampler = PKSampler(train_set.item_per_row, p=args.items_per_batch, k=args.images_per_item, seed=args.seed, num_batches=batches * args.world_size,
-                        rank=args.rank, world_size=args.world_size)
+    batches = args.batches_per_epoch or max(1, len(data.train_frame) // (args.items_per_batch * args.images_per_item * args.world_size))
+    sampler = PKSampler(data.train_set.item_per_row, p=args.items_per_batch, k=args.images_per_item, seed=args.seed,
+                        num_batches=batches * args.world_size, rank=args.rank, world_size=args.world_size)
+    args.frozen_layers = frozen_trunk_layers(model, args.freeze_trunk_layers)
     optimizer = build_optimizer(model, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(batches * schedule.total_epochs, args.warmup_steps))
-    guard = LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience)
-
-    typed = frame.dropna(subset=["category", "clothes_type"])
-    category_clothes_types = {str(c): int(t.mode().iloc[0]) for c, t in typed.groupby("category")["clothes_type"]}
-    label_maps = {"categories": categories, "attributes": attribute_names, "category_clothes_types": category_clothes_types}
     preprocessing = {"image_size": args.image_size, "letterbox": True, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.output_dir / "checkpoint.pt"
     start_epoch, history = 0, []
     resume = str(ckpt_path) if args.resume == "auto" and ckpt_path.exists() else ("" if args.resume == "auto" else args.resume)
     if resume:
-        ckpt = load_checkpoint(resume)
-        if ckpt["model_config"] != config.to_dict():
-            raise SystemExit(f"--resume {resume}: the checkpoint's model config differs from these flags:\n"
-                             f"  checkpoint: {ckpt['model_config']}\n  flags:      {config.to_dict()}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, history = int(ckpt["epoch"]) + 1, list(json.loads(ckpt.get("history_json", "[]")))
+        start_epoch, history = resume_from(resume, model, optimizer, scheduler, config)
         if is_main:
             print(f"resumed from {resume} at epoch {start_epoch + 1}", flush=True)
 
@@ -401,27 +390,29 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if args.world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                                 find_unused_parameters=True)
+    run = TrainingRun(train_model, FashionNetLosses(attribute_loss, args.margin, args.miner).to(device), optimizer, scheduler, schedule,
+                      LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience),
+                      torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), amp_dtype, device, args.frozen_layers,
+                      args.grad_clip, show_progress=not args.no_progress and is_main)
     started = time.time()
     for epoch in range(start_epoch, schedule.total_epochs):
         # Every epoch's randomness derives from (seed, epoch), so a resumed run replays it exactly.
         seed_everything(args.seed * 1000 + epoch)
         sampler.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=args.workers, collate_fn=collate_skip_none,
-                            worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(args.seed * 1000 + epoch),
+        loader = DataLoader(data.train_set, batch_sampler=sampler, num_workers=args.workers, collate_fn=collate_skip_none,
+                            worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(args.seed * 1000 + epoch),
                             persistent_workers=False, pin_memory=device.type == "cuda")
         t0 = time.time()
-        train_stats = train_one_epoch(train_model, losses, optimizer, scheduler, loader, device, epoch, schedule, scaler, amp_dtype, guard, args)
-        train_time = time.time() - t0
+        train_stats = train_one_epoch(run, loader, epoch)
         record = {"epoch": epoch + 1, "stage": schedule.stage(epoch), "train": train_stats,
-                  "train_images_per_s": batches * args.items_per_batch * args.images_per_item * args.world_size / max(train_time, 1e-9)}
+                  "train_images_per_s": batches * args.items_per_batch * args.images_per_item * args.world_size / max(time.time() - t0, 1e-9)}
         if is_main:
-            if len(val_queries) and len(val_gallery):
-                record["val"] = evaluate(model, val_q_set, val_g_set, device, args)
-                v = record["val"]
+            if len(data.val_queries) and len(data.val_gallery):
+                record["val"] = v = evaluate(model, data.val_query_set, data.val_gallery_set, device, args)
                 print(f"epoch {epoch + 1}: " + " ".join(f"top{k} {r:.3f}" for k, r in v["top_k"].items())
                       + f" | mAP@R {v['map_at_r']:.3f} | NE {v['ne']:.4f} | train {record['train_images_per_s']:.1f} img/s", flush=True)
             history.append(record)
-            save_checkpoint(ckpt_path, model_state=model.state_dict(), model_config=config.to_dict(), label_maps=label_maps,
+            save_checkpoint(ckpt_path, model_state=model.state_dict(), model_config=config.to_dict(), label_maps=data.label_maps,
                             preprocessing=preprocessing, epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                             args=_plain_args(args), history_json=json.dumps(history), package_version=__version__)
         if args.world_size > 1:
@@ -433,7 +424,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if is_main:
         (args.output_dir / "history.json").write_text(json.dumps(history, indent=2))
         if args.ood_images and history:
-            store_density(ckpt_path, model, train_frame, pd.concat([val_queries, val_gallery]), data_root, device, args)
+            store_density(ckpt_path, model, data.train_frame, pd.concat([data.val_queries, data.val_gallery]), data.root, device, args)
     if args.world_size > 1:
         dist.destroy_process_group()
     return {"history": history, "checkpoint": str(ckpt_path)}

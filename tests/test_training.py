@@ -18,7 +18,8 @@ from fashionnet.data.readers import read_attribute_names, read_consumer2shop
 from fashionnet.data.transforms import build_transforms
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.schedule import IterativeSchedule, LandmarkCollapseError, LandmarkCollapseGuard
-from fashionnet.training import FashionNetLosses, attribute_matrix, main
+from fashionnet.losses import FashionNetLosses
+from fashionnet.training import attribute_matrix, main
 from fashionnet.losses import AttributeLoss
 from tests.conftest import TINY_TRAIN_ARGS
 
