@@ -3,7 +3,7 @@
 Every function takes numpy arrays or torch tensors and returns plain Python floats / dicts.
 Rates are fractions in [0, 1] (multiply by 100 for the percentages papers print).
 
-Retrieval follows the DeepFashion protocol (see REFERENCE.md): a query is a hit at k when ANY
+Retrieval follows the DeepFashion protocol (Liu et al., CVPR 2016): a query is a hit at k when ANY
 gallery image of its item is among its k nearest gallery images, and top-k accuracy is
 hits / queries. It is not true positives / relevant images, a different number one public toolkit
 reports by mistake.

@@ -60,7 +60,7 @@ class LandmarkCollapseError(RuntimeError):
 
 
 class LandmarkCollapseGuard:
-    """Detects the failure seed 000 reports: every predicted point of every image frozen at one spot.
+    """Detects a known failure of landmark training: every predicted point of every image frozen at one spot.
 
     Each check measures the spread of the predicted points, across the 8 slots of an image and across
     the images of a batch. Below ``min_spread`` (in normalised image units) for ``patience``
@@ -92,7 +92,7 @@ class LandmarkCollapseGuard:
             raise LandmarkCollapseError(
                 f"landmark collapse: for {self.low_streak} consecutive steps all predicted landmarks sat within "
                 f"{s:.4f} (normalised units) of one another, below --collapse-min-spread {self.min_spread}. "
-                "The landmark branch has stopped learning (the failure seed 000 reports). Lower the learning rate, "
+                "The landmark branch has stopped learning. Lower the learning rate, "
                 "raise the landmark stage's weight, or start with --gt-pooling-epochs so pooling does not depend on "
                 "untrained landmarks."
             )
