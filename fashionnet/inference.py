@@ -82,7 +82,7 @@ class Predictor:
         self.preprocessing = dict(preprocessing)
         self.input_side = input_side(preprocessing, config)  # square side, in pixels, photos are letterboxed to
         self.folded_batch_norms = 0
-        if fold_batch_norms:  # same outputs, about 14% less time per lite0 query on CPU
+        if fold_batch_norms:  # same outputs, less time per query on CPU (scripts/benchmark_query.py measures it)
             example = torch.randn(1, 3, self.input_side, self.input_side, generator=torch.Generator().manual_seed(0)).to(self.device)
             self.model, self.folded_batch_norms = folded_for_inference(self.model, example)
         self.config = config

@@ -2,8 +2,8 @@
 
 Threads matter more than they seem on a small CPU. torch and FAISS split each operation across
 their OpenMP threads and wait for all of them at the end; when another process holds one of the
-cores, every operation waits for a thread that is not running, and a query that takes 20 ms can
-take a second. One thread per query avoids that, and concurrent queries then use the other cores.
+cores, every operation waits for a thread that is not running, and a query can take many times
+its usual time. One thread per query avoids that, and concurrent queries then use the other cores.
 scripts/benchmark_serving.py measures it.
 """
 

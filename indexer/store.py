@@ -74,8 +74,8 @@ def _utc_now() -> str:
 
 def _query_friendly(metadata: pd.DataFrame) -> pd.DataFrame:
     """Arrow-backed string columns as plain Python objects: every query takes k rows of the table,
-    and one take over a single object block costs far less than a take per Arrow column (about
-    5 ms per query with the indexer's ~40 columns)."""
+    and one take over a single object block costs far less than a take per Arrow column (the
+    indexer's tables have about 40 columns)."""
     strings = [c for c, dtype in metadata.dtypes.items() if isinstance(dtype, pd.StringDtype)]
     return metadata.astype({c: object for c in strings}) if strings else metadata
 

@@ -114,7 +114,7 @@ SIZES: dict[str, SizeSpec] = {
     # 24 items, about 130 images: every clothes type, every split; a few seconds.
     "tiny": SizeSpec(families=6, family_size=4, inshop_views=(2, 4), shop_images=(1, 1), consumer_images=(1, 2)),
     "small": SizeSpec(families=30, family_size=4, inshop_views=(3, 5), shop_images=(1, 2), consumer_images=(1, 3)),
-    # 500 items, about 4,000 images; under two minutes on two cores.
+    # 500 items, about 4,000 images.
     "default": SizeSpec(families=125, family_size=4, inshop_views=(3, 5), shop_images=(1, 2), consumer_images=(1, 3)),
 }
 
