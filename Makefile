@@ -13,7 +13,7 @@ DEMO_CKPT ?= runs/demo/checkpoint.pt
 DEMO_INDEX ?= indexes/demo
 PORT ?= 8501
 
-.PHONY: venv test test-fast mutation data demo demo-assets clean-venv
+.PHONY: venv test test-fast screenshot mutation data demo demo-assets clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow and not browser"
+
+# The README's picture of the page: the browser test's screenshot, written into docs/ on purpose
+# (tests otherwise write only to temporary folders).
+screenshot: venv
+	FASHIONNET_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(PY) -m pytest tests/test_webui_browser.py -q
 
 # Mutation testing of the core modules (mutmut, in a scratch copy under build/mutation; ~15 min on
 # 2 cores). Not part of `make test`. Results and how to read them: docs/TESTING.md.
