@@ -27,8 +27,19 @@ from indexer.store import EmbeddingIndex
 from indexer.updates import locked_update, merge
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+FORCE_HELP = "write into a folder that holds other files (they are left untouched)"
+INDEX_CHECKPOINT_HELP = "default: the checkpoint the index was built with"
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for embedding and search (default auto: GPU when present)")
+
+
+def _embedding_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that embeds images: build and add."""
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=2, help="processes decoding images (0: decode in the main process)")
+    _device_option(p)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -43,23 +54,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"])
     b.add_argument("--split", default="auto", help="gallery split (auto: In-shop 'gallery', Consumer-to-shop 'test'; 'all': every shop image)")
     b.add_argument("--out", required=True, help="index directory to write (an existing index there is replaced atomically)")
-    b.add_argument("--force", action="store_true", help="write the index into a folder that holds other files (they are left untouched)")
+    b.add_argument("--force", action="store_true", help=FORCE_HELP)
     b.add_argument("--index-factory", default=None, help="FAISS factory string, e.g. IVF4096,PQ32 or HNSW32 (default: exact inner product)")
     b.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (stored as the default)")
     b.add_argument("--train-sample", type=int, default=100_000, help="vectors used to train IVF/PQ indexes")
     b.add_argument("--trained-index", help="start from this trained (IVF) index, so shards share a quantizer")
     b.add_argument("--shard", help="embed only slice i of n (i/n), for building on several machines")
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--workers", type=int, default=2)
-    _common(b)
+    _embedding_options(b)
 
     a = sub.add_parser("add", help="embed images or folders and add them to an index")
     a.add_argument("index")
     a.add_argument("paths", nargs="+")
-    a.add_argument("--checkpoint", help="default: the checkpoint the index was built with")
-    a.add_argument("--batch-size", type=int, default=32)
-    a.add_argument("--workers", type=int, default=2)
-    _common(a)
+    a.add_argument("--checkpoint", help=INDEX_CHECKPOINT_HELP)
+    _embedding_options(a)
 
     r = sub.add_parser("remove", help="remove every image of an item")
     r.add_argument("index")
@@ -69,11 +76,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     q.add_argument("index")
     q.add_argument("image")
     q.add_argument("-k", type=int, default=20)
-    q.add_argument("--checkpoint", help="default: the checkpoint the index was built with")
+    q.add_argument("--checkpoint", help=INDEX_CHECKPOINT_HELP)
     q.add_argument("--clothes-type", type=int, choices=[1, 2, 3], help="only results of this clothes type (1 upper, 2 lower, 3 full)")
     q.add_argument("--nprobe", type=int, default=None)
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _common(q)
+    _device_option(q)
 
     i = sub.add_parser("info", help="describe an index")
     i.add_argument("index")
@@ -82,7 +89,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="combine shard indexes into one")
     m.add_argument("out")
     m.add_argument("shards", nargs="+")
-    m.add_argument("--force", action="store_true", help="write into a folder that holds other files (they are left untouched)")
+    m.add_argument("--force", action="store_true", help=FORCE_HELP)
     return parser
 
 
