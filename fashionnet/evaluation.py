@@ -44,7 +44,7 @@ VARIANT_LABELS = {
 @torch.inference_mode()
 def embed_dataset(model, dataset, device, batch_size, workers, fn, desc, progress) -> dict[str, np.ndarray]:
     """Run ``fn(model, batch, device) -> dict of tensors`` over a dataset; returns the concatenated
-    arrays plus each row's dataset "index" and original "image_size" (unreadable images skipped)."""
+    arrays plus each row's dataset "index" and "original_size" (width, height; unreadable images skipped)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_none)
     parts: dict[str, list] = {}
     for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
@@ -53,7 +53,7 @@ def embed_dataset(model, dataset, device, batch_size, workers, fn, desc, progres
         for key, value in fn(model, batch, device).items():
             parts.setdefault(key, []).append(value.float().cpu() if value.is_floating_point() else value.cpu())
         parts.setdefault("index", []).append(batch["index"])
-        parts.setdefault("image_size", []).append(batch["image_size"])
+        parts.setdefault("original_size", []).append(batch["original_size"])
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
 
 
@@ -78,11 +78,11 @@ def predicted_landmark_outputs(model, batch, device) -> dict[str, torch.Tensor]:
     return fashionnet_outputs(model, batch, device, ground_truth=False)
 
 
-def landmarks_to_original_pixels(landmarks_norm: np.ndarray, sizes: np.ndarray, image_size: int) -> np.ndarray:
+def landmarks_to_original_pixels(landmarks_norm: np.ndarray, sizes: np.ndarray, input_side: int) -> np.ndarray:
     """Map (N, 8, 2) landmarks normalised to the letterboxed input back to original pixels; sizes (N, 2) = w, h."""
     out = np.empty_like(landmarks_norm)
     for i, (w, h) in enumerate(sizes):
-        out[i] = to_original_coords(landmarks_norm[i], letterbox_geometry(int(w), int(h), image_size), normalized=True)
+        out[i] = to_original_coords(landmarks_norm[i], letterbox_geometry(int(w), int(h), input_side), normalized=True)
     return out
 
 
@@ -95,7 +95,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     ckpt = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(ckpt, checkpoint)
     model.to(device).eval()
-    image_size = input_side(ckpt["preprocessing"], config)
+    side = input_side(ckpt["preprocessing"], config)
     categories = list(ckpt["label_maps"].get("categories", []))
     attributes = list(ckpt["label_maps"].get("attributes", []))
 
@@ -103,14 +103,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     queries, gallery = protocol_frames(frame, benchmark)
     if max_queries and len(queries) > max_queries:
         queries = queries.sample(n=max_queries, random_state=seed)
-    transform = build_transforms(train=False, size=image_size)
+    transform = build_transforms(train=False, size=side)
     category_labels = {c: i for i, c in enumerate(categories)}
     q_set = DeepFashionDataset(queries, data_root, transform, category_labels=category_labels, on_error="skip")
     g_set = DeepFashionDataset(gallery, data_root, transform, category_labels=category_labels, on_error="skip")
     ks = tuple(k for k in KS if k <= len(g_set))
     results: dict[str, Any] = {
         "benchmark": benchmark, "data_root": str(data_root), "checkpoint": str(checkpoint), "model_checksum": ckpt["model_checksum"],
-        "backbone": config.backbone, "image_size": image_size, "num_queries": len(q_set), "num_gallery": len(g_set), "variants": {},
+        "backbone": config.backbone, "input_side": side, "num_queries": len(q_set), "num_gallery": len(g_set), "variants": {},
     }
     q_items = q_set.frame["item_id"].to_numpy()
     g_items = g_set.frame["item_id"].to_numpy()
@@ -139,8 +139,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     if q_pred is not None:
         rows = q_set.frame.iloc[q_pred["index"]]
         true_xy, vis = landmarks_of(rows)
-        sizes = q_pred["image_size"]
-        pred_xy = landmarks_to_original_pixels(q_pred["landmarks"], sizes, image_size)
+        sizes = q_pred["original_size"]
+        pred_xy = landmarks_to_original_pixels(q_pred["landmarks"], sizes, side)
         ne = normalized_error(pred_xy, true_xy, vis, sizes)
         detected = pdl(pred_xy, true_xy, vis, threshold_px=35, image_sizes=sizes, reference_size=512)
         results["landmarks"] = {"ne": ne["average"], "ne_per_landmark": ne["per_landmark"], "pdl_35px_at_512": detected["average"],
@@ -162,7 +162,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     variants = [v for v in VARIANTS if v in results["variants"]]
     ks = sorted({k for v in variants for k in results["variants"][v]["top_k"]})
     lines = [f"**{results['benchmark']}**: {results['num_queries']} queries, {results['num_gallery']} gallery images, "
-             f"{results['backbone']} at {results['image_size']} px", "",
+             f"{results['backbone']} at {results['input_side']} px", "",
              "| variant | " + " | ".join(f"top-{k}" for k in ks) + " | mAP@R |",
              "|---|" + "---:|" * (len(ks) + 1)]
     for v in variants:

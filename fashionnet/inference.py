@@ -40,7 +40,7 @@ class Prediction:
     category_prob: float
     attributes: list[tuple[str, float]]  # top attributes, most probable first
     embedding: np.ndarray  # (D,) float32, L2-normalised
-    image_size: tuple[int, int]  # original (width, height)
+    original_size: tuple[int, int]  # (width, height) of the photo as given
     category_scores: dict[str, float] = field(default_factory=dict)
     clothes_type: int | None = None  # 1 upper, 2 lower, 3 full: that of the predicted category
     # distance of the photo's trunk features from the training photos (fashionnet.ood); None when
@@ -59,7 +59,7 @@ class Prediction:
             "category": self.category,
             "category_prob": self.category_prob,
             "attributes": [{"name": n, "prob": p} for n, p in self.attributes],
-            "image_size": list(self.image_size),
+            "original_size": list(self.original_size),
             "clothes_type": self.clothes_type,
             "unfamiliarity": self.unfamiliarity,
             "unfamiliar": self.unfamiliar,

@@ -152,7 +152,7 @@ def split_for_calibration(frame, held_out_fraction: float = 0.25, max_images: in
     return sample.iloc[n_held:], sample.iloc[:n_held]
 
 
-def calibrate_on_frames(model: torch.nn.Module, train_frame, held_frame, data_root, image_size: int, device: torch.device, *,
+def calibrate_on_frames(model: torch.nn.Module, train_frame, held_frame, data_root, input_side: int, device: torch.device, *,
                         max_images: int = 1200, batch_size: int = 32, workers: int = 0, progress: bool = False,
                         seed: int = 0, quantile: float = DEFAULT_QUANTILE, margin: float = DEFAULT_MARGIN) -> FeatureDensity:
     """Fit the density on up to ``max_images`` training photos, with the threshold set on
@@ -165,7 +165,7 @@ def calibrate_on_frames(model: torch.nn.Module, train_frame, held_frame, data_ro
 
     fit_frame, spare = split_for_calibration(train_frame, max_images=max_images, seed=seed)
     held = pd.concat([held_frame, spare], ignore_index=True) if len(held_frame) else spare
-    transform = build_transforms(train=False, size=image_size)
+    transform = build_transforms(train=False, size=input_side)
 
     def features(frame, desc):
         dataset = DeepFashionDataset(frame, data_root, transform, category_labels={}, on_error="skip")

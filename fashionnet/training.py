@@ -259,8 +259,8 @@ def evaluate(model, query_set: DeepFashionDataset, gallery_set: DeepFashionDatas
     retrieval = retrieval_metrics(q["embedding"], q_items, g["embedding"], g_items, ks=ks, show_progress=False)
     rows = query_set.frame.iloc[q["index"]]
     true_xy, vis = landmarks_of(rows)
-    pred_xy = landmarks_to_original_pixels(q["landmarks"], q["image_size"], args.image_size)
-    ne = normalized_error(pred_xy, true_xy, vis, q["image_size"])
+    pred_xy = landmarks_to_original_pixels(q["landmarks"], q["original_size"], args.image_size)
+    ne = normalized_error(pred_xy, true_xy, vis, q["original_size"])
     return {"top_k": retrieval["top_k"], "map_at_r": retrieval["map_at_r"], "ne": ne["average"],
             "ne_per_landmark": ne["per_landmark"], "num_queries": len(q_items), "num_gallery": len(g_items)}
 

@@ -144,7 +144,7 @@ class EmbeddingIndex:
         factory string ("IVF4096,Flat", "IVF4096,PQ32", "HNSW32", ...), built for ``metric``
         ("ip" inner product, "l2" squared distance). Factories that need training must be trained
         with :meth:`train` before :meth:`add`. ``model_checksum`` / ``model_config`` / ``extra``
-        (e.g. image_size, data_root, build_command) are stored in the manifest.
+        (e.g. input_side, data_root, build_command) are stored in the manifest.
         """
         if int(dim) < 1:
             raise ValueError(f"dim must be positive, got {dim}")

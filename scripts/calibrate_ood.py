@@ -71,9 +71,9 @@ def main(argv=None) -> None:
     trained_with = ckpt.get("args") or {}
     frame, data_root, _ = read_training_frames(args.data_root)
     train, val_queries, val_gallery = split_for_training(frame, float(trained_with.get("val_fraction", 0.1)), int(trained_with.get("seed", 0)))
-    image_size = input_side(ckpt["preprocessing"], config)
+    side = input_side(ckpt["preprocessing"], config)
     started = time.time()
-    density = calibrate_on_frames(model, train, pd.concat([val_queries, val_gallery]), data_root, image_size, device,
+    density = calibrate_on_frames(model, train, pd.concat([val_queries, val_gallery]), data_root, side, device,
                                   max_images=args.max_images, batch_size=args.batch_size, progress=not args.no_progress,
                                   seed=int(trained_with.get("seed", 0)), quantile=args.quantile, margin=args.margin)
     print(f"density: {density.dim} features, fitted on {density.fitted_on} training photos (shrinkage {density.shrinkage:.3f}), "

@@ -68,7 +68,7 @@ def test_sample_has_documented_keys_dtypes_and_shapes(tiny):
         "attributes": (torch.float32, (3,)),
         "clothes_type": (torch.int64, ()),
         "index": (torch.int64, ()),
-        "image_size": (torch.int64, (2,)),
+        "original_size": (torch.int64, (2,)),
     }
     for i in range(len(ds)):
         sample = ds[i]
@@ -79,7 +79,7 @@ def test_sample_has_documented_keys_dtypes_and_shapes(tiny):
         assert int(sample["item"]) == ds.item_labels[ROWS[i][1]]
         assert int(sample["category"]) == (ds.category_labels[ROWS[i][2]] if ROWS[i][2] else -1)
         assert int(sample["clothes_type"]) == 1
-        assert sample["image_size"].tolist() == list(ROWS[i][3])
+        assert sample["original_size"].tolist() == list(ROWS[i][3])
         # Landmarks are the letterboxed pixels normalised to the model input; absent slots are 0, not NaN.
         w, h = ROWS[i][3]
         xy = np.stack([frame.loc[i, [f"{n}_x" for n in LANDMARK_NAMES]], frame.loc[i, [f"{n}_y" for n in LANDMARK_NAMES]]], -1)

@@ -61,12 +61,12 @@ def test_tagged_photo_embeds_like_the_upright_one(upright, predictor, tmp_path, 
     phone = predictor.predict(_jpeg(stored, tmp_path / "phone.jpg", orientation))
     untagged = predictor.predict(_jpeg(stored, tmp_path / "sideways.jpg"))
 
-    assert phone.image_size == reference.image_size == upright.size
+    assert phone.original_size == reference.original_size == upright.size
     assert float(phone.embedding @ reference.embedding) > 0.99
     ref_xy = np.array([(lm.x, lm.y) for lm in reference.landmarks])
     phone_xy = np.array([(lm.x, lm.y) for lm in phone.landmarks])
     np.testing.assert_allclose(phone_xy, ref_xy, atol=0.02 * max(upright.size))
     assert phone.category == reference.category
     # Without the tag the model sees a sideways photo: a different input (so the checks above have teeth).
-    assert untagged.image_size == upright.size[::-1]
+    assert untagged.original_size == upright.size[::-1]
     assert float(untagged.embedding @ reference.embedding) < float(phone.embedding @ reference.embedding)

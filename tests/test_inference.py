@@ -44,7 +44,7 @@ def test_landmarks_map_back_through_letterbox_to_original_pixels():
     expected = np.stack([points[:, 0] * 96 / 0.48, (points[:, 1] * 96 - 24) / 0.48], axis=1)
     np.testing.assert_allclose(xy, expected, atol=1e-3)
     assert [lm.name for lm in pred.landmarks] == list(LANDMARK_NAMES)
-    assert pred.image_size == (200, 100)
+    assert pred.original_size == (200, 100)
 
 
 def test_trained_predictor_returns_named_outputs(tiny_checkpoint, synth_root):
@@ -100,7 +100,7 @@ def test_array_input_any_size(tiny_checkpoint):
     predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
     arr = (np.random.default_rng(0).random((37, 301, 3)) * 255).astype(np.uint8)
     pred = predictor.predict(arr)
-    assert pred.image_size == (301, 37)
+    assert pred.original_size == (301, 37)
     assert all(-301 <= lm.x <= 2 * 301 for lm in pred.landmarks)
 
 

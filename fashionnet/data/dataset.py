@@ -88,7 +88,7 @@ class DeepFashionDataset(Dataset):
     - "visibility" int64 (8,) codes 0..3; "item" int64 item label; "category" int64 (-1 unknown);
     - "attributes" float32 (A,) in {1, -1, 0} (0 unknown; all 0 for rows without attributes);
     - "clothes_type" int64 (-1 unknown); "index" int64 row of the frame;
-    - "image_size" int64 (2,): width, height of the image file as loaded, to map predicted
+    - "original_size" int64 (2,): width, height of the image file as loaded, to map predicted
       landmarks back to its pixels (with ``letterbox_geometry(w, h, S)`` when not cropped).
 
     ``item_labels`` / ``category_labels`` map ids/names to label indices; when not given they are
@@ -181,5 +181,5 @@ class DeepFashionDataset(Dataset):
             "attributes": torch.as_tensor(np.asarray(attributes, dtype=np.float32)),
             "clothes_type": torch.tensor(self.clothes_type_per_row[index], dtype=torch.int64),
             "index": torch.tensor(index, dtype=torch.int64),
-            "image_size": torch.tensor(image.size, dtype=torch.int64),
+            "original_size": torch.tensor(image.size, dtype=torch.int64),
         }

@@ -228,7 +228,7 @@ class FashionNet(nn.Module):
             "global_feature": global_feature,
             "landmarks": landmarks,
             "visibility_logits": visibility_logits,
-            "image_size": (int(images.shape[-2]), int(images.shape[-1])),
+            "input_height_width": (int(images.shape[-2]), int(images.shape[-1])),
         }
 
     def forward_head(
@@ -247,7 +247,7 @@ class FashionNet(nn.Module):
             pooled_visible = visibility == VISIBLE
         if pool_at.shape[1:] != (NUM_LANDMARKS, 2) or pooled_visible.shape[1:] != (NUM_LANDMARKS,):
             raise ValueError(f"expected landmarks (B, {NUM_LANDMARKS}, 2) and visibility (B, {NUM_LANDMARKS}), got {tuple(pool_at.shape)} and {tuple(pooled_visible.shape)}")
-        pooled = self.landmark_pooling(features["conv4"], pool_at, pooled_visible, features["image_size"])
+        pooled = self.landmark_pooling(features["conv4"], pool_at, pooled_visible, features["input_height_width"])
         local_feature = self.local_fc(pooled)
         fusion = self.fusion(torch.cat([features["global_feature"], local_feature], dim=1))
         return {
