@@ -263,3 +263,34 @@ def test_attribute_recall_edges():
         attribute_recall_at_k(scores, labels[:, :2], k=1)
     with pytest.raises(ValueError, match="scores and labels must both be"):
         attribute_recall_at_k(scores[0], labels[0], k=1)
+
+
+def test_messages_are_exactly_the_documented_sentences():
+    emb = _unit([0, 10])
+    cases = [
+        (lambda: topk_hit_rate(np.zeros((0, 1), dtype=np.int64), np.array([]), ks=(1,), gallery_item_ids=["a"]), "no queries given"),
+        (lambda: retrieval_metrics(emb, [1], emb, [1, 2], ks=(1,), show_progress=False), "need one item id per embedding row"),
+        (lambda: retrieval_metrics(emb[:1], [1], emb, [1, 2], ks=(1,), exclude_self=True, show_progress=False),
+         r"exclude_self needs the query set to be the gallery \(same rows\)"),
+        (lambda: pdl(np.zeros((8, 2)), np.zeros((8, 2)), np.zeros(8), reference_size=512), "reference_size needs image_sizes to rescale distances"),
+        (lambda: normalized_error(np.zeros((8, 2)), np.full((8, 2), np.inf), np.zeros(8), 1),
+         "a landmark marked visible has a NaN/inf ground-truth coordinate"),
+        (lambda: normalized_error(np.full((8, 2), np.nan), np.zeros((8, 2)), np.zeros(8), 1),
+         "a predicted coordinate of a visible landmark is NaN/inf"),
+    ]
+    for call, sentence in cases:
+        with pytest.raises(ValueError, match=f"^{sentence}$"):
+            call()
+
+
+def test_the_kth_result_is_the_kth_nearest_for_every_query():
+    # Each query's item is exactly its 10th nearest gallery image: a miss at 9, a hit at 10.
+    rng = np.random.default_rng(4)
+    gallery = rng.normal(size=(200, 6)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    queries = rng.normal(size=(40, 6)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    items = np.array([f"g{i}" for i in range(200)])
+    tenth = np.argsort(-(queries @ gallery.T), axis=1)[:, 9]
+    result = retrieval_metrics(queries, items[tenth], gallery, items, ks=(9, 10), show_progress=False)
+    assert result["top_k"] == {9: 0.0, 10: 1.0}

@@ -218,3 +218,33 @@ def test_each_colour_jitter_parameter_changes_the_image(params):
     plain = _train(0, img, xy)[0]
     changed = [(_train(seed, img, xy, color_jitter=params)[0] - plain).abs().max() for seed in range(3)]
     assert max(changed) > 0.05
+
+
+def test_one_pixel_wide_strip_keeps_one_column():
+    g = letterbox_geometry(1, 1000, 8)
+    assert (g.resized_w, g.resized_h) == (1, 8)
+
+
+def test_float64_coordinates_keep_float64_precision():
+    g = letterbox_geometry(173, 91, 224, region=(13, 7, 141, 77))
+    xy = np.random.default_rng(2).uniform(0, 170, size=(4, 8, 2))
+    sx, sy = g.resized_w / g.region_w, g.resized_h / g.region_h
+    expected = np.stack([(xy[..., 0] - 13) * sx + g.pad_x, (xy[..., 1] - 7) * sy + g.pad_y], axis=-1)
+    np.testing.assert_allclose(to_model_coords(xy, g), expected, rtol=0, atol=1e-10)
+    as_tensor = to_model_coords(torch.from_numpy(xy), g)
+    assert as_tensor.dtype == torch.float64
+    np.testing.assert_allclose(as_tensor.numpy(), expected, rtol=0, atol=1e-10)
+    back = to_original_coords(torch.from_numpy(expected), g)
+    np.testing.assert_allclose(back.numpy(), xy, rtol=0, atol=1e-10)
+
+
+def test_denormalize_in_float64_uses_exact_constants():
+    out = denormalize(torch.zeros(3, 1, 1, dtype=torch.float64))
+    assert out.flatten().tolist() == [0.485, 0.456, 0.406]
+
+
+def test_training_pipeline_with_every_random_step_off_equals_evaluation():
+    img, xy = _colourful(64, 64), _points(64, 64)
+    plain = _train(0, img, xy)  # flip_p 0, no affine jitter, no colour jitter
+    evaluation = build_transforms(train=False, size=64)(img, xy, np.zeros(8))
+    assert torch.equal(plain[0], evaluation[0]) and torch.equal(plain[1], evaluation[1])
