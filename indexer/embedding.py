@@ -19,6 +19,8 @@ from fashionnet.images import ImageLoadError, load_image
 from fashionnet.inference import Predictor
 from fashionnet.landmarks import LANDMARK_NAMES
 
+ATTRIBUTE_SEPARATOR = "|"
+ATTRIBUTE_THRESHOLD = 0.5  # a predicted attribute is stored (and can be filtered on) from this probability
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
@@ -84,7 +86,8 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
                 out = predictor.forward_batch(batch)
                 for pos, digest, pred in zip(positions, digests, predictor.decode(out, [(g, (g.orig_w, g.orig_h)) for g in geometries])):
                     record = {"position": pos, "image_sha256": digest, "predicted_category": pred.category,
-                              "predicted_category_prob": pred.category_prob}
+                              "predicted_category_prob": pred.category_prob, "predicted_clothes_type": pred.clothes_type,
+                              "predicted_attributes": ATTRIBUTE_SEPARATOR.join(n for n, p in pred.attributes if p >= ATTRIBUTE_THRESHOLD)}
                     for lm in pred.landmarks:
                         record[f"pred_{lm.name}_x"] = lm.x
                         record[f"pred_{lm.name}_y"] = lm.y
@@ -101,7 +104,7 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
 
 
 def _row_columns() -> list[str]:
-    cols = ["position", "image_sha256", "predicted_category", "predicted_category_prob"]
+    cols = ["position", "image_sha256", "predicted_category", "predicted_category_prob", "predicted_clothes_type", "predicted_attributes"]
     for name in LANDMARK_NAMES:
         cols += [f"pred_{name}_x", f"pred_{name}_y", f"pred_{name}_vis"]
     return cols

@@ -171,3 +171,21 @@ class GpuSearchCopy:
 
     def drop(self) -> None:
         self._index = None
+
+
+def unit_rows(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
+    """float32 (N, dim) C-contiguous, L2-normalised copy of ``vectors``; clear errors for bad input."""
+    if hasattr(vectors, "detach"):
+        vectors = vectors.detach().cpu().numpy()
+    x = np.array(vectors, dtype=np.float32, copy=True)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"{what} must have shape (N, {dim}), got {np.shape(vectors)}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} contain NaN or inf")
+    if (np.linalg.norm(x, axis=1) == 0).any():
+        raise ValueError(f"{what} contain an all-zero row, which has no direction to normalise")
+    x = np.ascontiguousarray(x)
+    faiss.normalize_L2(x)
+    return x

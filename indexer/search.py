@@ -1,21 +1,42 @@
 """A loaded index plus the model that built it: photo in, ranked shop items out.
 
-The web page and ``indexer query`` both use :class:`SearchEngine`, so they answer alike.
+The web page, ``indexer query`` and the HTTP API all use :class:`SearchEngine`, so they answer
+alike. Filters (clothes type, category, attributes) restrict the search inside FAISS; each reads the
+gallery's annotation where it has one and the model's prediction where it does not.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Optional
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from fashionnet.images import ImageInput
 from fashionnet.inference import Prediction, Predictor
 from fashionnet.runtime import serving_threads, set_threads
+from indexer import layout
+from indexer.embedding import ATTRIBUTE_SEPARATOR
 from indexer.errors import IndexMismatchError
 from indexer.store import EmbeddingIndex
+
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which gallery images may answer: all given conditions must hold."""
+
+    clothes_type: Optional[int] = None  # 1 upper, 2 lower, 3 full body
+    category: Optional[str] = None
+    attributes: tuple[str, ...] = field(default_factory=tuple)  # every one must be among the image's attributes
+
+    @property
+    def empty(self) -> bool:
+        return self.clothes_type is None and not self.category and not self.attributes
 
 
 @dataclass
@@ -25,10 +46,14 @@ class QueryResult:
 
 
 class SearchEngine:
-    def __init__(self, index: EmbeddingIndex, predictor: Predictor):
+    def __init__(self, index: EmbeddingIndex, predictor: Predictor, index_dir: Optional[str | os.PathLike] = None):
         check_compatible(index, predictor)
         self.index = index
         self.predictor = predictor
+        self.index_dir = Path(index_dir).absolute() if index_dir is not None else None
+        self._manifest_version = self._saved_version()
+        self._swap = threading.Lock()
+        self._allowed: dict[tuple[int, Filters], np.ndarray] = {}  # filter -> ids, per loaded index
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
@@ -42,12 +67,99 @@ class SearchEngine:
         set_threads(threads if threads is not None else serving_threads())
         index = EmbeddingIndex.load(index_dir, device=device)
         predictor = Predictor.from_checkpoint(default_checkpoint(index, checkpoint), device=device)
-        return cls(index, predictor)
+        return cls(index, predictor, index_dir)
 
-    def query(self, image: ImageInput, k: int = 20, clothes_type: Optional[int] = None, nprobe: Optional[int] = None) -> QueryResult:
-        """Top-k gallery images for one photo; ``clothes_type`` (1 upper, 2 lower, 3 full) filters them."""
+    # ------------------------------------------------------------------------- searching
+
+    def query(self, image: ImageInput, k: int = 20, clothes_type: Optional[int] = None, nprobe: Optional[int] = None,
+              category: Optional[str] = None, attributes: Sequence[str] = ()) -> QueryResult:
+        """Top-k gallery images for one photo, optionally filtered (see :class:`Filters`)."""
         prediction = self.predictor.predict(image)
-        return QueryResult(prediction, self.search_embedding(prediction.embedding, k, clothes_type, nprobe))
+        filters = Filters(clothes_type, category or None, tuple(attributes))
+        return QueryResult(prediction, self.search_embedding(prediction.embedding, k, filters, nprobe))
+
+    def search_embedding(self, embedding, k: int = 20, filters: Optional[Filters | int] = None, nprobe: Optional[int] = None) -> pd.DataFrame:
+        """Top-k rows for an embedding. ``filters`` may also be a bare clothes type (1, 2, 3)."""
+        if isinstance(filters, (int, np.integer)):
+            filters = Filters(clothes_type=int(filters))
+        index = self.index  # one consistent index even if a refresh swaps it meanwhile
+        allowed = None
+        if filters is not None and not filters.empty:
+            key = (id(index), filters)
+            if key not in self._allowed:
+                if len(self._allowed) > 64:
+                    self._allowed.clear()
+                self._allowed[key] = self.allowed_ids(filters, index)
+            allowed = self._allowed[key]
+        rows = index.search(embedding[None, :], k, nprobe=nprobe, allowed_ids=allowed).rows
+        rows = rows.reset_index(drop=True)
+        rows["rank"] = range(1, len(rows) + 1)
+        return rows.drop(columns=["query"])
+
+    @staticmethod
+    def allowed_ids(filters: Filters, index: EmbeddingIndex) -> np.ndarray:
+        """Ids of the gallery images that pass ``filters``."""
+        gallery = index.metadata
+        keep = np.ones(len(gallery), dtype=bool)
+        if filters.clothes_type is not None:
+            keep &= (gallery_column(gallery, "clothes_type") == int(filters.clothes_type)).to_numpy(bool)
+        if filters.category:
+            keep &= (gallery_column(gallery, "category").astype(str).str.lower() == filters.category.lower()).to_numpy(bool)
+        if filters.attributes:
+            have = gallery_attributes(gallery)
+            for name in filters.attributes:
+                keep &= np.array([name.lower() in names for names in have], dtype=bool)
+        return gallery.index.to_numpy(np.int64)[keep]
+
+    # ------------------------------------------------------------------ keeping it current
+
+    def _saved_version(self):
+        if self.index_dir is None:
+            return None
+        try:
+            manifest = layout.read_manifest(self.index_dir)
+        except Exception:
+            return None
+        return manifest.get("version"), manifest.get("saved_utc"), manifest.get("count")
+
+    def refresh(self) -> bool:
+        """Reload the index if another writer saved a newer version; True when it did."""
+        if self.index_dir is None:
+            return False
+        with self._swap:
+            version = self._saved_version()
+            if version is None or version == self._manifest_version:
+                return False
+            fresh = EmbeddingIndex.load(self.index_dir, expected_model_checksum=self.predictor.model_checksum,
+                                        expected_dim=self.predictor.embedding_dim, device=self.index.device)
+            self.index, self._manifest_version = fresh, version  # searches in flight keep the old object
+            self._allowed.clear()
+            return True
+
+    def add_images(self, paths: Sequence[str | os.PathLike], *, workers: int = 0, progress: bool = False):
+        """Embed and add image files or folders to the saved index (duplicates skipped), then reload it.
+        Returns :class:`indexer.build.AddReport`."""
+        from indexer.build import add_images  # build imports this module for check_compatible
+
+        report = add_images(self._require_dir(), self.predictor, [str(p) for p in paths], workers=workers, progress=progress)
+        self.refresh()
+        return report
+
+    def remove_items(self, item_ids: Sequence[str]) -> int:
+        """Remove every gallery image of these items from the saved index, then reload it; returns how many."""
+        from indexer.updates import locked_update
+
+        removed = 0
+        with locked_update(self._require_dir()) as index:
+            for item in item_ids:
+                removed += len(index.remove_where("item_id", str(item)))
+        self.refresh()
+        return removed
+
+    def _require_dir(self) -> Path:
+        if self.index_dir is None:
+            raise ValueError("this SearchEngine was made from an index in memory; open it with SearchEngine.open(INDEX_DIR) to change it")
+        return self.index_dir
 
     # ------------------------------------------------------------------ what the page shows
 
@@ -75,22 +187,33 @@ class SearchEngine:
         gallery = self.index.metadata
         return gallery[gallery["item_id"].astype(str) == str(item_id)].sort_values("image_path")
 
-    # ------------------------------------------------------------------------- searching
+    def filter_choices(self) -> dict[str, list]:
+        """The values each filter can take in this gallery (for menus)."""
+        gallery = self.index.metadata
+        attributes = sorted({a for names in gallery_attributes(gallery) for a in names})
+        return {
+            "clothes_type": sorted(int(v) for v in gallery_column(gallery, "clothes_type").dropna().unique()),
+            "category": sorted(str(v) for v in gallery_column(gallery, "category").dropna().unique()),
+            "attributes": attributes,
+        }
 
-    def search_embedding(self, embedding, k: int = 20, clothes_type: Optional[int] = None, nprobe: Optional[int] = None) -> pd.DataFrame:
-        want = k
-        while True:
-            result = self.index.search(embedding[None, :], want, nprobe=nprobe)
-            rows = result.rows
-            if clothes_type is not None:
-                rows = rows[rows["clothes_type"] == clothes_type]
-            # A filter can leave fewer than k: widen the search until k pass or the index is exhausted.
-            if len(rows) >= k or want >= self.index.ntotal:
-                break
-            want = min(self.index.ntotal, want * 4)
-        rows = rows.head(k).reset_index(drop=True)
-        rows["rank"] = range(1, len(rows) + 1)
-        return rows.drop(columns=["query"])
+
+def gallery_column(gallery: pd.DataFrame, name: str) -> pd.Series:
+    """A gallery column from its annotation, filled from the model's prediction where it has none
+    (``predicted_<name>``), so filters work on a shop's unannotated photos too."""
+    annotated = gallery[name] if name in gallery else pd.Series(pd.NA, index=gallery.index, dtype=object)
+    predicted = f"predicted_{name}"
+    if predicted in gallery:
+        annotated = annotated.astype(object).where(annotated.notna(), gallery[predicted].astype(object))
+    return annotated
+
+
+def gallery_attributes(gallery: pd.DataFrame) -> list[set[str]]:
+    """Each gallery image's attribute names (lower case): annotated where known, else predicted."""
+    column = "attributes_text" if "attributes_text" in gallery else "predicted_attributes"
+    if column not in gallery:
+        return [set() for _ in range(len(gallery))]
+    return [set(str(v).lower().split(ATTRIBUTE_SEPARATOR)) - {""} if isinstance(v, str) else set() for v in gallery[column]]
 
 
 def check_compatible(index: EmbeddingIndex, predictor: Predictor) -> None:
@@ -110,4 +233,3 @@ def default_checkpoint(index: EmbeddingIndex, given: Optional[str]) -> str:
     if not path:
         raise ValueError("this index records no checkpoint; pass --checkpoint")
     return path
-

@@ -31,6 +31,7 @@ from indexer import layout
 from indexer.errors import IndexLoadError, IndexMismatchError, IndexSaveError
 from indexer.faiss_tools import (
     FLAT_FACTORY,
+    unit_rows,
     GpuSearchCopy,
     METRICS,
     bytes_per_vector,
@@ -237,22 +238,7 @@ class EmbeddingIndex:
     # --------------------------------------------------------------------------------- validation
 
     def _as_vectors(self, vectors: Any, what: str = "vectors") -> np.ndarray:
-        """float32 (N, dim) C-contiguous, L2-normalised copy; clear errors for bad input."""
-        if hasattr(vectors, "detach"):
-            vectors = vectors.detach().cpu().numpy()
-        x = np.array(vectors, dtype=np.float32, copy=True)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"{what} must have shape (N, {self.dim}), got {np.shape(vectors)}")
-        if not np.isfinite(x).all():
-            raise ValueError(f"{what} contain NaN or inf")
-        norms = np.linalg.norm(x, axis=1)
-        if (norms == 0).any():
-            raise ValueError(f"{what} contain an all-zero row, which has no direction to normalise")
-        x = np.ascontiguousarray(x)
-        faiss.normalize_L2(x)
-        return x
+        return unit_rows(vectors, self.dim, what)
 
     def _checked_nprobe(self, nprobe: int) -> int:
         ivf = ivf_of(self._index)
@@ -414,21 +400,26 @@ class EmbeddingIndex:
 
     # ----------------------------------------------------------------------------------- search
 
-    def search(self, queries: Any, k: int, nprobe: int | None = None) -> SearchResult:
+    def search(self, queries: Any, k: int, nprobe: int | None = None, allowed_ids: Any = None) -> SearchResult:
         """The k nearest stored vectors of each query (queries are normalised here).
 
         k is clamped to the number of stored vectors. ``nprobe`` overrides the default number of
-        inverted lists visited, for IVF indexes only. Returns :class:`SearchResult`.
+        inverted lists visited, for IVF indexes only. ``allowed_ids`` restricts the search to those
+        ids inside FAISS (an ``IDSelectorBatch``), so a filter never needs a wider search.
+        Returns :class:`SearchResult`.
         """
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         q = self._as_vectors(queries, "queries")
+        allowed = None if allowed_ids is None else np.unique(np.asarray(allowed_ids, dtype=np.int64).ravel())
         with self._lock:
-            k_eff = min(int(k), self.ntotal)
+            k_eff = min(int(k), self.ntotal if allowed is None else len(allowed))
             if k_eff == 0:
                 scores, ids = np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
             else:
-                scores, ids = self._search_locked(q, k_eff, None if nprobe is None else self._checked_nprobe(nprobe))
+                checked = None if nprobe is None else self._checked_nprobe(nprobe)
+                scores, ids = (self._search_locked(q, k_eff, checked) if allowed is None
+                               else self._search_selected(q, k_eff, checked, allowed))
             rows = self._result_rows(scores, ids)
         valid = ids >= 0
         return SearchResult([s[v] for s, v in zip(scores, valid)], [i[v] for i, v in zip(ids, valid)], rows)
@@ -450,6 +441,16 @@ class EmbeddingIndex:
             return self._index.search(q, k)
         finally:
             ivf.nprobe = default
+
+    def _search_selected(self, q: np.ndarray, k: int, nprobe: int | None, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Search only ``allowed`` ids, on the CPU index (FAISS's GPU indexes take no selectors)."""
+        selector = faiss.IDSelectorBatch(allowed)
+        ivf = ivf_of(self._index)
+        if ivf is not None:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=int(nprobe if nprobe is not None else ivf.nprobe))
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return self._index.search(q, k, params=params)
 
     def _result_rows(self, scores: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
         valid = ids >= 0
