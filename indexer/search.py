@@ -182,6 +182,10 @@ class SearchEngine:
         p = self.predictor
         return f"{self.gallery_size} gallery images · model {p.model_checksum} ({p.config.backbone}, {p.input_side}px)"
 
+    def resolve_image(self, image_path: str) -> Path:
+        """The file of a gallery image as stored in a result row's ``image_path``."""
+        return Path(image_path)
+
     def item_images(self, item_id: str) -> pd.DataFrame:
         """Every gallery row of one item, by image path."""
         gallery = self.index.metadata
