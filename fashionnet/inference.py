@@ -138,6 +138,28 @@ class Predictor:
         out = self.forward_batch(batch)
         return self.decode(out, [(g, s) for _, g, s in prepared])
 
+    @torch.inference_mode()
+    def score_parts(self, query_embedding: np.ndarray, images: Sequence[ImageInput]) -> list[dict[str, float]]:
+        """Each image's similarity to the query split into what its global branch, its landmark-pooled
+        local branch and the fusion bias contribute. The embedding is the normalised output of one
+        linear fusion layer over [global, local], so the three parts add up to the score exactly."""
+        if not images:
+            return []
+        out = self.forward_batch(torch.stack([self.preprocess(im)[0] for im in images]))
+        fusion = self.model.fusion
+        global_dim = out["global_feature"].shape[1]
+        weight = fusion.weight.float()
+        parts = {
+            "global": out["global_feature"].float() @ weight[:, :global_dim].T,
+            "local": out["local_feature"].float() @ weight[:, global_dim:].T,
+        }
+        norm = out["fusion_feature"].float().norm(dim=1, keepdim=True).clamp_min(1e-12)
+        q = torch.as_tensor(np.asarray(query_embedding, dtype=np.float32)).to(norm.device)
+        scores = {name: ((value / norm) @ q).cpu().numpy() for name, value in parts.items()}
+        bias = fusion.bias.float() if fusion.bias is not None else torch.zeros_like(q)
+        scores["bias"] = ((bias[None, :] / norm) @ q).cpu().numpy()
+        return [{name: float(values[i]) for name, values in scores.items()} for i in range(len(images))]
+
     def decode(self, out: dict[str, torch.Tensor], geometries: Iterable) -> list[Prediction]:
         """Turn a model output batch into Predictions, landmarks mapped back to original pixels."""
         landmarks = out["landmarks"].float().cpu()

@@ -14,7 +14,7 @@ import pandas as pd
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.inference import Predictor
 from fashionnet.protocols import gallery_frame
-from indexer import layout
+from indexer import layout, portable
 from indexer.embedding import embed_images, file_sha256, folder_catalogue
 from indexer.search import check_compatible
 from indexer.store import EmbeddingIndex
@@ -81,6 +81,8 @@ def gallery_rows(data_root: str | os.PathLike, benchmark: str = "auto", split: s
 def _metadata(catalogue: pd.DataFrame, embedded_rows: pd.DataFrame) -> pd.DataFrame:
     base = catalogue.iloc[embedded_rows["position"].to_numpy()].reset_index(drop=True)
     base = base.astype({"image_path": "string", "item_id": "string", "category": "string", "source": "string"})
+    if "image_relpath" in base:
+        base["image_relpath"] = base["image_relpath"].astype("string")
     if "image_sha256" not in base:
         base["image_sha256"] = embedded_rows["image_sha256"].to_numpy()
     base["image_sha256"] = base["image_sha256"].astype("string")
@@ -91,7 +93,8 @@ def _metadata(catalogue: pd.DataFrame, embedded_rows: pd.DataFrame) -> pd.DataFr
 def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.PathLike, *, index_factory: Optional[str] = None,
                 nprobe: Optional[int] = None, shard: Optional[tuple[int, int]] = None, trained_index: Optional[str] = None,
                 batch_size: int = 32, workers: int = 2, device: str = "auto", checkpoint_path: Optional[str] = None,
-                progress: bool = True, train_sample: int = 100_000, extra: Optional[dict] = None, force: bool = False) -> BuildReport:
+                progress: bool = True, train_sample: int = 100_000, extra: Optional[dict] = None, force: bool = False,
+                copy_model: bool = False) -> BuildReport:
     """Embed ``catalogue`` (columns image_path, item_id, ...) into a FAISS index saved atomically at ``out``.
 
     ``shard=(i, n)`` embeds every n-th row starting at i (merge the shards with ``indexer merge``).
@@ -99,6 +102,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     Everything that can be checked before embedding (the target folder, the factory string, the
     trained index, the shard) is checked first, so a mistake costs seconds, not the whole run.
     ``force`` allows writing into a folder of other files (they are left untouched).
+    ``copy_model`` copies the checkpoint into the index, so the index works wherever it is copied.
     """
     out = Path(out).absolute()
     layout.check_save_target(out, force=force)
@@ -109,6 +113,10 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
         catalogue = catalogue.iloc[i::n].reset_index(drop=True)
     if catalogue.empty:
         raise ValueError("no gallery images to index" + (f" in shard {shard[0]}/{shard[1]}" if shard else ""))
+    if copy_model and not checkpoint_path:
+        raise ValueError("copy_model needs the checkpoint's path")
+    image_root = portable.common_root(catalogue["image_path"])
+    catalogue = catalogue.assign(image_relpath=portable.relative_to_root(catalogue["image_path"], image_root))
     if trained_index:
         base = EmbeddingIndex.load(trained_index, expected_model_checksum=predictor.model_checksum, expected_dim=predictor.embedding_dim,
                                    device=device)
@@ -121,8 +129,9 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     if len(embedded.embeddings) == 0:
         raise ValueError(f"none of the {len(catalogue)} gallery images could be read; first problem: "
                          f"{embedded.skipped[0][1] if embedded.skipped else 'no images'}")
+    model_in_index = portable.copy_model_into(out, Path(checkpoint_path), predictor.model_checksum) if copy_model else None
     manifest_extra = {
-        "checkpoint": str(Path(checkpoint_path).resolve()) if checkpoint_path else None,
+        **portable.portable_extra(out, image_root, checkpoint_path, model_in_index),
         "input_side": predictor.input_side,
         "build_command": " ".join(["indexer", *sys.argv[1:]]) if Path(sys.argv[0]).name == "indexer" else "indexer build",
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
@@ -159,6 +168,8 @@ def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequen
     if catalogue.empty:
         raise ValueError(f"no image files found in {', '.join(map(str, paths))}")
     catalogue["image_sha256"] = [file_sha256(p) for p in catalogue["image_path"]]
+    if (index.extra or {}).get("image_root"):  # paths relative to the gallery's root, as the build stored them
+        catalogue["image_relpath"] = portable.relative_to_root(catalogue["image_path"], Path(index.extra["image_root"]))
     catalogue, duplicates = _without_duplicates(catalogue, index.metadata)
     skipped: list[tuple[str, str]] = []
     if catalogue.empty:

@@ -1,9 +1,14 @@
-"""``indexer``: build, update, query and inspect gallery indexes.
+"""``indexer``: build, update, query, serve and inspect gallery indexes.
 
     indexer build --checkpoint C --data-root D [--benchmark inshop|consumer2shop] [--split gallery] --out IDX
-    indexer build --checkpoint C --images shop_photos/ --out IDX
+    indexer build --checkpoint C --images shop_photos/ --out IDX [--copy-model]
     indexer add IDX PATHS... ; indexer remove IDX --item ID
-    indexer query IDX IMAGE -k 20 [--json] ; indexer info IDX ; indexer merge OUT SHARD...
+    indexer query IDX IMAGE -k 20 [--json] [--clothes-type 1] [--category Tees] [--attribute floral]
+    indexer query IDX photos/ --out results.csv|.jsonl   # many photos
+    indexer info IDX ; indexer merge OUT SHARD...
+
+torch and FAISS load only inside the commands that need them, so ``--help`` and ``--version``
+answer at once.
 """
 
 from __future__ import annotations
@@ -15,17 +20,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from fashionnet.checkpoint import CheckpointError
-from fashionnet.images import ImageLoadError
-from fashionnet.inference import Predictor
-from indexer import layout
-from indexer.build import add_images, build_index, gallery_rows, parse_shard
-from indexer.embedding import folder_catalogue
+import fashionnet
 from indexer.errors import IndexStoreError
-from indexer.search import SearchEngine, default_checkpoint
-from indexer.store import EmbeddingIndex
-from indexer.updates import locked_update, merge
-
 
 FORCE_HELP = "write into a folder that holds other files (they are left untouched)"
 INDEX_CHECKPOINT_HELP = "default: the checkpoint the index was built with"
@@ -35,15 +31,27 @@ def _device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for embedding and search (default auto: GPU when present)")
 
 
+def _progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (the one spelling used by every command and script)")
+
+
 def _embedding_options(p: argparse.ArgumentParser) -> None:
     """Options of every command that embeds images: build and add."""
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="processes decoding images (0: decode in the main process)")
     _device_option(p)
+    _progress_option(p)
+
+
+def _filter_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clothes-type", type=int, choices=[1, 2, 3], help="only results of this clothes type (1 upper, 2 lower, 3 full)")
+    p.add_argument("--category", help="only results of this category (annotated, else predicted), e.g. Tees")
+    p.add_argument("--attribute", action="append", default=[], help="only results with this attribute (repeat: all must hold)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexer", description="FAISS gallery index of FashionNet embeddings")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fashionnet.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="embed a gallery into a new index (written atomically)")
@@ -60,6 +68,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-sample", type=int, default=100_000, help="vectors used to train IVF/PQ indexes")
     b.add_argument("--trained-index", help="start from this trained (IVF) index, so shards share a quantizer")
     b.add_argument("--shard", help="embed only slice i of n (i/n), for building on several machines")
+    b.add_argument("--copy-model", action="store_true", help="copy the checkpoint into the index, so a copied index carries its model")
     _embedding_options(b)
 
     a = sub.add_parser("add", help="embed images or folders and add them to an index")
@@ -72,15 +81,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     r.add_argument("index")
     r.add_argument("--item", required=True, action="append", help="item id (repeat for several)")
 
-    q = sub.add_parser("query", help="top-k shop images for a photo")
+    q = sub.add_parser("query", help="top-k shop images for a photo, or for many (--out)")
     q.add_argument("index")
-    q.add_argument("image")
+    q.add_argument("inputs", nargs="+", metavar="IMAGE", help="a photo; or photos, folders and .txt lists of paths with --out")
     q.add_argument("-k", type=int, default=20)
     q.add_argument("--checkpoint", help=INDEX_CHECKPOINT_HELP)
-    q.add_argument("--clothes-type", type=int, choices=[1, 2, 3], help="only results of this clothes type (1 upper, 2 lower, 3 full)")
+    q.add_argument("--image-root", help="where the gallery images are now, if the index was moved away from them")
+    _filter_options(q)
     q.add_argument("--nprobe", type=int, default=None)
-    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table (one photo)")
+    q.add_argument("--out", help="write every photo's top k to this .csv or .jsonl file")
     _device_option(q)
+    _progress_option(q)
 
     i = sub.add_parser("info", help="describe an index")
     i.add_argument("index")
@@ -94,6 +106,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def cmd_build(args) -> int:
+    from fashionnet.inference import Predictor
+    from indexer import layout
+    from indexer.build import build_index, gallery_rows, parse_shard
+    from indexer.embedding import folder_catalogue
+
     # cheap checks first: a wrong --out or --shard must not cost a model load or an embedding run
     layout.check_save_target(Path(args.out).absolute(), force=args.force)
     shard = parse_shard(args.shard)
@@ -111,7 +128,7 @@ def cmd_build(args) -> int:
     report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
                          trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
                          checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
-                         extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None})
+                         copy_model=args.copy_model, progress=not args.no_progress, extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None})
     print(f"indexed {report.added} images into {args.out} ({report.index.index_factory}, dim {report.index.dim})")
     _report_skipped(report.skipped)
     return 0
@@ -127,12 +144,18 @@ def _report_skipped(skipped, what: str = "unreadable image(s)", shown: int = 50)
 
 
 def cmd_add(args) -> int:
+    from fashionnet.inference import Predictor
+    from indexer.build import add_images
+    from indexer.search import default_checkpoint
+    from indexer.store import EmbeddingIndex
+
     for path in args.paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
     index = EmbeddingIndex.load(args.index, device="cpu")
     predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device)
-    report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers)
+    report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers,
+                        progress=not args.no_progress)
     _report_skipped(report.skipped)
     _report_skipped(report.duplicates, "image(s) already in the index")
     if report.added == 0:
@@ -143,6 +166,8 @@ def cmd_add(args) -> int:
 
 
 def cmd_remove(args) -> int:
+    from indexer.updates import locked_update
+
     removed = 0
     with locked_update(args.index) as index:
         for item in args.item:
@@ -159,20 +184,43 @@ def cmd_remove(args) -> int:
 
 
 def cmd_query(args) -> int:
-    engine = SearchEngine.open(args.index, args.checkpoint, device=args.device)
-    result = engine.query(args.image, k=args.k, clothes_type=args.clothes_type, nprobe=args.nprobe)
-    cols = ["rank", "score", "item_id", "category", "image_path"]
+    from indexer.batch_query import check_output, print_report, query_inputs, query_many
+    from indexer.search import Filters, SearchEngine
+
+    if args.k < 1:
+        raise ValueError(f"-k must be at least 1, got {args.k}")
+    out = check_output(args.out)
+    if out is None and len(args.inputs) > 1:
+        raise ValueError("several photos need --out results.csv (or .jsonl)")
+    photos = query_inputs(args.inputs) if out is not None else list(args.inputs)
+    if not photos:
+        raise ValueError(f"no photos found in {' '.join(args.inputs)}")
+    engine = SearchEngine.open(args.index, args.checkpoint, device=args.device, image_root=args.image_root)
+    filters = Filters(args.clothes_type, args.category, tuple(args.attribute))
+    if out is not None:
+        report = query_many(engine, photos, out, k=args.k, filters=filters, nprobe=args.nprobe, progress=not args.no_progress)
+        print_report(report, out)
+        return 0 if report.queries else 1
+    result = engine.query(photos[0], k=args.k, clothes_type=args.clothes_type, nprobe=args.nprobe, category=args.category,
+                          attributes=args.attribute)
+    cols = [c for c in ("rank", "score", "item_id", "category", "clothes_type", "image_path") if c in result.matches]
     if args.json:
-        print(json.dumps({"query": str(args.image), "prediction": result.prediction.as_dict(),
+        print(json.dumps({"query": str(photos[0]), "prediction": result.prediction.as_dict(),
                           "results": json.loads(result.matches[cols].to_json(orient="records"))}, indent=2))
     else:
         p = result.prediction
-        print(f"query {args.image}: predicted {p.category or '?'} ({p.category_prob:.2f})")
-        print(result.matches[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(f"query {photos[0]}: predicted {p.category or '?'} ({p.category_prob:.2f})"
+              + ("; it looks unlike the training photos" if p.unfamiliar else ""))
+        if result.matches.empty:
+            print("no gallery image passes these filters")
+        else:
+            print(result.matches[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
 def cmd_info(args) -> int:
+    from indexer.store import EmbeddingIndex
+
     info = EmbeddingIndex.load(args.index, device="cpu").info()
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -181,13 +229,16 @@ def cmd_info(args) -> int:
                     "created_utc", "package_version", "bytes_per_vector_estimate", "memory_bytes_estimate"):
             print(f"{key:26s} {info.get(key)}")
         extra = info.get("extra") or {}
-        for key in ("checkpoint", "data_root", "input_side", "image_size", "skipped_count"):  # image_size: older indexes
+        for key in ("checkpoint", "checkpoint_in_index", "image_root", "data_root", "input_side", "image_size",  # image_size: older indexes
+                    "skipped_count"):
             if key in extra:
                 print(f"{key:26s} {extra[key]}")
     return 0
 
 
 def cmd_merge(args) -> int:
+    from indexer.updates import merge
+
     merged = merge(args.shards, args.out, force=args.force)
     print(f"merged {len(args.shards)} shards into {args.out}: {merged.ntotal} vectors")
     return 0
@@ -201,7 +252,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="indexer: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (IndexStoreError, CheckpointError, ImageLoadError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (IndexStoreError, FileNotFoundError, ValueError, RuntimeError) as exc:  # checkpoint and image errors are ValueErrors
         # Known failure modes get one clear line, not a traceback.
         print(f"indexer {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -45,6 +45,8 @@ METADATA_FILE = "metadata.parquet"
 MANIFEST_FILE = "manifest.json"
 DATA_FILES = (INDEX_FILE, METADATA_FILE)
 VERSIONS_DIR = "versions"
+MODEL_DIR = "model"  # a checkpoint copy the index carries (indexer.portable)
+UPLOADS_DIR = "uploads"  # photos added through the HTTP API
 LOCK_FILE = ".indexer.lock"
 METRIC_NAMES = ("ip", "l2")
 REQUIRED_MANIFEST_KEYS = ("format_version", "embedding_dim", "metric", "index_factory", "count", "next_id", "files")
@@ -221,7 +223,7 @@ def check_save_target(target: Path, force: bool = False) -> None:
 
 
 def _is_index_entry(name: str) -> bool:
-    return name in (MANIFEST_FILE, VERSIONS_DIR, LOCK_FILE, *DATA_FILES) or bool(_TEMP_MANIFEST.match(name))
+    return name in (MANIFEST_FILE, VERSIONS_DIR, LOCK_FILE, MODEL_DIR, UPLOADS_DIR, *DATA_FILES) or bool(_TEMP_MANIFEST.match(name))
 
 
 # --------------------------------------------------------------------------------------- commit
@@ -250,6 +252,7 @@ def commit_version(directory: Path, write_data: Callable[[Path], None], make_man
         manifest["version"] = sequence
         manifest["data_dir"] = f"{VERSIONS_DIR}/{folder.name}"
         manifest["previous_data_dir"] = previous.get("data_dir") if previous else None
+        manifest["previous_model"] = (previous.get("extra") or {}).get("checkpoint_in_index") if previous else None
         temporary = directory / f".{MANIFEST_FILE}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             with open(temporary, "w") as f:
@@ -292,6 +295,13 @@ def remove_stale(directory: Path, manifest: dict) -> list[str]:
         if _TEMP_MANIFEST.match(entry.name):
             entry.unlink(missing_ok=True)
             removed.append(entry.name)
+    models = directory / MODEL_DIR
+    if models.is_dir():
+        keep_models = {(manifest.get("extra") or {}).get("checkpoint_in_index"), manifest.get("previous_model")}
+        for copy in models.glob("*.pt"):
+            if f"{MODEL_DIR}/{copy.name}" not in keep_models:
+                copy.unlink(missing_ok=True)
+                removed.append(f"{MODEL_DIR}/{copy.name}")
     if manifest.get("data_dir") and manifest.get("previous_data_dir") is not None:
         # the old layout's files are removed once a versioned save has superseded them twice over
         for name in DATA_FILES:

@@ -22,6 +22,7 @@ from fashionnet.runtime import serving_threads, set_threads
 from indexer import layout
 from indexer.embedding import ATTRIBUTE_SEPARATOR
 from indexer.errors import IndexMismatchError
+from indexer.portable import ImageLocator, find_checkpoint
 from indexer.store import EmbeddingIndex
 
 
@@ -46,19 +47,23 @@ class QueryResult:
 
 
 class SearchEngine:
-    def __init__(self, index: EmbeddingIndex, predictor: Predictor, index_dir: Optional[str | os.PathLike] = None):
+    def __init__(self, index: EmbeddingIndex, predictor: Predictor, index_dir: Optional[str | os.PathLike] = None,
+                 image_root: Optional[str | os.PathLike] = None):
         check_compatible(index, predictor)
         self.index = index
         self.predictor = predictor
         self.index_dir = Path(index_dir).absolute() if index_dir is not None else None
+        self.images = ImageLocator(self.index_dir, index.extra or {}, image_root)
         self._manifest_version = self._saved_version()
         self._swap = threading.Lock()
         self._allowed: dict[tuple[int, Filters], np.ndarray] = {}  # filter -> ids, per loaded index
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
-             threads: Optional[int] = None) -> "SearchEngine":
+             threads: Optional[int] = None, image_root: Optional[str | os.PathLike] = None) -> "SearchEngine":
         """Load the index and its model; refuses a checkpoint that did not build the index.
+        ``checkpoint`` and ``image_root`` override where the model and the gallery images are
+        looked for (an index moved to another machine; :mod:`indexer.portable`).
 
         Sets this process's torch and FAISS CPU threads for serving: ``threads``, else
         $FASHIONNET_THREADS, else 1 per query, which keeps latency steady when other processes
@@ -67,7 +72,7 @@ class SearchEngine:
         set_threads(threads if threads is not None else serving_threads())
         index = EmbeddingIndex.load(index_dir, device=device)
         predictor = Predictor.from_checkpoint(default_checkpoint(index, checkpoint), device=device)
-        return cls(index, predictor, index_dir)
+        return cls(index, predictor, index_dir, image_root)
 
     # ------------------------------------------------------------------------- searching
 
@@ -91,10 +96,19 @@ class SearchEngine:
                     self._allowed.clear()
                 self._allowed[key] = self.allowed_ids(filters, index)
             allowed = self._allowed[key]
-        rows = index.search(embedding[None, :], k, nprobe=nprobe, allowed_ids=allowed).rows
-        rows = rows.reset_index(drop=True)
+        rows = self._with_image_files(index.search(embedding[None, :], k, nprobe=nprobe, allowed_ids=allowed).rows)
         rows["rank"] = range(1, len(rows) + 1)
         return rows.drop(columns=["query"])
+
+    def explain(self, prediction: Prediction, matches: pd.DataFrame) -> pd.DataFrame:
+        """``matches`` plus each result's score split into its global, local (landmark-pooled) and
+        bias parts (``score_global``, ``score_local``, ``score_bias``; they add up to ``score``).
+        Re-embeds the result images, so it costs a forward pass per result."""
+        parts = self.predictor.score_parts(prediction.embedding, [self.resolve_image(p) for p in matches["image_path"]])
+        explained = matches.copy()
+        for name in ("global", "local", "bias"):
+            explained[f"score_{name}"] = [p[name] for p in parts]
+        return explained
 
     @staticmethod
     def allowed_ids(filters: Filters, index: EmbeddingIndex) -> np.ndarray:
@@ -182,14 +196,22 @@ class SearchEngine:
         p = self.predictor
         return f"{self.gallery_size} gallery images · model {p.model_checksum} ({p.config.backbone}, {p.input_side}px)"
 
+    def _with_image_files(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """``rows`` with ``image_path`` pointing at the file on this machine."""
+        rows = rows.reset_index(drop=True)
+        relpaths = rows["image_relpath"] if "image_relpath" in rows else [None] * len(rows)
+        rows["image_path"] = [self.images.file(str(p), r) for p, r in zip(rows["image_path"], relpaths)]
+        return rows
+
     def resolve_image(self, image_path: str) -> Path:
-        """The file of a gallery image as stored in a result row's ``image_path``."""
+        """The file of a gallery image; result rows already carry it in ``image_path``."""
         return Path(image_path)
 
     def item_images(self, item_id: str) -> pd.DataFrame:
         """Every gallery row of one item, by image path."""
         gallery = self.index.metadata
-        return gallery[gallery["item_id"].astype(str) == str(item_id)].sort_values("image_path")
+        rows = gallery[gallery["item_id"].astype(str) == str(item_id)].sort_values("image_path")
+        return self._with_image_files(rows.reset_index()).set_index("id")
 
     def filter_choices(self) -> dict[str, list]:
         """The values each filter can take in this gallery (for menus)."""
@@ -232,8 +254,7 @@ def check_compatible(index: EmbeddingIndex, predictor: Predictor) -> None:
 
 
 def default_checkpoint(index: EmbeddingIndex, given: Optional[str]) -> str:
-    """The checkpoint to embed queries with: the one given, else the one recorded at build time."""
-    path = given or (index.extra or {}).get("checkpoint")
-    if not path:
-        raise ValueError("this index records no checkpoint; pass --checkpoint")
-    return path
+    """The checkpoint to embed queries with: the one given, else the one the index carries or
+    recorded at build time (:func:`indexer.portable.find_checkpoint`)."""
+    where = index.info().get("path")
+    return find_checkpoint(Path(where) if where else None, index.extra or {}, given)

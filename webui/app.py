@@ -12,6 +12,8 @@ Settings come from the sidebar; their defaults from the environment:
 - ``FASHIONNET_EXAMPLES_DIR``: example photos, either a DeepFashion root (its test-split consumer
   photos are used) or a plain folder of images. Default: the data root recorded in the index.
 - ``FASHIONNET_DEVICE``: auto / cpu / cuda for the model and the index (default auto).
+- ``FASHIONNET_CHECKPOINT``: the model to use instead of the one the index records (an index
+  moved to another machine); ``FASHIONNET_IMAGE_ROOT``: where its gallery images are now.
 - ``FASHIONNET_THREADS``: CPU threads per query (default 1: steady under other load; see
   ``fashionnet.runtime``).
 """
@@ -37,8 +39,8 @@ from PIL import Image
 from fashionnet.checkpoint import CheckpointError
 from fashionnet.data.readers import AnnotationError, detect_benchmark, read_benchmark
 from fashionnet.images import MAX_IMAGE_BYTES, ImageLoadError, load_image
-from fashionnet.inference import Prediction
-from fashionnet.landmarks import CLOTHES_TYPE_NAMES
+from fashionnet.inference import Landmark, Prediction
+from fashionnet.landmarks import CLOTHES_TYPE_NAMES, LANDMARK_NAMES
 from fashionnet.protocols import query_frame
 from indexer.errors import IndexLoadError, IndexMismatchError
 from indexer.search import SearchEngine
@@ -71,13 +73,14 @@ BUILD_HINT = (
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def open_engine(index_dir: str, manifest_stamp: int, device: str) -> SearchEngine:
-    """Load the index and its model once per (directory, manifest version, device).
+def open_engine(index_dir: str, manifest_stamp: int, device: str, checkpoint: Optional[str] = None,
+                image_root: Optional[str] = None) -> SearchEngine:
+    """Load the index and its model once per (directory, manifest version, device, overrides).
 
     ``manifest_stamp`` (the manifest's mtime) makes a rebuilt index replace the cached one.
     Failures raise and are not cached, so the page recovers as soon as the index is fixed.
     """
-    return SearchEngine.open(index_dir, device=device)
+    return SearchEngine.open(index_dir, checkpoint=checkpoint, device=device, image_root=image_root)
 
 
 def resolve_index_dir(text: str) -> Path:
@@ -98,7 +101,8 @@ def load_engine_or_explain(index_dir: Path, device: str) -> Optional[SearchEngin
         return None
     try:
         with st.spinner("Loading the model and the index ..."):
-            return open_engine(str(index_dir.resolve()), manifest.stat().st_mtime_ns, device)
+            return open_engine(str(index_dir.resolve()), manifest.stat().st_mtime_ns, device,
+                               os.environ.get("FASHIONNET_CHECKPOINT") or None, os.environ.get("FASHIONNET_IMAGE_ROOT") or None)
     except IndexMismatchError as exc:
         st.error(f"The index at `{index_dir}` does not match its model: {exc}")
     except IndexLoadError as exc:
@@ -135,10 +139,16 @@ def gallery_thumbnail(path: str, mtime_ns: int) -> Image.Image:
     return thumbnail(load_image(path), 320)
 
 
-def show_gallery_image(path: str, caption: str) -> bool:
-    """Show one gallery image; a missing or unreadable file becomes a warning, not a traceback."""
+def show_gallery_image(path: str, caption: str, landmarks: Optional[list[Landmark]] = None) -> bool:
+    """Show one gallery image (with ``landmarks`` drawn, if given); a missing or unreadable file
+    becomes a warning, not a traceback."""
     try:
-        st.image(gallery_thumbnail(path, Path(path).stat().st_mtime_ns), caption=caption, width="stretch")
+        if landmarks is None:
+            shown = gallery_thumbnail(path, Path(path).stat().st_mtime_ns)
+        else:
+            shown, scale = display_copy(load_image(path), 320)
+            shown = draw_landmarks(shown, [dataclasses.replace(lm, x=lm.x * scale, y=lm.y * scale) for lm in landmarks], show_names=False)
+        st.image(shown, caption=caption, width="stretch")
         return True
     except (ImageLoadError, OSError) as exc:
         st.warning(f"{caption}: image unavailable ({exc})")
@@ -158,6 +168,18 @@ def sidebar_settings() -> tuple[Path, int, Optional[int]]:
         choice = st.selectbox("Clothes type", list(names), key="clothes_type",
                               help="upper-body (tees, jackets ...), lower-body (skirts, trousers ...) or full-body (dresses, jumpsuits)")
     return resolve_index_dir(index_text), k, names[choice]
+
+
+def gallery_filters(engine: SearchEngine) -> tuple[Optional[str], list[str], bool]:
+    """Category and attribute filters offered from what this gallery holds (annotated or predicted),
+    and whether to explain the results."""
+    choices = engine.filter_choices()
+    with st.sidebar:
+        category = st.selectbox("Category", ["Any", *choices["category"]], key="category")
+        attributes = st.multiselect("Attributes (all must hold)", choices["attributes"], key="attributes")
+        explain = st.toggle("Explain results", key="explain",
+                            help="draw each result's landmarks and split its score into global and local (landmark) parts")
+    return (None if category == "Any" else category), attributes, explain
 
 
 def query_photo(examples: list[str]) -> tuple[Optional[bytes], str]:
@@ -241,20 +263,36 @@ def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
         )
 
 
-def show_matches(matches: pd.DataFrame) -> None:
-    """The top-k shop images in a grid: image, rank, item id, similarity score, category."""
+def show_matches(matches: pd.DataFrame, explained: bool = False) -> None:
+    """The top-k shop images in a grid: image, rank, item id, similarity score, category; when
+    ``explained``, each with its predicted landmarks drawn and its score split into parts."""
     st.subheader(f"Top {len(matches)} shop matches")
     if matches.empty:
-        st.info("No gallery image matches this clothes-type filter.")
+        st.info("No gallery image passes these filters.")
         return
     with st.container(key="results"):
         for start in range(0, len(matches), RESULT_COLUMNS):
             columns = st.columns(RESULT_COLUMNS)
-            for column, row in zip(columns, matches.iloc[start : start + RESULT_COLUMNS].itertuples()):
+            for column, row in zip(columns, matches.iloc[start : start + RESULT_COLUMNS].to_dict(orient="records")):
                 with column:
-                    show_gallery_image(row.image_path, f"#{row.rank} {row.item_id} · score {row.score:.3f}")
-                    st.caption(f"{row.category if pd.notna(row.category) else 'unknown category'} · "
-                               f"{CLOTHES_TYPE_NAMES.get(int(row.clothes_type), '?') if pd.notna(row.clothes_type) else '?'}")
+                    caption = f"#{row['rank']} {row['item_id']} · score {row['score']:.3f}"
+                    show_gallery_image(row["image_path"], caption, gallery_landmarks(row) if explained else None)
+                    category = row.get("category") if pd.notna(row.get("category")) else row.get("predicted_category")
+                    clothes = row.get("clothes_type") if pd.notna(row.get("clothes_type")) else row.get("predicted_clothes_type")
+                    st.caption(f"{category if pd.notna(category) else 'unknown category'} · "
+                               f"{CLOTHES_TYPE_NAMES.get(int(clothes), '?') if pd.notna(clothes) else '?'}")
+                    if explained:
+                        st.caption(f"global {row['score_global']:.3f} + local {row['score_local']:.3f} + bias {row['score_bias']:.3f}")
+
+
+def gallery_landmarks(row: dict) -> list[Landmark]:
+    """The landmarks the model predicted for a gallery image when it was indexed (original pixels)."""
+    found = []
+    for name in LANDMARK_NAMES:
+        x, y, vis = row.get(f"pred_{name}_x"), row.get(f"pred_{name}_y"), row.get(f"pred_{name}_vis")
+        if x is not None and pd.notna(x) and vis in VISIBILITY_STYLES:
+            found.append(Landmark(name, float(x), float(y), vis, 1.0))
+    return found
 
 
 def show_item_detail(engine: SearchEngine, matches: pd.DataFrame) -> None:
@@ -285,6 +323,7 @@ def main() -> None:
     if engine is None:
         st.stop()
     st.sidebar.caption(engine.describe())
+    category, attributes, explain = gallery_filters(engine)
 
     examples_source = os.environ.get("FASHIONNET_EXAMPLES_DIR") or engine.data_root
     examples: list[str] = []
@@ -303,7 +342,8 @@ def main() -> None:
         st.stop()
 
     with st.spinner("Searching ..."):
-        result = engine.query(photo, k=k, clothes_type=clothes_type)
+        result = engine.query(photo, k=k, clothes_type=clothes_type, category=category, attributes=attributes)
+        matches = engine.explain(result.prediction, result.matches) if explain and not result.matches.empty else result.matches
     if no_clothing_found(result.prediction, engine.category_count):
         # Flag, do not refuse: a real garment photo unlike the training data still gets its matches.
         score = result.prediction.unfamiliarity
@@ -313,8 +353,8 @@ def main() -> None:
                    icon="⚠️")
 
     show_prediction(photo, result.prediction)
-    show_matches(result.matches)
-    show_item_detail(engine, result.matches)
+    show_matches(matches, explained=explain and not matches.empty)
+    show_item_detail(engine, matches)
 
 
 if __name__ == "__main__":
