@@ -19,7 +19,7 @@ LAYERS = [
     ("fashionnet.models", "fashionnet.losses", "fashionnet.runtime"),
     ("fashionnet.ood", "fashionnet.checkpoint", "fashionnet.protocols"),
     ("fashionnet.inference", "fashionnet.evaluation"),
-    ("fashionnet.training",),
+    ("fashionnet.training", "fashionnet.training_log"),
     ("indexer",),
     ("webui",),
 ]
