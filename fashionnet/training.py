@@ -44,6 +44,7 @@ from fashionnet.models.fashionnet import LANDMARK_HEADS
 from fashionnet.ood import calibrate_on_frames
 from fashionnet.protocols import protocol_frames
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
+from fashionnet.training_log import TrainingLog
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train FashionNet (landmark-pooled retrieval features)", add_help=add_help)
@@ -97,6 +98,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--collapse-patience", type=int, default=50)
     p.add_argument("--time-limit-minutes", type=float, default=0.0, help="stop after the epoch that passes this budget (0: no limit)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--log-every", type=int, default=10, help="a row of OUTPUT_DIR/train_log.csv every N steps (0: one per epoch)")
+    p.add_argument("--tensorboard", action="store_true", help="also write scalars to OUTPUT_DIR/tensorboard/ (needs the tensorboard package)")
     p.add_argument("--ood-images", type=int, default=1200,
                    help="training photos the out-of-distribution density is fitted on after training (0: none; fashionnet.ood)")
     return p
@@ -208,6 +211,7 @@ class TrainingRun:
     frozen_layers: list
     grad_clip: float
     show_progress: bool
+    log: Optional[TrainingLog] = None  # rank 0's curves; None on the other ranks
 
 
 def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
@@ -220,6 +224,8 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
     gt_pool = schedule.pool_on_ground_truth(epoch)
     sums = {t: 0.0 for t in (*LOSS_TERMS, "total")}
     n = 0
+    if run.log is not None:
+        run.log.begin_epoch(epoch)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{schedule.total_epochs} [{schedule.stage(epoch)}{', gt-pool' if gt_pool else ''}]",
                disable=not run.show_progress, dynamic_ncols=True, leave=True)
     for batch in bar:
@@ -237,12 +243,15 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.grad_clip)
         run.scaler.step(run.optimizer)
         run.scaler.update()
+        lrs = [group["lr"] for group in run.optimizer.param_groups]  # the rates this step used
         run.scheduler.step()
         run.guard.check(out["landmarks"])
         n += 1
-        for t in LOSS_TERMS:
-            sums[t] += float(terms[t].detach())
-        sums["total"] += float(total.detach())
+        values = {**{t: float(terms[t].detach()) for t in LOSS_TERMS}, "total": float(total.detach())}
+        for t, v in values.items():
+            sums[t] += v
+        if run.log is not None:
+            run.log.step(run.scheduler.last_epoch, values, lrs, len(batch["image"]))
         bar.set_postfix({("lm" if t == "landmark" else t[:4]): f"{sums[t] / n:.3f}" for t in LOSS_TERMS}, refresh=False)
     return {t: v / max(n, 1) for t, v in sums.items()}
 
@@ -394,6 +403,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                       LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience),
                       torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), amp_dtype, device, args.frozen_layers,
                       args.grad_clip, show_progress=not args.no_progress and is_main)
+    if is_main:
+        run.log = TrainingLog(args.output_dir, args.log_every, start_epoch, args.tensorboard, args.world_size)
     started = time.time()
     for epoch in range(start_epoch, schedule.total_epochs):
         # Every epoch's randomness derives from (seed, epoch), so a resumed run replays it exactly.
@@ -412,6 +423,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                 print(f"epoch {epoch + 1}: " + " ".join(f"top{k} {r:.3f}" for k, r in v["top_k"].items())
                       + f" | mAP@R {v['map_at_r']:.3f} | NE {v['ne']:.4f} | train {record['train_images_per_s']:.1f} img/s", flush=True)
             history.append(record)
+            run.log.epoch(record, history)  # before the checkpoint: a resumed run drops rows of epochs it repeats
             save_checkpoint(ckpt_path, model_state=model.state_dict(), model_config=config.to_dict(), label_maps=data.label_maps,
                             preprocessing=preprocessing, epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                             args=_plain_args(args), history_json=json.dumps(history), package_version=__version__)
@@ -422,7 +434,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                 print(f"time limit of {args.time_limit_minutes} min reached after epoch {epoch + 1}; resume with --resume auto", flush=True)
             break
     if is_main:
-        (args.output_dir / "history.json").write_text(json.dumps(history, indent=2))
+        run.log.write_history(history)
+        run.log.close()
         if args.ood_images and history:
             store_density(ckpt_path, model, data.train_frame, pd.concat([data.val_queries, data.val_gallery]), data.root, device, args)
     if args.world_size > 1:
