@@ -7,6 +7,8 @@ import csv
 import importlib.util
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -154,3 +156,23 @@ def test_without_matplotlib_the_png_is_skipped_with_a_notice(tmp_path, monkeypat
     assert "curves.png is not drawn: matplotlib is not installed" in capsys.readouterr().out
     assert not (tmp_path / "curves.png").exists()
     assert len(_rows(tmp_path / "train_log.csv")) == 2 and (tmp_path / "history.json").exists()
+
+
+@pytest.mark.slow
+def test_ddp_logs_once_from_rank_0(synth_root, tmp_path):
+    """Each step and epoch is logged once, and only one process reports on (or writes) TensorBoard."""
+    out = tmp_path / "ddp"
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0", "--rdzv_backend", "c10d",
+           "--rdzv_endpoint", "127.0.0.1:0", str(repo / "scripts" / "train_fashionnet.py"),
+           *RUN_ARGS, "--batches-per-epoch", "2", "--log-every", "1", "--tensorboard", "--data-root", str(synth_root / "consumer2shop"),
+           "--output-dir", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if importlib.util.find_spec("tensorboard") is None:
+        assert proc.stdout.count("--tensorboard: the tensorboard package is not installed") == 1, proc.stdout
+    else:
+        assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    # each rank runs 2 steps per epoch, and each step has its row
+    assert [(r["epoch"], r["step"]) for r in _rows(out / "train_log.csv")] == [("1", "1"), ("1", "2"), ("2", "3"), ("2", "4")]
+    assert [r["epoch"] for r in _rows(out / "epochs.csv")] == ["1", "2"]
