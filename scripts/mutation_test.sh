@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing of the core modules with mutmut 3 (`make mutation`; not part of `make test`).
 #
-# Mutated: fashionnet/landmarks.py, fashionnet/metrics.py, fashionnet/data/transforms.py and
-# indexer/store.py. Each mutant runs only the test files that exercise these modules (MUTATION_TESTS),
+# Mutated: fashionnet/landmarks.py, fashionnet/metrics.py, fashionnet/data/transforms.py and the
+# index store (indexer/store.py, faiss_tools.py, updates.py). Each mutant runs only the test files that exercise these modules (MUTATION_TESTS),
 # so the run stays practical on two CPU cores. Everything happens in a scratch copy of the repository
 # (build/mutation/ by default); the working tree is never modified. Results: docs/TESTING.md.
 #
@@ -20,7 +20,10 @@ JOBS="${MUTATION_JOBS:-1}"
 # The index's process-kill and concurrent-writer tests (tests/test_index_durability.py) are left out:
 # they take about 25 s, and would run again for every mutant of save/load.
 MUTATION_TESTS="${MUTATION_TESTS:-tests/test_flip_layout.py tests/test_transforms.py tests/test_transforms_edges.py tests/test_metrics.py tests/test_metrics_edges.py tests/test_index_store.py tests/test_index_vectors.py tests/test_index_edges.py}"
-MUTATED="fashionnet/landmarks.py fashionnet/metrics.py fashionnet/data/transforms.py indexer/store.py"
+# The index store is indexer/store.py (EmbeddingIndex) with its FAISS helpers (faiss_tools.py) and
+# the operations on a saved index (updates.py); the on-disk layout (layout.py) is covered by the
+# durability tests, which are too slow to run per mutant.
+MUTATED="fashionnet/landmarks.py fashionnet/metrics.py fashionnet/data/transforms.py indexer/store.py indexer/faiss_tools.py indexer/updates.py"
 
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is not installed: $PY -m pip install -e '.[mutation]'" >&2; exit 2; }
 
@@ -63,7 +66,8 @@ echo "mutmut run took $(( $(date +%s) - start )) s; per-mutant results in $WORK/
 import collections, re, sys
 
 modules = {"fashionnet.landmarks": "fashionnet/landmarks.py", "fashionnet.metrics": "fashionnet/metrics.py",
-           "fashionnet.data.transforms": "fashionnet/data/transforms.py", "indexer.store": "indexer/store.py"}
+           "fashionnet.data.transforms": "fashionnet/data/transforms.py", "indexer.store": "indexer/store.py",
+           "indexer.faiss_tools": "indexer/faiss_tools.py", "indexer.updates": "indexer/updates.py"}
 counts = collections.defaultdict(collections.Counter)
 survivors = collections.defaultdict(list)
 for line in open(sys.argv[1]):
