@@ -1,0 +1,450 @@
+"""``indexer serve``: the search engine over HTTP (FastAPI on uvicorn).
+
+    indexer serve IDX [--host 127.0.0.1] [--port 8000] [--max-upload-mb 20]
+
+    POST   /search            multipart: image, k, clothes_type, category, attributes
+    GET    /items/{item_id}   the item's gallery images
+    POST   /items             multipart: images (one or more files), item_id
+    DELETE /items/{item_id}   remove every image of the item
+    GET    /images/{id}       the gallery image file of one result
+    GET    /health, /info     liveness and count; index, model and filter choices
+    GET    /docs              the generated OpenAPI page
+
+Every answer is JSON; every error is ``{"error": {"code": ..., "message": ...}}`` with its status
+code. Endpoints are plain ``def`` functions, so FastAPI runs them in its thread pool: searches read
+``engine.index`` (swapped whole on reload), and adds and removes go through the engine, which takes
+the index's cross-process writer lock and reloads the index afterwards.
+
+FastAPI and uvicorn are imported inside the functions that need them, so ``indexer --help`` and
+the other commands do not pay for them.
+"""
+
+import argparse
+import inspect
+import io
+import logging
+import math
+import re
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from fashionnet.images import ImageLoadError, load_image
+from indexer.embedding import IMAGE_SUFFIXES
+from indexer.search import SearchEngine, gallery_column
+
+log = logging.getLogger("indexer.api")
+
+DEFAULT_MAX_UPLOAD_MB = 20
+MAX_K = 1000
+UPLOADS_DIR = "uploads"
+REFRESH_EVERY_S = 2.0  # how often requests look for a newer saved index (another process's add or remove)
+ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# decoded format -> the suffix the indexer's folder scan recognises
+FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, a short machine-readable code, and a sentence for people."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict:
+    error = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+# ----------------------------------------------------------------------------- JSON helpers
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy: numpy scalars to Python numbers, NaN / NA to None."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()  # numpy scalar
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, int):
+        return value
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def prediction_json(prediction) -> dict:
+    """``Prediction.as_dict()`` with each landmark's confidence (its visible probability, for now)."""
+    out = plain(prediction.as_dict())
+    for landmark in out["landmarks"]:
+        landmark["confidence"] = landmark["visible_prob"]
+    return out
+
+
+def gallery_rows_json(rows) -> list[dict]:
+    """Result or item rows as the API shows them; category and clothes type as the filters read them
+    (the annotation where there is one, else the model's prediction)."""
+    if len(rows) == 0:
+        return []
+    categories = gallery_column(rows, "category").tolist()
+    types = gallery_column(rows, "clothes_type").tolist()
+    ids = rows["id"].tolist() if "id" in rows else rows.index.tolist()
+    out = []
+    for i, (_, row) in enumerate(rows.iterrows()):
+        image_id = int(ids[i])
+        entry = {"id": image_id, "item_id": plain(row.get("item_id")), "category": plain(categories[i]),
+                 "clothes_type": None if plain(types[i]) is None else int(plain(types[i])),
+                 "image_url": f"/images/{image_id}", "image_path": plain(row.get("image_path"))}
+        if "rank" in row:
+            entry = {"rank": int(row["rank"]), **entry, "score": float(row["score"])}
+        out.append(entry)
+    return out
+
+
+def split_attributes(values) -> tuple[str, ...]:
+    """Repeated and comma-separated attribute fields as one tuple of names."""
+    names = []
+    for value in values or ():
+        names.extend(part.strip() for part in str(value).split(","))
+    return tuple(name for name in names if name)
+
+
+# ----------------------------------------------------------------------------- uploads
+
+def safe_file_name(client_name: Optional[str], suffix: str, taken: set[str]) -> str:
+    """A file name made from the client's: its last path part, letters, digits, ``._-`` only, no
+    leading dot, with the suffix of the decoded format; unique among ``taken``."""
+    base = re.split(r"[\\/]", client_name or "")[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base else base
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:80] or "image"
+    name, n = f"{stem}{suffix}", 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{stem}-{n}{suffix}"
+    taken.add(name.lower())
+    return name
+
+
+def real(path) -> str:
+    """A path with links resolved, to compare the paths this module wrote with those the indexer reports."""
+    return os.path.realpath(path)
+
+
+def image_format_suffix(data: bytes) -> Optional[str]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return FORMAT_SUFFIXES.get(img.format or "")
+
+
+class UploadStore:
+    """Files uploaded through POST /items, kept inside the index directory.
+
+    One upload is saved as ``uploads/<upload>/<item_id>/<safe name>``: the indexer takes an image's
+    item id from the first folder under the folder it is given, so adding ``uploads/<upload>``
+    gives each image the requested item id and embeds only this upload's files.
+    """
+
+    def __init__(self, index_dir: Path):
+        self.root = (index_dir / UPLOADS_DIR).absolute()
+
+    def new_upload(self) -> Path:
+        folder = self.root / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def save(self, folder: Path, item_id: str, files: list[tuple[str, bytes]]) -> tuple[dict[str, str], list[dict]]:
+        """Check each file decodes, then write it; returns {saved path: client name} and the refused."""
+        saved, refused, taken = {}, [], set()
+        for client_name, data in files:
+            try:
+                load_image(data, source=client_name)
+                suffix = image_format_suffix(data)
+            except ImageLoadError as exc:
+                refused.append({"file": client_name, "problem": exc.problem})
+                continue
+            target = folder / item_id / safe_file_name(client_name, suffix or ".png", taken)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.resolve().parent != (folder / item_id).resolve():  # cannot happen with a safe name; never write elsewhere
+                raise ApiError(400, "bad_file_name", f"{client_name!r} is not a usable file name")
+            if suffix:
+                target.write_bytes(data)
+            else:  # a format the folder scan would not pick up: store the decoded pixels as PNG
+                load_image(data, source=client_name).save(target, format="PNG")
+            saved[real(target)] = client_name
+        return saved, refused
+
+    def forget(self, paths: list[str]) -> None:
+        """Delete the uploaded files among ``paths`` (those of a removed item); gallery files elsewhere stay."""
+        root = real(self.root) + os.sep
+        for path in map(real, paths):
+            if path.startswith(root) and os.path.isfile(path):
+                os.unlink(path)
+                folder = Path(path).parent
+                while real(folder).startswith(root) and folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+                    folder = folder.parent
+
+    def discard(self, folder: Path, keep: set[str]) -> None:
+        """Delete this upload's files that were not added, and its folder if nothing is left."""
+        for path in sorted(folder.rglob("*"), reverse=True):
+            if path.is_file() and real(path) not in keep:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+# ----------------------------------------------------------------------------- the application
+
+def create_app(engine: SearchEngine, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024):
+    """The FastAPI application answering for ``engine``."""
+    from typing import Annotated
+
+    from fastapi import FastAPI, File, Form, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    app = FastAPI(title="FashionNet clothes search", version=_version(),
+                  description="Search a gallery of shop photos with a photo of clothes; add and remove shop items.")
+    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    writes = threading.Lock()  # one add or remove at a time within this server (processes queue on the index's lock)
+    uploads = UploadStore(engine.index_dir) if engine.index_dir is not None else None
+    last_refresh = [time.monotonic()]
+
+    def fresh_engine() -> SearchEngine:
+        """The engine, reloaded first if another process saved a newer index (checked every few seconds)."""
+        now = time.monotonic()
+        if now - last_refresh[0] >= REFRESH_EVERY_S:
+            last_refresh[0] = now
+            engine.refresh()
+        return engine
+
+    @app.exception_handler(ApiError)
+    def _api_error(request: Request, exc: ApiError):
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse(error_body(codes.get(exc.status_code, f"http_{exc.status_code}"), message),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(request: Request, exc: RequestValidationError):
+        problems = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")),
+                     "problem": e.get("msg", "")} for e in exc.errors()]
+        message = "; ".join(f"{p['field']}: {p['problem']}" if p["field"] else p["problem"] for p in problems)
+        return JSONResponse(error_body("invalid_request", message or "invalid request", problems), status_code=422)
+
+    @app.exception_handler(ImageLoadError)
+    def _bad_image(request: Request, exc: ImageLoadError):
+        return JSONResponse(error_body("invalid_image", str(exc), {"file": exc.source, "problem": exc.problem}), status_code=422)
+
+    @app.exception_handler(Exception)
+    def _unexpected(request: Request, exc: Exception):
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", f"the server could not answer: {type(exc).__name__}"), status_code=500)
+
+    @app.get("/health", summary="Liveness and the number of gallery images")
+    def health():
+        return {"status": "ok", "count": int(fresh_engine().index.ntotal)}
+
+    @app.get("/info", summary="The index, the model and the values each filter can take")
+    def info():
+        e = fresh_engine()
+        p = e.predictor
+        return plain({"index": e.index.info(), "description": e.describe(),
+                      "model": {"checksum": p.model_checksum, "backbone": p.config.backbone, "input_side": p.input_side,
+                                "embedding_dim": p.embedding_dim, "categories": len(p.category_names)},
+                      "filters": e.filter_choices(), "max_upload_bytes": max_upload_bytes})
+
+    @app.post("/search", summary="Top-k gallery images for a photo, optionally filtered")
+    def search(image: Annotated[UploadFile, File(description="the query photo")],
+               k: Annotated[int, Form(ge=1, le=MAX_K, description="results to return")] = 20,
+               clothes_type: Annotated[Optional[int], Form(ge=1, le=3, description="1 upper, 2 lower, 3 full body")] = None,
+               category: Annotated[Optional[str], Form(description="only this category")] = None,
+               attributes: Annotated[list[str], Form(description="every one required; repeat the field or separate by commas")] = [],
+               nprobe: Annotated[Optional[int], Form(ge=1, description="IVF lists visited (IVF indexes only)")] = None):
+        name = image.filename or "<upload>"
+        photo = load_image(image.file.read(), source=name)
+        result = fresh_engine().query(photo, k=k, clothes_type=clothes_type, nprobe=nprobe,
+                                      category=category or None, attributes=split_attributes(attributes))
+        return {"query": {"file": name, "k": k, "filters": {"clothes_type": clothes_type, "category": category or None,
+                                                              "attributes": list(split_attributes(attributes))}},
+                "prediction": prediction_json(result.prediction),
+                "results": gallery_rows_json(result.matches)}
+
+    @app.get("/items/{item_id}", summary="Every gallery image of one item")
+    def item(item_id: str):
+        rows = fresh_engine().item_images(item_id)
+        if len(rows) == 0:
+            raise ApiError(404, "unknown_item", f"item {item_id!r} is not in the index")
+        return {"item_id": item_id, "count": len(rows), "images": gallery_rows_json(rows)}
+
+    @app.post("/items", summary="Add one or more photos of an item (new or existing)")
+    def add_item(images: Annotated[list[UploadFile], File(description="one or more photos")],
+                 item_id: Annotated[Optional[str], Form(description="the item's id (default: a new one)")] = None):
+        if uploads is None:
+            raise ApiError(409, "read_only", "this index was loaded from memory and cannot be changed")
+        item_id = item_id.strip() if item_id else f"item-{secrets.token_hex(6)}"
+        if not ITEM_ID.match(item_id):
+            raise ApiError(422, "invalid_item_id", "item_id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        files = [(f.filename or f"upload-{i + 1}", f.file.read()) for i, f in enumerate(images)]
+        folder = uploads.new_upload()
+        added_paths: set[str] = set()
+        try:
+            saved, refused = uploads.save(folder, item_id, files)
+            duplicates, report = [], None
+            if saved:
+                with writes:
+                    report = engine.add_images([folder])
+                for path, problem in report.skipped:
+                    refused.append({"file": saved.get(real(path), path), "problem": problem})
+                duplicates = [{"file": saved.get(real(path), path), "problem": problem} for path, problem in report.duplicates]
+                not_added = {real(p) for p, _ in report.skipped} | {real(p) for p, _ in report.duplicates}
+                added_paths = set(saved) - not_added
+        finally:
+            uploads.discard(folder, keep=added_paths)
+        count = int(report.count if report is not None else engine.index.ntotal)
+        if not added_paths:
+            status, code = (422, "invalid_image") if refused else (409, "duplicate")
+            what = "; ".join(f"{r['file']}: {r['problem']}" for r in refused + duplicates)
+            raise ApiError(status, code, f"nothing was added; the index is unchanged ({count} images). {what}",
+                           {"skipped": refused, "duplicates": duplicates, "count": count})
+        rows = engine.item_images(item_id)
+        rows = rows[[real(p) in added_paths for p in rows["image_path"].astype(str)]]
+        return {"item_id": item_id, "added": len(added_paths), "count": count, "images": gallery_rows_json(rows),
+                "skipped": refused, "duplicates": duplicates}
+
+    @app.delete("/items/{item_id}", summary="Remove every image of an item")
+    def delete_item(item_id: str):
+        if engine.index_dir is None:
+            raise ApiError(409, "read_only", "this index was loaded from memory and cannot be changed")
+        with writes:
+            engine.refresh()
+            paths = engine.item_images(item_id)["image_path"].astype(str).tolist()
+            removed = engine.remove_items([item_id])
+            if removed and uploads is not None:
+                uploads.forget(paths)
+        if removed == 0:
+            raise ApiError(404, "unknown_item", f"item {item_id!r} is not in the index; nothing removed")
+        return {"item_id": item_id, "removed": removed, "count": int(engine.index.ntotal)}
+
+    @app.get("/images/{image_id}", summary="The file of one gallery image", response_class=FileResponse)
+    def gallery_image(image_id: int):
+        gallery = fresh_engine().index.metadata
+        if image_id not in gallery.index:
+            raise ApiError(404, "unknown_image", f"no gallery image has id {image_id}")
+        path = engine.resolve_image(str(gallery.loc[image_id, "image_path"]))
+        if not Path(path).is_file():
+            raise ApiError(404, "image_missing", f"gallery image {image_id} is not on disk at {path}")
+        return FileResponse(path)
+
+    return app
+
+
+class BodyLimit:
+    """ASGI middleware: answers 413 (JSON) to a request body over ``max_bytes``, by its declared
+    Content-Length before reading it, or while counting a body sent without one."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(send)
+        if declared is not None:
+            return await self.app(scope, receive, send)
+        # no declared length (chunked): read the body here, up to the limit, then hand it on
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return await self._refuse(send)
+            if not message.get("more_body", False):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send):
+        import json
+
+        body = json.dumps(error_body("too_large", f"the request body is over the {self.max_bytes / 1048576:g} MiB upload limit")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _version() -> str:
+    import fashionnet
+
+    return fashionnet.__version__
+
+
+# ----------------------------------------------------------------------------- the command
+
+def add_serve_parser(subparsers) -> argparse.ArgumentParser:
+    s = subparsers.add_parser("serve", help="answer searches, adds and removes over HTTP (JSON API, docs at /docs)")
+    s.add_argument("index")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--checkpoint", help="default: the checkpoint the index was built with")
+    s.add_argument("--image-root", help="folder the gallery images are under now, if they moved since the build")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for embedding and search (default auto: GPU when present)")
+    s.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest request body accepted, in MiB")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return s
+
+
+def open_engine(args) -> SearchEngine:
+    """SearchEngine.open with the options this version of it takes."""
+    kwargs = {"checkpoint": args.checkpoint, "device": args.device}
+    if getattr(args, "image_root", None):
+        if "image_root" not in inspect.signature(SearchEngine.open).parameters:
+            raise ValueError("--image-root needs a SearchEngine that can look for images elsewhere; this one cannot")
+        kwargs["image_root"] = args.image_root
+    return SearchEngine.open(args.index, **kwargs)
+
+
+def cmd_serve(args) -> int:
+    if not 1 <= args.port <= 65535 and args.port != 0:
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be above 0, got {args.max_upload_mb}")
+    import uvicorn
+
+    engine = open_engine(args)
+    app = create_app(engine, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    print(f"serving {engine.describe()} on http://{args.host}:{args.port} (docs at /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
+    return 0
