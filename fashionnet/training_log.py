@@ -10,10 +10,10 @@ Files under the run's output directory (written by rank 0 only, see :func:`fashi
 - ``history.json``: every epoch's record so far, rewritten after each epoch.
 - ``tensorboard/``: the same scalars, with ``tensorboard=True`` and the tensorboard package installed.
 
-Rows are flushed as they are written, so a killed run keeps what it logged. A run that starts at
-epoch ``start_epoch`` (0, or the first epoch after a resumed checkpoint) keeps the rows of the epochs
-before it and drops the later ones, which a run killed after its checkpoint may have left; the files
-then continue from there with a single header.
+Rows are flushed as they are written, so a killed run keeps what it logged. ``start_epoch`` is the
+number of epochs already done (0 for a new run, the resumed checkpoint's epoch + 1 otherwise): the
+rows of those epochs are kept, later ones (which a run killed after its last checkpoint leaves) are
+dropped, and the files continue from there under their one header.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _number(value: Any) -> str:
 
 
 class _CsvFile:
-    """An append-only CSV whose rows are flushed one by one; keeps the rows of epochs before ``start_epoch``."""
+    """An append-only CSV whose rows are flushed one by one; keeps the rows of epochs 1..``start_epoch``."""
 
     def __init__(self, path: Path, columns: Sequence[str], start_epoch: int):
         self.path, self.columns = path, tuple(columns)
@@ -205,8 +205,11 @@ class TrainingLog:
         atomic_write(self.dir / "history.json", lambda fh: fh.write(json.dumps(history, indent=2).encode()))
 
     def draw(self) -> None:
-        """Redraw curves.png from the rows logged so far."""
-        atomic_write(self.dir / "curves.png", lambda fh: plot_curves(self.steps.rows, self.epochs.rows, fh))
+        """Redraw curves.png from the rows logged so far; a drawing that fails warns and lets training go on."""
+        try:
+            atomic_write(self.dir / "curves.png", lambda fh: plot_curves(self.steps.rows, self.epochs.rows, fh))
+        except Exception as exc:  # noqa: BLE001 - the CSV files hold the same figures
+            print(f"curves.png not redrawn: {type(exc).__name__}: {exc}", flush=True)
 
     def close(self) -> None:
         self.steps.close()

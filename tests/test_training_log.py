@@ -176,3 +176,19 @@ def test_ddp_logs_once_from_rank_0(synth_root, tmp_path):
     # each rank runs 2 steps per epoch, and each step has its row
     assert [(r["epoch"], r["step"]) for r in _rows(out / "train_log.csv")] == [("1", "1"), ("1", "2"), ("2", "3"), ("2", "4")]
     assert [r["epoch"] for r in _rows(out / "epochs.csv")] == ["1", "2"]
+
+
+def test_a_failed_drawing_warns_and_the_logs_go_on(tmp_path, monkeypatch, capsys):
+    import fashionnet.training_log as training_log
+
+    def broken(*a, **kw):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(training_log, "plot_curves", broken)
+    log, history = TrainingLog(tmp_path, log_every=1), []
+    _fake_epoch(log, 0, 2, 1, history)
+    _fake_epoch(log, 1, 2, 3, history)
+    log.close()
+    assert capsys.readouterr().out.count("curves.png not redrawn: RuntimeError: no fonts") == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == [] and not (tmp_path / "curves.png").exists()
+    assert len(_rows(tmp_path / "epochs.csv")) == 2
