@@ -23,6 +23,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from indexer.layout import live_data_file
+from indexer.search import Filters, SearchEngine
 from webui.app import MAX_EXAMPLES, NO_CLOTHING_LANDMARK_PROB, no_clothing_found
 
 APP = Path(__file__).resolve().parents[1] / "webui" / "app.py"
@@ -249,3 +250,34 @@ def test_a_garment_photo_is_not_flagged(page_env, test_consumer_photos, engine):
     at.file_uploader(key="upload").set_value((familiar[0].name, familiar[0].read_bytes(), "image/jpeg"))
     at.run()
     assert not any("No clothing" in w for w in _warnings(at)) and result_captions(at)
+
+
+def test_category_and_attribute_filters_and_explained_results(page_env, test_consumer_photos, engine):
+    at = open_page()
+    photo = test_consumer_photos[0]
+    gallery = engine.index.metadata
+    category = str(gallery["category"].dropna().iloc[0])
+    at.selectbox(key="category").set_value(category)
+    at.toggle(key="explain").set_value(True)
+    at.file_uploader(key="upload").set_value((photo.name, photo.read_bytes(), "image/jpeg"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = result_captions(at)
+    assert len(shown) == min(K, int((gallery["category"] == category).sum()))
+    assert {c.value.split(" · ")[0] for c in at.caption if TYPE_CAPTION.search(c.value)} == {category}
+    parts = [re.match(r"global (-?\d+\.\d+) \+ local (-?\d+\.\d+) \+ bias (-?\d+\.\d+)", c.value) for c in at.caption]
+    parts = [tuple(float(v) for v in m.groups()) for m in parts if m]
+    assert len(parts) == len(shown)
+    for (_, _, score), (g, l, b) in zip(shown, parts):
+        assert g + l + b == pytest.approx(score, abs=3e-3)
+
+    # an attribute filter offered by the page only keeps results that have the attribute
+    options = at.multiselect(key="attributes").options
+    assert options, "the gallery's attributes are offered"
+    at.selectbox(key="category").set_value("Any")
+    at.multiselect(key="attributes").set_value([options[0]])
+    at.run()
+    expected = engine.query(photo, k=K, attributes=[options[0]]).matches
+    allowed = SearchEngine.allowed_ids(Filters(attributes=(options[0],)), engine.index)
+    assert set(expected["id"]) <= set(allowed) and len(expected) == min(K, len(allowed))
+    assert [item for _, item, _ in result_captions(at)] == expected["item_id"].astype(str).tolist()
