@@ -1,4 +1,10 @@
-"""FashionNet: landmark-pooled clothing features for image retrieval (Liu et al., CVPR 2016)."""
+"""FashionNet: landmark-pooled clothing features for image retrieval (Liu et al., CVPR 2016).
+
+    from fashionnet import Predictor
+    prediction = Predictor.from_checkpoint("runs/demo/checkpoint.pt").predict("photo.jpg")
+
+The public names load on first use, so ``import fashionnet`` stays light (no torch).
+"""
 
 import os
 
@@ -9,3 +15,23 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "Predictor": "fashionnet.inference",
+    "Prediction": "fashionnet.inference",
+    "Landmark": "fashionnet.inference",
+    "create_model": "fashionnet.models",
+    "get_backbone": "fashionnet.models",
+    "FashionNetConfig": "fashionnet.models",
+    "load_checkpoint": "fashionnet.checkpoint",
+    "read_benchmark": "fashionnet.data.readers",
+}
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'fashionnet' has no attribute {name!r}")

@@ -30,6 +30,7 @@ from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.metrics import attribute_recall_at_k, category_accuracy, normalized_error, pdl, retrieval_metrics
 from fashionnet.models import BareBackbone, get_backbone
 from fashionnet.protocols import protocol_frames
+from fashionnet.runtime import resolve_device
 
 KS = (1, 5, 10, 20, 30, 40, 50)
 VARIANTS = ("imagenet", "global", "fashionnet", "gt_landmarks")
@@ -87,13 +88,14 @@ def landmarks_to_original_pixels(landmarks_norm: np.ndarray, sizes: np.ndarray, 
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark: str = "auto", variants: Sequence[str] = VARIANTS,
-                        device: str = "cpu", batch_size: int = 64, workers: int = 2, baseline_weights: Any = True,
+                        device: str = "auto", batch_size: int = 64, workers: int = 2, baseline_weights: Any = True,
                         max_queries: int = 0, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Run the protocol for every variant; returns a JSON-ready dict of figures."""
     data_root = Path(data_root)
     benchmark = detect_benchmark(data_root) if benchmark == "auto" else benchmark
     ckpt = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(ckpt, checkpoint)
+    device = resolve_device(device)
     model.to(device).eval()
     side = input_side(ckpt["preprocessing"], config)
     categories = list(ckpt["label_maps"].get("categories", []))

@@ -45,7 +45,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="report flag rates on test photos and non-garment images")
     p.add_argument("--photos", nargs="*", type=Path, default=[], help="folders of extra photos to report on")
     p.add_argument("--max-test-photos", type=int, default=600)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto: the GPU when torch sees one")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true")

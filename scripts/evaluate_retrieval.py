@@ -24,7 +24,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--baseline-weights", default="imagenet", help="weights for variant (a): 'imagenet' or a .pth path")
     p.add_argument("--out", type=Path, default=Path("reports"))
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto: the GPU when torch sees one")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-queries", type=int, default=0, help="evaluate a random subset of queries (0: all)")
