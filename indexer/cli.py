@@ -249,7 +249,14 @@ COMMANDS = {"build": cmd_build, "add": cmd_add, "remove": cmd_remove, "query": c
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="indexer: %(message)s")
+    # the indexer's own notices (e.g. waiting for another writer) on stderr; other libraries' logs stay quiet
+    log = logging.getLogger("indexer")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("indexer: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
     try:
         return COMMANDS[args.command](args)
     except (IndexStoreError, FileNotFoundError, ValueError, RuntimeError) as exc:  # checkpoint and image errors are ValueErrors
