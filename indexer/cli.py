@@ -259,6 +259,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.propagate = False
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # output piped into head or a closed pager
+        return 0
     except (IndexStoreError, FileNotFoundError, ValueError, RuntimeError) as exc:  # checkpoint and image errors are ValueErrors
         # Known failure modes get one clear line, not a traceback.
         print(f"indexer {args.command}: error: {exc}", file=sys.stderr)
