@@ -15,8 +15,8 @@ code. Endpoints are plain ``def`` functions, so FastAPI runs them in its thread 
 ``engine.index`` (swapped whole on reload), and adds and removes go through the engine, which takes
 the index's cross-process writer lock and reloads the index afterwards.
 
-FastAPI and uvicorn are imported inside the functions that need them, so ``indexer --help`` and
-the other commands do not pay for them.
+FastAPI, uvicorn, torch and the model are imported inside the functions that need them, so the
+``indexer`` command can register ``serve`` and still answer ``--help`` at once.
 """
 
 import argparse
@@ -30,11 +30,10 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from fashionnet.images import ImageLoadError, load_image
-from indexer.embedding import IMAGE_SUFFIXES
-from indexer.search import SearchEngine, gallery_column
+if TYPE_CHECKING:  # the model's modules load torch; `indexer --help` imports this module without them
+    from indexer.search import SearchEngine
 
 log = logging.getLogger("indexer.api")
 
@@ -99,6 +98,8 @@ def prediction_json(prediction) -> dict:
 def gallery_rows_json(rows) -> list[dict]:
     """Result or item rows as the API shows them; category and clothes type as the filters read them
     (the annotation where there is one, else the model's prediction)."""
+    from indexer.search import gallery_column
+
     if len(rows) == 0:
         return []
     categories = gallery_column(rows, "category").tolist()
@@ -170,6 +171,8 @@ class UploadStore:
 
     def save(self, folder: Path, item_id: str, files: list[tuple[str, bytes]]) -> tuple[dict[str, str], list[dict]]:
         """Check each file decodes, then write it; returns {saved path: client name} and the refused."""
+        from fashionnet.images import ImageLoadError, load_image
+
         saved, refused, taken = {}, [], set()
         for client_name, data in files:
             try:
@@ -213,7 +216,7 @@ class UploadStore:
 
 # ----------------------------------------------------------------------------- the application
 
-def create_app(engine: SearchEngine, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024):
+def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024):
     """The FastAPI application answering for ``engine``."""
     from typing import Annotated
 
@@ -222,6 +225,8 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     from fastapi.responses import FileResponse, JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from fashionnet.images import ImageLoadError, load_image
+
     app = FastAPI(title="FashionNet clothes search", version=_version(),
                   description="Search a gallery of shop photos with a photo of clothes; add and remove shop items.")
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
@@ -229,7 +234,7 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     uploads = UploadStore(engine.index_dir) if engine.index_dir is not None else None
     last_refresh = [time.monotonic()]
 
-    def fresh_engine() -> SearchEngine:
+    def fresh_engine() -> "SearchEngine":
         """The engine, reloaded first if another process saved a newer index (checked every few seconds)."""
         now = time.monotonic()
         if now - last_refresh[0] >= REFRESH_EVERY_S:
@@ -354,12 +359,23 @@ def create_app(engine: SearchEngine, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         gallery = fresh_engine().index.metadata
         if image_id not in gallery.index:
             raise ApiError(404, "unknown_image", f"no gallery image has id {image_id}")
-        path = engine.resolve_image(str(gallery.loc[image_id, "image_path"]))
+        path = engine.resolve_image(gallery_file(engine, gallery.loc[image_id]))
         if not Path(path).is_file():
             raise ApiError(404, "image_missing", f"gallery image {image_id} is not on disk at {path}")
         return FileResponse(path)
 
     return app
+
+
+def gallery_file(engine: "SearchEngine", row) -> str:
+    """Where a gallery row's image is on this machine: found as the engine finds result images
+    (``--image-root``, or beside a moved index) when it can, else the stored path."""
+    stored = str(row["image_path"])
+    locator = getattr(engine, "images", None)
+    if locator is None:
+        return stored
+    relpath = plain(row.get("image_relpath"))
+    return locator.file(stored, relpath if isinstance(relpath, str) else None)
 
 
 class BodyLimit:
@@ -426,8 +442,10 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     return s
 
 
-def open_engine(args) -> SearchEngine:
+def open_engine(args) -> "SearchEngine":
     """SearchEngine.open with the options this version of it takes."""
+    from indexer.search import SearchEngine
+
     kwargs = {"checkpoint": args.checkpoint, "device": args.device}
     if getattr(args, "image_root", None):
         if "image_root" not in inspect.signature(SearchEngine.open).parameters:

@@ -350,3 +350,21 @@ def test_concurrent_searches_adds_and_removes(writable, synth_root):
     assert count(url) == expected == EmbeddingIndex.load(index_dir).ntotal
     for n in range(len(new_photos)):
         assert requests.get(f"{url}/items/new-{n}", timeout=REQUEST_TIMEOUT).json()["count"] == 1
+
+
+def test_image_root_points_results_and_image_files_at_moved_photos(tiny_index, tmp_path):
+    index_dir = tmp_path / "idx"
+    shutil.copytree(tiny_index, index_dir)
+    index = EmbeddingIndex.load(index_dir)
+    moved = tmp_path / "moved"
+    shutil.copytree(index.extra["image_root"], moved)
+    first = index.metadata.iloc[0]
+    copy = moved / first["image_relpath"]
+    copy.write_bytes(copy.read_bytes() + b"\0")  # the moved file differs, so the test can tell which one is served
+    with serving(index_dir, tmp_path / "server.log", "--image-root", str(moved)) as url:
+        served = requests.get(f"{url}/images/{index.metadata.index[0]}", timeout=REQUEST_TIMEOUT)
+        assert served.status_code == 200 and served.content == copy.read_bytes()
+        results = search(url, copy, k=3).json()["results"]
+        assert results[0]["id"] == int(index.metadata.index[0]) and Path(results[0]["image_path"]) == copy
+        item = requests.get(f"{url}/items/{first['item_id']}", timeout=REQUEST_TIMEOUT).json()
+        assert all(Path(image["image_path"]).is_relative_to(moved) for image in item["images"])
