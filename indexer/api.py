@@ -226,6 +226,7 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from fashionnet.images import ImageLoadError, load_image
+    from indexer.errors import IndexStoreError
 
     app = FastAPI(title="FashionNet clothes search", version=_version(),
                   description="Search a gallery of shop photos with a photo of clothes; add and remove shop items.")
@@ -263,6 +264,15 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
     @app.exception_handler(ImageLoadError)
     def _bad_image(request: Request, exc: ImageLoadError):
         return JSONResponse(error_body("invalid_image", str(exc), {"file": exc.source, "problem": exc.problem}), status_code=422)
+
+    @app.exception_handler(ValueError)  # the engine's word for a request it cannot answer, e.g. nprobe on a flat index
+    def _refused(request: Request, exc: ValueError):
+        return JSONResponse(error_body("invalid_request", str(exc)), status_code=422)
+
+    @app.exception_handler(IndexStoreError)
+    def _index_trouble(request: Request, exc: IndexStoreError):
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(error_body("index_unavailable", str(exc)), status_code=503)
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception):

@@ -200,6 +200,7 @@ def test_bad_search_inputs_get_clear_json_errors(read_only, synth_root, tmp_path
         assert "k" in assert_error(search(url, photo, k=k), 422, "invalid_request")["message"]
     assert "clothes_type" in assert_error(search(url, photo, clothes_type=4), 422, "invalid_request")["message"]
     assert "image" in assert_error(requests.post(f"{url}/search", data={"k": 3}, timeout=REQUEST_TIMEOUT), 422)["message"]
+    assert "IVF" in assert_error(search(url, photo, nprobe=4), 422, "invalid_request")["message"]  # the tiny index is flat
     assert search(url, photo, k=1000).status_code == 200  # the largest k allowed
 
 
