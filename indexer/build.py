@@ -169,7 +169,7 @@ def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequen
         raise ValueError(f"no image files found in {', '.join(map(str, paths))}")
     catalogue["image_sha256"] = [file_sha256(p) for p in catalogue["image_path"]]
     if (index.extra or {}).get("image_root"):  # paths relative to the gallery's root, as the build stored them
-        catalogue["image_relpath"] = portable.relative_to_root(catalogue["image_path"], Path(index.extra["image_root"]))
+        catalogue["image_relpath"] = portable.relative_for_index(catalogue["image_path"], Path(index.extra["image_root"]), Path(index_dir))
     catalogue, duplicates = _without_duplicates(catalogue, index.metadata)
     skipped: list[tuple[str, str]] = []
     if catalogue.empty:

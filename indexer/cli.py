@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 import fashionnet
+from indexer.api import add_serve_parser, cmd_serve  # torch-free until a server starts
 from indexer.errors import IndexStoreError
 
 FORCE_HELP = "write into a folder that holds other files (they are left untouched)"
@@ -102,6 +103,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     m.add_argument("out")
     m.add_argument("shards", nargs="+")
     m.add_argument("--force", action="store_true", help=FORCE_HELP)
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -244,7 +247,7 @@ def cmd_merge(args) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "add": cmd_add, "remove": cmd_remove, "query": cmd_query, "info": cmd_info, "merge": cmd_merge}
+COMMANDS = {"build": cmd_build, "add": cmd_add, "remove": cmd_remove, "query": cmd_query, "info": cmd_info, "merge": cmd_merge, "serve": cmd_serve}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

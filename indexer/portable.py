@@ -24,6 +24,21 @@ from typing import Iterable, Optional
 from indexer.layout import MODEL_DIR
 
 
+INSIDE_INDEX = "@index/"  # image_relpath prefix of files kept inside the index folder (HTTP uploads)
+
+
+def relative_for_index(paths: Iterable[str], root: Path, index_dir: Path) -> list[str]:
+    """Like :func:`relative_to_root`, but a file inside the index folder is recorded relative to the
+    index, so it moves with the index whatever happens to the image root."""
+    index_dir = index_dir.absolute()
+    out = []
+    for p in paths:
+        path = Path(p).absolute()
+        inside = index_dir in path.parents
+        out.append(INSIDE_INDEX + path.relative_to(index_dir).as_posix() if inside else Path(os.path.relpath(path, root)).as_posix())
+    return out
+
+
 def common_root(paths: Iterable[str]) -> Path:
     """The deepest folder holding every one of ``paths`` (absolute)."""
     parents = [str(Path(p).absolute().parent) for p in paths]
@@ -100,6 +115,7 @@ class ImageLocator:
     """Turns a gallery row's stored image path into the file on this machine."""
 
     def __init__(self, index_dir: Optional[Path], extra: dict, image_root: Optional[str | os.PathLike] = None):
+        self.index_dir = index_dir
         self.override = Path(image_root).expanduser().absolute() if image_root else None
         moved = extra.get("image_root_from_index")
         self.beside_index = (index_dir / moved).resolve() if index_dir is not None and moved else None
@@ -107,7 +123,9 @@ class ImageLocator:
     def file(self, image_path: str, relpath: Optional[str]) -> str:
         if not isinstance(relpath, str):  # indexes built before image_relpath existed
             return image_path
-        if self.override is not None:
+        if relpath.startswith(INSIDE_INDEX) and self.index_dir is not None:
+            return str(self.index_dir / relpath[len(INSIDE_INDEX):])
+        if self.override is not None and not relpath.startswith("../"):  # only images under the root move with it
             return str(self.override / relpath)
         if os.path.exists(image_path):
             return image_path

@@ -56,7 +56,7 @@ class SearchEngine:
         self.images = ImageLocator(self.index_dir, index.extra or {}, image_root)
         self._manifest_version = self._saved_version()
         self._swap = threading.Lock()
-        self._allowed: dict[tuple[int, Filters], np.ndarray] = {}  # filter -> ids, per loaded index
+        self._allowed: dict[tuple, np.ndarray] = {}  # (saved version, filters) -> allowed ids
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
@@ -90,12 +90,14 @@ class SearchEngine:
         index = self.index  # one consistent index even if a refresh swaps it meanwhile
         allowed = None
         if filters is not None and not filters.empty:
-            key = (id(index), filters)
-            if key not in self._allowed:
-                if len(self._allowed) > 64:
-                    self._allowed.clear()
-                self._allowed[key] = self.allowed_ids(filters, index)
-            allowed = self._allowed[key]
+            key = (self._manifest_version, filters)
+            allowed = self._allowed.get(key) if self.index is index else None
+            if allowed is None:
+                allowed = self.allowed_ids(filters, index)
+                if self.index is index:  # cache only for the index now current
+                    if len(self._allowed) > 64:
+                        self._allowed.clear()
+                    self._allowed[key] = allowed
         rows = self._with_image_files(index.search(embedding[None, :], k, nprobe=nprobe, allowed_ids=allowed).rows)
         rows["rank"] = range(1, len(rows) + 1)
         return rows.drop(columns=["query"])
@@ -202,6 +204,11 @@ class SearchEngine:
         relpaths = rows["image_relpath"] if "image_relpath" in rows else [None] * len(rows)
         rows["image_path"] = [self.images.file(str(p), r) for p, r in zip(rows["image_path"], relpaths)]
         return rows
+
+    def image_file(self, image_id: int) -> Path:
+        """The file of the gallery image with this id on this machine; KeyError for an unknown id."""
+        row = self.index.metadata.loc[int(image_id)]
+        return Path(self.images.file(str(row["image_path"]), row.get("image_relpath")))
 
     def resolve_image(self, image_path: str) -> Path:
         """The file of a gallery image; result rows already carry it in ``image_path``."""
