@@ -366,26 +366,16 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
 
     @app.get("/images/{image_id}", summary="The file of one gallery image", response_class=FileResponse)
     def gallery_image(image_id: int):
-        gallery = fresh_engine().index.metadata
-        if image_id not in gallery.index:
-            raise ApiError(404, "unknown_image", f"no gallery image has id {image_id}")
-        path = engine.resolve_image(gallery_file(engine, gallery.loc[image_id]))
+        try:
+            path = fresh_engine().image_file(image_id)
+        except KeyError:
+            raise ApiError(404, "unknown_image", f"no gallery image has id {image_id}") from None
         if not Path(path).is_file():
             raise ApiError(404, "image_missing", f"gallery image {image_id} is not on disk at {path}")
         return FileResponse(path)
 
     return app
 
-
-def gallery_file(engine: "SearchEngine", row) -> str:
-    """Where a gallery row's image is on this machine: found as the engine finds result images
-    (``--image-root``, or beside a moved index) when it can, else the stored path."""
-    stored = str(row["image_path"])
-    locator = getattr(engine, "images", None)
-    if locator is None:
-        return stored
-    relpath = plain(row.get("image_relpath"))
-    return locator.file(stored, relpath if isinstance(relpath, str) else None)
 
 
 class BodyLimit:
