@@ -21,6 +21,7 @@ from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
 from fashionnet.models import FashionNetConfig
 from fashionnet.models.batchnorm_folding import folded_for_inference
 from fashionnet.ood import FeatureDensity, trunk_features
+from fashionnet.onnx_runtime import RUNTIMES, onnx_forward_or_none
 from fashionnet.runtime import resolve_device
 
 
@@ -76,7 +77,9 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, config: FashionNetConfig, label_maps: dict, preprocessing: dict,
                  model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True,
-                 density: FeatureDensity | None = None):
+                 density: FeatureDensity | None = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.preprocessing = dict(preprocessing)
@@ -94,6 +97,9 @@ class Predictor:
         self.transform = build_transforms(train=False, size=self.input_side)
         self.top_attributes = top_attributes
         self.density = density
+        # "onnx": ONNX Runtime runs the forward pass (fashionnet.onnx_runtime); torch when it cannot
+        self._onnx = onnx_forward_or_none(self.model, self.input_side, model_checksum, self.device, onnx_cache_dir) if runtime == "onnx" else None
+        self.runtime = "onnx" if self._onnx is not None else "torch"
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":
@@ -122,6 +128,8 @@ class Predictor:
     @torch.inference_mode()
     def forward_batch(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Model outputs for an already-preprocessed (B, 3, S, S) batch."""
+        if self._onnx is not None:
+            return self._onnx(images)
         return self.model(images.to(self.device, non_blocking=True))
 
     @torch.inference_mode()
