@@ -27,6 +27,7 @@ import re
 import shutil
 import threading
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -37,7 +38,7 @@ from filelock import FileLock, Timeout
 
 import fashionnet
 from indexer.errors import IndexLoadError, IndexMismatchError, IndexSaveError
-from indexer.faiss_tools import stored_ids
+from indexer.faiss_tools import describe_index, ivf_of, stored_ids
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
@@ -182,6 +183,26 @@ def check_data_file(path: Path, manifest: dict, directory: Path) -> None:
         raise IndexLoadError(f"{directory / MANIFEST_FILE} records no checksum for {path.name}")
     if path.stat().st_size != recorded.get("bytes") or sha256_file(path) != recorded.get("sha256"):
         raise IndexLoadError(f"{path} is damaged: its size or checksum differs from the one recorded when it was saved; rebuild the index")
+
+
+def build_manifest(folder: Path, index: faiss.Index, data_files: tuple[str, ...], **fields) -> dict:
+    """The manifest of a version ``folder`` holding ``index`` (its FAISS index) and ``data_files``
+    (with sizes and checksums); ``fields`` (metric, index_factory, next_id, extra, ...) go in as given."""
+    index_bytes = (folder / INDEX_FILE).stat().st_size
+    ivf = ivf_of(index)
+    return {
+        "format_version": FORMAT_VERSION,
+        "package_version": fashionnet.__version__,
+        "faiss_version": faiss.__version__,
+        "saved_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "embedding_dim": int(index.d),
+        "index_type": describe_index(index),
+        "count": int(index.ntotal),
+        "nprobe": None if ivf is None else int(ivf.nprobe),
+        "bytes_per_vector": index_bytes / index.ntotal if index.ntotal else None,
+        "files": {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)} for name in data_files},
+        **fields,
+    }
 
 
 def is_index_dir(directory: Path) -> bool:

@@ -43,7 +43,8 @@ from indexer.faiss_tools import (
     resolve_faiss_device,
     trained_arrays,
 )
-from indexer.layout import FORMAT_VERSION, INDEX_FILE, METADATA_FILE
+from indexer.layout import INDEX_FILE, METADATA_FILE
+from indexer.rerank import Reranker
 
 
 # FAISS's GPU k-selection handles k (and nprobe) up to GPU_MAX_SELECTION_K = 2048
@@ -103,6 +104,7 @@ class EmbeddingIndex:
         created_utc: str | None = None,
         device: str = "auto",
         path: Path | None = None,
+        rerank: Reranker | None = None,
     ):
         """Use :meth:`create` or :meth:`load`; this wraps an already built FAISS index."""
         self._index = index
@@ -116,6 +118,7 @@ class EmbeddingIndex:
         self._created_utc = created_utc or _utc_now()
         self._device = resolve_faiss_device(device)
         self._path = path
+        self._rerank = rerank or Reranker(dim=index.d)  # exact re-ranking of candidates, if asked for
         self._changes = 0  # add/remove/train calls since load or save
         self._lock = threading.Lock()
         self._gpu = GpuSearchCopy()  # made on the first GPU search after a change
@@ -138,13 +141,16 @@ class EmbeddingIndex:
         model_config: dict | None = None,
         extra: dict | None = None,
         device: str = "auto",
+        rerank: str = "none",
+        rerank_factor: int | None = None,
     ) -> "EmbeddingIndex":
         """An empty index for ``dim``-dimensional vectors.
 
         ``index_factory`` None (or "Flat") gives exact inner-product search; otherwise any FAISS
         factory string ("IVF4096,Flat", "IVF4096,PQ32", "HNSW32", ...), built for ``metric``
         ("ip" inner product, "l2" squared distance). Factories that need training must be trained
-        with :meth:`train` before :meth:`add`. ``model_checksum`` / ``model_config`` / ``extra``
+        with :meth:`train` before :meth:`add`. ``rerank`` "exact"/"sq8" re-scores ``rerank_factor`` x k
+        candidates from a memory-mapped vectors file (:mod:`indexer.rerank`). ``model_checksum`` / ``model_config`` / ``extra``
         (e.g. input_side, data_root, build_command) are stored in the manifest.
         """
         if int(dim) < 1:
@@ -160,6 +166,7 @@ class EmbeddingIndex:
             model_config=model_config,
             extra=extra,
             device=device,
+            rerank=Reranker(rerank, rerank_factor, int(dim)),
         )
 
     def empty_copy(self) -> "EmbeddingIndex":
@@ -176,6 +183,7 @@ class EmbeddingIndex:
             model_config=self.model_config,
             extra=self.extra,
             device=self._device,
+            rerank=self._rerank.empty_copy(),
         )
 
     # --------------------------------------------------------------------------------- properties
@@ -301,6 +309,7 @@ class EmbeddingIndex:
                 if added:
                     self._remove_from_faiss(ids[:added])  # leave no half-added batches behind
                 raise
+            self._rerank.add(ids, x)
             rows.index = pd.Index(ids, name="id")
             # Concatenating with an empty frame would drop or warn about dtypes; skip it.
             self._metadata = _query_friendly(pd.concat([self._metadata, rows]) if len(self._metadata) else rows)
@@ -366,6 +375,7 @@ class EmbeddingIndex:
             elif shard.ntotal:
                 vectors, ids = export_id_mapped_vectors(shard._index)
                 self._index.add_with_ids(vectors, ids + offset)
+            self._rerank.append(shard._rerank, offset, shard.ids)
             rows = shard.metadata
             rows.index = pd.Index(rows.index.to_numpy(np.int64) + offset, name="id")
             parts = [frame for frame in (self._metadata, rows) if len(frame)]
@@ -414,12 +424,15 @@ class EmbeddingIndex:
         allowed = None if allowed_ids is None else np.unique(np.asarray(allowed_ids, dtype=np.int64).ravel())
         with self._lock:
             k_eff = min(int(k), self.ntotal if allowed is None else len(allowed))
+            k_ask = min(self._rerank.candidates(k_eff), self.ntotal if allowed is None else len(allowed))
             if k_eff == 0:
                 scores, ids = np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
             else:
                 checked = None if nprobe is None else self._checked_nprobe(nprobe)
-                scores, ids = (self._search_locked(q, k_eff, checked) if allowed is None
-                               else self._search_selected(q, k_eff, checked, allowed))
+                scores, ids = (self._search_locked(q, k_ask, checked) if allowed is None
+                               else self._search_selected(q, k_ask, checked, allowed))
+                if self._rerank.enabled:
+                    scores, ids = self._rerank.rerank(q, ids, k_eff, self._metric)
             rows = self._result_rows(scores, ids)
         valid = ids >= 0
         return SearchResult([s[v] for s, v in zip(scores, valid)], [i[v] for i, v in zip(ids, valid)], rows)
@@ -467,35 +480,17 @@ class EmbeddingIndex:
     # ------------------------------------------------------------------------------- save / load
 
     def _manifest(self, folder: Path) -> dict:
-        index_path, metadata_path = folder / INDEX_FILE, folder / METADATA_FILE
-        index_bytes = index_path.stat().st_size
-        return {
-            "format_version": FORMAT_VERSION,
-            "package_version": fashionnet.__version__,
-            "faiss_version": faiss.__version__,
-            "created_utc": self._created_utc,
-            "saved_utc": _utc_now(),
-            "model_checksum": self.model_checksum,
-            "model_config": self.model_config,
-            "embedding_dim": self.dim,
-            "metric": self._metric,
-            "index_factory": self._factory,
-            "index_type": describe_index(self._index),
-            "count": self.ntotal,
-            "next_id": self._next_id,
-            "nprobe": self.nprobe,
-            "bytes_per_vector": index_bytes / self.ntotal if self.ntotal else None,
-            "metadata_columns": [str(c) for c in self._metadata.columns],
-            "files": {
-                INDEX_FILE: {"bytes": index_bytes, "sha256": layout.sha256_file(index_path)},
-                METADATA_FILE: {"bytes": metadata_path.stat().st_size, "sha256": layout.sha256_file(metadata_path)},
-            },
-            "extra": self.extra,
-        }
+        return layout.build_manifest(
+            folder, self._index, (INDEX_FILE, METADATA_FILE, *self._rerank.files), created_utc=self._created_utc,
+            model_checksum=self.model_checksum, model_config=self.model_config, metric=self._metric,
+            index_factory=self._factory, next_id=self._next_id, rerank=self._rerank.settings(),
+            metadata_columns=[str(c) for c in self._metadata.columns], extra=self.extra,
+        )
 
     def _write_data(self, folder: Path) -> None:
         faiss.write_index(self._index, str(folder / INDEX_FILE))  # always the CPU index
         self._metadata.reset_index().to_parquet(folder / METADATA_FILE, index=False)
+        self._rerank.write(folder, self.ids)  # re-ranking vectors (indexer.rerank), if any
 
     @property
     def unsaved_changes(self) -> int:
@@ -513,7 +508,8 @@ class EmbeddingIndex:
         layout.check_save_target(target, force=force)
         try:
             with layout.WriterLock(target), self._lock:
-                layout.commit_version(target, self._write_data, self._manifest)
+                manifest = layout.commit_version(target, self._write_data, self._manifest)
+                self._rerank.open_saved(target / manifest["data_dir"])  # map the new file
                 self._changes = 0
         except IndexSaveError:
             raise
@@ -544,6 +540,7 @@ class EmbeddingIndex:
             layout.check_built_by(directory, manifest, expected_model_checksum, expected_dim)
             try:
                 index, metadata = layout.read_index_files(directory, manifest)
+                rerank = Reranker.for_manifest(layout.data_folder(directory, manifest), manifest, metadata.index)
                 break
             except (IndexLoadError, OSError):
                 if attempt + 1 == _LOAD_ATTEMPTS or layout.read_manifest(directory) == manifest:
@@ -561,6 +558,7 @@ class EmbeddingIndex:
             created_utc=manifest.get("created_utc"),
             device=device,
             path=directory,
+            rerank=rerank,
         )
 
     # ------------------------------------------------------------------------------------- info
@@ -588,6 +586,7 @@ class EmbeddingIndex:
                 "package_version": fashionnet.__version__,
                 "metadata_columns": [str(c) for c in self._metadata.columns],
                 "bytes_per_vector_estimate": round(per_vector, 1),
+                "rerank": self._rerank.settings(),
                 "memory_bytes_estimate": int(per_vector * self.ntotal),
                 "extra": self.extra,
             }

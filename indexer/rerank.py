@@ -1,0 +1,251 @@
+"""Re-ranking a compressed index's candidates with full (float32) or SQ8 vectors read from a
+memory-mapped file, so the vectors used for re-ranking cost disk, not RAM.
+
+A compressed index (IVF-PQ, ...) proposes ``factor x k`` candidates per query; :meth:`Reranker.rerank`
+recomputes their scores from the stored vectors and keeps the best k. The vectors live in the
+index's version folder beside ``index.faiss``:
+
+    rerank_ids.npy       int64 ids, ascending (ids are handed out in increasing order, never reused)
+    rerank_vectors.npy   one row per id: float32 ("exact") or uint8 codes ("sq8")
+    rerank_sq8.npy       ("sq8" only) float32 (2, dim): per-dimension lowest value and step
+
+All are opened with ``numpy.load(mmap_mode="r")``. Vectors added since the last save are held in
+RAM until the next save rewrites the files (from the ids the index still holds, so removed vectors
+are dropped) and reopens them mapped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from indexer.errors import IndexLoadError
+
+RERANK_MODES = ("none", "exact", "sq8")
+DEFAULT_FACTOR = 10
+IDS_FILE = "rerank_ids.npy"
+VECTORS_FILE = "rerank_vectors.npy"
+SQ8_FILE = "rerank_sq8.npy"
+_CHUNK = 65_536  # rows per write / decode step
+_QUERY_CHUNK = 64  # queries re-ranked at once (bounds the gathered candidate block)
+
+
+def check_rerank(mode: str | None, factor: int | None = None) -> tuple[str, int]:
+    """(mode, factor) checked: mode one of RERANK_MODES, factor an integer >= 1."""
+    mode = "none" if mode is None else mode
+    if mode not in RERANK_MODES:
+        raise ValueError(f"rerank must be one of {', '.join(RERANK_MODES)}; got {mode!r}")
+    factor = DEFAULT_FACTOR if factor is None else factor
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise ValueError(f"rerank factor must be a whole number of at least 1 (candidates per result); got {factor!r}")
+    return mode, int(factor)
+
+
+class Reranker:
+    """The re-ranking vectors of one index: a mapped file from the last save + vectors added since."""
+
+    def __init__(self, mode: str | None = "none", factor: int | None = None, dim: int = 0):
+        self.mode, self.factor = check_rerank(mode, factor)
+        self.dim = int(dim)
+        self._ids = np.empty(0, np.int64)  # ascending, mapped after a save or load
+        self._rows: np.ndarray = np.empty((0, self.dim), self._dtype)
+        self._sq8: np.ndarray | None = None  # (2, dim): lowest value, step
+        self._new_ids: list[np.ndarray] = []
+        self._new_rows: list[np.ndarray] = []  # float32, in RAM until the next save
+
+    @property
+    def _dtype(self) -> type:
+        return np.uint8 if self.mode == "sq8" else np.float32
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The data files a save writes for this re-ranker."""
+        if not self.enabled:
+            return ()
+        return (IDS_FILE, VECTORS_FILE, SQ8_FILE) if self.mode == "sq8" else (IDS_FILE, VECTORS_FILE)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The mapped vector rows of the last save (a numpy.memmap once saved or loaded)."""
+        return self._rows
+
+    def settings(self) -> dict:
+        """What the manifest records."""
+        return {"mode": self.mode, "factor": self.factor}
+
+    def empty_copy(self) -> "Reranker":
+        fresh = Reranker(self.mode, self.factor, self.dim)
+        fresh._sq8 = self._sq8
+        return fresh
+
+    # ------------------------------------------------------------------------------ contents
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Keep (normalised, float32) vectors of newly added ids until the next save."""
+        if self.enabled and len(ids):
+            self._new_ids.append(np.asarray(ids, np.int64).copy())
+            self._new_rows.append(np.asarray(vectors, np.float32).copy())
+
+    def append(self, other: "Reranker", offset: int, ids: np.ndarray) -> None:
+        """Add ``other``'s vectors for its ``ids``, shifted by ``offset`` (merging a shard)."""
+        if self.enabled and len(ids):
+            if not other.enabled:
+                raise ValueError("cannot merge a shard saved without rerank vectors into an index that re-ranks")
+            ids = np.sort(np.asarray(ids, np.int64))
+            self.add(ids + offset, other.vectors(ids))
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """float32 vectors of ``ids`` (each must be stored), decoded from SQ8 where so stored."""
+        ids = np.asarray(ids, np.int64)
+        out = np.empty((len(ids), self.dim), np.float32)
+        pos = np.searchsorted(self._ids, ids)
+        pos_ok = np.minimum(pos, max(len(self._ids) - 1, 0))
+        saved = (pos < len(self._ids)) & (self._ids[pos_ok] == ids) if len(self._ids) else np.zeros(len(ids), bool)
+        if saved.any():
+            order = np.argsort(pos[saved], kind="stable")  # read the mapped file in ascending order
+            where = np.flatnonzero(saved)[order]
+            out[where] = self._decode(self._rows[pos[saved][order]])
+        if not saved.all():
+            new_ids, new_rows = self._pending()
+            want = ids[~saved]
+            at = np.minimum(np.searchsorted(new_ids, want), max(len(new_ids) - 1, 0))
+            if not len(new_ids) or not np.array_equal(new_ids[at], want):
+                raise KeyError("the re-ranker holds no vector for some candidate ids; the index and its rerank file disagree")
+            out[~saved] = new_rows[at]
+        return out
+
+    def _pending(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids ascending, rows) added since the last save, joined into one array each."""
+        if len(self._new_ids) != 1:
+            ids = np.concatenate(self._new_ids) if self._new_ids else np.empty(0, np.int64)
+            rows = np.concatenate(self._new_rows) if self._new_rows else np.empty((0, self.dim), np.float32)
+            if len(ids) > 1 and not (np.diff(ids) > 0).all():
+                order = np.argsort(ids, kind="stable")
+                ids, rows = ids[order], rows[order]
+            self._new_ids, self._new_rows = [ids], [rows]
+        return self._new_ids[0], self._new_rows[0]
+
+    def _decode(self, rows: np.ndarray) -> np.ndarray:
+        if self.mode != "sq8":
+            return np.asarray(rows, np.float32)
+        return self._sq8[0] + (rows.astype(np.float32) + 0.5) * self._sq8[1]
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        if self.mode != "sq8":
+            return x
+        return np.clip(np.floor((x - self._sq8[0]) / self._sq8[1]), 0, 255).astype(np.uint8)
+
+    # -------------------------------------------------------------------------------- search
+
+    def candidates(self, k: int) -> int:
+        """How many candidates to ask the index for, to return k."""
+        return k * self.factor if self.enabled else k
+
+    def rerank(self, queries: np.ndarray, ids: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the best k of each query's candidate ``ids`` (-1 = none), rescored
+        from the stored vectors: inner product for "ip", squared distance for "l2"."""
+        out_scores = np.full((len(queries), k), -np.inf if metric == "ip" else np.inf, np.float32)
+        out_ids = np.full((len(queries), k), -1, np.int64)
+        for start in range(0, len(queries), _QUERY_CHUNK):
+            q, cand = queries[start : start + _QUERY_CHUNK], ids[start : start + _QUERY_CHUNK]
+            valid = cand >= 0
+            unique, inverse = np.unique(cand[valid], return_inverse=True)
+            rows = self.vectors(unique)
+            gathered = np.zeros(cand.shape + (self.dim,), np.float32)
+            gathered[valid] = rows[inverse.ravel()]
+            if metric == "ip":
+                scores = np.einsum("qkd,qd->qk", gathered, q)
+                scores[~valid] = -np.inf
+                order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            else:
+                diff = gathered - q[:, None, :]
+                scores = np.einsum("qkd,qkd->qk", diff, diff)
+                scores[~valid] = np.inf
+                order = np.argsort(scores, axis=1, kind="stable")[:, :k]
+            n = order.shape[1]
+            out_scores[start : start + len(q), :n] = np.take_along_axis(scores, order, axis=1)
+            out_ids[start : start + len(q), :n] = np.where(
+                np.take_along_axis(valid, order, axis=1), np.take_along_axis(cand, order, axis=1), -1
+            )
+        return out_scores, out_ids
+
+    # ---------------------------------------------------------------------------- save / load
+
+    def write(self, folder: Path, keep_ids: np.ndarray) -> None:
+        """Write the vectors of ``keep_ids`` (the ids the index holds) into ``folder``, fsynced."""
+        if not self.enabled:
+            return
+        keep = np.sort(np.asarray(keep_ids, np.int64))
+        if self.mode == "sq8" and self._sq8 is None:
+            self._sq8 = self._fit_sq8(keep)
+        np.save(folder / IDS_FILE, keep)
+        rows = np.lib.format.open_memmap(folder / VECTORS_FILE, mode="w+", dtype=self._dtype, shape=(len(keep), self.dim))
+        for start in range(0, len(keep), _CHUNK):
+            chunk = keep[start : start + _CHUNK]
+            rows[start : start + len(chunk)] = self._encode(self.vectors(chunk))
+        rows.flush()
+        del rows
+        if self.mode == "sq8":
+            np.save(folder / SQ8_FILE, self._sq8)
+        for name in self.files:
+            fd = os.open(folder / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _fit_sq8(self, keep: np.ndarray) -> np.ndarray:
+        """Per-dimension range of the vectors to write, widened a little for vectors added later."""
+        lo = np.full(self.dim, np.inf, np.float32)
+        hi = np.full(self.dim, -np.inf, np.float32)
+        for start in range(0, len(keep), _CHUNK):
+            x = self.vectors(keep[start : start + _CHUNK])
+            lo, hi = np.minimum(lo, x.min(axis=0)), np.maximum(hi, x.max(axis=0))
+        if not len(keep):
+            lo, hi = np.full(self.dim, -1, np.float32), np.ones(self.dim, np.float32)
+        margin = 0.05 * (hi - lo) + 1e-6
+        lo, hi = lo - margin, hi + margin
+        return np.stack([lo, (hi - lo) / 256]).astype(np.float32)
+
+    def open_saved(self, folder: Path, manifest: dict | None = None) -> None:
+        """Map the files in ``folder`` (just written, or named by ``manifest``) and drop the
+        in-RAM vectors they now hold."""
+        if not self.enabled:
+            return
+        for name in self.files:
+            path = folder / name
+            recorded = ((manifest or {}).get("files") or {}).get(name)
+            if not path.is_file() or (manifest is not None and not recorded):
+                raise IndexLoadError(f"{folder} is not a complete index: the rerank file {name} is missing or unrecorded")
+            if recorded and path.stat().st_size != recorded.get("bytes"):
+                raise IndexLoadError(f"{path} is damaged: its size differs from the one recorded when it was saved; rebuild the index")
+        try:
+            ids = np.load(folder / IDS_FILE, mmap_mode="r")
+            rows = np.load(folder / VECTORS_FILE, mmap_mode="r")
+            sq8 = np.load(folder / SQ8_FILE) if self.mode == "sq8" else None
+        except (OSError, ValueError) as e:
+            raise IndexLoadError(f"the rerank files in {folder} cannot be read: {e}") from None
+        if rows.shape != (len(ids), self.dim) or rows.dtype != self._dtype:
+            raise IndexLoadError(f"{folder / VECTORS_FILE} holds {rows.dtype} {rows.shape}, expected {len(ids)} x {self.dim} {np.dtype(self._dtype)}")
+        self._ids, self._rows, self._sq8 = ids, rows, sq8
+        self._new_ids, self._new_rows = [], []
+
+    @classmethod
+    def for_manifest(cls, folder: Path, manifest: dict, ids: np.ndarray) -> "Reranker":
+        """The re-ranker a saved index records (none for indexes saved without one), checked to
+        hold a vector for every id of the index."""
+        settings = manifest.get("rerank") or {}
+        try:
+            reranker = cls(settings.get("mode", "none"), settings.get("factor"), manifest["embedding_dim"])
+        except ValueError as e:
+            raise IndexLoadError(f"{folder}: the manifest's rerank settings are invalid: {e}") from None
+        reranker.open_saved(folder, manifest)
+        if reranker.enabled and not np.array_equal(np.asarray(reranker._ids), np.sort(np.asarray(ids, np.int64))):
+            raise IndexLoadError(f"index at {folder} is inconsistent: the ids in {IDS_FILE} and the index differ")
+        return reranker
