@@ -17,6 +17,7 @@ from fashionnet.protocols import gallery_frame
 from indexer import layout, portable
 from indexer.embedding import embed_images, file_sha256, folder_catalogue
 from indexer.search import check_compatible
+from indexer.rerank import check_rerank
 from indexer.store import EmbeddingIndex
 from indexer.updates import locked_update
 
@@ -94,7 +95,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
                 nprobe: Optional[int] = None, shard: Optional[tuple[int, int]] = None, trained_index: Optional[str] = None,
                 batch_size: int = 32, workers: int = 2, device: str = "auto", checkpoint_path: Optional[str] = None,
                 progress: bool = True, train_sample: int = 100_000, extra: Optional[dict] = None, force: bool = False,
-                copy_model: bool = False) -> BuildReport:
+                copy_model: bool = False, rerank: Optional[str] = None, rerank_factor: Optional[int] = None) -> BuildReport:
     """Embed ``catalogue`` (columns image_path, item_id, ...) into a FAISS index saved atomically at ``out``.
 
     ``shard=(i, n)`` embeds every n-th row starting at i (merge the shards with ``indexer merge``).
@@ -103,7 +104,10 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     trained index, the shard) is checked first, so a mistake costs seconds, not the whole run.
     ``force`` allows writing into a folder of other files (they are left untouched).
     ``copy_model`` copies the checkpoint into the index, so the index works wherever it is copied.
+    ``rerank`` ("exact"/"sq8", default none) re-scores ``rerank_factor`` x k candidates of a new index
+    from memory-mapped vectors (:mod:`indexer.rerank`); a ``trained_index`` keeps its own setting.
     """
+    check_rerank(rerank, rerank_factor)
     out = Path(out).absolute()
     layout.check_save_target(out, force=force)
     if shard is not None:
@@ -123,7 +127,8 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
         index = base.empty_copy()
     else:
         index = EmbeddingIndex.create(predictor.embedding_dim, index_factory, model_checksum=predictor.model_checksum,
-                                      model_config=predictor.config.to_dict(), device=device)
+                                      model_config=predictor.config.to_dict(), device=device, rerank=rerank or "none",
+                                      rerank_factor=rerank_factor)
     embedded = embed_images(predictor, catalogue["image_path"].tolist(), batch_size=batch_size, workers=workers, progress=progress,
                             desc="embedding gallery" + (f" shard {shard[0]}/{shard[1]}" if shard else ""))
     if len(embedded.embeddings) == 0:

@@ -66,6 +66,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help=FORCE_HELP)
     b.add_argument("--index-factory", default=None, help="FAISS factory string, e.g. IVF4096,PQ32 or HNSW32 (default: exact inner product)")
     b.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (stored as the default)")
+    b.add_argument("--rerank", default="none", choices=["none", "exact", "sq8"],
+                   help="re-score a compressed index's candidates from a memory-mapped file of float32 (exact) or 8-bit (sq8) vectors")
+    b.add_argument("--rerank-factor", type=int, default=None, help="candidates per result re-scored with --rerank (default 10)")
     b.add_argument("--train-sample", type=int, default=100_000, help="vectors used to train IVF/PQ indexes")
     b.add_argument("--trained-index", help="start from this trained (IVF) index, so shards share a quantizer")
     b.add_argument("--shard", help="embed only slice i of n (i/n), for building on several machines")
@@ -122,6 +125,8 @@ def cmd_build(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.nprobe is not None and args.nprobe < 1:
         raise ValueError(f"--nprobe must be at least 1, got {args.nprobe}")
+    if args.rerank_factor is not None and args.rerank_factor < 1:
+        raise ValueError(f"--rerank-factor must be at least 1, got {args.rerank_factor}")
     if args.trained_index:
         layout.read_manifest(Path(args.trained_index).absolute())
     catalogue = gallery_rows(args.data_root, args.benchmark, args.split) if args.data_root else folder_catalogue(args.images)
@@ -131,7 +136,7 @@ def cmd_build(args) -> int:
     report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
                          trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
                          checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
-                         copy_model=args.copy_model, progress=not args.no_progress, extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None})
+                         copy_model=args.copy_model, progress=not args.no_progress, rerank=args.rerank, rerank_factor=args.rerank_factor, extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None})
     print(f"indexed {report.added} images into {args.out} ({report.index.index_factory}, dim {report.index.dim})")
     _report_skipped(report.skipped)
     return 0
