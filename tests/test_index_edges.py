@@ -6,6 +6,8 @@ info(), and the GPU search routing with a simulated GPU. Added when a mutation r
 
 from __future__ import annotations
 
+import re
+
 import faiss
 import numpy as np
 import pandas as pd
@@ -425,7 +427,10 @@ class _FakeGpuIndex:
 def fake_gpu(monkeypatch):
     state = {"copies": [], "params": [], "fail": False}
 
-    def to_gpu(resources, device, index):
+    resources = object()
+
+    def to_gpu(given, device, index):
+        assert given is resources and device == 0, "the copy goes to GPU 0 with the StandardGpuResources made for it"
         if state["fail"]:
             raise RuntimeError("not supported on GPU")
         state["copies"].append(_FakeGpuIndex(index))
@@ -436,14 +441,15 @@ def fake_gpu(monkeypatch):
             state["params"].append((name, value))
 
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
-    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: object(), raising=False)
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: resources, raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu)
     monkeypatch.setattr(faiss, "GpuParameterSpace", _Params, raising=False)
     return state
 
 
 def test_gpu_copy_is_used_refreshed_and_given_nprobe(fake_gpu):
-    assert EmbeddingIndex.create(DIM, device="cpu").device == "cpu"
+    on_cpu = EmbeddingIndex.create(DIM, device="cpu")
+    assert on_cpu.device == "cpu" and on_cpu.empty_copy().device == "cpu"
     index = EmbeddingIndex.create(DIM, "IVF4,Flat", device="cuda")
     assert index.device == "cuda" and index.info()["device"] == "cuda"
     x = _vectors(200)
@@ -485,3 +491,131 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     with pytest.raises(IndexDeviceError, match=r"device='cuda' was asked for but FAISS sees no GPU.*use device='cpu' or 'auto'"):
         EmbeddingIndex.create(DIM, device="cuda")
     assert EmbeddingIndex.create(DIM).device == "cpu"
+
+
+# ------------------------------------------------------------------ searches restricted to some ids
+
+
+@pytest.mark.parametrize("factory", [None, "IVF4,Flat"])
+def test_search_inside_allowed_ids(factory):
+    index = EmbeddingIndex.create(DIM, factory, device="cpu")
+    x = _vectors(120)
+    index.train(x)
+    index.add(x, _meta(120), show_progress=False)
+    if factory:
+        index.nprobe = 1
+    allowed = [5, 17, 17, 40, 99]
+    for given in (allowed, np.array(allowed), torch.tensor(allowed), np.array([allowed[:3], allowed[2:]])):
+        result = index.search(x[40], k=10, nprobe=4 if factory else None, allowed_ids=given)
+        found = result.ids[0].tolist()
+        assert found[0] == 40 and sorted(found) == [5, 17, 40, 99], found  # k clamped to the 4 distinct ids
+        assert set(result.rows["item_id"]) == {"item5", "item17", "item40", "item99"}
+    cosines = x[[5, 17, 40, 99]] @ x[40]
+    np.testing.assert_allclose(sorted(index.search(x[40], k=4, allowed_ids=allowed, nprobe=4 if factory else None).scores[0]),
+                               sorted(cosines), rtol=1e-5)
+    nothing = index.search(x[:2], k=3, allowed_ids=[])
+    assert [len(i) for i in nothing.ids] == [0, 0] and [len(s) for s in nothing.scores] == [0, 0] and len(nothing.rows) == 0
+    assert index.search(x[3], k=2).ids[0][0] == 3  # no restriction: everything
+
+
+def test_unsaved_changes_and_ids_over_several_updates(tmp_path):
+    index = EmbeddingIndex.create(DIM, device="cpu")
+    assert index.unsaved_changes == 0
+    assert index.add(_vectors(2), show_progress=False).tolist() == [0, 1] and index.unsaved_changes == 1
+    assert index.add(_vectors(3, seed=1), show_progress=False).tolist() == [2, 3, 4] and index.unsaved_changes == 2
+    assert index.add(_vectors(1, seed=2), show_progress=False).tolist() == [5]
+    index.remove_ids([1])
+    assert index.unsaved_changes == 4
+    index.remove_ids([1, 77])  # nothing removed: no change
+    assert index.unsaved_changes == 4
+    index.save(tmp_path / "ix")
+    assert index.unsaved_changes == 0
+    loaded = EmbeddingIndex.load(tmp_path / "ix", device="cpu")
+    assert loaded.unsaved_changes == 0 and loaded.add(_vectors(1, seed=3), show_progress=False).tolist() == [6]
+    ivf = EmbeddingIndex.create(DIM, "IVF4,Flat", device="cpu")
+    ivf.train(_vectors(50))
+    assert ivf.unsaved_changes == 1
+
+
+def test_a_failure_in_the_first_batch_reports_that_failure(monkeypatch):
+    index = EmbeddingIndex.create(DIM, device="cpu")
+    monkeypatch.setattr(store, "_ADD_BATCH", 2)
+
+    def broken(self, x, ids):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(faiss.IndexIDMap2, "add_with_ids", broken)
+    with pytest.raises(RuntimeError, match="^disk full$"):
+        index.add(_vectors(5), show_progress=False)
+    assert len(index) == 0 and index.unsaved_changes == 0
+
+
+def test_tensors_that_require_grad_are_accepted_everywhere():
+    x = torch.from_numpy(_vectors(60)).requires_grad_(True)
+    index = EmbeddingIndex.create(DIM, "IVF2,Flat", device="cpu")
+    index.train(x)
+    index.add(x, show_progress=False)
+    assert index.search(x[:1], k=1).ids[0].tolist() == [0]
+
+
+def test_remove_where_leaves_rows_with_a_missing_value():
+    index = EmbeddingIndex.create(DIM, device="cpu")
+    index.add(_vectors(3), pd.DataFrame({"clothes_type": pd.array([1, None, 2], dtype="Int64")}), show_progress=False)
+    assert index.remove_where("clothes_type", 1).tolist() == [0]
+    assert index.ids.tolist() == [1, 2]
+
+
+def test_exact_sentences_of_index_errors(monkeypatch):
+    with pytest.raises(ValueError, match=r"drop the IDMap prefix$"):
+        EmbeddingIndex.create(DIM, "IDMap,IVF4,Flat")
+    flat = EmbeddingIndex.create(DIM, device="cpu")
+    flat.add(_vectors(1), show_progress=False)
+    with pytest.raises(ValueError, match="^the index already holds vectors; train it before adding any$"):
+        flat.train(_vectors(3))
+    with pytest.raises(ValueError, match="^merge needs at least one index directory$"):
+        merge([], "unused")
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
+    with pytest.raises(IndexDeviceError, match=r"^device='cuda' was asked for but FAISS sees no GPU \(a CPU-only FAISS build, "
+                                               r"or no CUDA device\); use device='cpu' or 'auto'$"):
+        EmbeddingIndex.create(DIM, device="cuda")
+
+
+def test_hnsw_memory_estimate_counts_its_level0_links():
+    # HNSW8 keeps 2 x 8 = 16 links of 4 bytes per vector on level 0, plus a little for upper levels.
+    estimates = {}
+    for factory in (None, "HNSW8", "IDMap,Flat"):
+        index = EmbeddingIndex.create(DIM, factory, device="cpu")
+        index.add(_vectors(50), show_progress=False)
+        estimates[factory] = index.info()["bytes_per_vector_estimate"]
+    assert 4 * 16 <= estimates["HNSW8"] - estimates[None] <= 4 * 16 * 1.25
+    assert 4 * DIM + 8 <= estimates["IDMap,Flat"] <= estimates[None]  # no reverse map: smaller than IDMap2
+
+
+def test_merge_options(tmp_path, capsys):
+    a = _shard(tmp_path, "a", _vectors(2), _meta(2), checksum="m1")
+    b = _shard(tmp_path, "b", _vectors(2, seed=1), _meta(2, start=2), checksum="m1")
+    with pytest.raises(IndexMismatchError, match="built by model m1"):
+        merge([a, b], tmp_path / "out", expected_model_checksum="m9", device="cpu")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="other"):
+        merge([a, b], other, device="cpu")  # a folder of other files is refused unless forced
+    assert (other / "notes.txt").read_text() == "mine"
+    merged = merge([a, b], other, device="cpu", force=True)
+    assert len(merged) == 4 and (other / "notes.txt").read_text() == "mine"
+    wide = EmbeddingIndex.create(16, model_checksum="m1", device="cpu")
+    wide.add(_vectors(1, dim=16), show_progress=False)
+    with pytest.raises(IndexMismatchError, match="holds 16-d embeddings"):
+        merge([a, wide.save(tmp_path / "wide")], tmp_path / "out2", device="cpu")
+    anonymous = EmbeddingIndex.create(DIM, device="cpu")
+    anonymous.add(_vectors(1), show_progress=False)
+    with pytest.raises(IndexMismatchError, match=r"was built by model \(unrecorded\), .* by m1;"):
+        merge([a, anonymous.save(tmp_path / "anon")], tmp_path / "out3", device="cpu")
+    with pytest.raises(IndexMismatchError, match=r"by \(unrecorded\); rebuild the shards with one model$"):
+        merge([tmp_path / "anon", a], tmp_path / "out4", device="cpu")
+    capsys.readouterr()
+    merge([a, b, a], tmp_path / "three", device="cpu")
+    err = capsys.readouterr().err
+    assert re.search(r"(^|[\r\n])merging shards:", err), err
+    assert "shard/s" in err or "s/shard" in err
