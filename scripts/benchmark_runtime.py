@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""Model forward time on CPU: torch eager against ONNX Runtime (Predictor(runtime="onnx")).
+
+One photo at a time, as a query is served, at 1 and at 2 intra-op threads, for
+  - the bare backbone forward (trunk + conv5 + global pooling, as scripts/benchmark_query.py
+    defines it: the speed reference a query is held to),
+  - the torch Predictor forward (FashionNet with BatchNorms folded),
+  - the ONNX Runtime Predictor forward (the same FashionNet exported),
+  - with --int8, the ONNX export with int8 dynamic quantisation (onnxruntime.quantization),
+then batch throughput at --batch. Variants take turns in --rounds rounds, so a change in the
+machine's load hits all of them alike. The model is an ImageNet EfficientNet-Lite0 FashionNet
+(untrained heads) unless --checkpoint names one. Prints figures; it is not a test.
+
+    python scripts/benchmark_runtime.py --queries 100 --rounds 3 --int8
+
+Measured on 2 shared CPUs (load average about 7), 1 thread, p50 of one photo: bare backbone
+66.7 ms, torch Predictor 67.6 ms, ONNX Runtime 25.5 ms (0.38x the bare backbone), int8 linear
+layers 20.9 ms (min cosine to torch 0.99983); batch 32: torch 5.7, ONNX Runtime 19.0 images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy before torch loads)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fashionnet.checkpoint import state_dict_checksum  # noqa: E402
+from fashionnet.inference import Predictor  # noqa: E402
+from fashionnet.models import BareBackbone, FashionNetConfig, create_model, get_backbone  # noqa: E402
+from fashionnet.onnx_runtime import OnnxForward  # noqa: E402
+
+
+def stats(ms: list[float]) -> str:
+    a = np.asarray(ms)
+    return f"p50 {np.percentile(a, 50):7.2f} ms | p95 {np.percentile(a, 95):7.2f} ms | mean {a.mean():7.2f} ms"
+
+
+def photos_as_tensors(predictor: Predictor, data_root: str, n: int, seed: int) -> list[torch.Tensor]:
+    photos = sorted(Path(data_root).glob("img/*/*/*/*.jpg"))
+    if not photos:  # no benchmark data: random images of the right shape
+        gen = torch.Generator().manual_seed(seed)
+        return [torch.randn(1, 3, predictor.input_side, predictor.input_side, generator=gen) for _ in range(n)]
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(photos), size=n, replace=len(photos) < n)
+    return [predictor.preprocess(photos[i])[0][None] for i in chosen]
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="a trained FashionNet (default: ImageNet EfficientNet-Lite0, untrained heads)")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--data-root", default="data/synth/consumer2shop", help="photos to feed (random images when absent)")
+    p.add_argument("--queries", type=int, default=100, help="single-photo forwards per variant per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batches", type=int, default=3, help="batches per variant per thread count")
+    p.add_argument("--int8", action="store_true", help="also time an int8 dynamically quantised export")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    cache = tempfile.mkdtemp(prefix="fashionnet-onnx-bench-")
+
+    if args.checkpoint:
+        torch_pred = Predictor.from_checkpoint(args.checkpoint, device="cpu")
+        onnx_pred = Predictor.from_checkpoint(args.checkpoint, device="cpu", runtime="onnx", onnx_cache_dir=cache)
+    else:
+        torch.manual_seed(args.seed)
+        config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, num_categories=9, num_attributes=12,
+                                  image_size=args.image_size)
+        model = create_model(config).eval()
+        labels = {"categories": [f"c{i}" for i in range(9)], "attributes": [f"a{i}" for i in range(12)]}
+        common = (model, config, labels, {"image_size": args.image_size}, state_dict_checksum(model.state_dict()))
+        torch_pred = Predictor(*common, device="cpu")
+        onnx_pred = Predictor(*common, device="cpu", runtime="onnx", onnx_cache_dir=cache)
+    if onnx_pred.runtime != "onnx":
+        sys.exit("the ONNX runtime is unavailable (see the warning above)")
+    backbone = torch_pred.config.backbone
+    bare = BareBackbone(get_backbone(backbone, pretrained=False)).eval()
+    variants = {
+        "bare backbone forward (torch)": lambda x: bare(x),
+        "Predictor forward, torch": torch_pred.forward_batch,
+        "Predictor forward, ONNX Runtime": onnx_pred.forward_batch,
+    }
+    onnx_file = onnx_pred._onnx.path
+    if args.int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        int8_path = Path(cache) / "int8.onnx"
+        try:
+            quantize_dynamic(str(onnx_file), str(int8_path), weight_type=QuantType.QInt8)
+            label = "ONNX Runtime, int8 dynamic"
+        except ValueError as exc:  # the quantiser cannot take some of the exported convolutions
+            print(f"int8 of the convolutions failed ({exc}); quantising the linear layers only")
+            quantize_dynamic(str(onnx_file), str(int8_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+            label = "ONNX Runtime, int8 linear layers"
+        variants[label] = OnnxForward(int8_path)
+
+    tensors = photos_as_tensors(torch_pred, args.data_root, args.queries, args.seed)
+    batch = torch.cat([tensors[i % len(tensors)] for i in range(args.batch)])
+
+    with torch.inference_mode():
+        reference = torch_pred.forward_batch(batch)["embedding"].numpy()
+        agreement = {}
+        for name in list(variants)[2:]:
+            emb = variants[name](batch)["embedding"].numpy()
+            cos = (emb * reference).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1))
+            agreement[name] = (float(np.abs(emb - reference).max()), float(cos.min()))
+
+        single: dict[tuple[int, str], list[float]] = {}
+        throughput: dict[tuple[int, str], list[float]] = {}
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for name, fn in variants.items():  # warm-up (ONNX Runtime makes its session for this thread count)
+                for x in tensors[:5]:
+                    fn(x)
+            for _ in range(args.rounds):
+                for name, fn in variants.items():
+                    times = single.setdefault((threads, name), [])
+                    for x in tensors:
+                        t = time.perf_counter()
+                        fn(x)
+                        times.append(1e3 * (time.perf_counter() - t))
+            for name, fn in list(variants.items())[1:]:
+                fn(batch)
+                for _ in range(args.batches):
+                    t = time.perf_counter()
+                    fn(batch)
+                    throughput.setdefault((threads, name), []).append(args.batch / (time.perf_counter() - t))
+
+    print(f"{backbone} at {torch_pred.input_side} px, {torch_pred.folded_batch_norms} BatchNorms folded in the torch Predictor; "
+          f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; "
+          f"{args.queries} photos x {args.rounds} rounds per variant; load average {os.getloadavg()[0]:.2f} at the end "
+          f"on {os.cpu_count()} CPUs")
+    for threads in args.threads:
+        print(f"  [{threads} thread{'s' if threads > 1 else ''}] one photo per forward")
+        base = np.percentile(single[(threads, "bare backbone forward (torch)")], 50)
+        for name in variants:
+            ms = single[(threads, name)]
+            print(f"    {name:34s} {stats(ms)} | p50 {np.percentile(ms, 50) / base:4.2f}x bare backbone")
+        print(f"  [{threads} thread{'s' if threads > 1 else ''}] batch {args.batch}")
+        for name in list(variants)[1:]:
+            print(f"    {name:34s} {np.median(throughput[(threads, name)]):7.1f} images/s")
+    print(f"  agreement with the torch Predictor on a batch of {args.batch} photos:")
+    for name, (diff, cos) in agreement.items():
+        print(f"    {name:34s} embedding max abs diff {diff:.2e}, min cosine {cos:.6f}")
+
+
+if __name__ == "__main__":
+    main()
