@@ -32,6 +32,12 @@ def _device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for embedding and search (default auto: GPU when present)")
 
 
+def _runtime_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="run the model with torch or ONNX Runtime (CPU only, pip install fashionnet-search[onnx]; exported once per "
+                        "model to $FASHIONNET_ONNX_CACHE or ~/.cache/fashionnet/onnx; falls back to torch with a warning)")
+
+
 def _progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (the one spelling used by every command and script)")
 
@@ -41,6 +47,7 @@ def _embedding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="processes decoding images (0: decode in the main process)")
     _device_option(p)
+    _runtime_option(p)
     _progress_option(p)
 
 
@@ -96,6 +103,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print JSON instead of a table (one photo)")
     q.add_argument("--out", help="write every photo's top k to this .csv or .jsonl file")
     _device_option(q)
+    _runtime_option(q)
     _progress_option(q)
 
     i = sub.add_parser("info", help="describe an index")
@@ -132,7 +140,7 @@ def cmd_build(args) -> int:
     catalogue = gallery_rows(args.data_root, args.benchmark, args.split) if args.data_root else folder_catalogue(args.images)
     if catalogue.empty:
         raise ValueError(f"no images found in {' '.join(args.images)}")
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime)
     report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
                          trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
                          checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
@@ -161,7 +169,7 @@ def cmd_add(args) -> int:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
     index = EmbeddingIndex.load(args.index, device="cpu")
-    predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device)
+    predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device, runtime=args.runtime)
     report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers,
                         progress=not args.no_progress)
     _report_skipped(report.skipped)
@@ -203,7 +211,7 @@ def cmd_query(args) -> int:
     photos = query_inputs(args.inputs) if out is not None else list(args.inputs)
     if not photos:
         raise ValueError(f"no photos found in {' '.join(args.inputs)}")
-    engine = SearchEngine.open(args.index, args.checkpoint, device=args.device, image_root=args.image_root)
+    engine = SearchEngine.open(args.index, args.checkpoint, device=args.device, image_root=args.image_root, runtime=args.runtime)
     filters = Filters(args.clothes_type, args.category, tuple(args.attribute))
     if out is not None:
         report = query_many(engine, photos, out, k=args.k, filters=filters, nprobe=args.nprobe, progress=not args.no_progress)

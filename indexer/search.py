@@ -60,10 +60,11 @@ class SearchEngine:
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
-             threads: Optional[int] = None, image_root: Optional[str | os.PathLike] = None) -> "SearchEngine":
+             threads: Optional[int] = None, image_root: Optional[str | os.PathLike] = None, runtime: str = "torch") -> "SearchEngine":
         """Load the index and its model; refuses a checkpoint that did not build the index.
         ``checkpoint`` and ``image_root`` override where the model and the gallery images are
-        looked for (an index moved to another machine; :mod:`indexer.portable`).
+        looked for (an index moved to another machine; :mod:`indexer.portable`). ``runtime="onnx"``
+        runs the model with ONNX Runtime on the CPU (exported once per model; falls back to torch).
 
         Sets this process's torch and FAISS CPU threads for serving: ``threads``, else
         $FASHIONNET_THREADS, else 1 per query, which keeps latency steady when other processes
@@ -71,7 +72,7 @@ class SearchEngine:
         """
         set_threads(threads if threads is not None else serving_threads())
         index = EmbeddingIndex.load(index_dir, device=device)
-        predictor = Predictor.from_checkpoint(default_checkpoint(index, checkpoint), device=device)
+        predictor = Predictor.from_checkpoint(default_checkpoint(index, checkpoint), device=device, runtime=runtime)
         return cls(index, predictor, index_dir, image_root)
 
     # ------------------------------------------------------------------------- searching

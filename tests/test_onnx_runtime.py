@@ -156,3 +156,19 @@ def test_exportable_adaptive_pool_equals_torch(ih, iw, oh, ow):
     x = torch.randn(2, 4, ih, iw, generator=torch.Generator().manual_seed(0))
     expected = torch.nn.AdaptiveAvgPool2d((oh, ow))(x)
     assert torch.allclose(onnx_runtime._FixedAdaptiveAvgPool(ih, iw, oh, ow)(x), expected, atol=1e-6)
+
+
+def test_cli_query_with_the_onnx_runtime_answers_like_torch(tiny_index, synth_root, tmp_path, monkeypatch, capsys):
+    import json
+
+    from indexer.cli import main as indexer
+
+    monkeypatch.setenv("FASHIONNET_ONNX_CACHE", str(tmp_path / "onnx_cache"))
+    photo = _photos(synth_root, 1)[0]
+    answers = {}
+    for runtime in ("torch", "onnx"):
+        assert indexer(["query", str(tiny_index), str(photo), "-k", "10", "--json", "--runtime", runtime, "--device", "cpu"]) == 0
+        answers[runtime] = json.loads(capsys.readouterr().out)["results"]
+    assert [r["item_id"] for r in answers["onnx"]] == [r["item_id"] for r in answers["torch"]]
+    np.testing.assert_allclose([r["score"] for r in answers["onnx"]], [r["score"] for r in answers["torch"]], atol=1e-4)
+    assert list((tmp_path / "onnx_cache").glob("*.onnx")), "the model was exported to the cache"
