@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from indexer.errors import IndexLoadError
@@ -150,30 +151,71 @@ class Reranker:
     def rerank(self, queries: np.ndarray, ids: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the best k of each query's candidate ``ids`` (-1 = none), rescored
         from the stored vectors: inner product for "ip", squared distance for "l2"."""
+        queries = np.ascontiguousarray(queries, np.float32)
+        valid = ids >= 0
+        positions = self._saved_positions(ids, valid)
+        if (positions[valid] >= 0).all():
+            scores = self._scores_of_saved(queries, np.where(valid, positions, 0), metric)
+        else:  # vectors added since the last save are among the candidates
+            scores = np.empty(ids.shape, np.float32)
+            for start in range(0, len(queries), _QUERY_CHUNK):
+                q, cand, ok = queries[start : start + _QUERY_CHUNK], ids[start : start + _QUERY_CHUNK], valid[start : start + _QUERY_CHUNK]
+                unique, inverse = np.unique(cand[ok], return_inverse=True)
+                gathered = np.zeros(cand.shape + (self.dim,), np.float32)
+                gathered[ok] = self.vectors(unique)[inverse.ravel()]
+                if metric == "ip":
+                    scores[start : start + len(q)] = np.einsum("qkd,qd->qk", gathered, q)
+                else:
+                    diff = gathered - q[:, None, :]
+                    scores[start : start + len(q)] = np.einsum("qkd,qkd->qk", diff, diff)
+        sign = -1.0 if metric == "ip" else 1.0  # sort ascending on sign x score
+        keyed = np.where(valid, sign * scores, np.inf)
+        n = min(k, keyed.shape[1])
+        top = np.argpartition(keyed, n - 1, axis=1)[:, :n] if n < keyed.shape[1] else np.tile(np.arange(n), (len(keyed), 1))
+        top = np.take_along_axis(top, np.argsort(np.take_along_axis(keyed, top, axis=1), axis=1, kind="stable"), axis=1)
         out_scores = np.full((len(queries), k), -np.inf if metric == "ip" else np.inf, np.float32)
         out_ids = np.full((len(queries), k), -1, np.int64)
-        for start in range(0, len(queries), _QUERY_CHUNK):
-            q, cand = queries[start : start + _QUERY_CHUNK], ids[start : start + _QUERY_CHUNK]
-            valid = cand >= 0
-            unique, inverse = np.unique(cand[valid], return_inverse=True)
-            rows = self.vectors(unique)
-            gathered = np.zeros(cand.shape + (self.dim,), np.float32)
-            gathered[valid] = rows[inverse.ravel()]
-            if metric == "ip":
-                scores = np.einsum("qkd,qd->qk", gathered, q)
-                scores[~valid] = -np.inf
-                order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-            else:
-                diff = gathered - q[:, None, :]
-                scores = np.einsum("qkd,qkd->qk", diff, diff)
-                scores[~valid] = np.inf
-                order = np.argsort(scores, axis=1, kind="stable")[:, :k]
-            n = order.shape[1]
-            out_scores[start : start + len(q), :n] = np.take_along_axis(scores, order, axis=1)
-            out_ids[start : start + len(q), :n] = np.where(
-                np.take_along_axis(valid, order, axis=1), np.take_along_axis(cand, order, axis=1), -1
-            )
+        out_scores[:, :n] = np.take_along_axis(scores, top, axis=1)
+        out_ids[:, :n] = np.where(np.take_along_axis(valid, top, axis=1), np.take_along_axis(ids, top, axis=1), -1)
+        out_scores[out_ids < 0] = -np.inf if metric == "ip" else np.inf
         return out_scores, out_ids
+
+    def _saved_positions(self, ids: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Row of each id in the mapped file; -1 where it is not there (invalid or added since)."""
+        if not len(self._ids):
+            return np.full(ids.shape, -1, np.int64)
+        first, n = int(self._ids[0]), len(self._ids)
+        if int(self._ids[-1]) - first + 1 == n:  # no gaps (nothing removed before the save): rows in id order
+            pos = ids - first
+            return np.where(valid & (pos >= 0) & (pos < n), pos, -1)
+        unique, inverse = np.unique(ids, return_inverse=True)  # sorted keys: a faster search of the mapped ids
+        pos = np.searchsorted(self._ids, unique)
+        clipped = np.minimum(pos, n - 1)
+        found = (pos < n) & (np.asarray(self._ids[clipped]) == unique)
+        return np.where(valid, np.where(found, clipped, -1)[inverse.reshape(ids.shape)], -1)
+
+    def _scores_of_saved(self, queries: np.ndarray, positions: np.ndarray, metric: str) -> np.ndarray:
+        """Scores of the mapped rows at ``positions`` (nq, k') for each query, computed by FAISS
+        straight from the mapped file for float32 rows."""
+        nq, width = positions.shape
+        positions = np.ascontiguousarray(positions, np.int64)
+        if self.mode == "exact":
+            scores = np.empty((nq, width), np.float32)
+            by_idx = faiss.fvec_inner_products_by_idx if metric == "ip" else faiss.fvec_L2sqr_by_idx
+            by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(queries), faiss.swig_ptr(self._rows), faiss.swig_ptr(positions),
+                   self.dim, nq, width)
+            return scores
+        lo, step = self._sq8
+        scores = np.empty((nq, width), np.float32)
+        for start in range(0, nq, _QUERY_CHUNK):
+            q = queries[start : start + _QUERY_CHUNK]
+            rows = lo + (self._rows[positions[start : start + _QUERY_CHUNK]].astype(np.float32) + 0.5) * step
+            if metric == "ip":
+                scores[start : start + len(q)] = np.einsum("qkd,qd->qk", rows, q)
+            else:
+                diff = rows - q[:, None, :]
+                scores[start : start + len(q)] = np.einsum("qkd,qkd->qk", diff, diff)
+        return scores
 
     # ---------------------------------------------------------------------------- save / load
 
