@@ -30,6 +30,7 @@ class BuildReport:
     index: EmbeddingIndex
     added: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    images_per_second: float = 0.0
 
 
 @dataclass
@@ -155,7 +156,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
         index.nprobe = nprobe
     index.add(embedded.embeddings, _metadata(catalogue, embedded.rows), show_progress=progress)
     index.save(out, force=force)
-    return BuildReport(index, len(embedded.embeddings), embedded.skipped)
+    return BuildReport(index, len(embedded.embeddings), embedded.skipped, embedded.images_per_second)
 
 
 def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,

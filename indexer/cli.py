@@ -140,12 +140,14 @@ def cmd_build(args) -> int:
     catalogue = gallery_rows(args.data_root, args.benchmark, args.split) if args.data_root else folder_catalogue(args.images)
     if catalogue.empty:
         raise ValueError(f"no images found in {' '.join(args.images)}")
+    _use_the_machine()
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime)
     report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
                          trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
                          checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
                          copy_model=args.copy_model, progress=not args.no_progress, rerank=args.rerank, rerank_factor=args.rerank_factor, extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None})
-    print(f"indexed {report.added} images into {args.out} ({report.index.index_factory}, dim {report.index.dim})")
+    print(f"indexed {report.added} images into {args.out} ({report.index.index_factory}, dim {report.index.dim}; "
+          f"{report.images_per_second:.1f} images/s, {args.runtime} on {args.device}, {_threads()} threads)")
     _report_skipped(report.skipped)
     return 0
 
@@ -157,6 +159,21 @@ def _report_skipped(skipped, what: str = "unreadable image(s)", shown: int = 50)
             print(f"  {problem}" if problem.startswith(path) else f"  {path}: {problem}", file=sys.stderr)
         if len(skipped) > shown:
             print(f"  ... and {len(skipped) - shown} more (all listed in the index manifest)", file=sys.stderr)
+
+
+def _use_the_machine() -> None:
+    """Embedding a catalogue is a batch job: give the forward pass every core."""
+    import os
+
+    from fashionnet.runtime import set_threads
+
+    set_threads(int(os.environ.get("FASHIONNET_THREADS") or os.cpu_count() or 1))
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def cmd_add(args) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -70,11 +71,17 @@ class EmbeddedImages:
     embeddings: np.ndarray  # (N, D) float32
     rows: pd.DataFrame  # one per embedded image: position in the input, predicted landmarks and category
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+    seconds: float = 0.0  # wall time of decoding and embedding
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.embeddings) / self.seconds if self.seconds > 0 else 0.0
 
 
 def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 32, workers: int = 2,
                  progress: bool = True, desc: str = "embedding") -> EmbeddedImages:
     """Embed ``paths`` in batches. Landmarks come back in each image's own pixels."""
+    started = time.perf_counter()
     dataset = _ImageFiles(paths, predictor.transform)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                         persistent_workers=False, pin_memory=predictor.device.type == "cuda")
@@ -100,7 +107,7 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
     dim = predictor.embedding_dim
     emb = np.stack(embeddings).astype(np.float32) if embeddings else np.zeros((0, dim), np.float32)
     rows = pd.DataFrame.from_records(records, columns=_row_columns()) if records else pd.DataFrame(columns=_row_columns())
-    return EmbeddedImages(emb, rows, skipped)
+    return EmbeddedImages(emb, rows, skipped, time.perf_counter() - started)
 
 
 def _row_columns() -> list[str]:
