@@ -103,6 +103,35 @@ def native_ivf(index: faiss.Index) -> faiss.IndexIVF | None:
     return index if isinstance(index, faiss.IndexIVF) else None
 
 
+def clear_freed_fast_scan_slots(index: faiss.Index) -> None:
+    """Zero the unused slots of each fast-scan inverted list's last block (a no-op for other indexes).
+
+    FAISS 1.15's ``BlockInvertedLists.remove_ids`` compacts a list but leaves the old 4-bit codes in
+    the slots it frees, and a later add ORs the new codes into them: vectors added after a removal
+    then carry wrong codes and are not found. Call after every ``remove_ids``.
+    """
+    ivf = native_ivf(index)
+    lists = None if ivf is None else faiss.downcast_InvertedLists(ivf.invlists)
+    if not isinstance(lists, faiss.BlockInvertedLists):
+        return
+    packer = lists.get_packer() if hasattr(lists, "get_packer") else lists.packer
+    zero = np.zeros(packer.code_size, np.uint8)
+    for list_no in range(lists.nlist):
+        size = lists.list_size(list_no)
+        capacity = -(-size // packer.nvec) * packer.nvec
+        if capacity > size:
+            block = lists.get_codes(list_no)
+            for slot in range(size, capacity):
+                packer.pack_1_c(faiss.swig_ptr(zero), slot, block)  # the packer finds the slot's block
+
+
+def remove_ids(index: faiss.Index, ids: np.ndarray) -> int:
+    """``index.remove_ids(ids)``, leaving fast-scan lists ready for later adds; returns how many went."""
+    removed = index.remove_ids(ids)
+    clear_freed_fast_scan_slots(index)
+    return removed
+
+
 def stored_ids(index: faiss.Index) -> np.ndarray:
     """Every id the FAISS index holds (order unspecified)."""
     index = faiss.downcast_index(index)

@@ -40,6 +40,7 @@ from indexer.faiss_tools import (
     ivf_of,
     native_ivf,
     new_faiss_index,
+    remove_ids,
     resolve_faiss_device,
     trained_arrays,
 )
@@ -344,7 +345,7 @@ class EmbeddingIndex:
 
     def _remove_from_faiss(self, ids: np.ndarray) -> None:
         try:
-            removed = self._index.remove_ids(ids)
+            removed = remove_ids(self._index, ids)  # also readies fast-scan lists for later adds
         except RuntimeError as e:
             if "not implemented" not in str(e):
                 raise
