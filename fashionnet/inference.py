@@ -77,7 +77,8 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, config: FashionNetConfig, label_maps: dict, preprocessing: dict,
                  model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True,
-                 density: FeatureDensity | None = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None):
+                 density: FeatureDensity | None = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None,
+                 category_temperature: float = 1.0):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.device = resolve_device(device)
@@ -97,6 +98,10 @@ class Predictor:
         self.transform = build_transforms(train=False, size=self.input_side)
         self.top_attributes = top_attributes
         self.density = density
+        # category logits are divided by it, so probabilities match held-out accuracy (fashionnet.temperature)
+        self.category_temperature = float(category_temperature)
+        if not self.category_temperature > 0:
+            raise ValueError(f"category_temperature must be positive, got {category_temperature}")
         # "onnx": ONNX Runtime runs the forward pass (fashionnet.onnx_runtime); torch when it cannot
         self._onnx = onnx_forward_or_none(self.model, self.input_side, model_checksum, self.device, onnx_cache_dir) if runtime == "onnx" else None
         self.runtime = "onnx" if self._onnx is not None else "torch"
@@ -113,7 +118,7 @@ class Predictor:
                 raise CheckpointError(f"{path}: its out-of-distribution density is unusable ({exc}); "
                                       "recalibrate it with scripts/calibrate_ood.py") from None
         return cls(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device,
-                   density=density, **kwargs)
+                   density=density, category_temperature=float(ckpt.get("category_temperature", 1.0)), **kwargs)
 
     @property
     def embedding_dim(self) -> int:
@@ -172,7 +177,7 @@ class Predictor:
         """Turn a model output batch into Predictions, landmarks mapped back to original pixels."""
         landmarks = out["landmarks"].float().cpu()
         vis_prob = out["visibility_logits"].float().softmax(-1).cpu()
-        cat_prob = out["category_logits"].float().softmax(-1).cpu()
+        cat_prob = (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
         attr_prob = out["attribute_logits"].float().sigmoid().cpu()
         emb = out["embedding"].float().cpu().numpy()
         unfamiliarity = self.density.score(trunk_features(out["trunk_stats"])) if self.density is not None else None

@@ -42,6 +42,7 @@ from fashionnet.metrics import normalized_error, retrieval_metrics
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import LANDMARK_HEADS
 from fashionnet.ood import calibrate_on_frames
+from fashionnet.temperature import dataset_category_logits, fit_temperature
 from fashionnet.protocols import protocol_frames
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
 from fashionnet.training_log import TrainingLog
@@ -436,26 +437,35 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if is_main:
         run.log.write_history(history)
         run.log.close()
-        if args.ood_images and history:
-            store_density(ckpt_path, model, data.train_frame, pd.concat([data.val_queries, data.val_gallery]), data.root, device, args)
+        if history:
+            store_calibration(ckpt_path, model, data, device, args)
     if args.world_size > 1:
         dist.destroy_process_group()
     return {"history": history, "checkpoint": str(ckpt_path)}
 
 
-def store_density(ckpt_path: Path, model, train_frame: pd.DataFrame, held_frame: pd.DataFrame, data_root: Path, device, args) -> None:
-    """Fit the out-of-distribution density of the trained model and add it to its checkpoint."""
-    try:
-        density = calibrate_on_frames(model, train_frame, held_frame, data_root, args.image_size, device, max_images=args.ood_images,
-                                      batch_size=args.eval_batch_size, workers=args.workers, progress=not args.no_progress, seed=args.seed)
-    except ValueError as exc:  # e.g. too few photos
-        print(f"no out-of-distribution density stored: {exc}", flush=True)
-        return
+def store_calibration(ckpt_path: Path, model, data: "TrainingData", device, args) -> None:
+    """Fit what makes the trained model's answers honest and add it to its checkpoint: the
+    out-of-distribution density (fashionnet.ood) and the category temperature (fashionnet.temperature)."""
     ckpt = load_checkpoint(ckpt_path)
-    ckpt["ood"] = density.to_state()
+    if args.ood_images:
+        try:
+            density = calibrate_on_frames(model, data.train_frame, pd.concat([data.val_queries, data.val_gallery]), data.root,
+                                          args.image_size, device, max_images=args.ood_images, batch_size=args.eval_batch_size,
+                                          workers=args.workers, progress=not args.no_progress, seed=args.seed)
+            ckpt["ood"] = density.to_state()
+            print(f"out-of-distribution density: fitted on {density.fitted_on} photos, threshold {density.threshold:.3f} "
+                  f"(set on {density.calibrated_on} held-out photos)", flush=True)
+        except ValueError as exc:  # e.g. too few photos
+            print(f"no out-of-distribution density stored: {exc}", flush=True)
+    if data.categories:
+        logits, labels = dataset_category_logits(model, [data.val_query_set, data.val_gallery_set], device, args.eval_batch_size)
+        try:
+            ckpt["category_temperature"] = temperature = fit_temperature(logits, labels)
+            print(f"category temperature {temperature:.3f} (fitted on {int((labels >= 0).sum())} validation photos)", flush=True)
+        except ValueError as exc:
+            print(f"no category temperature stored: {exc}", flush=True)
     atomic_torch_save(ckpt, ckpt_path)
-    print(f"out-of-distribution density: fitted on {density.fitted_on} photos, threshold {density.threshold:.3f} "
-          f"(set on {density.calibrated_on} held-out photos)", flush=True)
 
 
 def _plain_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Fit a checkpoint's out-of-distribution density (fashionnet.ood) and report how it flags photos.
+"""Fit a checkpoint's out-of-distribution density (fashionnet.ood) and category temperature
+(fashionnet.temperature), and report how the density flags photos and how calibrated the
+category probabilities are on the test photos.
 
 Training stores the density itself; use this for a checkpoint trained without it, after changing
 the calibration settings, or to measure the check:
@@ -28,6 +30,14 @@ from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.runtime import resolve_device  # noqa: E402
 from fashionnet.ood import DEFAULT_MARGIN, DEFAULT_QUANTILE, calibrate_on_frames, non_garment_probes  # noqa: E402
+from fashionnet.data.dataset import DeepFashionDataset  # noqa: E402
+from fashionnet.data.transforms import build_transforms  # noqa: E402
+from fashionnet.temperature import (  # noqa: E402
+    dataset_category_logits,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+)
 from fashionnet.training import read_training_frames, split_for_training  # noqa: E402
 from indexer.embedding import IMAGE_SUFFIXES  # noqa: E402
 
@@ -60,6 +70,35 @@ def flagged(predictor: Predictor, images: list, batch_size: int) -> tuple[int, n
     return int((scores > predictor.density.threshold).sum()), scores
 
 
+def fit_category_temperature(model, ckpt, data_root, side, device, held_frames, frame, args):
+    """Fit the category temperature on the validation photos; report calibration on the test photos."""
+    categories = list(ckpt["label_maps"].get("categories", []))
+    if not categories:
+        return None
+    labels_of = {c: i for i, c in enumerate(categories)}
+    transform = build_transforms(train=False, size=side)
+
+    def logits_of(frames):
+        sets = [DeepFashionDataset(f, data_root, transform, category_labels=labels_of, on_error="skip") for f in frames if len(f)]
+        return dataset_category_logits(model, sets, device, args.batch_size)
+
+    logits, labels = logits_of(held_frames)
+    try:
+        temperature = fit_temperature(logits, labels)
+    except ValueError as exc:
+        print(f"no category temperature: {exc}")
+        return None
+    test = frame[frame["split"].isin(TEST_SPLITS)]
+    test_logits, test_labels = logits_of([test.sample(n=min(len(test), args.max_test_photos), random_state=0)])
+    known = test_labels >= 0
+    for name, t in (("before (T = 1)", 1.0), (f"after (T = {temperature:.3f})", temperature)):
+        probs = torch.softmax(torch.as_tensor(test_logits[known]) / t, dim=1).numpy()
+        print(f"category calibration on {int(known.sum())} test photos {name}: expected calibration error "
+              f"{expected_calibration_error(probs, test_labels[known]):.3f}, NLL {negative_log_likelihood(test_logits[known], test_labels[known], t):.3f}, "
+              f"mean confidence {probs.max(axis=1).mean():.3f}, accuracy {(probs.argmax(axis=1) == test_labels[known]).mean():.3f}")
+    return temperature
+
+
 def main(argv=None) -> None:
     args = get_args_parser().parse_args(argv)
     if args.threads:
@@ -78,8 +117,11 @@ def main(argv=None) -> None:
                                   seed=int(trained_with.get("seed", 0)), quantile=args.quantile, margin=args.margin)
     print(f"density: {density.dim} features, fitted on {density.fitted_on} training photos (shrinkage {density.shrinkage:.3f}), "
           f"threshold {density.threshold:.3f} set on {density.calibrated_on} held-out photos, {time.time() - started:.0f} s")
+    temperature = fit_category_temperature(model, ckpt, data_root, side, device, [val_queries, val_gallery], frame, args)
     if not args.no_write:
         ckpt["ood"] = density.to_state()
+        if temperature is not None:
+            ckpt["category_temperature"] = temperature
         atomic_torch_save(ckpt, args.checkpoint)
         print(f"stored in {args.checkpoint}")
     if not args.report:
