@@ -9,6 +9,7 @@
 #   scripts/mutation_test.sh             # mutate the working tree as it is (tracked + untracked files)
 #   MUTATION_REV=HEAD scripts/mutation_test.sh   # mutate a commit instead
 #   MUTATION_JOBS=2 scripts/mutation_test.sh     # mutants tested in parallel (default 1)
+#   MUTATED="indexer/store.py" scripts/mutation_test.sh   # mutate only some of the modules
 #
 # Needs the `mutation` extra: .venv/bin/pip install -e '.[mutation]'
 set -euo pipefail
@@ -23,7 +24,7 @@ MUTATION_TESTS="${MUTATION_TESTS:-tests/test_flip_layout.py tests/test_transform
 # The index store is indexer/store.py (EmbeddingIndex) with its FAISS helpers (faiss_tools.py) and
 # the operations on a saved index (updates.py); the on-disk layout (layout.py) is covered by the
 # durability tests, which are too slow to run per mutant.
-MUTATED="fashionnet/landmarks.py fashionnet/metrics.py fashionnet/data/transforms.py indexer/store.py indexer/faiss_tools.py indexer/updates.py"
+MUTATED="${MUTATED:-fashionnet/landmarks.py fashionnet/metrics.py fashionnet/data/transforms.py indexer/store.py indexer/faiss_tools.py indexer/updates.py}"
 
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is not installed: $PY -m pip install -e '.[mutation]'" >&2; exit 2; }
 
