@@ -132,6 +132,32 @@ def remove_ids(index: faiss.Index, ids: np.ndarray) -> int:
     return removed
 
 
+def merge_ivf(target: faiss.IndexIVF, source: faiss.IndexIVF, offset: int) -> None:
+    """``target.merge_from(source, offset)``: append every list of ``source``, ids shifted by ``offset``.
+
+    FAISS 1.15 appends to a fast-scan (block) list only whole blocks at a time and aborts the
+    process otherwise, so fast-scan lists are appended here code by code instead.
+    """
+    lists = faiss.downcast_InvertedLists(target.invlists)
+    if not isinstance(lists, faiss.BlockInvertedLists):
+        target.merge_from(source, offset)
+        return
+    other = faiss.downcast_InvertedLists(source.invlists)
+    packer = lists.get_packer() if hasattr(lists, "get_packer") else lists.packer
+    code = np.empty(packer.code_size, np.uint8)
+    for list_no in range(source.nlist):
+        n, start = other.list_size(list_no), lists.list_size(list_no)
+        if not n:
+            continue
+        lists.resize(list_no, start + n)  # new bytes come zeroed
+        faiss.rev_swig_ptr(lists.get_ids(list_no), start + n)[start:] = faiss.rev_swig_ptr(other.get_ids(list_no), n) + offset
+        source_codes, target_codes = other.get_codes(list_no), lists.get_codes(list_no)
+        for i in range(n):
+            packer.unpack_1_c(source_codes, i, faiss.swig_ptr(code))
+            packer.pack_1_c(faiss.swig_ptr(code), start + i, target_codes)
+    target.ntotal += source.ntotal
+
+
 def stored_ids(index: faiss.Index) -> np.ndarray:
     """Every id the FAISS index holds (order unspecified)."""
     index = faiss.downcast_index(index)

@@ -38,6 +38,7 @@ from indexer.faiss_tools import (
     describe_index,
     export_id_mapped_vectors,
     ivf_of,
+    merge_ivf,
     native_ivf,
     new_faiss_index,
     remove_ids,
@@ -369,14 +370,14 @@ class EmbeddingIndex:
         self._check_mergeable(shard, own_name, shard_name)
         with self._lock:
             offset = self._next_id
+            self._rerank.append(shard._rerank, offset, shard.ids)  # first: it may refuse the shard
             ivf = native_ivf(self._index)
             if ivf is not None:
-                ivf.merge_from(native_ivf(shard._index), offset)
+                merge_ivf(ivf, native_ivf(shard._index), offset)
                 self._index.ntotal = ivf.ntotal  # a wrapping IndexPreTransform keeps its own count
             elif shard.ntotal:
                 vectors, ids = export_id_mapped_vectors(shard._index)
                 self._index.add_with_ids(vectors, ids + offset)
-            self._rerank.append(shard._rerank, offset, shard.ids)
             rows = shard.metadata
             rows.index = pd.Index(rows.index.to_numpy(np.int64) + offset, name="id")
             parts = [frame for frame in (self._metadata, rows) if len(frame)]
@@ -485,8 +486,7 @@ class EmbeddingIndex:
             folder, self._index, (INDEX_FILE, METADATA_FILE, *self._rerank.files), created_utc=self._created_utc,
             model_checksum=self.model_checksum, model_config=self.model_config, metric=self._metric,
             index_factory=self._factory, next_id=self._next_id, rerank=self._rerank.settings(),
-            metadata_columns=[str(c) for c in self._metadata.columns], extra=self.extra,
-        )
+            metadata_columns=[str(c) for c in self._metadata.columns], extra=self.extra)
 
     def _write_data(self, folder: Path) -> None:
         faiss.write_index(self._index, str(folder / INDEX_FILE))  # always the CPU index

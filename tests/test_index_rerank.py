@@ -252,3 +252,33 @@ def test_the_build_command_refuses_bad_rerank_flags_before_any_work(capsys, tmp_
     assert indexer(base + ["--rerank", "exact", "--rerank-factor", "0"]) == 2
     assert "--rerank-factor must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "ix").exists()
+
+
+def test_merged_shards_rerank_the_vectors_of_both(tmp_path):
+    x = _unit(np.random.default_rng(2).standard_normal((3000, 16)))
+    trained = EmbeddingIndex.create(16, "IVF8,PQ4x4fs", device="cpu", rerank="exact", rerank_factor=10)
+    trained.train(x, seed=0)
+    for name, part in (("a", x[:1500]), ("b", x[1500:])):
+        shard = trained.empty_copy()
+        shard.add(part, show_progress=False)
+        shard.save(tmp_path / name)
+    merged = EmbeddingIndex.load(tmp_path / "a", device="cpu")
+    merged.append_shard(EmbeddingIndex.load(tmp_path / "b", device="cpu"))
+    merged.save(tmp_path / "merged")
+    merged = EmbeddingIndex.load(tmp_path / "merged", device="cpu")
+    merged.nprobe = 8
+    probe = np.r_[0:10, 1500:1510]
+    np.testing.assert_array_equal(np.concatenate(merged.search(x[probe], 1).ids), probe)
+    np.testing.assert_allclose(np.concatenate(merged.search(x[probe], 1).scores), 1.0, rtol=1e-5)
+    assert len(merged._rerank.rows) == 3000
+
+
+def test_a_shard_without_rerank_vectors_is_refused_before_anything_is_merged():
+    x = _unit(np.random.default_rng(2).standard_normal((600, 16)))
+    target = EmbeddingIndex.create(16, "Flat", device="cpu", rerank="exact")
+    target.add(x[:300], show_progress=False)
+    plain = EmbeddingIndex.create(16, "Flat", device="cpu")
+    plain.add(x[300:], show_progress=False)
+    with pytest.raises(ValueError, match="without rerank vectors"):
+        target.append_shard(plain)
+    assert len(target) == 300 and len(target.search(x[:1], 5).ids[0]) == 5
