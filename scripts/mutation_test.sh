@@ -20,7 +20,7 @@ WORK="${MUTATION_DIR:-$REPO/build/mutation}"
 JOBS="${MUTATION_JOBS:-1}"
 # The index's process-kill and concurrent-writer tests (tests/test_index_durability.py) are left out:
 # they take about 25 s, and would run again for every mutant of save/load.
-MUTATION_TESTS="${MUTATION_TESTS:-tests/test_flip_layout.py tests/test_transforms.py tests/test_transforms_edges.py tests/test_metrics.py tests/test_metrics_edges.py tests/test_index_store.py tests/test_index_vectors.py tests/test_index_edges.py}"
+MUTATION_TESTS="${MUTATION_TESTS:-tests/test_flip_layout.py tests/test_transforms.py tests/test_transforms_edges.py tests/test_metrics.py tests/test_metrics_edges.py tests/test_index_store.py tests/test_index_vectors.py tests/test_index_edges.py tests/test_index_rerank.py}"
 # The index store is indexer/store.py (EmbeddingIndex) with its FAISS helpers (faiss_tools.py) and
 # the operations on a saved index (updates.py); the on-disk layout (layout.py) is covered by the
 # durability tests, which are too slow to run per mutant.
@@ -53,6 +53,8 @@ fi
     echo "    -p"
     echo "    no:cacheprovider"
     echo "    -q"
+    echo "    -m"
+    echo "    not slow"
 } >> "$WORK/setup.cfg"
 
 cd "$WORK"
