@@ -54,13 +54,14 @@ def main(argv=None) -> None:
                    help="FAISS factories to compare over the same vectors (Flat: exact, the indexer's default)")
     p.add_argument("--nprobe", type=int, default=16, help="inverted lists visited by IVF indexes")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"], help="how the Predictor runs the model (fashionnet.onnx_runtime)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu", runtime=args.runtime)
     with tempfile.TemporaryDirectory() as tmp:
         real = Path(tmp) / "real"
         build_index(predictor, gallery_rows(args.data_root, split="all"), real, workers=0, device="cpu", checkpoint_path=args.checkpoint)
