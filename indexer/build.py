@@ -160,15 +160,16 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
 
 
 def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,
-               progress: bool = True) -> AddReport:
+               progress: bool = True, index: Optional[EmbeddingIndex] = None) -> AddReport:
     """Embed image files / folders and add them to the saved index at ``index_dir``.
 
     Images already in the index (same file, or the same picture under another name) and repeats
     within ``paths`` are left out and reported. Embedding runs without the writer lock; the add
     itself runs under it on the newest saved version, so concurrent adds and removes all land. An
-    add that adds nothing leaves the index as it was.
+    add that adds nothing leaves the index as it was. ``index`` is the index at ``index_dir`` when the
+    caller has loaded it already (used for the early checks only; the add reloads under the lock).
     """
-    index = EmbeddingIndex.load(index_dir, device="cpu")
+    index = index if index is not None else EmbeddingIndex.load(index_dir, device="cpu")
     check_compatible(index, predictor)
     catalogue = folder_catalogue(paths)
     if catalogue.empty:

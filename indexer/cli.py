@@ -188,7 +188,7 @@ def cmd_add(args) -> int:
     index = EmbeddingIndex.load(args.index, device="cpu")
     predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device, runtime=args.runtime)
     report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, index=index)
     _report_skipped(report.skipped)
     _report_skipped(report.duplicates, "image(s) already in the index")
     if report.added == 0:

@@ -31,12 +31,9 @@ def relative_for_index(paths: Iterable[str], root: Path, index_dir: Path) -> lis
     """Like :func:`relative_to_root`, but a file inside the index folder is recorded relative to the
     index, so it moves with the index whatever happens to the image root."""
     index_dir = index_dir.absolute()
-    out = []
-    for p in paths:
-        path = Path(p).absolute()
-        inside = index_dir in path.parents
-        out.append(INSIDE_INDEX + path.relative_to(index_dir).as_posix() if inside else Path(os.path.relpath(path, root)).as_posix())
-    return out
+    paths = [Path(p).absolute() for p in paths]
+    return [INSIDE_INDEX + p.relative_to(index_dir).as_posix() if index_dir in p.parents else relative_to_root([p], root)[0]
+            for p in paths]
 
 
 def common_root(paths: Iterable[str]) -> Path:

@@ -158,7 +158,8 @@ class SearchEngine:
         Returns :class:`indexer.build.AddReport`."""
         from indexer.build import add_images  # build imports this module for check_compatible
 
-        report = add_images(self._require_dir(), self.predictor, [str(p) for p in paths], workers=workers, progress=progress)
+        report = add_images(self._require_dir(), self.predictor, [str(p) for p in paths], workers=workers, progress=progress,
+                            index=self.index)
         self.refresh()
         return report
 

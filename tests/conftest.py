@@ -69,3 +69,13 @@ def tiny_index(synth_root, tiny_checkpoint, tmp_path_factory) -> Path:
     build_index(predictor, gallery_rows(synth_root / "consumer2shop"), out, workers=0, progress=False,
                 checkpoint_path=str(tiny_checkpoint), device="cpu")
     return out
+
+
+@pytest.fixture()
+def index_copy(tiny_index, tmp_path) -> Path:
+    """A copy of the session's index that a test may change."""
+    import shutil
+
+    dst = tmp_path / "idx"
+    shutil.copytree(tiny_index, dst)
+    return dst

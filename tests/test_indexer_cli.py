@@ -18,23 +18,10 @@ from PIL import Image
 
 from fashionnet.checkpoint import load_checkpoint, save_checkpoint
 from indexer.layout import live_data_file
-from indexer.cli import main as indexer
+from tests.cli_helpers import run_cli
 from indexer.store import EmbeddingIndex
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = indexer([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture()
-def index_copy(tiny_index, tmp_path) -> Path:
-    dst = tmp_path / "idx"
-    shutil.copytree(tiny_index, dst)
-    return dst
 
 
 def test_query_of_a_gallery_image_returns_itself_first(capsys, tiny_index):

@@ -8,19 +8,13 @@ and how many images an index holds (through the public EmbeddingIndex API and `i
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from fashionnet.checkpoint import load_checkpoint, save_checkpoint
 from indexer.cli import main as indexer
+from tests.cli_helpers import run_cli
 from indexer.store import EmbeddingIndex
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = indexer([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def count(capsys, index) -> int:
@@ -97,13 +91,6 @@ def test_query_clothes_type_outside_1_to_3_is_refused(capsys, tiny_index):
     with pytest.raises(SystemExit) as exc:
         indexer(["query", str(tiny_index), query, "--clothes-type", "4"])
     assert exc.value.code == 2 and "--clothes-type" in capsys.readouterr().err
-
-
-@pytest.fixture()
-def index_copy(tiny_index, tmp_path):
-    dst = tmp_path / "idx"
-    shutil.copytree(tiny_index, dst)
-    return dst
 
 
 def test_add_with_another_models_checkpoint_is_refused(capsys, index_copy, tiny_checkpoint, synth_root, tmp_path):

@@ -14,23 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.cli import main as indexer
+from tests.cli_helpers import run_cli
 from indexer.store import EmbeddingIndex
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = indexer([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture()
-def index_copy(tiny_index, tmp_path) -> Path:
-    dst = tmp_path / "idx"
-    shutil.copytree(tiny_index, dst)
-    return dst
 
 
 def _photos(folder: Path, n: int, seed: int) -> list[Path]:

@@ -11,21 +11,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from fashionnet.data.readers import read_consumer2shop
 from indexer.cli import main as indexer
+from tests.cli_helpers import run_cli
 from indexer.search import Filters, SearchEngine
 from indexer.store import EmbeddingIndex
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = indexer([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
