@@ -34,7 +34,9 @@ from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_
 from fashionnet.data.readers import read_attribute_names, read_benchmark
 from fashionnet.data.samplers import PKSampler
 from fashionnet.data.schema import landmarks_of
-from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from fashionnet.data.style_augment import StyleAugment, StyledTransform
+from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AffineJitter, build_transforms
+from fashionnet.distillation import TrunkDistillation
 from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
 from fashionnet.runtime import init_distributed, resolve_device, seed_everything, seed_worker
 from fashionnet.losses import AttributeLoss, FashionNetLosses
@@ -63,6 +65,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--embedding-dim", type=int, default=256)
     p.add_argument("--landmark-head", default=FashionNetConfig.landmark_head, choices=LANDMARK_HEADS, help="soft-argmax heatmaps on conv4, or the paper's fc regression")
     p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")
+    # what transfers to real photos (README "Real photos")
+    p.add_argument("--style-augment", type=float, default=0.0,
+                   help="strength of the photographic augmentation (grey, white balance, exposure, noise, blur, JPEG); 0: off")
+    p.add_argument("--affine-scale", type=float, nargs=2, default=[0.9, 1.1], metavar=("MIN", "MAX"),
+                   help="random zoom of training images (below 1: the garment smaller in the frame)")
+    p.add_argument("--affine-degrees", type=float, default=10.0, help="random rotation of training images, +-degrees")
+    p.add_argument("--affine-translate", type=float, default=0.05, help="random shift of training images, share of the side")
+    p.add_argument("--distill-weight", type=float, default=0.0,
+                   help="weight of the loss that keeps conv4 near the frozen pretrained trunk's (fashionnet.distillation); 0: off")
     # schedule (the paper's iterative weighting)
     p.add_argument("--rounds", type=int, default=2, help="landmark stage + joint stage, repeated this many times")
     p.add_argument("--landmark-epochs", type=int, default=1, help="epochs of the landmark-heavy stage per round")
@@ -213,6 +224,8 @@ class TrainingRun:
     grad_clip: float
     show_progress: bool
     log: Optional[TrainingLog] = None  # rank 0's curves; None on the other ranks
+    distill: Optional[TrunkDistillation] = None  # keeps conv4 near the pretrained trunk's
+    distill_weight: float = 0.0
 
 
 def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
@@ -223,7 +236,8 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
     schedule = run.schedule
     weights = schedule.weights(epoch)
     gt_pool = schedule.pool_on_ground_truth(epoch)
-    sums = {t: 0.0 for t in (*LOSS_TERMS, "total")}
+    terms_shown = (*LOSS_TERMS, "distill") if run.distill is not None else LOSS_TERMS
+    sums = {t: 0.0 for t in (*terms_shown, "total")}
     n = 0
     if run.log is not None:
         run.log.begin_epoch(epoch)
@@ -235,6 +249,9 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
             out = run.model(batch["image"], batch["landmarks"].nan_to_num(0.0) if gt_pool else None, batch["visibility"] if gt_pool else None)
             terms = run.losses(out, batch)
         total = sum(weights[t] * terms[t] for t in LOSS_TERMS)
+        if run.distill is not None:
+            terms["distill"] = run.distill(batch["image"])
+            total = total + run.distill_weight * terms["distill"]
         if not torch.isfinite(total):
             raise FloatingPointError(f"epoch {epoch + 1}: loss became {total.item()} ({ {t: round(float(v), 4) for t, v in terms.items()} }); lower --lr")
         run.optimizer.zero_grad(set_to_none=True)
@@ -248,12 +265,12 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
         run.scheduler.step()
         run.guard.check(out["landmarks"])
         n += 1
-        values = {**{t: float(terms[t].detach()) for t in LOSS_TERMS}, "total": float(total.detach())}
+        values = {**{t: float(terms[t].detach()) for t in terms_shown}, "total": float(total.detach())}
         for t, v in values.items():
             sums[t] += v
         if run.log is not None:
             run.log.step(run.scheduler.last_epoch, values, lrs, len(batch["image"]))
-        bar.set_postfix({("lm" if t == "landmark" else t[:4]): f"{sums[t] / n:.3f}" for t in LOSS_TERMS}, refresh=False)
+        bar.set_postfix({("lm" if t == "landmark" else t[:4]): f"{sums[t] / n:.3f}" for t in terms_shown}, refresh=False)
     return {t: v / max(n, 1) for t, v in sums.items()}
 
 
@@ -311,6 +328,13 @@ class TrainingData:
     label_maps: dict
 
 
+def training_transform(args: argparse.Namespace):
+    """The training pipeline the flags ask for: zoom, rotation and shift, then the photographic style."""
+    jitter = AffineJitter(degrees=args.affine_degrees, translate=args.affine_translate, scale=tuple(args.affine_scale))
+    base = build_transforms(train=True, size=args.image_size, crop_to_bbox=args.crop_to_bbox, jitter=jitter)
+    return StyledTransform(base, StyleAugment(args.style_augment)) if args.style_augment > 0 else base
+
+
 def load_training_data(args: argparse.Namespace) -> TrainingData:
     """Read the layouts, split off validation, and build the datasets and label maps."""
     frame, data_root, attribute_names = read_training_frames(args.data_root, None if args.benchmark == "auto" else args.benchmark)
@@ -319,7 +343,7 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
         val_queries = val_queries.sample(n=args.val_max_queries, random_state=args.seed)
     categories = sorted(c for c in frame["category"].dropna().unique())
     category_labels = make_label_map(categories)
-    train_set = DeepFashionDataset(train_frame, data_root, build_transforms(train=True, size=args.image_size, crop_to_bbox=args.crop_to_bbox),
+    train_set = DeepFashionDataset(train_frame, data_root, training_transform(args),
                                    item_labels=make_label_map(train_frame["item_id"]), category_labels=category_labels)
     eval_tf = build_transforms(train=False, size=args.image_size)
     typed = frame.dropna(subset=["category", "clothes_type"])
@@ -384,6 +408,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     sampler = PKSampler(data.train_set.item_per_row, p=args.items_per_batch, k=args.images_per_item, seed=args.seed,
                         num_batches=batches * args.world_size, rank=args.rank, world_size=args.world_size)
     args.frozen_layers = frozen_trunk_layers(model, args.freeze_trunk_layers)
+    distill = TrunkDistillation(model).to(device) if args.distill_weight > 0 else None  # copies the trunk before any step
     optimizer = build_optimizer(model, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(batches * schedule.total_epochs, args.warmup_steps))
     preprocessing = {"image_size": args.image_size, "letterbox": True, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
@@ -403,7 +428,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     run = TrainingRun(train_model, FashionNetLosses(attribute_loss, args.margin, args.miner).to(device), optimizer, scheduler, schedule,
                       LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience),
                       torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), amp_dtype, device, args.frozen_layers,
-                      args.grad_clip, show_progress=not args.no_progress and is_main)
+                      args.grad_clip, show_progress=not args.no_progress and is_main, distill=distill, distill_weight=args.distill_weight)
     if is_main:
         run.log = TrainingLog(args.output_dir, args.log_every, start_epoch, args.tensorboard, args.world_size)
     started = time.time()
@@ -434,6 +459,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             if is_main:
                 print(f"time limit of {args.time_limit_minutes} min reached after epoch {epoch + 1}; resume with --resume auto", flush=True)
             break
+    if distill is not None:
+        distill.remove()
     if is_main:
         run.log.write_history(history)
         run.log.close()

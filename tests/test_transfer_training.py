@@ -1,0 +1,131 @@
+"""What training does to keep what transfers to real photos: photographic style augmentation, a
+stronger zoom, and distillation of conv4 towards the frozen pretrained trunk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fashionnet.data.style_augment import StyleAugment, StyledTransform
+from fashionnet.data.transforms import build_transforms
+from fashionnet.distillation import TrunkDistillation
+from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.training import main, parse_args, training_transform
+from tests.conftest import TINY_TRAIN_ARGS
+
+
+def _garment_photo() -> Image.Image:
+    """A mid-grey scene with a saturated red garment block and a white stripe."""
+    pixels = np.full((120, 90, 3), 128, np.uint8)
+    pixels[30:100, 20:70] = (200, 30, 40)
+    pixels[60:64, 20:70] = 255
+    return Image.fromarray(pixels)
+
+
+def test_style_augment_changes_pixels_but_not_landmarks():
+    torch.manual_seed(0)
+    base = build_transforms(train=False, size=64)
+    styled = StyledTransform(base, StyleAugment(strength=2.0))
+    image = _garment_photo()
+    landmarks = np.array([[20.0, 30.0], [69.0, 30.0]] + [[45.0, 60.0]] * 6)
+    visibility = np.zeros(8, np.int64)
+    plain = base(image, landmarks, visibility)
+    changed = 0
+    for _ in range(12):
+        out = styled(image, landmarks, visibility)
+        torch.testing.assert_close(out[1], plain[1])  # a camera effect never moves a landmark
+        torch.testing.assert_close(out[2], plain[2])
+        changed += int(not torch.allclose(out[0], plain[0], atol=1e-3))
+    assert changed >= 9, f"only {changed} of 12 draws changed the photo"
+
+
+def test_style_augment_off_is_identity_and_strength_is_checked():
+    image = _garment_photo()
+    assert StyleAugment(strength=0.0)(image) is image
+    with pytest.raises(ValueError, match="strength"):
+        StyleAugment(strength=3.0)
+
+
+def test_style_augment_is_repeatable_under_the_same_seed():
+    image = _garment_photo()
+    augment = StyleAugment(strength=1.5)
+    torch.manual_seed(7)
+    first = [np.asarray(augment(image)) for _ in range(5)]
+    torch.manual_seed(7)
+    second = [np.asarray(augment(image)) for _ in range(5)]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_training_transform_follows_the_flags():
+    args = parse_args(["--style-augment", "1", "--affine-scale", "0.5", "0.8", "--affine-degrees", "0", "--affine-translate", "0"])
+    transform = training_transform(args)
+    assert isinstance(transform, StyledTransform)
+    # zoomed out to at most 0.8: a landmark at a corner of the frame moves towards the centre
+    torch.manual_seed(0)
+    image = Image.new("RGB", (64, 64), (90, 90, 90))
+    corner = np.array([[2.0, 2.0]] * 8)
+    for _ in range(5):
+        _, landmarks, _, _ = transform(image, corner, np.zeros(8, np.int64))
+        if transform.base.flip_p and landmarks[0, 0] > 0.5:  # flipped: the corner is on the right
+            landmarks[:, 0] = 1 - landmarks[:, 0]
+        assert 0.5 - 0.8 * 0.5 <= float(landmarks[0, 0]) and float(landmarks[0, 1]) >= 0.5 - 0.8 * 0.47
+    plain = training_transform(parse_args([]))
+    assert not isinstance(plain, StyledTransform)
+
+
+def test_distillation_is_zero_before_training_and_grows_when_the_trunk_drifts():
+    torch.manual_seed(0)
+    model = create_model(FashionNetConfig(backbone="tiny", num_categories=3, num_attributes=2, image_size=64)).eval()
+    distill = TrunkDistillation(model)
+    images = torch.randn(2, 3, 64, 64)
+    model(images)
+    assert float(distill(images).detach()) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        for p in model.trunk.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    model(images)
+    drifted = distill(images)
+    assert float(drifted) > 0.01
+    with pytest.raises(RuntimeError, match="forward pass"):
+        distill(images)  # the student's conv4 is used once
+    distill.remove()
+    model(images)
+    with pytest.raises(RuntimeError):
+        distill(images)  # the hook is gone
+
+
+def test_distillation_gradient_pulls_the_student_back():
+    torch.manual_seed(0)
+    model = create_model(FashionNetConfig(backbone="tiny", num_categories=3, num_attributes=2, image_size=64))
+    distill = TrunkDistillation(model)
+    with torch.no_grad():
+        for p in model.trunk.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    images = torch.randn(4, 3, 64, 64)
+    optimizer = torch.optim.SGD(model.trunk.parameters(), lr=0.5)
+    losses = []
+    for _ in range(15):
+        model(images)
+        loss = distill(images)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.85 * losses[0] and losses == sorted(losses, reverse=True), losses
+    teacher_params = list(distill.teacher.parameters())
+    assert all(not p.requires_grad for p in teacher_params)
+
+
+def test_training_with_distillation_and_style_records_the_term(synth_root, tmp_path):
+    out = tmp_path / "run"
+    main([*TINY_TRAIN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out), "--joint-epochs", "1",
+          "--batches-per-epoch", "3", "--ood-images", "0", "--distill-weight", "1.0", "--style-augment", "1.0",
+          "--affine-scale", "0.6", "1.1"])
+    history = json.loads((out / "history.json").read_text())
+    distill = [epoch["train"]["distill"] for epoch in history]
+    assert all(np.isfinite(distill)) and max(distill) > 0
