@@ -27,7 +27,7 @@ from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.data.schema import landmarks_of
 from fashionnet.data.transforms import build_transforms, letterbox_geometry, to_original_coords
 from fashionnet.landmarks import LANDMARK_NAMES
-from fashionnet.metrics import attribute_recall_at_k, category_accuracy, normalized_error, pdl, retrieval_metrics
+from fashionnet.metrics import attribute_recall_at_k, category_accuracy, mean_layout, normalized_error, pdl, retrieval_metrics
 from fashionnet.models import BareBackbone, get_backbone
 from fashionnet.protocols import protocol_frames
 from fashionnet.runtime import resolve_device
@@ -111,7 +111,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     g_set = DeepFashionDataset(gallery, data_root, transform, category_labels=category_labels, on_error="skip")
     ks = tuple(k for k in KS if k <= len(g_set))
     results: dict[str, Any] = {
-        "benchmark": benchmark, "data_root": str(data_root), "checkpoint": str(checkpoint), "model_checksum": ckpt["model_checksum"],
+        "benchmark": benchmark, "split": data_root.name if data_root.name not in ("inshop", "consumer2shop") else benchmark,
+        "data_root": str(data_root), "checkpoint": str(checkpoint), "model_checksum": ckpt["model_checksum"],
         "backbone": config.backbone, "input_side": side, "num_queries": len(q_set), "num_gallery": len(g_set), "variants": {},
     }
     q_items = q_set.frame["item_id"].to_numpy()
@@ -145,8 +146,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
         pred_xy = landmarks_to_original_pixels(q_pred["landmarks"], sizes, side)
         ne = normalized_error(pred_xy, true_xy, vis, sizes)
         detected = pdl(pred_xy, true_xy, vis, threshold_px=35, image_sizes=sizes, reference_size=512)
+        # The floor: answering each clothes type's mean layout (of these very photos) without looking.
+        floor = normalized_error(mean_layout(true_xy, vis, sizes, rows["clothes_type"].fillna(-1).to_numpy()), true_xy, vis, sizes)
         results["landmarks"] = {"ne": ne["average"], "ne_per_landmark": ne["per_landmark"], "pdl_35px_at_512": detected["average"],
-                                "num_visible": ne["num_visible"]}
+                                "num_visible": ne["num_visible"], "mean_layout_ne": floor["average"],
+                                "mean_layout_ne_per_landmark": floor["per_landmark"], "ne_over_mean_layout": ne["average"] / floor["average"]}
         labels = q_set.category_per_row[q_pred["index"]]
         known = labels >= 0
         if len(categories) and known.any():
@@ -163,7 +167,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     """One row per variant: top-k for each k, and mAP@R."""
     variants = [v for v in VARIANTS if v in results["variants"]]
     ks = sorted({k for v in variants for k in results["variants"][v]["top_k"]})
-    lines = [f"**{results['benchmark']}**: {results['num_queries']} queries, {results['num_gallery']} gallery images, "
+    split = results.get("split", results["benchmark"])
+    title = split if split == results["benchmark"] else f"{split} ({results['benchmark']} layout)"
+    lines = [f"**{title}**: {results['num_queries']} queries, {results['num_gallery']} gallery images, "
              f"{results['backbone']} at {results['input_side']} px", "",
              "| variant | " + " | ".join(f"top-{k}" for k in ks) + " | mAP@R |",
              "|---|" + "---:|" * (len(ks) + 1)]
@@ -176,6 +182,11 @@ def markdown_table(results: dict[str, Any]) -> str:
                   "|---|" + "---:|" * (len(LANDMARK_NAMES) + 2),
                   "| (c) predicted | " + " | ".join("n/a" if lm["ne_per_landmark"][n] != lm["ne_per_landmark"][n] else f"{lm['ne_per_landmark'][n]:.4f}"
                                                       for n in LANDMARK_NAMES) + f" | {lm['ne']:.4f} | {100 * lm['pdl_35px_at_512']:.1f}% |"]
+        if "mean_layout_ne" in lm:
+            lines.append("| floor: mean layout of the clothes type | " + " | ".join(
+                "n/a" if lm["mean_layout_ne_per_landmark"][n] != lm["mean_layout_ne_per_landmark"][n] else f"{lm['mean_layout_ne_per_landmark'][n]:.4f}"
+                for n in LANDMARK_NAMES) + f" | {lm['mean_layout_ne']:.4f} | |")
+            lines += ["", f"predicted NE is {lm['ne_over_mean_layout']:.2f} x the mean-layout floor"]
     extras = []
     if "category_accuracy" in results:
         extras.append("category accuracy " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in results["category_accuracy"].items()))
@@ -201,7 +212,7 @@ def plot_topk(results: dict[str, Any], path: str | Path) -> None:
             ax.plot(ks, [100 * topk[k] for k in ks], marker="o", label=VARIANT_LABELS[v])
     ax.set_xlabel("k (retrieved images)")
     ax.set_ylabel("top-k accuracy (%)")
-    ax.set_title(f"{results['benchmark']} retrieval ({results['num_queries']} queries)")
+    ax.set_title(f"{results.get('split', results['benchmark'])} retrieval ({results['num_queries']} queries)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -212,7 +223,7 @@ def plot_topk(results: dict[str, Any], path: str | Path) -> None:
 def write_report(results: dict[str, Any], out_dir: str | Path, name: Optional[str] = None) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = name or results["benchmark"]
+    stem = name or results.get("split") or results["benchmark"]
     paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}_topk.png"}
     paths["json"].write_text(json.dumps(results, indent=2, default=float))
     paths["markdown"].write_text(markdown_table(results))

@@ -11,6 +11,7 @@ reports by mistake.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -265,6 +266,28 @@ def normalized_error(pred_xy: Any, true_xy: Any, visibility: Any, image_sizes: A
     with np.errstate(invalid="ignore"):  # NaN slots of invisible landmarks are masked out below
         dist = np.linalg.norm((pred - true) / sizes, axis=-1)
     return _summarise(dist, visible)
+
+
+def mean_layout(true_xy: Any, visibility: Any, image_sizes: Any, groups: Any) -> np.ndarray:
+    """The constant answer the landmark NE must beat: for each row, the mean layout of its group.
+
+    Each group's (e.g. clothes type's) layout is the mean of its rows' VISIBLE landmarks, x / width
+    and y / height, slot by slot; rows get it back in their own pixels. A slot no row of the group
+    shows takes the mean over all rows. Returns (N, 8, 2) pixel coordinates, for :func:`normalized_error`.
+    """
+    true = np.asarray(true_xy, dtype=np.float64)
+    visible = np.asarray(visibility) == VISIBLE
+    sizes = _image_sizes(image_sizes, len(true))[:, None, :]
+    groups = np.asarray(groups)
+    relative = np.where(visible[..., None], true / sizes, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slots fall back below
+        overall = np.nanmean(relative, axis=0)
+        layout = np.empty_like(relative)
+        for group in np.unique(groups):
+            rows = groups == group
+            layout[rows] = np.where(np.isnan(np.nanmean(relative[rows], axis=0)), overall, np.nanmean(relative[rows], axis=0))
+    return np.nan_to_num(layout, nan=0.5) * sizes
 
 
 def pdl(

@@ -15,6 +15,7 @@ the Predictor (or the model itself) gives for the official query and gallery ima
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from PIL import Image
 from fashionnet.checkpoint import load_checkpoint
 from fashionnet.data.readers import read_consumer2shop, read_inshop
 from fashionnet.data.transforms import build_transforms
-from fashionnet.evaluation import evaluate_checkpoint, write_report
+from fashionnet.evaluation import evaluate_checkpoint, markdown_table, write_report
 from fashionnet.inference import Predictor, model_from_checkpoint
 from fashionnet.landmarks import LANDMARK_NAMES
 
@@ -132,6 +133,38 @@ def test_landmark_error_and_pdl_match_their_definitions(consumer2shop, predictor
             assert np.isnan(figures["ne_per_landmark"][name]), name
     # A landmark within float noise of the 35 px threshold may fall either way.
     assert figures["pdl_35px_at_512"] == pytest.approx(np.mean(detected), abs=1.01 / len(detected))
+
+
+def test_mean_layout_floor_matches_its_definition(consumer2shop):
+    root, results, queries, _ = consumer2shop
+    relative = {}  # (clothes type, slot) -> visible points, x / width and y / height
+    sizes = {}
+    for _, row in queries.iterrows():
+        sizes[row["image_path"]] = Image.open(root / row["image_path"]).size
+        for name in LANDMARK_NAMES:
+            if row[f"{name}_vis"] == 0:
+                w, h = sizes[row["image_path"]]
+                relative.setdefault((row["clothes_type"], name), []).append((row[f"{name}_x"] / w, row[f"{name}_y"] / h))
+    errors = []
+    for _, row in queries.iterrows():
+        w, h = sizes[row["image_path"]]
+        for name in LANDMARK_NAMES:
+            if row[f"{name}_vis"] == 0:
+                mx, my = np.mean(relative[(row["clothes_type"], name)], axis=0)
+                errors.append(np.hypot(mx - row[f"{name}_x"] / w, my - row[f"{name}_y"] / h))
+    figures = results["landmarks"]
+    assert figures["mean_layout_ne"] == pytest.approx(np.mean(errors), rel=1e-6)
+    assert figures["ne_over_mean_layout"] == pytest.approx(figures["ne"] / np.mean(errors), rel=1e-6)
+    assert "mean layout" in markdown_table(results)
+
+
+def test_report_is_named_after_a_split_folder(tiny_checkpoint, synth_root, tmp_path):
+    shifted = tmp_path / "style_shift"
+    shutil.copytree(synth_root / "consumer2shop", shifted)
+    results = evaluate_checkpoint(tiny_checkpoint, shifted, variants=("fashionnet",), workers=0, progress=False)
+    paths = write_report(results, tmp_path / "reports")
+    assert paths["json"].name == "style_shift.json" and results["benchmark"] == "consumer2shop"
+    assert markdown_table(results).startswith("**style_shift (consumer2shop layout)**")
 
 
 def test_inshop_protocol_matches_brute_force(tiny_checkpoint, synth_root, predictor):

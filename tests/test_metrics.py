@@ -192,3 +192,30 @@ def test_attribute_recall_at_k():
     assert attribute_recall_at_k(scores, labels, k=2) == pytest.approx((0.5 + 1.0) / 2)
     assert attribute_recall_at_k(scores, labels, k=5) == pytest.approx(1.0)
     assert math.isnan(attribute_recall_at_k(scores[2:], labels[2:], k=2))
+
+
+def test_mean_layout_floor_hand_made():
+    from fashionnet.metrics import mean_layout
+
+    # two tops (group 0) in 100 x 200 and 200 x 400 photos, one pair of trousers (group 1)
+    true = np.full((3, 8, 2), np.nan)
+    true[0, 0] = (10, 20)     # relative (0.1, 0.1)
+    true[1, 0] = (60, 120)    # relative (0.3, 0.3)
+    true[0, 1] = (50, 50)     # relative (0.5, 0.25), and occluded on row 1
+    true[1, 1] = (0, 0)
+    true[2, 0] = (40, 40)     # trousers: relative (0.4, 0.2)
+    vis = np.full((3, 8), 3)
+    vis[0, :2] = 0
+    vis[1, 0] = 0
+    vis[1, 1] = 1
+    vis[2, 0] = 0
+    sizes = np.array([[100, 200], [200, 400], [100, 200]])
+    layout = mean_layout(true, vis, sizes, groups=[0, 0, 1])
+    np.testing.assert_allclose(layout[0, 0], (20, 40))        # mean relative (0.2, 0.2) in 100 x 200
+    np.testing.assert_allclose(layout[1, 0], (40, 80))        # the same layout in 200 x 400
+    np.testing.assert_allclose(layout[1, 1], (100, 100))      # only row 0 shows slot 1: (0.5, 0.25)
+    np.testing.assert_allclose(layout[2, 0], (40, 40))        # trousers keep their own layout
+    np.testing.assert_allclose(layout[2, 1], (50, 50))        # slot 1 unseen in trousers: the overall mean
+    ne = normalized_error(layout, true, vis, sizes)
+    expected = np.mean([np.hypot(0.1, 0.1), np.hypot(0.1, 0.1), 0.0, 0.0])
+    assert ne["average"] == pytest.approx(expected)
