@@ -114,8 +114,9 @@ def _unreadable_reason(path: Path, exc: Exception) -> str:
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[torch.nn.Module, FashionNetConfig]:
     """Rebuild the FashionNet a loaded checkpoint describes; refuses weights that do not fit it."""
     try:
-        # checkpoints written before the heatmap head existed all used the fc head
-        config = FashionNetConfig.from_dict({"landmark_head": "fc", **ckpt["model_config"]})
+        # checkpoints written before the heatmap head existed all used the fc head, and those written
+        # before the box head existed have none
+        config = FashionNetConfig.from_dict({"landmark_head": "fc", "box_head": False, **ckpt["model_config"]})
         model = create_model(config, load_pretrained=False)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: checkpoint has an unusable model_config: {exc}") from None

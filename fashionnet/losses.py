@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import generalized_box_iou_loss
 
 from fashionnet.landmarks import ABSENT, NUM_VISIBILITY_CLASSES, VISIBLE
 from fashionnet.miners import BatchHardMiner, SemiHardMiner, pairwise_distances
@@ -125,13 +126,33 @@ class TripletLoss(nn.Module):
         return F.relu(self.margin + dist[anchors, positives] - dist[anchors, negatives]).mean()
 
 
+class BoxLoss(nn.Module):
+    """Generalized IoU loss plus ``l1_weight`` x L1 (DETR's 5 : 2 balance) between predicted and target boxes (x1, y1, x2, y2)
+    in [0, 1] of the input, mean over the samples with ``has_bbox``; zero when none has one or the
+    model predicts no box. Inputs: predicted (B, 4) or None, target (B, 4), has_bbox (B,)."""
+
+    def __init__(self, l1_weight: float = 2.5):
+        super().__init__()
+        self.l1_weight = float(l1_weight)
+
+    def forward(self, predicted: Optional[torch.Tensor], target: Optional[torch.Tensor], has_bbox: Optional[torch.Tensor],
+                anchor: torch.Tensor) -> torch.Tensor:
+        if predicted is None or target is None or has_bbox is None or not has_bbox.bool().any():
+            return _zero_like_graph(anchor if predicted is None else predicted)
+        keep = has_bbox.bool().view(-1).to(predicted.device)
+        p, t = predicted[keep].float(), target[keep].to(predicted.device, torch.float32)
+        giou = generalized_box_iou_loss(p, t, reduction="mean")
+        return giou + self.l1_weight * (p - t).abs().sum(dim=1).mean()
+
+
 # Landmark L2 on [0, 1] coordinates is ~1e-2 once training gets going; this brings it to the scale of
 # the other terms so the paper's stage weights mean what they say.
 LANDMARK_LOSS_SCALE = 10.0
 
 
 class FashionNetLosses(nn.Module):
-    """The five loss terms of the paper, each returned separately so progress bars can show them."""
+    """The five loss terms of the paper and the garment box's, each returned separately so progress
+    bars can show them."""
 
     def __init__(self, attribute_loss: AttributeLoss, margin: float, miner: str):
         super().__init__()
@@ -140,6 +161,7 @@ class FashionNetLosses(nn.Module):
         self.category = CategoryLoss()
         self.attribute = attribute_loss
         self.triplet = TripletLoss(margin, BatchHardMiner() if miner == "batch_hard" else SemiHardMiner(margin))
+        self.box = BoxLoss()
 
     def forward(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         return {
@@ -148,4 +170,5 @@ class FashionNetLosses(nn.Module):
             "category": self.category(out["category_logits"].float(), batch["category"]),
             "attribute": self.attribute(out["attribute_logits"].float(), batch["attributes"]),
             "triplet": self.triplet(out["embedding"].float(), batch["item"]),
+            "box": self.box(out.get("box"), batch.get("bbox"), batch.get("has_bbox"), out["embedding"]),
         }

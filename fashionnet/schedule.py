@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-LOSS_TERMS = ("landmark", "visibility", "category", "attribute", "triplet")
+LOSS_TERMS = ("landmark", "visibility", "category", "attribute", "triplet", "box")
 
 
 @dataclass
@@ -20,6 +20,8 @@ class StageWeights:
     category: float
     attribute: float
     triplet: float
+    # the garment box (losses.BoxLoss); a default so five positional weights still make a stage
+    box: float = 1.0
 
     def as_dict(self) -> dict[str, float]:
         return {t: float(getattr(self, t)) for t in LOSS_TERMS}
@@ -37,8 +39,8 @@ class IterativeSchedule:
     landmark_epochs: int = 1
     joint_epochs: int = 1
     gt_pooling_epochs: int = 0
-    landmark_stage: StageWeights = field(default_factory=lambda: StageWeights(1.0, 1.0, 0.1, 0.1, 0.1))
-    joint_stage: StageWeights = field(default_factory=lambda: StageWeights(1.0, 1.0, 1.0, 1.0, 1.0))
+    landmark_stage: StageWeights = field(default_factory=lambda: StageWeights(1.0, 1.0, 0.1, 0.1, 0.1, 1.0))
+    joint_stage: StageWeights = field(default_factory=lambda: StageWeights(1.0, 1.0, 1.0, 1.0, 1.0, 1.0))
 
     @property
     def total_epochs(self) -> int:

@@ -69,6 +69,8 @@ def test_sample_has_documented_keys_dtypes_and_shapes(tiny):
         "clothes_type": (torch.int64, ()),
         "index": (torch.int64, ()),
         "original_size": (torch.int64, (2,)),
+        "bbox": (torch.float32, (4,)),
+        "has_bbox": (torch.bool, ()),
     }
     for i in range(len(ds)):
         sample = ds[i]
@@ -88,8 +90,32 @@ def test_sample_has_documented_keys_dtypes_and_shapes(tiny):
         np.testing.assert_allclose(sample["landmarks"].numpy()[present], want[present], atol=1e-5)
         assert torch.isfinite(sample["landmarks"]).all() and (sample["landmarks"][~torch.as_tensor(present)] == 0).all()
         assert sample["visibility"].tolist() == [0, 0, 0, 0, 3, 3, 0, 0]
+        assert not sample["has_bbox"] and sample["bbox"].tolist() == [0.0] * 4  # these rows have no bbox
     assert ds[0]["attributes"].tolist() == [1.0, -1.0, 0.0]
     assert ds[1]["attributes"].tolist() == [0.0, 0.0, 0.0]  # unknown attributes
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bbox_follows_the_garment_pixels_through_crop_flip_letterbox_and_affine(tmp_path, seed):
+    """The sample's bbox encloses the red garment where it lands in the (flipped, rotated) input."""
+    w, h, box = 120, 80, (70, 10, 110, 70)
+    Image.new("RGB", (w, h), (128, 128, 128)).save(tmp_path / "a.png")
+    with Image.open(tmp_path / "a.png") as im:
+        im = im.copy()
+    im.paste((255, 0, 0), box)
+    im.save(tmp_path / "a.png")
+    frame = conform(pd.DataFrame([{"image_path": "a.png", "item_id": "i", "category": None, "clothes_type": 1, "split": "train",
+                                   "bbox_x1": box[0], "bbox_y1": box[1], "bbox_x2": box[2], "bbox_y2": box[3]}]))
+    size = 64
+    torch.manual_seed(seed)
+    transform = build_transforms(train=True, size=size, crop_to_bbox=seed % 2 == 1, flip_p=0.5, color_jitter=None)
+    sample = DeepFashionDataset(frame, tmp_path, transform)[0]
+    assert bool(sample["has_bbox"])
+    rgb = sample["image"] * torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) + torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    red = (rgb[0] > 0.75) & (rgb[1] < 0.3)
+    ys, xs = torch.nonzero(red, as_tuple=True)
+    seen = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32) / size
+    assert torch.allclose(sample["bbox"], seen, atol=3.0 / size), (sample["bbox"], seen)
 
 
 def test_given_label_maps_are_used_and_unknown_items_rejected(tiny):

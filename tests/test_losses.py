@@ -170,3 +170,42 @@ def test_triplet_loss_zero_when_classes_are_separated_and_finite_on_duplicates()
     loss.backward()
     assert loss.item() == pytest.approx(0.2, abs=1e-5)
     assert torch.isfinite(duplicates.grad).all()
+
+
+def test_box_loss_is_zero_on_the_target_grows_with_the_error_and_skips_rows_without_a_box():
+    from fashionnet.losses import BoxLoss
+
+    loss = BoxLoss()
+    target = torch.tensor([[0.2, 0.1, 0.7, 0.9], [0.0, 0.0, 1.0, 1.0]])
+    pred = target.clone().requires_grad_()
+    assert loss(pred, target, torch.tensor([True, True]), pred).item() == pytest.approx(0.0, abs=1e-6)
+    near = loss(target + 0.02, target, torch.tensor([True, True]), pred)
+    far = loss(target + torch.tensor([0.2, 0.0, 0.2, 0.0]), target, torch.tensor([True, True]), pred)
+    assert 0 < near < far
+    # the second row has no box: whatever is predicted for it adds nothing
+    wrong_second = torch.stack([target[0], torch.tensor([0.5, 0.5, 0.6, 0.6])])
+    assert loss(wrong_second, target, torch.tensor([True, False]), pred).item() == pytest.approx(0.0, abs=1e-6)
+    none = loss(pred, target, torch.tensor([False, False]), pred)
+    none.backward()
+    assert none.item() == 0.0 and torch.isfinite(pred.grad).all()
+    assert loss(None, target, torch.tensor([True, True]), pred).item() == 0.0  # a model without a box head
+
+
+def test_box_is_a_loss_term_weighted_in_both_stages():
+    from fashionnet.losses import AttributeLoss, FashionNetLosses
+    from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, StageWeights
+
+    assert "box" in LOSS_TERMS
+    schedule = IterativeSchedule()
+    assert schedule.weights(0)["box"] > 0 and schedule.weights(1)["box"] > 0
+    assert StageWeights(1, 1, 1, 1, 1).as_dict()["box"] == 1.0  # five weights (the command line's) still work
+    losses = FashionNetLosses(AttributeLoss(), 0.2, "batch_hard")
+    out = {"landmarks": torch.rand(2, 8, 2), "visibility_logits": torch.randn(2, 8, 3), "category_logits": torch.randn(2, 3),
+           "attribute_logits": torch.randn(2, 0), "embedding": F.normalize(torch.randn(2, 4), dim=1),
+           "box": torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9]])}
+    batch = {"landmarks": torch.rand(2, 8, 2), "visibility": torch.zeros(2, 8, dtype=torch.long), "category": torch.tensor([0, 1]),
+             "attributes": torch.zeros(2, 0), "item": torch.tensor([0, 0]),
+             "bbox": torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 0.3, 0.3]]), "has_bbox": torch.tensor([True, True])}
+    terms = losses(out, batch)
+    assert set(terms) == set(LOSS_TERMS) and terms["box"] > 0
+    assert losses(out, {**batch, "has_bbox": torch.tensor([True, False])})["box"].item() == pytest.approx(0.0, abs=1e-6)

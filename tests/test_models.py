@@ -323,3 +323,68 @@ def test_torchvision_backbones_without_cache_raise(name, tmp_path, monkeypatch):
     assert str(tmp_path / "checkpoints") in str(err.value) and "pretrained=" in str(err.value)
     with pytest.raises(PretrainedWeightsNotFound, match="no pretrained weights"):
         get_backbone("tiny", pretrained=True)
+
+
+# ----------------------------------------------------------------------------- garment box head
+
+
+def garment_batch(n: int, side: int = 64, generator=None):
+    """Grey-noise photos each with one coloured rectangle (the garment) of random place and size,
+    and its box (x1, y1, x2, y2) in [0, 1]."""
+    images = torch.randn(n, 3, side, side, generator=generator) * 0.3
+    boxes = torch.zeros(n, 4)
+    for i in range(n):
+        w, h = (int(v) for v in torch.randint(12, 40, (2,), generator=generator))
+        x, y = int(torch.randint(0, side - w, (1,), generator=generator)), int(torch.randint(0, side - h, (1,), generator=generator))
+        images[i, :, y : y + h, x : x + w] = torch.tensor([2.0, -1.0, 0.5]).view(3, 1, 1)
+        boxes[i] = torch.tensor([x, y, x + w, y + h]) / side
+    return images, boxes
+
+
+def test_box_head_outputs_an_ordered_box_inside_the_input_and_can_be_switched_off():
+    model = tiny_model()
+    box = model(torch.randn(3, 3, 64, 80) * 5)["box"]
+    assert box.shape == (3, 4) and (box >= 0).all() and (box <= 1).all()
+    assert (box[:, 2:] >= box[:, :2]).all()
+    assert "box" not in tiny_model(box_head=False)(torch.randn(1, 3, 64, 64))
+    assert FashionNetConfig(backbone="tiny").box_head
+
+
+def test_box_head_learns_to_land_on_the_garment_pixels():
+    """A few steps of the box loss on synthetic garments: held-out boxes overlap the garments."""
+    from torchvision.ops import box_iou
+
+    from fashionnet.losses import BoxLoss
+
+    torch.manual_seed(0)
+    model = tiny_model().train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    loss_fn = BoxLoss()
+    g = torch.Generator().manual_seed(1)
+    for _ in range(300):
+        images, boxes = garment_batch(16, generator=g)
+        loss = loss_fn(model(images)["box"], boxes, torch.ones(16, dtype=torch.bool), images)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    images, boxes = garment_batch(64, generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        iou = box_iou(model(images)["box"], boxes).diagonal()
+    untrained = box_iou(tiny_model()(images)["box"].detach(), boxes).diagonal()
+    assert iou.median() > 0.6 and iou.median() > untrained.median() + 0.2, (iou.median(), untrained.median())
+
+
+def test_old_checkpoint_without_a_box_head_loads_and_predicts_no_box(tmp_path):
+    from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    old = tiny_model(box_head=False)
+    config = old.config.to_dict()
+    del config["box_head"]  # written before the field existed
+    save_checkpoint(tmp_path / "old.pt", model_state=old.state_dict(), model_config=config, label_maps={}, preprocessing={}, epoch=1)
+    model, loaded = model_from_checkpoint(load_checkpoint(tmp_path / "old.pt"))
+    assert loaded.box_head is False
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out = model.eval()(x)
+        assert "box" not in out and torch.allclose(out["embedding"], old(x)["embedding"])

@@ -89,7 +89,9 @@ class DeepFashionDataset(Dataset):
     - "attributes" float32 (A,) in {1, -1, 0} (0 unknown; all 0 for rows without attributes);
     - "clothes_type" int64 (-1 unknown); "index" int64 row of the frame;
     - "original_size" int64 (2,): width, height of the image file as loaded, to map predicted
-      landmarks back to its pixels (with ``letterbox_geometry(w, h, S)`` when not cropped).
+      landmarks back to its pixels (with ``letterbox_geometry(w, h, S)`` when not cropped);
+    - "bbox" float32 (4,): the garment box (x1, y1, x2, y2) in [0, 1] of the model input, moved
+      with the pixels; "has_bbox" bool: whether the row had a usable box (else "bbox" is zeros).
 
     ``item_labels`` / ``category_labels`` map ids/names to label indices; when not given they are
     built from the frame with :func:`make_label_map`. An item missing from given ``item_labels``
@@ -160,7 +162,7 @@ class DeepFashionDataset(Dataset):
         try:
             image = load_image(path)
             try:
-                image_t, landmarks, visibility, _ = self.transform(
+                image_t, landmarks, visibility, box = self._transform(
                     image, self.landmarks_xy[index], self.visibility[index], None if np.isnan(bbox).all() else bbox
                 )
             except ValueError as exc:  # a bad annotation (bbox, landmarks): name the file and row
@@ -182,4 +184,16 @@ class DeepFashionDataset(Dataset):
             "clothes_type": torch.tensor(self.clothes_type_per_row[index], dtype=torch.int64),
             "index": torch.tensor(index, dtype=torch.int64),
             "original_size": torch.tensor(image.size, dtype=torch.int64),
+            "bbox": box if box is not None else torch.zeros(4, dtype=torch.float32),
+            "has_bbox": torch.tensor(box is not None),
         }
+
+    def _transform(self, image, landmarks_xy, visibility, bbox):
+        """The transform's (image, landmarks, visibility, bbox in [0, 1] of the input or None); a
+        custom transform without ``with_bbox`` gives no bbox."""
+        with_bbox = getattr(self.transform, "with_bbox", None)
+        if with_bbox is not None:
+            image_t, landmarks, visibility, _, box = with_bbox(image, landmarks_xy, visibility, bbox)
+            return image_t, landmarks, visibility, box
+        image_t, landmarks, visibility, _ = self.transform(image, landmarks_xy, visibility, bbox)
+        return image_t, landmarks, visibility, None

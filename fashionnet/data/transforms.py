@@ -358,23 +358,59 @@ class LandmarkTransform:
         visibility: Optional[ArrayLike] = None,
         bbox: Optional[Sequence[float]] = None,
     ) -> TransformOutput:
+        return self.with_bbox(image, landmarks_xy, visibility, bbox)[:4]
+
+    def with_bbox(
+        self,
+        image: ImageInput,
+        landmarks_xy: Optional[ArrayLike] = None,
+        visibility: Optional[ArrayLike] = None,
+        bbox: Optional[Sequence[float]] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, LetterboxGeometry, Optional[torch.Tensor]]:
+        """Like calling the transform, plus the ``bbox`` (x1, y1, x2, y2 pixels) carried through the
+        same crop, flip, letterbox and affine: float32 (4,) in [0, 1] of the model input (the
+        enclosing box of its moved corners, clipped to the input), or None without a usable bbox."""
         sample = make_sample(image, landmarks_xy, visibility)
         orig_w, orig_h = sample.image.size
         region = (0, 0, orig_w, orig_h)
+        has_box = bbox is not None and np.isfinite(np.asarray(bbox, dtype=np.float64)).all()
+        corners = _corners(bbox) if has_box else None
         if self.crop_to_bbox and bbox is not None and not np.isnan(np.asarray(bbox, dtype=np.float64)).all():
             region = crop_box_with_margin(bbox, (orig_w, orig_h), self.crop_margin)
             sample = crop(sample, *region)
+        if corners is not None:
+            corners = corners - torch.tensor([float(region[0]), float(region[1])])
         if self.train:
             if self._color is not None:
                 sample = LandmarkSample(self._color(sample.image), sample.keypoints, sample.visibility)
             if self.flip_p > 0 and torch.rand(()) < self.flip_p:
+                if corners is not None:
+                    corners = torch.stack([sample.image.width - corners[:, 0], corners[:, 1]], dim=1)
                 sample = horizontal_flip(sample)
-        sample, _ = letterbox(sample, self.size)
+        sample, boxed = letterbox(sample, self.size)
         geometry = letterbox_geometry(orig_w, orig_h, self.size, region=region)
+        if corners is not None:
+            corners = to_model_coords(corners, boxed)
         if self.train and self._affine is not None:
-            sample = affine(sample, **self._affine.make_params([sample.image]))
+            params = self._affine.make_params([sample.image])
+            sample = affine(sample, **params)
+            if corners is not None:
+                moved = F.affine(tv_tensors.KeyPoints(corners, canvas_size=(self.size, self.size)), angle=float(params["angle"]),
+                                 translate=[float(t) for t in params["translate"]], scale=float(params["scale"]),
+                                 shear=[float(v) for v in params["shear"]])
+                corners = moved.as_subclass(torch.Tensor)
         landmarks = (sample.landmarks / self.size).to(torch.float32)
-        return to_model_input(sample.image), landmarks, sample.visibility.to(torch.int64), geometry
+        box = None
+        if corners is not None:
+            box = torch.cat([corners.min(dim=0).values, corners.max(dim=0).values]).clamp(0.0, float(self.size)) / self.size
+            box = box.to(torch.float32) if bool((box[2:] > box[:2]).all()) else None
+        return to_model_input(sample.image), landmarks, sample.visibility.to(torch.int64), geometry, box
+
+
+def _corners(bbox: Sequence[float]) -> torch.Tensor:
+    """The four corners (4, 2) of an (x1, y1, x2, y2) box; a rotation moves each of them."""
+    x1, y1, x2, y2 = (float(v) for v in bbox)
+    return torch.tensor([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], dtype=torch.float32)
 
 
 def build_transforms(

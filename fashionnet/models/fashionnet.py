@@ -1,6 +1,7 @@
 """FashionNet (Liu et al., CVPR 2016): shared trunk, global / landmark / local branches, fusion.
 
     image -> trunk (conv4) --+-> global conv5 -> GAP -> fc ------------------+
+                             |        +-> grid -> fc -> garment box          |
                              +-> landmark conv5 -> fc -> 8 x (x, y), 8 x vis  |
                              +-> landmark pooling at (x, y) -> fc -----------+-> fusion fc -> embedding
                                                                               (L2-normalised), heads
@@ -26,6 +27,8 @@ from fashionnet.models.backbones import get_backbone, list_backbones
 from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling
 
 LANDMARK_HEADS = ("heatmap", "fc")
+# Outputs only some configurations have (see FashionNet).
+OPTIONAL_OUTPUTS = ("landmark_confidence", "box")
 
 
 @dataclass
@@ -45,6 +48,9 @@ class FashionNetConfig:
         benchmark the fc head stalled at NE 0.064 on consumer photos (README "Results").
         Visibility always comes from the fc.
     num_categories / num_attributes: head sizes; 0 gives an empty (B, 0) head.
+    box_head: predict the garment's box (x1, y1, x2, y2) in [0, 1] of the input from the global
+        conv5 map (sized like the landmark branch: landmark_width, landmark_grid, landmark_hidden).
+        Checkpoints saved before it existed load with False and predict no box.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -64,6 +70,7 @@ class FashionNetConfig:
     landmark_hidden: int = 256
     landmark_head: str = "heatmap"
     dropout: float = 0.0
+    box_head: bool = True
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -117,6 +124,30 @@ def soft_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     return torch.stack([(prob.sum(dim=2) * xs).sum(dim=-1), (prob.sum(dim=3) * ys).sum(dim=-1)], dim=-1)
 
 
+# Radius, in heatmap cells, around the soft-argmax within which a sure heatmap holds its mass.
+CONFIDENCE_RADIUS = 1.5
+
+
+def heatmap_confidence(heatmaps: torch.Tensor, radius: float = CONFIDENCE_RADIUS) -> torch.Tensor:
+    """(B, N, H, W) logits -> (B, N) confidence in [0, 1]: the share of the spatial softmax's mass
+    within ``radius`` cells of its soft-argmax, times min(1, radius / spread), spread being the
+    root mean squared distance (cells) of the mass from that point.
+
+    One sharp peak scores near 1; a flat map, or two far-apart peaks (whose soft-argmax falls
+    between them, on no garment point), score near 0.
+    """
+    b, n, h, w = heatmaps.shape
+    prob = torch.softmax(heatmaps.float().flatten(2), dim=-1).view(b, n, h, w)
+    xs = torch.arange(w, device=heatmaps.device, dtype=prob.dtype) + 0.5
+    ys = torch.arange(h, device=heatmaps.device, dtype=prob.dtype) + 0.5
+    cx = (prob.sum(dim=2) * xs).sum(dim=-1)
+    cy = (prob.sum(dim=3) * ys).sum(dim=-1)
+    d2 = (xs.view(1, 1, 1, w) - cx[..., None, None]) ** 2 + (ys.view(1, 1, h, 1) - cy[..., None, None]) ** 2
+    near = (prob * (d2 <= radius * radius).to(prob.dtype)).sum(dim=(2, 3))
+    spread = (prob * d2).sum(dim=(2, 3)).clamp_min(1e-12).sqrt()
+    return (near * (radius / spread).clamp(max=1.0)).clamp(0.0, 1.0)
+
+
 class LandmarkBranch(nn.Module):
     """Own conv5 copy -> 1x1 reduce -> fixed grid -> fc -> visibility logits, and landmarks either
     from the same fc (head "fc", the paper's) or from soft-argmax heatmaps on the conv4 grid (head
@@ -146,16 +177,45 @@ class LandmarkBranch(nn.Module):
                 nn.Conv2d(width, NUM_LANDMARKS, 1),
             )
 
-    def forward(self, conv4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, conv4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """landmarks (B, 8, 2), visibility logits (B, 8, 3), and each landmark's heatmap confidence
+        (B, 8) (None for the fc head, which has no heatmap to judge)."""
         conv5 = self.reduce(self.conv5(conv4))
         h = self.fc(self.grid(conv5))
         visibility_logits = self.visibility(h).view(-1, NUM_LANDMARKS, NUM_VISIBILITY_CLASSES)
         if self.head == "fc":
-            landmarks = torch.sigmoid(self.coordinates(h)).view(-1, NUM_LANDMARKS, 2)
-        else:
-            context = F.interpolate(conv5, size=conv4.shape[-2:], mode="bilinear", align_corners=False)
-            landmarks = soft_argmax(self.heatmaps(torch.cat([conv4, context], dim=1))).to(conv4.dtype)
-        return landmarks, visibility_logits
+            return torch.sigmoid(self.coordinates(h)).view(-1, NUM_LANDMARKS, 2), visibility_logits, None
+        context = F.interpolate(conv5, size=conv4.shape[-2:], mode="bilinear", align_corners=False)
+        heatmaps = self.heatmaps(torch.cat([conv4, context], dim=1))
+        return soft_argmax(heatmaps).to(conv4.dtype), visibility_logits, heatmap_confidence(heatmaps)
+
+
+# Initial box (0.1, 0.1, 0.9, 0.9): most of the frame, as in shop photos; logits of 0.1 and 0.8 / 0.9.
+_BOX_INIT_BIAS = (-2.1972, -2.1972, 2.0794, 2.0794)
+
+
+class BoxHead(nn.Module):
+    """conv5 map -> 1x1 reduce -> fixed grid -> fc -> garment box (x1, y1, x2, y2) in [0, 1].
+
+    The fixed grid keeps where things are (a global average would not). The corners are
+    x1 = s(a), x2 = x1 + (1 - x1) s(b): ordered and inside the input by construction, without a
+    clamp that would stop the gradient of a box hanging over the border.
+    """
+
+    def __init__(self, channels: int, width: int, grid: int, hidden: int):
+        super().__init__()
+        self.reduce = nn.Sequential(nn.Conv2d(channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.grid = nn.AdaptiveAvgPool2d(grid)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(width * grid * grid, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4))
+        nn.init.normal_(self.fc[-1].weight, std=1e-3)
+        with torch.no_grad():
+            self.fc[-1].bias.copy_(torch.tensor(_BOX_INIT_BIAS))
+
+    def forward(self, conv5: torch.Tensor) -> torch.Tensor:
+        raw = self.fc(self.grid(self.reduce(conv5))).float()
+        low = torch.sigmoid(raw[:, :2])
+        high = low + (1.0 - low) * torch.sigmoid(raw[:, 2:])
+        return torch.cat([low, high], dim=1).to(conv5.dtype)
 
 
 class FashionNet(nn.Module):
@@ -163,8 +223,10 @@ class FashionNet(nn.Module):
 
     ``forward`` returns a dict: embedding (B, D) L2-normalised, landmarks (B, 8, 2) in [0, 1] of
     the input, visibility_logits (B, 8, 3), category_logits (B, C), attribute_logits (B, A),
-    global_feature, local_feature, fusion_feature (pre-normalisation) and pooled_visible (B, 8)
-    (the windows that were pooled rather than zeroed).
+    global_feature, local_feature, fusion_feature (pre-normalisation), pooled_visible (B, 8)
+    (the windows that were pooled rather than zeroed), and where the model has them landmark_confidence
+    (B, 8) in [0, 1] (heatmap head; :func:`heatmap_confidence`) and box (B, 4), the garment's
+    (x1, y1, x2, y2) in [0, 1] of the input (``config.box_head``).
     """
 
     def __init__(self, config: FashionNetConfig, load_pretrained: bool = True):
@@ -185,6 +247,8 @@ class FashionNet(nn.Module):
         # The global branch takes the backbone's own conv5 (no copy needed).
         self.global_conv5 = backbone.conv5
         self.global_fc = nn.Sequential(nn.Linear(backbone.conv5_channels, config.global_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
+        self.box_head = (BoxHead(backbone.conv5_channels, config.landmark_width, config.landmark_grid, config.landmark_hidden)
+                         if config.box_head else None)
 
         self.landmark_pooling = LandmarkPooling(self.trunk_stride, config.pool_window, config.pool_output, config.pool_mode)
         pooled = NUM_LANDMARKS * self.trunk_channels * config.pool_output**2
@@ -220,9 +284,14 @@ class FashionNet(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         conv4, trunk_stats = self._run_trunk(images)
-        global_feature = self.global_fc(self.global_conv5(conv4).mean(dim=(2, 3)))
-        landmarks, visibility_logits = self.landmark_branch(conv4)
+        global_conv5 = self.global_conv5(conv4)
+        global_feature = self.global_fc(global_conv5.mean(dim=(2, 3)))
+        landmarks, visibility_logits, confidence = self.landmark_branch(conv4)
+        extra = {} if self.box_head is None else {"box": self.box_head(global_conv5)}
+        if confidence is not None:
+            extra["landmark_confidence"] = confidence
         return {
+            **extra,
             "conv4": conv4,
             "trunk_stats": trunk_stats,
             "global_feature": global_feature,
@@ -261,6 +330,7 @@ class FashionNet(nn.Module):
             "local_feature": local_feature,
             "fusion_feature": fusion,
             "pooled_visible": pooled_visible,
+            **{k: features[k] for k in OPTIONAL_OUTPUTS if k in features},
         }
 
     def forward(
