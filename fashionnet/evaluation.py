@@ -30,9 +30,11 @@ from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.metrics import attribute_recall_at_k, category_accuracy, mean_layout, normalized_error, pdl, retrieval_metrics
 from fashionnet.models import BareBackbone, get_backbone
 from fashionnet.protocols import protocol_frames
+from fashionnet.retrieval_time import average_views, expand_queries, item_centroids
 from fashionnet.runtime import resolve_device
 
 KS = (1, 5, 10, 20, 30, 40, 50)
+QE_NEIGHBOURS = 2  # gallery rows a query is expanded with (alpha-QE, alpha = 3)
 VARIANTS = ("imagenet", "global", "fashionnet", "gt_landmarks")
 VARIANT_LABELS = {
     "imagenet": "(a) ImageNet backbone, GAP, untrained",
@@ -79,6 +81,34 @@ def predicted_landmark_outputs(model, batch, device) -> dict[str, torch.Tensor]:
     return fashionnet_outputs(model, batch, device, ground_truth=False)
 
 
+def flipped_outputs(model, batch, device) -> dict[str, torch.Tensor]:
+    """The embedding of each photo's mirror image (landmark slots follow the image sides, so the
+    pooled parts line up with the unflipped photo's)."""
+    return {"embedding": model(batch["image"].to(device).flip(-1))["embedding"]}
+
+
+def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, embed_flipped, q_set, g_set) -> dict[str, Any]:
+    """Top-k and mAP@R of variant (c) with flip averaging, query expansion, both, and item aggregation."""
+    q_flip, g_flip = embed_flipped(q_set, "queries (mirrored)"), embed_flipped(g_set, "gallery (mirrored)")
+    qi, gi = q_items[q_pred["index"]], g_items[g_pred["index"]]
+    if not (np.array_equal(q_flip["index"], q_pred["index"]) and np.array_equal(g_flip["index"], g_pred["index"])):
+        raise RuntimeError("the mirrored pass skipped other photos than the first pass")
+    views = {"plain": (q_pred["embedding"], g_pred["embedding"]),
+             "flip": (average_views(q_pred["embedding"], q_flip["embedding"]), average_views(g_pred["embedding"], g_flip["embedding"]))}
+
+    def scored(q, g, items=gi, depth_ks=ks):
+        r = retrieval_metrics(q, qi, g, items, ks=depth_ks, show_progress=False)
+        return {"top_k": {int(k): float(v) for k, v in r["top_k"].items()}, "map_at_r": float(r["map_at_r"])}
+
+    out = {}
+    for name, (q, g) in views.items():
+        out[name] = scored(q, g)
+        out[f"{name}+qe"] = scored(expand_queries(q, g, k=QE_NEIGHBOURS), g)
+        ids, centroids = item_centroids(g, gi)
+        out[f"{name}+items"] = scored(q, centroids, ids, tuple(k for k in ks if k <= len(ids)))
+    return out
+
+
 def landmarks_to_original_pixels(landmarks_norm: np.ndarray, sizes: np.ndarray, input_side: int) -> np.ndarray:
     """Map (N, 8, 2) landmarks normalised to the letterboxed input back to original pixels; sizes (N, 2) = w, h."""
     out = np.empty_like(landmarks_norm)
@@ -89,8 +119,12 @@ def landmarks_to_original_pixels(landmarks_norm: np.ndarray, sizes: np.ndarray, 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark: str = "auto", variants: Sequence[str] = VARIANTS,
                         device: str = "auto", batch_size: int = 64, workers: int = 2, baseline_weights: Any = True,
-                        max_queries: int = 0, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Run the protocol for every variant; returns a JSON-ready dict of figures."""
+                        max_queries: int = 0, seed: int = 0, progress: bool = True, retrieval_time: bool = False) -> dict[str, Any]:
+    """Run the protocol for every variant; returns a JSON-ready dict of figures.
+
+    ``retrieval_time``: also measure variant (c) with each retrieval-time improvement of
+    :mod:`fashionnet.retrieval_time` switched on alone and together (results["retrieval_time"]).
+    """
     data_root = Path(data_root)
     benchmark = detect_benchmark(data_root) if benchmark == "auto" else benchmark
     ckpt = load_checkpoint(checkpoint)
@@ -135,6 +169,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
         results["variants"]["global"] = retrieval(q_pred, g_pred, "global")
     if "fashionnet" in variants:
         results["variants"]["fashionnet"] = retrieval(q_pred, g_pred, "embedding")
+    if retrieval_time and q_pred is not None:
+        results["retrieval_time"] = measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks,
+                                                           lambda ds, desc: embed(flipped_outputs, ds, desc), q_set, g_set)
     if "gt_landmarks" in variants:
         fn = lambda m, b, d: fashionnet_outputs(m, b, d, True)  # noqa: E731
         results["variants"]["gt_landmarks"] = retrieval(embed(fn, q_set, "queries (GT landmarks)"), embed(fn, g_set, "gallery (GT landmarks)"), "embedding")
@@ -187,6 +224,13 @@ def markdown_table(results: dict[str, Any]) -> str:
                 "n/a" if lm["mean_layout_ne_per_landmark"][n] != lm["mean_layout_ne_per_landmark"][n] else f"{lm['mean_layout_ne_per_landmark'][n]:.4f}"
                 for n in LANDMARK_NAMES) + f" | {lm['mean_layout_ne']:.4f} | |")
             lines += ["", f"predicted NE is {lm['ne_over_mean_layout']:.2f} x the mean-layout floor"]
+    if "retrieval_time" in results:
+        rt = results["retrieval_time"]
+        rks = sorted(rt["plain"]["top_k"])
+        lines += ["", "| (c) at retrieval time | " + " | ".join(f"top-{k}" for k in rks) + " | mAP@R |", "|---|" + "---:|" * (len(rks) + 1)]
+        for name, r in rt.items():
+            lines.append(f"| {name} | " + " | ".join(f"{100 * r['top_k'][k]:.1f}" if k in r["top_k"] else "" for k in rks)
+                         + f" | {100 * r['map_at_r']:.1f} |")
     extras = []
     if "category_accuracy" in results:
         extras.append("category accuracy " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in results["category_accuracy"].items()))

@@ -28,6 +28,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-queries", type=int, default=0, help="evaluate a random subset of queries (0: all)")
+    p.add_argument("--retrieval-time", action="store_true",
+                   help="also measure (c) with flip averaging, query expansion and item aggregation, each alone and together")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -37,7 +39,8 @@ def main(argv=None) -> None:
     weights = True if args.baseline_weights == "imagenet" else args.baseline_weights
     for root in args.data_root:
         results = evaluate_checkpoint(args.checkpoint, root, args.benchmark, args.variants, device=args.device, batch_size=args.batch_size,
-                                      workers=args.workers, baseline_weights=weights, max_queries=args.max_queries, progress=not args.no_progress)
+                                      workers=args.workers, baseline_weights=weights, max_queries=args.max_queries, progress=not args.no_progress,
+                                     retrieval_time=args.retrieval_time)
         paths = write_report(results, args.out)
         print(markdown_table(results))
         print("wrote " + ", ".join(str(p) for p in paths.values()))

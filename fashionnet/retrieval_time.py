@@ -1,0 +1,56 @@
+"""Retrieval-time improvements that need no training, each a function of embeddings.
+
+* flip averaging: a photo and its mirror image describe the same garment, so their embeddings are
+  averaged (the caller embeds both; :func:`average_views`);
+* alpha query expansion: a query is moved towards its nearest gallery images, weighted by their
+  similarity to the power alpha, then searched again (:func:`expand_queries`);
+* item aggregation: the gallery views of one item answer as one item, by the mean of their
+  embeddings (:func:`item_centroids`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def average_views(*views: np.ndarray) -> np.ndarray:
+    """L2-normalised mean of several (N, D) embeddings of the same N photos (e.g. photo and mirror)."""
+    if not views:
+        raise ValueError("need at least one view")
+    shapes = {np.shape(v) for v in views}
+    if len(shapes) != 1:
+        raise ValueError(f"views must have one shape, got {sorted(shapes)}")
+    return _unit_rows(np.mean([_unit_rows(v) for v in views], axis=0))
+
+
+def expand_queries(queries: np.ndarray, gallery: np.ndarray, k: int = 2, alpha: float = 3.0) -> np.ndarray:
+    """alpha-QE: each query plus its ``k`` nearest gallery rows weighted by max(sim, 0) ** alpha,
+    L2-normalised. ``k=0`` returns the queries unchanged (normalised)."""
+    queries, gallery = _unit_rows(queries), _unit_rows(gallery)
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    if k == 0 or len(gallery) == 0:
+        return queries
+    k = min(k, len(gallery))
+    sims = queries @ gallery.T
+    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    weights = np.maximum(np.take_along_axis(sims, nearest, axis=1), 0.0) ** alpha
+    expanded = queries + np.einsum("qk,qkd->qd", weights, gallery[nearest])
+    return _unit_rows(expanded)
+
+
+def item_centroids(gallery: np.ndarray, items: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(unique item ids, their L2-normalised mean embeddings): one gallery row per item."""
+    items = np.asarray(items)
+    ids, inverse = np.unique(items, return_inverse=True)
+    sums = np.zeros((len(ids), np.shape(gallery)[1]), dtype=np.float64)
+    np.add.at(sums, inverse, _unit_rows(gallery))
+    return ids, _unit_rows(sums)

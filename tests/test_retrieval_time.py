@@ -1,0 +1,66 @@
+"""Retrieval-time improvements: flip averaging, query expansion and item aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fashionnet.evaluation import evaluate_checkpoint, markdown_table
+from fashionnet.metrics import retrieval_metrics
+from fashionnet.retrieval_time import average_views, expand_queries, item_centroids
+
+
+def test_average_views_is_the_normalised_mean_of_unit_views():
+    a = np.array([[3.0, 0.0], [0.0, 2.0]])
+    b = np.array([[0.0, 5.0], [0.0, -1.0]])
+    out = average_views(a, b)
+    np.testing.assert_allclose(out[0], [np.sqrt(0.5), np.sqrt(0.5)], atol=1e-6)
+    np.testing.assert_allclose(out[1], [0.0, 0.0], atol=1e-6)  # opposite views cancel
+    with pytest.raises(ValueError, match="shape"):
+        average_views(a, b[:1])
+
+
+def test_query_expansion_pulls_a_query_towards_its_neighbours_only():
+    gallery = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])
+    query = np.array([[0.9, 0.0, np.sqrt(1 - 0.81)]])
+    expanded = expand_queries(query, gallery, k=2, alpha=1.0)
+    sims = query @ gallery.T
+    # the two nearest rows are 0 and 1; row 2 (sim 0.436) is left out
+    manual = query[0] + sims[0, 0] * gallery[0] + sims[0, 1] * gallery[1]
+    np.testing.assert_allclose(expanded[0], manual / np.linalg.norm(manual), atol=1e-6)
+    np.testing.assert_allclose(expand_queries(query, gallery, k=0), query / np.linalg.norm(query), atol=1e-6)
+    with pytest.raises(ValueError):
+        expand_queries(query, gallery, k=-1)
+
+
+def test_item_centroids_average_each_items_views():
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, -3.0]])
+    ids, centroids = item_centroids(gallery, ["b", "b", "a"])
+    assert list(ids) == ["a", "b"]
+    np.testing.assert_allclose(centroids, [[0.0, -1.0], [np.sqrt(0.5), np.sqrt(0.5)]], atol=1e-6)
+
+
+def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint, synth_root):
+    root = synth_root / "consumer2shop"
+    results = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, retrieval_time=True)
+    rt = results["retrieval_time"]
+    assert set(rt) == {"plain", "plain+qe", "plain+items", "flip", "flip+qe", "flip+items"}
+    assert rt["plain"] == results["variants"]["fashionnet"]
+    # item aggregation answers with items: one hit per query at k=1 at most, rates in [0, 1]
+    for name, r in rt.items():
+        rates = [r["top_k"][k] for k in sorted(r["top_k"])]
+        assert rates == sorted(rates) and 0 <= rates[0] <= rates[-1] <= 1, name
+    assert rt["flip"] != rt["plain"]  # the mirrored pass changed the embeddings
+    assert "flip+items" in markdown_table(results)
+
+
+def test_item_aggregation_counts_an_item_once():
+    # two views of item x are the query's two nearest rows, item y third: with images, top-2 is all x;
+    # with items, top-2 holds x and y
+    gallery = np.array([[1.0, 0.0], [0.99, 0.14], [0.9, 0.43]])
+    items = np.array(["x", "x", "y"])
+    query = np.array([[1.0, 0.05]])
+    by_image = retrieval_metrics(query, ["y"], gallery, items, ks=(2,), show_progress=False)
+    ids, centroids = item_centroids(gallery, items)
+    by_item = retrieval_metrics(query, ["y"], centroids, ids, ks=(2,), show_progress=False)
+    assert by_image["top_k"][2] == 0.0 and by_item["top_k"][2] == 1.0
