@@ -32,12 +32,13 @@ from fashionnet import __version__
 from fashionnet.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_label_map
 from fashionnet.data.readers import read_attribute_names, read_benchmark
-from fashionnet.data.samplers import PKSampler
+from fashionnet.data.samplers import LookAlikeSampler, PKSampler
 from fashionnet.data.schema import landmarks_of
 from fashionnet.data.style_augment import StyleAugment, StyledTransform
 from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AffineJitter, build_transforms
 from fashionnet.distillation import TrunkDistillation
 from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
+from fashionnet.hard_negatives import XBM_LOSSES, CrossBatchMemory, ItemEmbeddingTable
 from fashionnet.runtime import init_distributed, resolve_device, seed_everything, seed_worker
 from fashionnet.losses import AttributeLoss, FashionNetLosses
 from fashionnet.metrics import normalized_error, retrieval_metrics
@@ -95,6 +96,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, default=50)
     p.add_argument("--margin", type=float, default=0.2)
     p.add_argument("--miner", default="batch_hard", choices=["batch_hard", "semi_hard"])
+    # hard negatives beyond random batches (fashionnet.hard_negatives)
+    p.add_argument("--sampler", default="pk", choices=["pk", "look_alike"],
+                   help="pk: random items; look_alike: groups of look-alike items (same category, then nearest in the embedding "
+                        "space, refreshed each epoch) meet in every batch")
+    p.add_argument("--look-alike-group", type=int, default=2, help="items per look-alike group in a look_alike batch")
+    p.add_argument("--xbm-size", type=int, default=0, help="rows of the cross-batch memory of recent embeddings (0: off)")
+    p.add_argument("--xbm-weight", type=float, default=1.0, help="weight of the cross-batch memory loss")
+    p.add_argument("--xbm-loss", default="contrastive", choices=list(XBM_LOSSES))
     p.add_argument("--grad-clip", type=float, default=5.0)
     # machinery
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -226,6 +235,12 @@ class TrainingRun:
     log: Optional[TrainingLog] = None  # rank 0's curves; None on the other ranks
     distill: Optional[TrunkDistillation] = None  # keeps conv4 near the pretrained trunk's
     distill_weight: float = 0.0
+    xbm: Optional[CrossBatchMemory] = None  # negatives from earlier steps
+    xbm_weight: float = 0.0
+    item_table: Optional[ItemEmbeddingTable] = None  # each item's embedding this epoch, for look-alike batches
+
+    def extra_terms(self) -> tuple[str, ...]:
+        return tuple(name for name, on in (("distill", self.distill), ("xbm", self.xbm)) if on is not None)
 
 
 def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
@@ -236,7 +251,7 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
     schedule = run.schedule
     weights = schedule.weights(epoch)
     gt_pool = schedule.pool_on_ground_truth(epoch)
-    terms_shown = (*LOSS_TERMS, "distill") if run.distill is not None else LOSS_TERMS
+    terms_shown = (*LOSS_TERMS, *run.extra_terms())
     sums = {t: 0.0 for t in (*terms_shown, "total")}
     n = 0
     if run.log is not None:
@@ -252,6 +267,9 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
         if run.distill is not None:
             terms["distill"] = run.distill(batch["image"])
             total = total + run.distill_weight * terms["distill"]
+        if run.xbm is not None:
+            terms["xbm"] = run.xbm.loss(out["embedding"].float(), batch["item"])
+            total = total + run.xbm_weight * terms["xbm"]
         if not torch.isfinite(total):
             raise FloatingPointError(f"epoch {epoch + 1}: loss became {total.item()} ({ {t: round(float(v), 4) for t, v in terms.items()} }); lower --lr")
         run.optimizer.zero_grad(set_to_none=True)
@@ -264,6 +282,10 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
         lrs = [group["lr"] for group in run.optimizer.param_groups]  # the rates this step used
         run.scheduler.step()
         run.guard.check(out["landmarks"])
+        if run.xbm is not None:
+            run.xbm.enqueue(out["embedding"], batch["item"])
+        if run.item_table is not None:
+            run.item_table.add(out["embedding"], batch["item"])
         n += 1
         values = {**{t: float(terms[t].detach()) for t in terms_shown}, "total": float(total.detach())}
         for t, v in values.items():
@@ -293,6 +315,17 @@ def evaluate(model, query_set: DeepFashionDataset, gallery_set: DeepFashionDatas
 
 
 # ------------------------------------------------------------------------------------------ main
+
+
+def build_sampler(train_set: DeepFashionDataset, args, batches: int) -> PKSampler:
+    """The batch sampler --sampler asks for; look-alike groups start as items of one category."""
+    common = dict(p=args.items_per_batch, k=args.images_per_item, seed=args.seed, num_batches=batches * args.world_size,
+                  rank=args.rank, world_size=args.world_size)
+    if args.sampler == "pk":
+        return PKSampler(train_set.item_per_row, **common)
+    category_of_item = np.full(len(train_set.item_labels), -1, dtype=np.int64)
+    category_of_item[train_set.item_per_row] = train_set.category_per_row
+    return LookAlikeSampler(train_set.item_per_row, category_of_item, group=args.look_alike_group, **common)
 
 
 def build_optimizer(model, args) -> torch.optim.Optimizer:
@@ -405,8 +438,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     schedule = IterativeSchedule(args.rounds, args.landmark_epochs, args.joint_epochs, args.gt_pooling_epochs,
                                  StageWeights(*args.landmark_stage_weights), StageWeights(*args.joint_stage_weights))
     batches = args.batches_per_epoch or max(1, len(data.train_frame) // (args.items_per_batch * args.images_per_item * args.world_size))
-    sampler = PKSampler(data.train_set.item_per_row, p=args.items_per_batch, k=args.images_per_item, seed=args.seed,
-                        num_batches=batches * args.world_size, rank=args.rank, world_size=args.world_size)
+    sampler = build_sampler(data.train_set, args, batches)
     args.frozen_layers = frozen_trunk_layers(model, args.freeze_trunk_layers)
     distill = TrunkDistillation(model).to(device) if args.distill_weight > 0 else None  # copies the trunk before any step
     optimizer = build_optimizer(model, args)
@@ -425,10 +457,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if args.world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                                 find_unused_parameters=True)
+    xbm = CrossBatchMemory(args.xbm_size, args.embedding_dim, args.xbm_loss, args.margin) if args.xbm_size > 0 else None
+    item_table = ItemEmbeddingTable(len(data.train_set.item_labels), args.embedding_dim) if isinstance(sampler, LookAlikeSampler) else None
     run = TrainingRun(train_model, FashionNetLosses(attribute_loss, args.margin, args.miner).to(device), optimizer, scheduler, schedule,
                       LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience),
                       torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), amp_dtype, device, args.frozen_layers,
-                      args.grad_clip, show_progress=not args.no_progress and is_main, distill=distill, distill_weight=args.distill_weight)
+                      args.grad_clip, show_progress=not args.no_progress and is_main, distill=distill, distill_weight=args.distill_weight,
+                      xbm=xbm, xbm_weight=args.xbm_weight, item_table=item_table)
     if is_main:
         run.log = TrainingLog(args.output_dir, args.log_every, start_epoch, args.tensorboard, args.world_size)
     started = time.time()
@@ -441,6 +476,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                             persistent_workers=False, pin_memory=device.type == "cuda")
         t0 = time.time()
         train_stats = train_one_epoch(run, loader, epoch)
+        if item_table is not None:  # next epoch's look-alikes: nearest items in this epoch's embedding space
+            sampler.set_item_embeddings(*(t.numpy() for t in item_table.means()))
+            item_table.reset()
         record = {"epoch": epoch + 1, "stage": schedule.stage(epoch), "train": train_stats,
                   "train_images_per_s": batches * args.items_per_batch * args.images_per_item * args.world_size / max(time.time() - t0, 1e-9)}
         if is_main:

@@ -86,3 +86,72 @@ class PKSampler(Sampler[list[int]]):
             batch = np.concatenate([self._draw_rows(rng, item) for item in items])
             if batch_number % self.world_size == self.rank:
                 yield batch.tolist()
+
+
+class LookAlikeSampler(PKSampler):
+    """P x K batches in which look-alike items meet: each batch is built from groups of ``group``
+    items, a seed item and its nearest look-alikes, so the triplet loss sees the negatives that
+    matter (an item's siblings) in every step instead of about once in a dozen batches.
+
+    Look-alikes start as items of the same category (``item_groups``: one group key per item label,
+    e.g. its category); :meth:`set_item_embeddings` replaces them with each item's ``neighbours``
+    nearest items in the current embedding space (call it each epoch). Like :class:`PKSampler`, the
+    batches depend only on the seed, the epoch and the look-alike table, so DDP ranks that share the
+    table draw the same batches.
+    """
+
+    def __init__(self, item_labels: Sequence[int], item_groups: Sequence, p: int, k: int, group: int = 2, neighbours: int = 5,
+                 seed: int = 0, num_batches: Optional[int] = None, rank: int = 0, world_size: int = 1):
+        super().__init__(item_labels, p, k, seed, num_batches, rank, world_size)
+        labels = np.asarray(item_labels)
+        self._items = np.unique(labels[labels >= 0])
+        if len(item_groups) <= int(self._items.max()):
+            raise ValueError(f"item_groups has {len(item_groups)} entries but item labels go up to {int(self._items.max())}")
+        if not 1 <= group <= p:
+            raise ValueError(f"group must be in [1, p={p}], got {group}")
+        self.group, self.neighbours = int(group), int(neighbours)
+        keys = np.asarray([item_groups[int(i)] for i in self._items], dtype=object)
+        # positions (into self._items) of the other items sharing each item's group key
+        self._look_alikes = [np.flatnonzero((keys == keys[i]) & (np.arange(len(keys)) != i)) for i in range(len(keys))]
+
+    def set_item_embeddings(self, embeddings: np.ndarray, present: Optional[np.ndarray] = None) -> None:
+        """Look-alikes from embeddings (one row per item label; ``present`` marks rows that were
+        seen, others keep their group look-alikes)."""
+        emb = np.asarray(embeddings, dtype=np.float32)[self._items]
+        seen = np.ones(len(emb), bool) if present is None else np.asarray(present, bool)[self._items]
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        sims = emb @ emb.T
+        sims[~seen] = -np.inf
+        sims[:, ~seen] = -np.inf
+        np.fill_diagonal(sims, -np.inf)
+        m = min(self.neighbours, len(emb) - 1)
+        if m < 1:
+            return
+        nearest = np.argsort(-sims, axis=1, kind="stable")[:, :m]
+        for i in np.flatnonzero(seen):
+            self._look_alikes[i] = nearest[i][np.isfinite(sims[i, nearest[i]])]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch, 1])
+        n = self.num_items
+        order, cursor, used = rng.permutation(n), 0, np.zeros(n, bool)
+        for batch_number in range(self._per_rank * self.world_size):
+            chosen: list[int] = []
+            while len(chosen) < self.p:
+                if cursor >= n:  # a fresh pass over the items
+                    order, cursor, used = rng.permutation(n), 0, np.zeros(n, bool)
+                    used[chosen] = True
+                seed_item = int(order[cursor])
+                cursor += 1
+                if used[seed_item]:
+                    continue
+                chosen.append(seed_item)
+                used[seed_item] = True
+                candidates = [int(c) for c in self._look_alikes[seed_item] if c not in chosen]
+                rng.shuffle(candidates)
+                for c in candidates[: min(self.group - 1, self.p - len(chosen))]:
+                    chosen.append(c)
+                    used[c] = True
+            batch = np.concatenate([self._draw_rows(rng, item) for item in chosen])
+            if batch_number % self.world_size == self.rank:
+                yield batch.tolist()
