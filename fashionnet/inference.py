@@ -18,11 +18,16 @@ from fashionnet.checkpoint import CheckpointError, input_side, load_checkpoint, 
 from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.images import ImageInput, load_image
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
+from fashionnet.localisation import CROP_BELOW_AREA, CROP_MARGIN, boxes_to_original, second_pass
 from fashionnet.models import FashionNetConfig
 from fashionnet.models.batchnorm_folding import folded_for_inference
 from fashionnet.ood import FeatureDensity, trunk_features
 from fashionnet.onnx_runtime import RUNTIMES, onnx_forward_or_none
 from fashionnet.runtime import resolve_device
+
+# Below this heatmap confidence a landmark is a guess: the heatmap is flat or split between places
+# (fashionnet.models.fashionnet.heatmap_confidence). A single peak about a heatmap cell wide scores ~0.5.
+LOW_CONFIDENCE = 0.3
 
 
 @dataclass
@@ -32,6 +37,12 @@ class Landmark:
     y: float
     visibility: str  # visible / occluded / truncated (predicted); absent where the predicted clothes type has no such point
     visible_prob: float
+    # how sure the heatmap is of the point, in [0, 1] (LOW_CONFIDENCE); None for models without heatmaps
+    confidence: float | None = None
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.confidence is not None and self.confidence < LOW_CONFIDENCE
 
 
 @dataclass
@@ -48,6 +59,9 @@ class Prediction:
     # the checkpoint carries no density
     unfamiliarity: float | None = None
     unfamiliar: bool | None = None  # unfamiliarity above the checkpoint's calibrated threshold
+    # the garment's predicted (x1, y1, x2, y2) in the photo's pixels; None for models without a box head
+    garment_box: tuple[float, float, float, float] | None = None
+    cropped: bool = False  # the garment was small: everything above comes from a second pass on a crop around it
 
     @property
     def present_landmarks(self) -> list[Landmark]:
@@ -64,6 +78,8 @@ class Prediction:
             "clothes_type": self.clothes_type,
             "unfamiliarity": self.unfamiliarity,
             "unfamiliar": self.unfamiliar,
+            "garment_box": None if self.garment_box is None else list(self.garment_box),
+            "cropped": self.cropped,
         }
 
 
@@ -78,7 +94,7 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, config: FashionNetConfig, label_maps: dict, preprocessing: dict,
                  model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True,
                  density: FeatureDensity | None = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None,
-                 category_temperature: float = 1.0):
+                 category_temperature: float = 1.0, crop_below: float = CROP_BELOW_AREA, crop_margin: float = CROP_MARGIN):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.device = resolve_device(device)
@@ -96,6 +112,11 @@ class Predictor:
         # category -> clothes type, learned from the training annotations (absent in older checkpoints)
         self.category_clothes_types: dict[str, int] = {k: int(v) for k, v in label_maps.get("category_clothes_types", {}).items()}
         self.transform = build_transforms(train=False, size=self.input_side)
+        # a photo whose garment box covers less than crop_below of it is cut to the box (plus
+        # crop_margin of it on each side) and run again (fashionnet.localisation); 0 never crops
+        self.crop_below = float(crop_below)
+        self.crop_margin = float(crop_margin)
+        self.crop_transform = build_transforms(train=False, size=self.input_side, crop_to_bbox=True, crop_margin=self.crop_margin)
         self.top_attributes = top_attributes
         self.density = density
         # category logits are divided by it, so probabilities match held-out accuracy (fashionnet.temperature)
@@ -139,17 +160,32 @@ class Predictor:
 
     @torch.inference_mode()
     def embed_batch(self, images: torch.Tensor) -> np.ndarray:
-        """(B, D) float32 L2-normalised embeddings of a preprocessed batch (what the indexer stores)."""
+        """(B, D) float32 L2-normalised embeddings of a preprocessed batch, one pass: no crop (the
+        indexer and the queries go through :meth:`localise`)."""
         return self.forward_batch(images)["embedding"].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def localise(self, out: dict, geometries: Sequence, image_of, crop_below: float | None = None) -> tuple[dict, list, list[bool]]:
+        """The second pass on crops of the rows of a first-pass ``out`` whose garment is small
+        (:func:`fashionnet.localisation.second_pass`): (outputs, geometries, cropped) to :meth:`decode`."""
+        return second_pass(self, out, geometries, image_of, crop_below)
+
+    def forward_photos(self, images: Sequence[ImageInput], crop_below: float | None = None) -> tuple[dict, list, list[bool]]:
+        """Both passes over photos: (outputs, geometries, cropped), as :meth:`localise` returns them."""
+        photos = [load_image(im) for im in images]
+        prepared = [self.preprocess(im) for im in photos]
+        out = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
+        return self.localise(out, [g for _, g, _ in prepared], photos.__getitem__, crop_below)
 
     def predict(self, image: ImageInput) -> Prediction:
         return self.predict_batch([image])[0]
 
-    def predict_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
-        prepared = [self.preprocess(im) for im in images]
-        batch = torch.stack([t for t, _, _ in prepared])
-        out = self.forward_batch(batch)
-        return self.decode(out, [(g, s) for _, g, s in prepared])
+    def predict_batch(self, images: Sequence[ImageInput], crop_below: float | None = None) -> list[Prediction]:
+        """Predictions of photos of any size, two-pass (``crop_below`` overrides the predictor's)."""
+        if not images:
+            return []
+        out, geometries, cropped = self.forward_photos(images, crop_below)
+        return self.decode(out, [(g, (g.orig_w, g.orig_h)) for g in geometries], cropped)
 
     @torch.inference_mode()
     def score_parts(self, query_embedding: np.ndarray, images: Sequence[ImageInput]) -> list[dict[str, float]]:
@@ -158,7 +194,7 @@ class Predictor:
         linear fusion layer over [global, local], so the three parts add up to the score exactly."""
         if not images:
             return []
-        out = self.forward_batch(torch.stack([self.preprocess(im)[0] for im in images]))
+        out = self.forward_photos(images)[0]  # the same crops the index embedded
         fusion = self.model.fusion
         global_dim = out["global_feature"].shape[1]
         weight = fusion.weight.float()
@@ -173,19 +209,28 @@ class Predictor:
         scores["bias"] = ((bias[None, :] / norm) @ q).cpu().numpy()
         return [{name: float(values[i]) for name, values in scores.items()} for i in range(len(images))]
 
-    def decode(self, out: dict[str, torch.Tensor], geometries: Iterable) -> list[Prediction]:
-        """Turn a model output batch into Predictions, landmarks mapped back to original pixels."""
+    def decode(self, out: dict[str, torch.Tensor], geometries: Iterable, cropped: Sequence[bool] | None = None) -> list[Prediction]:
+        """Turn a model output batch into Predictions, landmarks and box mapped back to original
+        pixels. ``cropped`` marks rows that came from a second pass (:meth:`localise`)."""
+        geometries = list(geometries)
+        boxes = boxes_to_original(out, [g for g, _ in geometries])
+        confidence = out["landmark_confidence"].float().cpu() if "landmark_confidence" in out else None
         landmarks = out["landmarks"].float().cpu()
         vis_prob = out["visibility_logits"].float().softmax(-1).cpu()
         cat_prob = (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
         attr_prob = out["attribute_logits"].float().sigmoid().cpu()
         emb = out["embedding"].float().cpu().numpy()
         unfamiliarity = self.density.score(trunk_features(out["trunk_stats"])) if self.density is not None else None
+        if unfamiliarity is not None and "trunk_stats_first" in out:
+            # familiar when either the photo or the crop looks like the training photos: a real
+            # garment photo must not be called unfamiliar because of its framing
+            unfamiliarity = np.minimum(unfamiliarity, self.density.score(trunk_features(out["trunk_stats_first"])))
         results = []
         for i, (geometry, size) in enumerate(geometries):
             xy = to_original_coords(landmarks[i], geometry, normalized=True).numpy()
             lms = [
-                Landmark(name, float(xy[j, 0]), float(xy[j, 1]), VISIBILITY_NAMES[int(vis_prob[i, j].argmax())], float(vis_prob[i, j, 0]))
+                Landmark(name, float(xy[j, 0]), float(xy[j, 1]), VISIBILITY_NAMES[int(vis_prob[i, j].argmax())], float(vis_prob[i, j, 0]),
+                         None if confidence is None else float(confidence[i, j]))
                 for j, name in enumerate(LANDMARK_NAMES)
             ]
             category, category_p, scores = None, 0.0, {}
@@ -203,5 +248,6 @@ class Predictor:
                 attrs = [(self.attribute_names[int(a)], float(attr_prob[i, a])) for a in order]
             results.append(Prediction(lms, category, category_p, attrs, emb[i], tuple(size), scores, clothes_type,
                                       None if unfamiliarity is None else float(unfamiliarity[i]),
-                                      None if unfamiliarity is None else bool(unfamiliarity[i] > self.density.threshold)))
+                                      None if unfamiliarity is None else bool(unfamiliarity[i] > self.density.threshold),
+                                      boxes[i], bool(cropped[i]) if cropped is not None else False))
         return results

@@ -90,11 +90,14 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
         for batch, positions, geometries, digests, bad in loader:
             skipped.extend((str(paths[i]), problem) for i, problem in bad)
             if batch is not None:
-                out = predictor.forward_batch(batch)
-                for pos, digest, pred in zip(positions, digests, predictor.decode(out, [(g, (g.orig_w, g.orig_h)) for g in geometries])):
+                # the same two passes as a query: a small garment is cropped and embedded again
+                out, geometries, cropped = predictor.localise(predictor.forward_batch(batch), geometries,
+                                                              lambda k, positions=positions: load_image(paths[positions[k]]))
+                for pos, digest, pred in zip(positions, digests, predictor.decode(out, [(g, (g.orig_w, g.orig_h)) for g in geometries], cropped)):
                     record = {"position": pos, "image_sha256": digest, "predicted_category": pred.category,
                               "predicted_category_prob": pred.category_prob, "predicted_clothes_type": pred.clothes_type,
-                              "predicted_attributes": ATTRIBUTE_SEPARATOR.join(n for n, p in pred.attributes if p >= ATTRIBUTE_THRESHOLD)}
+                              "predicted_attributes": ATTRIBUTE_SEPARATOR.join(n for n, p in pred.attributes if p >= ATTRIBUTE_THRESHOLD),
+                              "cropped": pred.cropped}
                     for lm in pred.landmarks:
                         record[f"pred_{lm.name}_x"] = lm.x
                         record[f"pred_{lm.name}_y"] = lm.y
@@ -111,7 +114,8 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
 
 
 def _row_columns() -> list[str]:
-    cols = ["position", "image_sha256", "predicted_category", "predicted_category_prob", "predicted_clothes_type", "predicted_attributes"]
+    cols = ["position", "image_sha256", "predicted_category", "predicted_category_prob", "predicted_clothes_type", "predicted_attributes",
+            "cropped"]
     for name in LANDMARK_NAMES:
         cols += [f"pred_{name}_x", f"pred_{name}_y", f"pred_{name}_vis"]
     return cols

@@ -17,7 +17,8 @@ MAX_MODULE_LINES = 600
 LAYERS = [
     ("fashionnet.landmarks", "fashionnet.images", "fashionnet.metrics", "fashionnet.retrieval_time", "fashionnet.data", "fashionnet.schedule", "fashionnet.miners"),
     ("fashionnet.models", "fashionnet.losses", "fashionnet.runtime", "fashionnet.distillation"),
-    ("fashionnet.ood", "fashionnet.temperature", "fashionnet.checkpoint", "fashionnet.protocols", "fashionnet.onnx_runtime"),
+    ("fashionnet.ood", "fashionnet.temperature", "fashionnet.checkpoint", "fashionnet.protocols", "fashionnet.onnx_runtime",
+     "fashionnet.localisation"),
     ("fashionnet.inference", "fashionnet.evaluation"),
     ("fashionnet.training", "fashionnet.training_log"),
     ("indexer",),
