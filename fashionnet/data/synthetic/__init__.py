@@ -51,8 +51,11 @@ from fashionnet.data.synthetic.geometry import (
 from fashionnet.data.synthetic.items import (
     Band, Details, ItemSpec, Look, Style, describe_item, item_attributes, make_items,
 )
-from fashionnet.data.synthetic.photos import RenderedImage, render_consumer_image, render_shop_image
+from fashionnet.data.synthetic.photos import RenderedImage
+from fashionnet.data.synthetic.presentation import render_consumer_image, render_photo, render_shop_image
 from fashionnet.data.synthetic.preview import VIS_COLOURS, write_preview
+from fashionnet.data.synthetic.scenes import SCENES, readable_backgrounds
+from fashionnet.data.synthetic.style_shift import HELD_OUT, STYLES_FILE
 from fashionnet.data.synthetic.vocabulary import (
     ATTRIBUTE_NAMES, ATTRIBUTE_TYPES, ATTRIBUTES, CATEGORIES, CATEGORY_BY_NAME, COLOURS, COMPANION_COLOURS,
     CONSUMER_SIDE_RANGE, DETAIL_ATTRIBUTES, HAIR_COLOURS, PATTERNS, PRINT_SHAPES, SHOP_SIZE, SIZES, SKIN_TONES,
@@ -69,5 +72,5 @@ __all__ = [
     "Style", "describe_item", "item_attributes", "make_items", "CX", "FIG_H", "FIG_W", "LANDMARK_INSET",
     "SHOULDER_Y", "Garment", "Pose", "build_garment", "sample_pose", "RenderedImage", "render_consumer_image",
     "render_shop_image", "GENERATOR_VERSION", "MANIFEST_NAME", "ImageRecord", "generate_synthetic_deepfashion",
-    "VIS_COLOURS", "write_preview", "main",
+    "VIS_COLOURS", "write_preview", "main", "render_photo", "SCENES", "readable_backgrounds", "HELD_OUT", "STYLES_FILE",
 ]

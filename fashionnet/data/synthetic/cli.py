@@ -12,18 +12,21 @@ from fashionnet.data.synthetic.writers import generate_synthetic_deepfashion
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``fashionnet-synth --out DIR [--size default] [--seed 0] [--workers N] [--preview PNG]``."""
+    """``fashionnet-synth --out DIR [--size default] [--seed 0] [--workers N] [--preview PNG] [--backgrounds DIR]``."""
     parser = argparse.ArgumentParser(description="Generate a synthetic DeepFashion benchmark (In-shop and Consumer-to-shop layouts).")
     parser.add_argument("--out", required=True, help="output directory (replaced if this generator wrote it)")
     parser.add_argument("--size", default="default", choices=sorted(SIZES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
     parser.add_argument("--preview", default=None, help="also write a contact sheet PNG here")
+    parser.add_argument("--backgrounds", default=None, help="folder of your own background photos to mix into the scenes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        summary = generate_synthetic_deepfashion(args.out, size=args.size, seed=args.seed, workers=args.workers, progress=not args.quiet)
-    except FileExistsError as exc:
+        summary = generate_synthetic_deepfashion(
+            args.out, size=args.size, seed=args.seed, workers=args.workers, progress=not args.quiet, backgrounds=args.backgrounds
+        )
+    except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.preview:

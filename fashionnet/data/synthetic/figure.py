@@ -1,8 +1,9 @@
-"""Painting a model wearing a garment into a transparent canvas.
+"""Painting a garment and what holds it (person, mannequin, hanger, ...) into a transparent canvas.
 
-:func:`_render_figure` draws the mannequin, then the garment parts back to front with their
-pattern, fabric, folds, bands, prints, seams and buttons, and reports which landmarks a part drawn
-later covers (garment self-occlusion on side views).
+:func:`_render_figure` draws the body or support (:mod:`.bodies`), then the garment parts back to
+front with their colour, pattern, fabric texture, folds, bands, prints, decorations, seams and
+buttons, lit from one side (:mod:`.shading`), then any clips or pegs over it; it reports which
+landmarks a part drawn later covers (garment self-occlusion on side views).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from PIL import Image, ImageDraw
 
 from fashionnet.data.synthetic.geometry import CX, SHOULDER_Y, Garment, Pose, _arr
 from fashionnet.data.synthetic.items import ItemSpec, Look, Style
-from fashionnet.data.synthetic.raster import _MaskPainter, _apply, _capsule, _disc_coverage, _erode, _shape_polygon
-from fashionnet.data.synthetic.vocabulary import COLOURS
+from fashionnet.data.synthetic.appearance import logo_tile, texture_light, tweed_pattern
+from fashionnet.data.synthetic.bodies import BODY_MODES, draw_behind, draw_in_front
+from fashionnet.data.synthetic.raster import _MaskPainter, _Patch, _apply, _disc_coverage, _erode, _shape_polygon
+from fashionnet.data.synthetic.shading import bevel, highlight
 from fashionnet.landmarks import LOWER_BODY, NUM_LANDMARKS, UPPER_BODY
 
 
@@ -28,54 +31,7 @@ class _Layers:
     garment: np.ndarray  # (h, w) float32 garment coverage
     landmarks: np.ndarray  # (8, 2) canvas coordinates, NaN absent
     self_occluded: np.ndarray  # (8,) bool: covered by a garment part drawn over it
-
-
-def _mannequin(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: Pose, look: Look) -> None:
-    """Draw the model wearing the item (behind the garment): legs, arms, companion garment, head."""
-    s, tx, ty = float(m[0, 0]), float(m[0, 2]), float(m[1, 2])  # m is a similarity without rotation
-    c = pose.compress if pose.view == "side" else 1.0
-
-    def p(x, y):
-        return ((CX + (x - CX) * c) * s + tx, y * s + ty)
-
-    skin, ct = look.skin, item.style.clothes_type
-    shoulder_half = item.style.dims.get("shoulder_half", 62.0)
-    shoulder_half = max(shoulder_half, 58.0) if item.style.sleeve != "none" else 60.0
-    # Legs and shoes.
-    for side, angle in ((-1, pose.legs[0]), (1, pose.legs[1])):
-        a = math.radians(angle)
-        hip = (CX + side * 26, 372)
-        ankle = (hip[0] + side * math.sin(a) * 320, hip[1] + math.cos(a) * 320)
-        _capsule(draw, p(*hip), p(*ankle), 40 * s * c, skin)
-        foot = p(ankle[0] + side * 6, ankle[1] + 8)
-        draw.ellipse([foot[0] - 18 * s, foot[1] - 8 * s, foot[0] + 18 * s, foot[1] + 8 * s], fill=(40, 34, 32))
-    # Arms: from the shoulders along the sleeve angles, hands beyond the cuffs.
-    for side, angle in ((-1, pose.arms[0]), (1, pose.arms[1])):
-        a = math.radians(angle)
-        top = (CX + side * (shoulder_half - 8), SHOULDER_Y + 22)
-        hand = (top[0] + side * math.sin(a) * 285, top[1] + math.cos(a) * 285)
-        _capsule(draw, p(*top), p(*hand), 30 * s * c, skin)
-        h = p(*hand)
-        draw.ellipse([h[0] - 15 * s, h[1] - 18 * s, h[0] + 15 * s, h[1] + 18 * s], fill=skin)
-    torso = [p(CX - 58, SHOULDER_Y + 4), p(CX + 58, SHOULDER_Y + 4), p(CX + 52, 300), p(CX + 60, 380), p(CX - 60, 380), p(CX - 52, 300)]
-    draw.polygon(torso, fill=skin)
-    if ct == UPPER_BODY:  # trousers under a top
-        outline = [(-58, 320), (58, 320), (70, 700), (8, 700), (0, 420), (-8, 700), (-70, 700)]
-        draw.polygon([p(CX + x, y) for x, y in outline], fill=look.companion)
-    elif ct == LOWER_BODY:  # a plain top over bottoms
-        half = [(24, SHOULDER_Y), (66, SHOULDER_Y + 10), (96, SHOULDER_Y + 60), (70, SHOULDER_Y + 76), (58, 330)]
-        outline = half + [(-x, y) for x, y in reversed(half)]
-        draw.polygon([p(CX + x, y) for x, y in outline], fill=look.companion)
-    # Neck, head and hair (seen from behind on back views).
-    draw.polygon([p(CX - 15, 84), p(CX + 15, 84), p(CX + 17, SHOULDER_Y + 6), p(CX - 17, SHOULDER_Y + 6)], fill=skin)
-    head_c = p(CX, 58)
-    rx, ry = 33 * s * c + 4 * s * (1 - c), 40 * s
-    if look.long_hair and pose.view != "back":
-        draw.polygon([p(CX - 40, 40), p(CX + 40, 40), p(CX + 46, 175), p(CX - 46, 175)], fill=look.hair)
-    draw.ellipse([head_c[0] - rx, head_c[1] - ry, head_c[0] + rx, head_c[1] + ry], fill=look.hair if pose.view == "back" else skin)
-    draw.chord([head_c[0] - rx - 2 * s, head_c[1] - ry - 4 * s, head_c[0] + rx + 2 * s, head_c[1] + ry * 0.6], 180, 360, fill=look.hair)
-    if look.long_hair and pose.view == "back":
-        draw.polygon([p(CX - 38, 50), p(CX + 38, 50), p(CX + 42, 190), p(CX - 42, 190)], fill=look.hair)
+    front: np.ndarray | None = None  # (h, w) float32 coverage of supports drawn over the garment (clips, pegs)
 
 
 def _pattern(style: Style, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
@@ -85,6 +41,8 @@ def _pattern(style: Style, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
         return np.zeros(fx.shape, np.float32)
     if style.pattern == "stripes":
         return (((fy + phase) % period) < period * 0.45).astype(np.float32)
+    if style.pattern == "checks" and style.check != "gingham":  # held-out houndstooth / plaid
+        return tweed_pattern(style.check, fx, fy, period, phase)
     if style.pattern == "checks":  # gingham: half tone where one stripe crosses, full where both do
         a = ((fx + phase) % period) < period / 2
         b = ((fy + phase) % period) < period / 2
@@ -153,16 +111,21 @@ def _fold_field(rng: np.random.Generator, item: ItemSpec, garment: Garment, fx: 
 
 
 def _render_figure(
-    item: ItemSpec, garment: Garment, pose: Pose, m: np.ndarray, size: tuple[int, int], look: Look, rng: np.random.Generator
+    item: ItemSpec, garment: Garment, pose: Pose, m: np.ndarray, size: tuple[int, int], look: Look, rng: np.random.Generator,
+    mode: str = "worn", light: tuple[float, float, float] = (-0.6, -0.8, 0.3),
 ) -> _Layers:
-    """Draw model and garment into a transparent canvas; ``m`` maps figure -> canvas (similarity)."""
+    """Draw body or support and the garment into a transparent canvas; ``m`` maps figure -> canvas
+    (similarity). ``mode`` is the presentation (bodies.py); ``light`` = (x, y, strength)."""
     w, h = size
     s = float(m[0, 0])
+    light_dir, light_k = np.array(light[:2], np.float64), float(light[2])
+    rng_u = rng.random(4)
     base = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-    _mannequin(ImageDraw.Draw(base), m, item, pose, look)
+    draw_behind(ImageDraw.Draw(base), m, item, pose, look, mode, size, rng_u)
     arr = np.asarray(base, dtype=np.float32)
     alpha = arr[..., 3] / 255.0
-    rgb = arr[..., :3] * alpha[..., None]
+    body_shade = bevel(alpha, max(1.0, 9.0 * s), light_dir, light_k) if mode in BODY_MODES else 1.0
+    rgb = arr[..., :3] * (alpha * body_shade)[..., None]
 
     # Work on the garment's window of the canvas only.
     gx0, gy0, gx1, gy1 = garment.bbox()
@@ -180,15 +143,11 @@ def _render_figure(
     st = item.style
     px_ = CX + (fx - CX) / pose.compress if pose.view == "side" else fx  # pattern foreshortens too
     pat = _pattern(st, px_, fy)
-    colour = np.asarray(COLOURS[st.colour], np.float32)
-    pcol = np.asarray(COLOURS[st.pattern_colour], np.float32)
+    colour = np.asarray(st.rgb, np.float32)
+    pcol = np.asarray(st.pattern_rgb, np.float32)
     tex = colour + (pcol - colour) * pat[..., None]
-    light = np.ones((wh, ww), np.float32)  # per-pixel brightness: fabric, part, seams, folds
-    if st.fabric:  # fine weave, faded out where it would alias
-        period = 5.0
-        fade = float(np.clip((s * period - 2.0) / 2.0, 0.0, 1.0))
-        weave = ((fx + fy) % period < period / 2) if st.fabric == "denim" else (fx % period < period / 2)
-        light -= 0.08 * fade * weave
+    # Per-pixel brightness: fabric texture (fixed to the cloth), part, seams, folds.
+    light = texture_light(st.texture, px_, fy, s, float(st.pattern_phase))
     shade_rng = np.random.default_rng(rng.integers(1 << 63))
     small = (max(2, ww // 4), max(2, wh // 4))
     sy_, sx_ = np.mgrid[0 : small[1], 0 : small[0]].astype(np.float32)
@@ -252,13 +211,18 @@ def _render_figure(
             if owner == name:
                 darken(painter.local_line(_apply(m, line), width * s), mask, 0.55)
         if name == "body":
+            _decorate(item, garment, pose, m, painter, mask, overlay, darken)
+        if name == "body":
             for b in garment.buttons:
                 q = _apply(m, _arr(b - 3.6, b + 3.6))
                 overlay(painter.local(q, lambda d, px, q=q: d.ellipse([*px(q)[0], *px(q)[1]], fill=255)), mask, colour * 0.45 + 20)
         # A thin darker seam along the part outline separates overlapping parts.
         dark *= 1.0 - 0.3 * (mask - _erode(mask)) * mask
         part_masks.append((name, mask))
-    col = (tex + (over - tex) * over_a[..., None]) * (light * bright * dark)[..., None]
+    # Round, lit cloth: bevel from the garment outline and from each part's own outline.
+    shade = bevel(cov, max(1.0, 7.0 * s), light_dir, light_k * 0.8)
+    col = (tex + (over - tex) * over_a[..., None]) * (light * bright * dark * shade)[..., None]
+    col += highlight(shade, 0.15 if st.texture == "woven" else 0.0)[..., None]
     win_rgb = rgb[y0:y1, x0:x1]
     win_rgb[:] = np.clip(col, 0, 255) * cov[..., None] + win_rgb * (1.0 - cov[..., None])
     alpha[y0:y1, x0:x1] = cov + alpha[y0:y1, x0:x1] * (1.0 - cov)
@@ -283,4 +247,77 @@ def _render_figure(
         inside = 0 <= rx < ww and 0 <= ry < wh
         if inside and occ[ry, rx] > 0.5 and _disc_coverage(occ, x, y, radius) >= 0.5:
             self_occ[j] = True
-    return _Layers(rgb, alpha, garment_cov, lm_canvas, self_occ)
+    front = _draw_front(item, pose, m, size, mode, rng_u, rgb, alpha)
+    return _Layers(rgb, alpha, garment_cov, lm_canvas, self_occ, front)
+
+
+def _draw_front(item, pose, m, size, mode, rng_u, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
+    """Clips and pegs over the garment: painted into ``rgb``/``alpha`` in place; returns their coverage."""
+    w, h = size
+    img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    mask_img = Image.new("L", (w, h), 0)
+    draw_in_front([(ImageDraw.Draw(img), None), (ImageDraw.Draw(mask_img), 255)], m, item, pose, mode, rng_u)
+    front = np.asarray(mask_img, np.float32) / 255.0
+    if not front.any():
+        return None
+    arr = np.asarray(img, np.float32)
+    a = arr[..., 3] / 255.0
+    rgb[:] = arr[..., :3] * a[..., None] + rgb * (1.0 - a[..., None])
+    alpha[:] = a + alpha * (1.0 - a)
+    return front
+
+
+def _decorate(item: ItemSpec, garment: Garment, pose: Pose, m, painter, mask, overlay, darken) -> None:
+    """Family-wide decoration on the front of the body part, clear of the landmark regions:
+    a chest logo or text print, patch pockets, a zip or a polo placket."""
+    st = item.style
+    if pose.view == "back":
+        return
+    s = float(m[0, 0])
+    c = pose.compress if pose.view == "side" else 1.0
+
+    def sq(pts):
+        pts = np.array(pts, np.float64)
+        pts[..., 0] = CX + (pts[..., 0] - CX) * c
+        return _apply(m, pts)
+
+    ink = tuple(int(v) for v in (np.asarray(st.pattern_rgb) if st.pattern == "solid" else np.asarray(st.rgb) * 0.4 + 150))
+    if st.logo is not None and st.clothes_type != LOWER_BODY:
+        tile = logo_tile(*st.logo)
+        cx, cy = CX, SHOULDER_Y + st.dims.get("neck_depth", 20) + 42
+        corners = sq([(cx - 20, cy - 10), (cx + 20, cy + 10)])
+        (ax, ay), (bx, by) = corners
+        box = painter._box(corners, 0.0)
+        if box is not None and bx - ax > 4:
+            bx0, by0, bx1, by1 = box
+            ys_ = np.arange(by0, by1, dtype=np.float32)[:, None] + painter.y0
+            xs_ = np.arange(bx0, bx1, dtype=np.float32)[None, :] + painter.x0
+            u = ((xs_ - ax) / (bx - ax) * tile.shape[1]).astype(np.int32)
+            v = ((ys_ - ay) / (by - ay) * tile.shape[0]).astype(np.int32)
+            ok = (u >= 0) & (u < tile.shape[1]) & (v >= 0) & (v < tile.shape[0])
+            cov = np.where(ok, tile[np.clip(v, 0, tile.shape[0] - 1), np.clip(u, 0, tile.shape[1] - 1)], 0.0).astype(np.float32)
+            overlay(_Patch(slice(by0, by1), slice(bx0, bx1), cov), mask, ink)
+    if st.pockets:
+        if st.category == "Jackets":
+            hy, hh = st.dims["hem_y"], st.dims["hem_half"]
+            for side in (-1, 1):
+                x0 = CX + side * hh * 0.62
+                rect = sq([(x0 - 17, hy - 78), (x0 + 17, hy - 78), (x0 + 17, hy - 40), (x0 - 17, hy - 40), (x0 - 17, hy - 78)])
+                darken(painter.local_line(rect, max(1.0, 1.6 * s)), mask, 0.4)
+        elif st.clothes_type != UPPER_BODY:
+            wy, wh = st.dims["waist_y"], st.dims["waist_half"]
+            for side in (-1, 1):  # slanted front pockets below the waistband
+                line = sq([(CX + side * (wh - 30), wy + 22), (CX + side * (wh + 2), wy + 62)])
+                darken(painter.local_line(line, max(1.0, 1.6 * s)), mask, 0.45)
+    if st.zip and not st.buttons and st.category == "Jackets":
+        top = SHOULDER_Y + st.dims["neck_depth"] + 2
+        line = sq([(CX + 1.5, top), (CX + 1.5, st.dims["hem_y"] - 2)])
+        overlay(painter.local_line(line, max(1.0, 2.2 * s)), mask, (150, 150, 156))
+        tab = sq([(CX + 1.5, top + 6)])[0]
+        overlay(painter.local(np.array([tab - 3 * s, tab + 3 * s]), lambda d, px: d.rectangle([*px([tab - 2.5 * s])[0], *px([tab + 2.5 * s])[0]], fill=255)), mask, (190, 190, 196))
+    if st.collar == "polo":
+        nh = st.dims["neck_half"]
+        for side in (-1, 1):  # collar flaps lying on the chest, inside the neckline ends
+            flap = sq([(CX + side * 2, SHOULDER_Y + 12), (CX + side * (nh - 2), SHOULDER_Y + 9), (CX + side * (nh - 8), SHOULDER_Y + 30)])
+            darken(painter.local_polygons([flap]), mask, 0.18)
+            darken(painter.local_line(np.concatenate([flap, flap[:1]]), max(1.0, 1.2 * s)), mask, 0.35)

@@ -33,6 +33,7 @@ class Pose:
     legs: tuple[float, float] = (3.0, 3.0)
     sway: float = 0.0  # horizontal shift of skirt hems
     flare: float = 0.0  # extra skirt flare
+    arm_style: str = "down"  # worn: down / hips / walk (how the body's arms are drawn)
 
 
 @dataclass
@@ -236,6 +237,11 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
                     print_part = name
                     print_at = end - axis * ((d.hem.width if d.hem else 0.0) + 20.0)
         opening = (SHOULDER_Y + dims.get("neck_depth", 0.0), dims["waist_y"] + dims.get("length", dims.get("drop", 0.0)))
+    if s.collar == "hood" and ct != LOWER_BODY:  # a hood lying behind the neck, drawn before the body
+        nh = dims["neck_half"]
+        hood = [(CX - nh - 16, SHOULDER_Y + 14), (CX - nh - 12, SHOULDER_Y - 20), (CX - nh + 2, SHOULDER_Y - 34),
+                (CX + nh - 2, SHOULDER_Y - 34), (CX + nh + 12, SHOULDER_Y - 20), (CX + nh + 16, SHOULDER_Y + 14)]
+        parts.append(("hood", np.array(hood, np.float64), 0.82))
     parts.append(("body", np.array(body), 1.0))
 
     if not back:
@@ -267,7 +273,7 @@ def _to_side_view(g: Garment, pose: Pose) -> Garment:
 
     far_names, near_names, shift = [], [], {}
     for name, poly, _ in g.parts:
-        if name == "body":
+        if name in ("body", "hood"):
             continue
         side = -1 if name.endswith("_l") else 1
         # The far limb slides in behind the torso, the near one towards the body's side line.
@@ -284,7 +290,7 @@ def _to_side_view(g: Garment, pose: Pose) -> Garment:
             p = p + (shift[name], 0.0)
         return p
 
-    order = [n for n in far_names] + ["body"] + [n for n in near_names]
+    order = [n for n in far_names] + [n for n, _, _ in g.parts if n == "hood"] + ["body"] + [n for n in near_names]
     by_name = {n: (p, b) for n, p, b in g.parts}
     parts = [(n, move(n, by_name[n][0]), by_name[n][1] * (0.85 if n in far_names else 1.0)) for n in order]
     lm = g.landmarks.copy()
@@ -319,22 +325,44 @@ def _assign_slots_by_image_side(g: Garment) -> None:
             g.owners[a], g.owners[b] = g.owners[b], g.owners[a]
 
 
-def sample_pose(rng: np.random.Generator, item: ItemSpec, view: str) -> Pose:
-    """A random model pose for one photo (limb angles, hem sway, side-view foreshortening)."""
+def sample_pose(rng: np.random.Generator, item: ItemSpec, view: str, mode: str = "worn") -> Pose:
+    """A random pose for one photo (limb angles, hem sway, side-view foreshortening).
+
+    ``mode`` is the presentation: a worn garment follows the body (arms down, hands on hips or
+    walking); a hung one has its sleeves dropping nearly straight; a flat-lay spreads them out.
+    """
     s = item.style
-    if s.sleeve == "short":
-        arms = rng.uniform(22, 48, 2)
-    elif s.sleeve == "long":
-        arms = rng.uniform(6, 26, 2)
+    short, long_ = s.sleeve == "short", s.sleeve == "long"
+    arm_style = "down"
+    if mode in ("worn", "mannequin"):
+        u = rng.random()
+        if mode == "worn" and u < 0.25 and not long_:
+            arm_style = "hips"  # elbows out: the sleeve follows the upper arm
+            arms = rng.uniform(30, 48, 2)
+        elif mode == "worn" and u < 0.5:
+            arm_style = "walk"  # arms swing, legs stride
+            arms = rng.uniform(22, 48, 2) if short else rng.uniform(4, 24, 2) if long_ else rng.uniform(6, 22, 2)
+        else:
+            arms = rng.uniform(22, 44, 2) if short else rng.uniform(6, 22, 2) if long_ else rng.uniform(8, 20, 2)
+    elif mode == "flat_lay":  # sleeves spread on the surface
+        arms = rng.uniform(34, 56, 2) if short else rng.uniform(24, 62, 2) if long_ else rng.uniform(10, 20, 2)
+    else:  # hanger, hook, pegs: sleeves hang down
+        arms = rng.uniform(18, 30, 2) if short else rng.uniform(3, 10, 2) if long_ else rng.uniform(8, 14, 2)
+    if arm_style == "walk":
+        legs = rng.uniform(-3, 12, 2) if s.category != "Shorts" else rng.uniform(-2, 8, 2)
+    elif mode == "flat_lay":
+        legs = rng.uniform(3, 9, 2)
+    elif mode in ("worn", "mannequin"):
+        legs = rng.uniform(0, 8, 2) if s.category != "Shorts" else rng.uniform(0, 5, 2)
     else:
-        arms = rng.uniform(8, 20, 2)
-    legs = rng.uniform(0, 8, 2) if s.category != "Shorts" else rng.uniform(0, 5, 2)
+        legs = rng.uniform(0, 2.5, 2)
     return Pose(
         view=view,
         near=int(rng.choice([-1, 1])),
         compress=float(rng.uniform(0.55, 0.7)),
         arms=(float(arms[0]), float(arms[1])),
         legs=(float(legs[0]), float(legs[1])),
-        sway=float(rng.uniform(-8, 8)),
-        flare=float(rng.uniform(-6, 6)),
+        sway=float(rng.uniform(-8, 8)) if mode in ("worn", "mannequin") else float(rng.uniform(-3, 3)),
+        flare=float(rng.uniform(-6, 6)) if mode != "flat_lay" else float(rng.uniform(0, 12)),
+        arm_style=arm_style,
     )

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fashionnet.data.synthetic.appearance import (
+    TEXTURES, detail_colours, pick_shade, sample_logo, sample_palette_family, sample_texture_family,
+)
 from fashionnet.data.synthetic.vocabulary import (
     ATTRIBUTE_NAMES,
     CATEGORY_BY_NAME,
-    COLOURS,
     COMPANION_COLOURS,
     DETAIL_ATTRIBUTES,
     _FAMILY_CATEGORY_CYCLE,
@@ -62,6 +64,7 @@ class Look:
     long_hair: bool
     companion: tuple[int, int, int]  # the other garment the model wears
     background: tuple[int, int, int]
+    shoes: tuple[int, int, int] = (40, 34, 32)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,15 @@ class Style:
     neck: str  # round / v / n/a
     buttons: bool
     dims: dict = field(default_factory=dict)  # template dimensions in figure units
+    palette: str = "saturated"  # palette family of the shades (appearance.PALETTES)
+    texture: str = "woven"  # texture family (appearance.TEXTURES)
+    rgb: tuple[int, int, int] = (128, 128, 128)  # exact body shade (``colour`` is its attribute name)
+    pattern_rgb: tuple[int, int, int] = (0, 0, 0)
+    collar: str = "crew"  # crew / v / polo / hood (tops and dresses), n/a otherwise
+    logo: tuple[str, int] | None = None  # chest logo or text print (family-wide, away from landmarks)
+    pockets: bool = False
+    zip: bool = False  # jackets: a zip instead of buttons
+    check: str = "gingham"  # what the "checks" pattern looks like: gingham, or the held-out houndstooth / plaid
 
 
 @dataclass(frozen=True)
@@ -103,32 +115,36 @@ def _dist(a, b) -> float:
     return float(np.linalg.norm(np.asarray(a, float) - np.asarray(b, float)))
 
 
-def _pick_colour(rng: np.random.Generator, avoid, min_dist: float = 90.0) -> tuple[int, int, int]:
-    """A palette colour at least ``min_dist`` away from every colour in ``avoid`` (or the farthest)."""
-    names = list(COLOURS)
-    order = rng.permutation(len(names))
+def _pick_colour(rng: np.random.Generator, avoid, min_dist: float = 90.0, palette: str = "saturated") -> tuple[int, int, int]:
+    """A trim colour of ``palette``'s detail colours at least ``min_dist`` from every ``avoid`` colour (or the farthest)."""
+    cols = detail_colours(palette)
+    order = rng.permutation(len(cols))
     for i in order:
-        c = COLOURS[names[i]]
+        c = cols[i]
         if all(_dist(c, a) >= min_dist for a in avoid):
             return c
-    return max((COLOURS[n] for n in names), key=lambda c: min(_dist(c, a) for a in avoid))
+    return max(cols, key=lambda c: min(_dist(c, a) for a in avoid))
 
 
-def _sample_style(rng: np.random.Generator, category: Category) -> Style:
+def _sample_style(rng: np.random.Generator, category: Category, palette: str | None = None, texture: str | None = None) -> Style:
+    """A family's style; ``palette`` / ``texture`` force a family (the style-shift split's held-out ones)."""
     u = rng.uniform
     name, ct = category.name, category.clothes_type
     gender = "MEN" if rng.random() < category.men_share else "WOMEN"
-    colour = str(rng.choice(list(COLOURS)))
-    pattern = str(rng.choice(PATTERNS, p=[0.3, 0.2, 0.15, 0.15, 0.2]))
-    pattern_colour = next(n for n in rng.permutation(list(COLOURS)) if _dist(COLOURS[n], COLOURS[colour]) >= 80)
-    fabric = None
-    if name in ("Trousers", "Shorts", "Skirts", "Jackets") and rng.random() < 0.3:
-        fabric = "denim"
-    elif name in ("Tees", "Long_Sleeve", "Tanks", "Dresses") and rng.random() < 0.25:
-        fabric = "knit"
+    palette = palette or sample_palette_family(rng)
+    texture = texture or sample_texture_family(rng, name)
+    colour, rgb = pick_shade(rng, palette)
+    if texture == "tweed":  # the held-out texture family always shows houndstooth or plaid checks
+        pattern = "checks"
+    elif palette == "neutral" or texture in ("denim", "knit"):  # most catalogue neutrals are plain
+        pattern = str(rng.choice(PATTERNS, p=[0.6, 0.15, 0.1, 0.07, 0.08]))
+    else:
+        pattern = str(rng.choice(PATTERNS, p=[0.35, 0.2, 0.13, 0.14, 0.18]))
+    pattern_colour, pattern_rgb = pick_shade(rng, palette if palette == "earth" else str(rng.choice(["neutral", palette])), [rgb], 80)
+    fabric = TEXTURES[texture]
     men = gender == "MEN"
     d: dict[str, float] = {}
-    sleeve, neck = "n/a", "n/a"
+    sleeve, neck, collar = "n/a", "n/a", "n/a"
     if ct in (UPPER_BODY, FULL_BODY):
         if name in ("Tanks",) or (ct == FULL_BODY and rng.random() < 0.55):
             sleeve = "none"
@@ -137,6 +153,9 @@ def _sample_style(rng: np.random.Generator, category: Category) -> Style:
         else:
             sleeve = "short"
         neck = "v" if name == "Jackets" or (name != "Tanks" and rng.random() < 0.35) else "round"
+        collar = "v" if neck == "v" else "crew"
+        if neck == "round" and name in ("Tees", "Long_Sleeve") and rng.random() < 0.4:
+            collar = str(rng.choice(["polo", "hood"], p=[0.55, 0.45] if name == "Long_Sleeve" else [0.8, 0.2]))
         d["neck_half"] = u(27, 34) if sleeve == "none" else u(21, 27)
         if neck == "v":
             d["neck_depth"] = u(42, 62)
@@ -184,8 +203,17 @@ def _sample_style(rng: np.random.Generator, category: Category) -> Style:
         fabric=fabric,
         sleeve=sleeve,
         neck=neck,
-        buttons=bool(rng.random() < buttons_p),
+        buttons=bool(rng.random() < buttons_p) or collar == "polo",
         dims={k: float(v) for k, v in d.items()},
+        palette=palette,
+        texture=texture,
+        rgb=rgb,
+        pattern_rgb=pattern_rgb,
+        collar=collar,
+        logo=sample_logo(rng) if ct != LOWER_BODY and pattern == "solid" else None,
+        pockets=bool(name in ("Jackets", "Trousers", "Shorts", "Jumpsuits") and rng.random() < 0.6),
+        zip=bool(name == "Jackets" and rng.random() < 0.4),
+        check=str(rng.choice(["houndstooth", "plaid"])) if texture == "tweed" else "gingham",
     )
 
 
@@ -206,14 +234,14 @@ _DETAIL_SCALE = {"Trousers": 1.45, "Dresses": 1.45, "Jumpsuits": 1.6}
 
 
 def _sample_details(rng: np.random.Generator, style: Style) -> Details:
-    avoid = [COLOURS[style.colour], COLOURS[style.pattern_colour]]
+    avoid = [style.rgb, style.pattern_rgb]
     scale = _DETAIL_SCALE.get(style.category, 1.0)
     bands: dict[str, Band | None] = {}
     sporty = rng.random() < 0.3
     for slot in _detail_slots(style):
         if rng.random() < 0.55:
-            colour = _pick_colour(rng, avoid)
-            stripe = _pick_colour(rng, avoid + [colour], 70) if sporty else None
+            colour = _pick_colour(rng, avoid, palette=style.palette)
+            stripe = _pick_colour(rng, avoid + [colour], 70, palette=style.palette) if sporty else None
             bands[slot] = Band(colour, float(rng.uniform(10, 16) * scale), stripe)
         else:
             bands[slot] = None
@@ -221,7 +249,7 @@ def _sample_details(rng: np.random.Generator, style: Style) -> Details:
     return Details(
         **bands,
         print_shape=None if shape is None else str(shape),
-        print_colour=_pick_colour(rng, avoid),
+        print_colour=_pick_colour(rng, avoid, palette=style.palette),
         print_size=float(rng.uniform(17, 23) * scale),
     )
 
@@ -235,6 +263,7 @@ def _sample_look(rng: np.random.Generator, gender: str) -> Look:
         long_hair=bool(gender == "WOMEN" and rng.random() < 0.7),
         companion=COMPANION_COLOURS[int(rng.integers(len(COMPANION_COLOURS)))],
         background=tuple(int(np.clip(grey + t, 0, 255)) for t in tint),
+        shoes=((40, 34, 32), (230, 228, 222), (110, 70, 44), (30, 30, 60))[int(rng.integers(4))],
     )
 
 
@@ -258,11 +287,25 @@ def make_items(size: str | SizeSpec = "default", seed: int = 0) -> list[ItemSpec
     order = sorted(range(spec.families), key=lambda f: (_FAMILY_CATEGORY_CYCLE.index(families[f][0].category), split_rng.random()))
     cycle = ("train", "test", "train", "val")
     split_of = {f: cycle[i % 4] for i, f in enumerate(order)}
+    return _family_items(families, spec.family_size, split_of, first_index=0, first_family=0)
+
+
+def make_held_out_items(n_families: int, family_size: int, seed: int, palette: str, texture: str, first_index: int, first_family: int) -> list[ItemSpec]:
+    """New test-only items whose palette and texture families are forced (the style-shift split)."""
+    families = []
+    for f in range(n_families):
+        rng = np.random.default_rng([seed, 7, f])
+        category = CATEGORY_BY_NAME[_FAMILY_CATEGORY_CYCLE[f % len(_FAMILY_CATEGORY_CYCLE)]]
+        families.append((_sample_style(rng, category, palette=palette, texture=texture), rng))
+    return _family_items(families, family_size, {f: "test" for f in range(n_families)}, first_index, first_family)
+
+
+def _family_items(families, family_size: int, split_of: dict, first_index: int, first_family: int) -> list[ItemSpec]:
     items: list[ItemSpec] = []
     for f, (style, rng) in enumerate(families):
         look = _sample_look(rng, style.gender)
         seen: list[tuple[int, ...]] = []
-        for _ in range(spec.family_size):
+        for _ in range(family_size):
             # Members must differ in at least one detail attribute.
             for _ in range(200):
                 details = _sample_details(rng, style)
@@ -270,14 +313,14 @@ def make_items(size: str | SizeSpec = "default", seed: int = 0) -> list[ItemSpec
                 if signature not in seen:
                     break
             else:
-                raise RuntimeError(f"could not find {spec.family_size} distinct detail sets for family {f}")
+                raise RuntimeError(f"could not find {family_size} distinct detail sets for family {f}")
             seen.append(signature)
-            index = len(items)
+            index = first_index + len(items)
             items.append(
                 ItemSpec(
                     index=index,
                     item_id=f"id_{index + 1:08d}",
-                    family=f,
+                    family=first_family + f,
                     style=style,
                     details=details,
                     look=look,

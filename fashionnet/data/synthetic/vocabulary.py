@@ -35,7 +35,8 @@ CATEGORY_BY_NAME = {c.name: c for c in CATEGORIES}
 # Families cycle through categories in this order so even tiny sets hold all three clothes types.
 _FAMILY_CATEGORY_CYCLE = ("Tees", "Skirts", "Dresses", "Trousers", "Jackets", "Jumpsuits", "Long_Sleeve", "Shorts", "Tanks")
 
-# Garment colours. No near-white colour: garments must stand out from the light studio background.
+# Colour attribute names with a representative shade each (the exact shades come from the palette
+# families of appearance.PALETTES). White garments are shown on backgrounds chosen to contrast.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "black": (32, 32, 36),
     "grey": (128, 128, 132),
@@ -49,6 +50,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "blue": (48, 98, 200),
     "navy": (26, 36, 84),
     "purple": (108, 50, 140),
+    "white": (236, 236, 232),
 }
 PATTERNS = ("solid", "stripes", "checks", "dots", "motif")
 PRINT_SHAPES = ("star", "heart", "circle")
@@ -108,14 +110,17 @@ class SizeSpec:
     inshop_views: tuple[int, int]  # studio views per item in In-shop (front is always one)
     shop_images: tuple[int, int]  # studio images per item in Consumer-to-shop
     consumer_images: tuple[int, int]  # consumer photos per item in Consumer-to-shop
+    style_shift_families: int = 0  # families of new items in the held-out styles (style_shift/)
+    style_shift_shop: tuple[int, int] = (2, 2)  # studio images per style-shift item
+    style_shift_consumer: tuple[int, int] = (2, 3)  # consumer photos per style-shift item
 
 
 SIZES: dict[str, SizeSpec] = {
     # 24 items, about 130 images: every clothes type, every split; a few seconds.
-    "tiny": SizeSpec(families=6, family_size=4, inshop_views=(2, 4), shop_images=(1, 1), consumer_images=(1, 2)),
-    "small": SizeSpec(families=30, family_size=4, inshop_views=(3, 5), shop_images=(1, 2), consumer_images=(1, 3)),
-    # 500 items, about 4,000 images.
-    "default": SizeSpec(families=125, family_size=4, inshop_views=(3, 5), shop_images=(1, 2), consumer_images=(1, 3)),
+    "tiny": SizeSpec(6, 4, inshop_views=(2, 4), shop_images=(1, 1), consumer_images=(1, 2), style_shift_families=2, style_shift_shop=(1, 1), style_shift_consumer=(1, 2)),
+    "small": SizeSpec(30, 4, inshop_views=(3, 5), shop_images=(1, 2), consumer_images=(1, 3), style_shift_families=6),
+    # 500 items, about 3,800 images; plus 96 style-shift items, about 190 shop and 240 consumer photos.
+    "default": SizeSpec(125, 4, inshop_views=(3, 5), shop_images=(1, 2), consumer_images=(1, 3), style_shift_families=24),
 }
 
 # In-shop views: name -> pose_type code (also the V in NN_V_view.jpg).

@@ -1,8 +1,9 @@
 """Writing the synthetic benchmark: render every item and write the official list files.
 
 :func:`generate_synthetic_deepfashion` renders the items (in worker processes when asked), writes
-the In-shop and Consumer-to-shop annotation and partition files into a temporary directory and
-renames it into place, so an interrupted run never leaves half a dataset.
+the In-shop, Consumer-to-shop and style-shift (Consumer-to-shop layout) annotation and partition
+files and ``styles.csv`` into a temporary directory and renames it into place, so an interrupted
+run never leaves half a dataset.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from fashionnet.data.synthetic.items import ItemSpec, describe_item, item_attributes, make_items
-from fashionnet.data.synthetic.photos import RenderedImage, render_consumer_image, render_shop_image
+from fashionnet.data.synthetic.photos import RenderedImage
+from fashionnet.data.synthetic.presentation import render_consumer_image, render_shop_image
+from fashionnet.data.synthetic.scenes import readable_backgrounds
+from fashionnet.data.synthetic.style_shift import HELD_OUT, LAYOUT, STYLES_FILE, make_style_shift_items, write_styles_csv
 from fashionnet.data.synthetic.vocabulary import ATTRIBUTE_TYPES, ATTRIBUTES, CATEGORIES, SIZES, VIEW_CODES
 from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, NUM_LANDMARKS
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: photographic domain randomisation and the style-shift split
 MANIFEST_NAME = "SYNTHETIC.json"  # marks a directory this generator owns (safe to overwrite)
 
 
@@ -41,12 +45,13 @@ class ImageRecord:
     bbox: tuple[int, int, int, int]
     landmarks: list[tuple[int, int, int]]  # (vis, x, y) per landmark of the clothes type, file order
     split: str  # In-shop: train/query/gallery; Consumer-to-shop: train/val/test
+    style: dict  # presentation, scene, palette, texture, framing
 
 
 def _record(layout: str, path: str, item: ItemSpec, code: int, r: RenderedImage, split: str) -> ImageRecord:
     ct = item.style.clothes_type
     triples = [(int(r.visibility[j]), int(r.landmarks[j, 0]), int(r.landmarks[j, 1])) for j in CLOTHES_TYPE_SLOTS[ct]]
-    return ImageRecord(layout, path, item.index, ct, code, r.variation_type, r.bbox, triples, split)
+    return ImageRecord(layout, path, item.index, ct, code, r.variation_type, r.bbox, triples, split, dict(r.style))
 
 
 def _save_jpeg(img: Image.Image, path: Path, quality: int) -> None:
@@ -56,9 +61,11 @@ def _save_jpeg(img: Image.Image, path: Path, quality: int) -> None:
 
 def _render_item(task) -> list[ImageRecord]:
     """Worker: render and save every image of one item; return their labels."""
-    item, spec, root, seed = task
+    item, spec, root, seed, backgrounds, held_out = task
     root = Path(root)
     rng = np.random.default_rng([seed, 3, item.index])
+    if held_out:
+        return _render_pairs(item, rng, root, LAYOUT, spec.style_shift_shop, spec.style_shift_consumer, backgrounds, True)
     records: list[ImageRecord] = []
     # In-shop studio views: a front view and a random subset of the others.
     n_views = int(rng.integers(spec.inshop_views[0], spec.inshop_views[1] + 1))
@@ -67,7 +74,7 @@ def _render_item(task) -> list[ImageRecord]:
     folder = f"img/{item.style.gender}/{item.style.category}/{item.item_id}"
     inshop: list[ImageRecord] = []
     for k, view in enumerate(chosen, start=1):
-        r = render_shop_image(item, view, rng)
+        r = render_shop_image(item, view, rng, backgrounds=backgrounds)
         rel = f"{folder}/{k:02d}_{VIEW_CODES[view]}_{view}.jpg"
         _save_jpeg(r.image, root / "inshop" / rel, r.jpeg_quality)
         inshop.append(_record("inshop", rel, item, VIEW_CODES[view], r, "train"))
@@ -77,21 +84,27 @@ def _render_item(task) -> list[ImageRecord]:
         for rank, i in enumerate(order):
             inshop[i].split = "query" if rank < n_query else "gallery"
     records += inshop
-    # Consumer-to-shop: studio shots and consumer photos of the same item.
+    records += _render_pairs(item, rng, root, "consumer2shop", spec.shop_images, spec.consumer_images, backgrounds, False)
+    return records
+
+
+def _render_pairs(item: ItemSpec, rng, root: Path, layout: str, shop_range, consumer_range, backgrounds, held_out: bool) -> list[ImageRecord]:
+    """Consumer-to-shop layout: studio shots and consumer photos of the same item."""
+    records = []
     folder = f"img/{item.category.group}/{item.style.category}/{item.item_id}"
-    n_shop = int(rng.integers(spec.shop_images[0], spec.shop_images[1] + 1))
+    n_shop = int(rng.integers(shop_range[0], shop_range[1] + 1))
     for k in range(1, n_shop + 1):
-        view = "front" if k == 1 or rng.random() < 0.5 else str(rng.choice(["side", "back"]))
-        r = render_shop_image(item, view, rng)
+        view = "front" if held_out or k == 1 or rng.random() < 0.5 else str(rng.choice(["side", "back"]))
+        r = render_shop_image(item, view, rng, backgrounds=backgrounds, held_out=held_out)
         rel = f"{folder}/shop_{k:02d}.jpg"
-        _save_jpeg(r.image, root / "consumer2shop" / rel, r.jpeg_quality)
-        records.append(_record("consumer2shop", rel, item, 1, r, item.split_c2s))
-    n_consumer = int(rng.integers(spec.consumer_images[0], spec.consumer_images[1] + 1))
+        _save_jpeg(r.image, root / layout / rel, r.jpeg_quality)
+        records.append(_record(layout, rel, item, 1, r, item.split_c2s))
+    n_consumer = int(rng.integers(consumer_range[0], consumer_range[1] + 1))
     for k in range(1, n_consumer + 1):
-        r = render_consumer_image(item, rng)
+        r = render_consumer_image(item, rng, backgrounds=backgrounds, held_out=held_out)
         rel = f"{folder}/comsumer_{k:02d}.jpg"  # sic: the real dataset spells it "comsumer"
-        _save_jpeg(r.image, root / "consumer2shop" / rel, r.jpeg_quality)
-        records.append(_record("consumer2shop", rel, item, 2, r, item.split_c2s))
+        _save_jpeg(r.image, root / layout / rel, r.jpeg_quality)
+        records.append(_record(layout, rel, item, 2, r, item.split_c2s))
     return records
 
 
@@ -129,7 +142,8 @@ def _write_shared_anno(anno: Path, kind: str, items: list[ItemSpec], records: li
     _table(anno / "list_category_cloth.txt", "category_name  category_type", [f"{_pad(c.name, 20)} {c.clothes_type}" for c in CATEGORIES])
     label = {c.name: i + 1 for i, c in enumerate(CATEGORIES)}
     width = max(len(r.path) for r in records) + 1
-    rows = [f"{_pad(r.path, width)} {label[items[r.item_index].style.category]}" for r in records]
+    by_index = {it.index: it for it in items}
+    rows = [f"{_pad(r.path, width)} {label[by_index[r.item_index].style.category]}" for r in records]
     _table(anno / "list_category_img.txt", "image_name  category_label", rows)
 
 
@@ -154,7 +168,8 @@ def _write_inshop(root: Path, items: list[ItemSpec], records: list[ImageRecord])
     _write_shared_anno(anno, "inshop", items, records)
     _write_landmarks_and_boxes(anno, "inshop", records)
     width = max(len(r.path) for r in records) + 1
-    rows = [f"{_pad(r.path, width)} {items[r.item_index].item_id} {r.split}" for r in records]
+    by_index = {it.index: it for it in items}
+    rows = [f"{_pad(r.path, width)} {by_index[r.item_index].item_id} {r.split}" for r in records]
     _table(ev / "list_eval_partition.txt", "image_name item_id evaluation_status", rows)
     desc = [{"item": it.item_id, "color": it.style.colour, "description": describe_item(it)} for it in items]
     with open(anno / "list_description_inshop.json", "w", encoding="utf-8", newline="\n") as fh:
@@ -175,15 +190,16 @@ def _write_consumer2shop(root: Path, items: list[ItemSpec], records: list[ImageR
         (shops if r.code == 1 else consumers).append(r)
     rows = []
     width = max(len(r.path) for r in records) + 1
+    by_index = {it.index: it for it in items}
     for idx in sorted(by_item):  # one row per (consumer photo, shop photo) pair of an item
         shops, consumers = by_item[idx]
         for c in consumers:
             for s in shops:
-                rows.append(f"{_pad(c.path, width)} {_pad(s.path, width)} {items[idx].item_id} {items[idx].split_c2s}")
+                rows.append(f"{_pad(c.path, width)} {_pad(s.path, width)} {by_index[idx].item_id} {by_index[idx].split_c2s}")
     _table(ev / "list_eval_partition.txt", "image_pair_name_1 image_pair_name_2 item_id evaluation_status", rows)
 
 
-def _manifest(items: list[ItemSpec], size: str, seed: int, counts: dict) -> dict:
+def _manifest(items: list[ItemSpec], size: str, seed: int, counts: dict, held_out_items: list[ItemSpec], backgrounds) -> dict:
     return {
         "generator": "fashionnet.data.synthetic",
         "version": GENERATOR_VERSION,
@@ -193,6 +209,16 @@ def _manifest(items: list[ItemSpec], size: str, seed: int, counts: dict) -> dict
         "families": len({it.family for it in items}),
         "images": counts,
         "family_of_item": {it.item_id: it.family for it in items},
+        # The style-shift split: test-only items and photos in style factors no in-style image has.
+        "style_shift": {
+            "layout": LAYOUT,
+            "items": len(held_out_items),
+            "families": len({it.family for it in held_out_items}),
+            "family_of_item": {it.item_id: it.family for it in held_out_items},
+        },
+        "held_out_styles": {k: list(v) for k, v in HELD_OUT.items()},
+        "styles_file": STYLES_FILE,
+        "user_backgrounds": len(backgrounds),
     }
 
 
@@ -207,9 +233,12 @@ def _check_replaceable(out: Path) -> None:
 
 
 def generate_synthetic_deepfashion(
-    out_dir, size: str = "default", seed: int = 0, workers: int | None = None, progress: bool = True
+    out_dir, size: str = "default", seed: int = 0, workers: int | None = None, progress: bool = True, backgrounds=None
 ) -> dict:
-    """Write ``out_dir/inshop`` and ``out_dir/consumer2shop`` (official DeepFashion layouts).
+    """Write ``out_dir/inshop``, ``out_dir/consumer2shop`` and ``out_dir/style_shift`` (official
+    DeepFashion layouts; style_shift is a Consumer-to-shop test set, see :mod:`.style_shift`) and
+    ``out_dir/styles.csv``. ``backgrounds``: a folder of the user's own background photos mixed
+    into the scenes (unreadable files are skipped with a warning naming each; none readable is an error).
 
     Deterministic for a given ``seed`` and ``size`` whatever the number of ``workers`` (each item
     draws from its own seeded stream). Everything is written to a temporary directory next to
@@ -222,6 +251,7 @@ def generate_synthetic_deepfashion(
     spec = SIZES[size]
     out = Path(out_dir).absolute()
     _check_replaceable(out)
+    user_photos = readable_backgrounds(backgrounds) if backgrounds is not None else ()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -231,8 +261,10 @@ def generate_synthetic_deepfashion(
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     try:
         items = make_items(spec, seed)
-        tasks = [(it, spec, str(tmp), seed) for it in items]
-        bar = tqdm(total=len(items), desc=f"synthetic DeepFashion ({size})", unit="item", disable=not progress)
+        held_out_items = make_style_shift_items(spec.style_shift_families, spec.family_size, seed, len(items), spec.families)
+        tasks = [(it, spec, str(tmp), seed, user_photos, False) for it in items]
+        tasks += [(it, spec, str(tmp), seed, user_photos, True) for it in held_out_items]
+        bar = tqdm(total=len(tasks), desc=f"synthetic DeepFashion ({size})", unit="item", disable=not progress)
         results: list[list[ImageRecord]] = []
         if workers > 1:
             # spawn: safe even when the parent already runs threads (torch, pytest plugins).
@@ -248,15 +280,21 @@ def generate_synthetic_deepfashion(
         records = [r for recs in results for r in recs]
         inshop = [r for r in records if r.layout == "inshop"]
         c2s = [r for r in records if r.layout == "consumer2shop"]
+        shifted = [r for r in records if r.layout == LAYOUT]
         _write_inshop(tmp / "inshop", items, inshop)
         _write_consumer2shop(tmp / "consumer2shop", items, c2s)
+        if shifted:
+            _write_consumer2shop(tmp / LAYOUT, held_out_items, shifted)
+        write_styles_csv(tmp / STYLES_FILE, records, {it.index: it for it in items + held_out_items})
         counts = {
             "inshop": len(inshop),
             "consumer2shop_shop": sum(r.code == 1 for r in c2s),
             "consumer2shop_consumer": sum(r.code == 2 for r in c2s),
+            "style_shift_shop": sum(r.code == 1 for r in shifted),
+            "style_shift_consumer": sum(r.code == 2 for r in shifted),
         }
         with open(tmp / MANIFEST_NAME, "w", encoding="utf-8", newline="\n") as fh:
-            json.dump(_manifest(items, size, seed, counts), fh, indent=1)
+            json.dump(_manifest(items, size, seed, counts, held_out_items, user_photos), fh, indent=1)
             fh.write("\n")
         _check_replaceable(out)  # still ours (nobody filled it meanwhile)
         if out.exists():
