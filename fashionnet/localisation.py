@@ -13,6 +13,8 @@ boxes of the second pass map straight back to the original pixels.
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -38,9 +40,12 @@ def box_to_original(box: Sequence[float], geometry: LetterboxGeometry) -> Option
     corners = to_original_coords(np.asarray(box, dtype=np.float64).reshape(2, 2), geometry, normalized=True)
     x1, x2 = np.clip(corners[:, 0], 0, geometry.orig_w)
     y1, y2 = np.clip(corners[:, 1], 0, geometry.orig_h)
-    if not (np.isfinite([x1, y1, x2, y2]).all() and x2 > x1 and y2 > y1):
+    # rounded to 1/1000 px so that float noise between runtimes (torch, ONNX) cannot move the
+    # integer crop edges by a pixel
+    x1, y1, x2, y2 = (round(float(v), 3) for v in (x1, y1, x2, y2))
+    if not (math.isfinite(x1 + y1 + x2 + y2) and x2 > x1 and y2 > y1):
         return None
-    return float(x1), float(y1), float(x2), float(y2)
+    return x1, y1, x2, y2
 
 
 def area_fraction(box: Optional[Box], size: tuple[int, int]) -> float:

@@ -39,13 +39,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fashionnet.models.fashionnet import OPTIONAL_OUTPUTS
+
 RUNTIMES = ("torch", "onnx")
-# The tensors FashionNet.forward returns, in the order of the exported graph's outputs.
+# The tensors FashionNet.forward returns, in the order of the exported graph's outputs; the model's
+# OPTIONAL_OUTPUTS (landmark confidence, garment box) follow where it has them.
 OUTPUTS = ("embedding", "landmarks", "visibility_logits", "category_logits", "attribute_logits", "trunk_stats",
            "global_feature", "local_feature", "fusion_feature", "pooled_visible")
 OPSET = 17
 # Bump when the export changes, so cached files from an older export are not reused.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 CACHE_ENV = "FASHIONNET_ONNX_CACHE"
 
 
@@ -148,14 +151,22 @@ def fixed_size_copy(model: nn.Module, side: int) -> nn.Module:
     return model
 
 
+def output_names(model: nn.Module, side: int) -> tuple[str, ...]:
+    """The outputs this model has, in export order: :data:`OUTPUTS`, then its optional ones."""
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, side, side, device=next(model.parameters()).device))
+    return (*OUTPUTS, *(key for key in OPTIONAL_OUTPUTS if key in out))
+
+
 class _TupleOutputs(nn.Module):
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, keys: tuple[str, ...]):
         super().__init__()
         self.model = model
+        self.keys = keys
 
     def forward(self, images: torch.Tensor):
         out = self.model(images)
-        return tuple(out[key] for key in OUTPUTS)
+        return tuple(out[key] for key in self.keys)
 
 
 def export_onnx(model: nn.Module, input_side: int, path: str | os.PathLike) -> Path:
@@ -166,7 +177,9 @@ def export_onnx(model: nn.Module, input_side: int, path: str | os.PathLike) -> P
         raise OnnxUnavailable("the ONNX runtime needs the onnx and onnxruntime packages: pip install fashionnet-search[onnx]")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = _TupleOutputs(fixed_size_copy(model, input_side))
+    fixed = fixed_size_copy(model, input_side)
+    keys = output_names(fixed, input_side)
+    wrapped = _TupleOutputs(fixed, keys)
     example = torch.zeros(2, 3, input_side, input_side)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -174,7 +187,7 @@ def export_onnx(model: nn.Module, input_side: int, path: str | os.PathLike) -> P
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on constant shapes, the legacy exporter's deprecation
             torch.onnx.export(wrapped, (example,), tmp, dynamo=False, opset_version=OPSET, input_names=["images"],
-                              output_names=list(OUTPUTS), dynamic_axes={name: {0: "batch"} for name in ("images", *OUTPUTS)})
+                              output_names=list(keys), dynamic_axes={name: {0: "batch"} for name in ("images", *keys)})
         os.replace(tmp, path)
     except Exception as exc:
         reason = (str(exc).strip().splitlines() or [""])[0][:300]  # the exporter appends whole graphs
@@ -187,7 +200,7 @@ def export_onnx(model: nn.Module, input_side: int, path: str | os.PathLike) -> P
 
 class OnnxForward:
     """Calls an exported FashionNet through ONNX Runtime: ``forward(images) -> dict of tensors``
-    like ``FashionNet.forward`` (the keys of :data:`OUTPUTS`).
+    like ``FashionNet.forward`` (the keys of :data:`OUTPUTS` and the optional outputs the file has).
 
     The session uses as many intra-op threads as torch does at the time of the call (the serving
     code sets 1; fashionnet.runtime) and sequential execution; a session is made per thread count.
@@ -196,7 +209,8 @@ class OnnxForward:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._sessions: dict[int, object] = {}
-        self.session()  # fail now, not at the first query, on an unreadable file
+        # fail now, not at the first query, on an unreadable file
+        self.keys = tuple(o.name for o in self.session().get_outputs())
 
     def session(self, threads: int | None = None):
         import onnxruntime as ort
@@ -213,8 +227,8 @@ class OnnxForward:
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
-        values = self.session().run(list(OUTPUTS), {"images": array})
-        return {key: torch.from_numpy(value) for key, value in zip(OUTPUTS, values)}
+        values = self.session().run(list(self.keys), {"images": array})
+        return {key: torch.from_numpy(value) for key, value in zip(self.keys, values)}
 
 
 def _agrees(model: nn.Module, forward: OnnxForward, side: int, atol: float = 1e-3) -> str | None:
@@ -223,7 +237,10 @@ def _agrees(model: nn.Module, forward: OnnxForward, side: int, atol: float = 1e-
     with torch.inference_mode():
         expected = model(example.to(next(model.parameters()).device))
     got = forward(example)
-    for key in OUTPUTS:
+    missing = sorted(set(output_names(model, side)) - set(got))
+    if missing:
+        return f"the export lacks {', '.join(missing)}"
+    for key in got:
         a, b = expected[key].float().cpu(), got[key].float()
         if a.shape != b.shape or not torch.allclose(a, b, atol=atol, rtol=1e-3):
             diff = (a - b).abs().max().item() if a.shape == b.shape else f"shape {tuple(b.shape)} != {tuple(a.shape)}"

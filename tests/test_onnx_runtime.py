@@ -40,17 +40,24 @@ def _assert_same_outputs(torch_predictor: Predictor, onnx_predictor: Predictor, 
     assert np.abs(a - b).max() < EMBEDDING_ATOL
     assert (a * b).sum(axis=1).min() / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).max() > COSINE_MIN
     assert (expected["landmarks"] - got["landmarks"]).abs().max().item() < LANDMARK_ATOL
-    for key in ("category_logits", "attribute_logits", "visibility_logits", "trunk_stats"):
+    assert {"box", "landmark_confidence"} <= set(expected) and set(got) == set(expected)
+    for key in ("category_logits", "attribute_logits", "visibility_logits", "trunk_stats", "box", "landmark_confidence"):
         assert got[key].shape == expected[key].shape
         assert torch.allclose(got[key], expected[key], atol=1e-3, rtol=1e-3), key
     # what a user sees: the decoded predictions
     for p, q in zip(torch_predictor.predict_batch(photos), onnx_predictor.predict_batch(photos)):
-        assert p.category == q.category
-        assert np.abs(p.embedding - q.embedding).max() < EMBEDDING_ATOL
-        side = max(p.original_size)
-        for lp, lq in zip(p.landmarks, q.landmarks):
-            assert abs(lp.x - lq.x) < LANDMARK_ATOL * side and abs(lp.y - lq.y) < LANDMARK_ATOL * side
-            assert lp.visibility == lq.visibility
+        _assert_same_prediction(p, q)
+
+
+def _assert_same_prediction(p, q) -> None:
+    assert p.category == q.category and p.cropped == q.cropped
+    assert np.abs(p.embedding - q.embedding).max() < EMBEDDING_ATOL
+    side = max(p.original_size)
+    np.testing.assert_allclose(p.garment_box, q.garment_box, atol=LANDMARK_ATOL * side)
+    for lp, lq in zip(p.landmarks, q.landmarks):
+        assert abs(lp.x - lq.x) < LANDMARK_ATOL * side and abs(lp.y - lq.y) < LANDMARK_ATOL * side
+        assert lp.visibility == lq.visibility
+        assert lp.confidence == pytest.approx(lq.confidence, abs=1e-3)
 
 
 def test_exported_roi_pool_equals_torchvision(tmp_path):
@@ -104,6 +111,30 @@ def test_efficientnet_lite0_onnx_matches_torch(synth_root, tmp_path):
     args = (model, config, labels, {"image_size": 224}, state_dict_checksum(model.state_dict()))
     _assert_same_outputs(Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime="onnx", onnx_cache_dir=tmp_path),
                          _photos(synth_root, 4))
+
+
+def test_onnx_crops_a_small_garment_like_torch(tmp_path):
+    """The second pass runs through ONNX Runtime too: same crop, box, landmarks and embedding."""
+    from PIL import Image
+
+    from fashionnet.checkpoint import state_dict_checksum
+    from fashionnet.models import FashionNetConfig, create_model
+    from tests.test_localisation import GARMENT, canvas_box_in_input, force_box, garment_photo
+
+    torch.manual_seed(0)
+    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96)).eval()
+    force_box(model, canvas_box_in_input(GARMENT))
+    args = (model, model.config, {"categories": [], "attributes": []}, {"image_size": 96}, state_dict_checksum(model.state_dict()))
+    by_torch, by_onnx = Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
+    assert by_onnx.runtime == "onnx"
+    photos = [garment_photo(), Image.new("RGB", (150, 600), (200, 30, 40))]
+    got = by_onnx.predict_batch(photos)
+    assert [p.cropped for p in got] == [True, False]
+    for p, q in zip(by_torch.predict_batch(photos), got):
+        if p.garment_box is None:
+            assert q.garment_box is None
+            p.garment_box = q.garment_box = (0, 0, 0, 0)
+        _assert_same_prediction(p, q)
 
 
 def test_search_through_onnx_returns_the_torch_top_20(tiny_predictors, tiny_index, synth_root):
