@@ -57,8 +57,8 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
             hip = (CX + side * 26, 372)
             knee = (hip[0] + side * math.sin(a) * 160, hip[1] + math.cos(a) * 160)
             ankle = (hip[0] + side * math.sin(a) * 320, hip[1] + math.cos(a) * 320)
-            _capsule(draw, p(*hip), p(*knee), 44 * s * c, skin)
-            _capsule(draw, p(*knee), p(*ankle), 32 * s * c, skin)
+            _capsule(draw, p(*hip), p(*knee), 54 * s * c, skin)
+            _capsule(draw, p(*knee), p(*ankle), 38 * s * c, skin)
             if not mannequin:
                 foot = p(ankle[0] + side * 6, ankle[1] + 8)
                 draw.ellipse([foot[0] - 19 * s, foot[1] - 9 * s, foot[0] + 19 * s, foot[1] + 9 * s], fill=look.shoes)
@@ -69,15 +69,15 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
         if pose.arm_style == "hips":
             elbow = (top[0] + side * math.sin(a) * 140, top[1] + math.cos(a) * 140)
             hand = (CX + side * 66, 318)
-            _capsule(draw, p(*top), p(*elbow), 31 * s * c, skin)
-            _capsule(draw, p(*elbow), p(*hand), 26 * s * c, skin)
+            _capsule(draw, p(*top), p(*elbow), 38 * s * c, skin)
+            _capsule(draw, p(*elbow), p(*hand), 31 * s * c, skin)
         else:
             hand = (top[0] + side * math.sin(a) * 285, top[1] + math.cos(a) * 285)
             elbow = ((top[0] + hand[0]) / 2, (top[1] + hand[1]) / 2)
-            _capsule(draw, p(*top), p(*elbow), 31 * s * c, skin)
-            _capsule(draw, p(*elbow), p(*hand), 25 * s * c, skin)
+            _capsule(draw, p(*top), p(*elbow), 38 * s * c, skin)
+            _capsule(draw, p(*elbow), p(*hand), 30 * s * c, skin)
         h = p(*hand)
-        draw.ellipse([h[0] - 14 * s, h[1] - 17 * s, h[0] + 14 * s, h[1] + 17 * s], fill=skin)
+        draw.ellipse([h[0] - 16 * s, h[1] - 20 * s, h[0] + 16 * s, h[1] + 20 * s], fill=skin)
     torso = [p(CX - 58, SHOULDER_Y + 4), p(CX + 58, SHOULDER_Y + 4), p(CX + 48, 290), p(CX + 60, 380), p(CX - 60, 380), p(CX - 48, 290)]
     draw.polygon(torso, fill=skin)
     for side in (-1, 1):  # rounded shoulders

@@ -82,8 +82,46 @@ def _limb(top_outer, top_inner, side: int, angle_deg: float, length: float, end_
     root = (np.asarray(top_outer) + np.asarray(top_inner)) / 2.0
     end = root + axis * length
     end_outer, end_inner = end + outward * end_half, end - outward * end_half
-    polygon = np.stack([top_outer, end_outer, end_inner, top_inner])
+    # Cloth bulges a little between seam ends (elbow, knee): the outline is curved, not straight.
+    bulge = min(4.0, 0.03 * length)
+    mid_outer = (np.asarray(top_outer) + end_outer) / 2 + outward * bulge
+    mid_inner = (np.asarray(top_inner) + end_inner) / 2 - outward * bulge * 0.5
+    polygon = np.stack([top_outer, mid_outer, end_outer, end_inner, mid_inner, top_inner])
     return polygon, end, axis, end_outer, end_inner
+
+
+def _round_corners(poly: np.ndarray, radius: float = 4.0, steps: int = 3) -> np.ndarray:
+    """Replace each corner by a short quadratic curve (cut at most ``radius`` or a third of an edge).
+
+    A corner moves inward by at most ~0.35 * radius, well under LANDMARK_INSET, so landmarks placed
+    inside the sharp template stay inside the smooth outline."""
+    n = len(poly)
+    out = []
+    t = np.linspace(0.0, 1.0, steps + 2)[:, None]
+    for i in range(n):
+        prev_, cur, next_ = poly[i - 1], poly[i], poly[(i + 1) % n]
+        a, b = prev_ - cur, next_ - cur
+        la, lb = np.linalg.norm(a), np.linalg.norm(b)
+        if la < 1e-6 or lb < 1e-6:
+            out.append(cur[None])
+            continue
+        p0 = cur + a / la * min(radius, la / 3)
+        p1 = cur + b / lb * min(radius, lb / 3)
+        out.append((1 - t) ** 2 * p0 + 2 * (1 - t) * t * cur + t**2 * p1)
+    return np.concatenate(out)
+
+
+def _shape_waist(body: np.ndarray, dims: dict) -> np.ndarray:
+    """A fitted top: the side seams curve in at the waist (points inserted between armpit and hem)."""
+    out = [body[0]]
+    armpit_y, hem_y = SHOULDER_Y + dims["armhole_depth"], dims["hem_y"]
+    for p, q in zip(body[:-1], body[1:]):
+        if abs(p[1] - armpit_y) < 1e-6 and abs(q[1] - hem_y) < 1e-6 or abs(q[1] - armpit_y) < 1e-6 and abs(p[1] - hem_y) < 1e-6:
+            mid = (p + q) / 2
+            mid[0] += (CX - mid[0]) / max(1.0, abs(CX - mid[0])) * min(6.0, 0.1 * dims["chest_half"])
+            out.append(mid)
+        out.append(q)
+    return np.array(out)
 
 
 def _edge_band(owner: str, band: Band, p_outer, p_inner, axis) -> _BandShape:
@@ -241,8 +279,11 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
         nh = dims["neck_half"]
         hood = [(CX - nh - 16, SHOULDER_Y + 14), (CX - nh - 12, SHOULDER_Y - 20), (CX - nh + 2, SHOULDER_Y - 34),
                 (CX + nh - 2, SHOULDER_Y - 34), (CX + nh + 12, SHOULDER_Y - 20), (CX + nh + 16, SHOULDER_Y + 14)]
-        parts.append(("hood", np.array(hood, np.float64), 0.82))
-    parts.append(("body", np.array(body), 1.0))
+        parts.append(("hood", _round_corners(np.array(hood, np.float64), 10.0), 0.82))
+    body = np.array(body, np.float64)
+    if ct == UPPER_BODY and s.gender == "WOMEN" and s.category != "Jackets":
+        body = _shape_waist(body, dims)
+    parts.append(("body", _round_corners(body), 1.0))
 
     if not back:
         if d.print_shape:
@@ -255,7 +296,7 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
             buttons = [_arr(CX - (5.0 if s.category == "Jackets" else 0.0), y) for y in np.linspace(top, bottom, n)]
     # Limbs in front of the body on front/back views; a side view puts the far limb behind.
     for name, poly in limbs:
-        parts.append((name, poly, 0.94))
+        parts.append((name, _round_corners(poly, 3.0), 0.94))
     garment = Garment(parts, lm, owners, bands, prints, buttons, seams, lapels, print_part)
     if pose.view == "side":
         garment = _to_side_view(garment, pose)

@@ -24,7 +24,7 @@ from fashionnet.data.synthetic.items import ItemSpec, _sample_look
 from fashionnet.data.synthetic.photos import RenderedImage, _bbox_of, _draw_occluders, _finish_labels
 from fashionnet.data.synthetic.raster import _apply, _homography, _sim, _warp
 from fashionnet.data.synthetic.scenes import TOP_DOWN_SCENES, render_scene
-from fashionnet.data.synthetic.shading import soft_shadow
+from fashionnet.data.synthetic.shading import bevel, soft_shadow
 from fashionnet.data.synthetic.vocabulary import CONSUMER_SIDE_RANGE, SHOP_SIZE, VIEW_CODES
 from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, OCCLUDED, TRUNCATED, UPPER_BODY
 
@@ -46,9 +46,13 @@ def _choice(rng: np.random.Generator, options, p) -> str:
     return str(options[int(rng.choice(len(options), p=np.asarray(p, float) / np.sum(p)))])
 
 
-def choose_presentation(rng: np.random.Generator, item: ItemSpec, kind: str, view: str, held_out: bool, user_photos: bool) -> tuple[str, str, str]:
-    """(presentation mode, scene family, framing) of one photo. ``kind``: shop / consumer."""
+def choose_presentation(
+    rng: np.random.Generator, item: ItemSpec, kind: str, view: str, held_out: bool, user_photos: bool, mode: str | None = None
+) -> tuple[str, str, str]:
+    """(presentation mode, scene family, framing) of one photo. ``kind``: shop / consumer; a given
+    ``mode`` is kept and the scene and framing are drawn to suit it."""
     ct = item.style.clothes_type
+    forced = mode
     if held_out:
         mode = _choice(rng, HELD_OUT_MODES, (0.5, 0.5))
     elif view in ("side", "back", "full"):
@@ -57,6 +61,7 @@ def choose_presentation(rng: np.random.Generator, item: ItemSpec, kind: str, vie
         mode = _choice(rng, IN_STYLE_MODES, (0.55, 0.18, 0.12, 0.15))
     else:
         mode = _choice(rng, IN_STYLE_MODES, (0.55, 0.08, 0.14, 0.23))
+    mode = forced or mode
     scenes, weights = SCENES_FOR_MODE[mode]
     if kind == "shop" and mode in ("worn", "mannequin", "hanger"):
         weights = (0.85,) + tuple(0.15 / (len(scenes) - 1) for _ in scenes[1:])  # studio first
@@ -89,7 +94,7 @@ def _region(framing: str, garment_box, rng: np.random.Generator, item: ItemSpec,
         c = landmarks[int(rng.choice(list(CLOTHES_TYPE_SLOTS[item.style.clothes_type])))] + rng.uniform(-0.1, 0.1, 2) * span
         return (c[0] - span / 2, c[1] - span / 2, c[0] + span / 2, c[1] + span / 2), 1.0
     if framing == "wide":
-        return garment_box, rng.uniform(0.15, 0.3)
+        return garment_box, rng.uniform(0.2, 0.4)
     return garment_box, None
 
 
@@ -102,8 +107,8 @@ def render_photo(
     Unset ``mode`` / ``scene`` / ``framing`` are drawn (held-out ones when ``held_out``)."""
     if view not in VIEW_CODES:
         raise ValueError(f"unknown view {view!r}; expected one of {sorted(VIEW_CODES)}")
-    c_mode, c_scene, c_framing = choose_presentation(rng, item, kind, view, held_out, bool(backgrounds))
-    mode, scene, framing = mode or c_mode, scene or c_scene, framing or c_framing
+    mode, c_scene, c_framing = choose_presentation(rng, item, kind, view, held_out, bool(backgrounds), mode)
+    scene, framing = scene or c_scene, framing or c_framing
     if scene == "photo" and not backgrounds:
         scene = "room"
     body = mode in BODY_MODES
@@ -180,6 +185,10 @@ def render_photo(
     occluders = np.zeros((fh, fw), bool)
     if kind == "consumer":
         occluders = _draw_occluders(rng, item, lm_frame, gmask, (fw, fh), gsize, draw_occluders, image)
+        if occluders.any():  # round, lit arms and bags instead of flat cut-outs
+            shade = bevel(occluders.astype(np.float32), max(1.5, 0.02 * gsize), np.array(light[:2]), 0.25)
+            lit = np.asarray(image, np.float32) * np.where(occluders, shade, 1.0)[..., None]
+            image = Image.fromarray(np.clip(lit + 0.5, 0, 255).astype(np.uint8), "RGB")
     if front is not None:
         occluders = occluders | (front > 0.5)
     cam = sample_camera(rng, kind)

@@ -131,7 +131,9 @@ def _sky(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int, until
 def _draw_scene(scene: str, rng: np.random.Generator, w: int, h: int) -> Image.Image:
     """One procedural scene of family ``scene`` at w x h (the caller works at half resolution)."""
     if scene == "studio":  # seamless paper: a colour, a sweep to the floor, a soft vignette
-        base = np.array(((244, 244, 242), (226, 226, 224), (196, 196, 196), (150, 150, 152), (226, 214, 196), (206, 220, 230), (232, 210, 210), (70, 70, 74))[int(rng.integers(8))], np.float32)
+        # Mostly white and greys, as catalogues shoot; a few warm, cool or dark backdrops.
+        papers = ((246, 246, 244), (236, 236, 234), (222, 222, 220), (196, 196, 196), (150, 150, 152), (228, 218, 202), (206, 216, 226), (64, 64, 68))
+        base = np.array(papers[int(rng.choice(8, p=(0.24, 0.2, 0.16, 0.12, 0.08, 0.08, 0.06, 0.06)))], np.float32) + rng.uniform(-4, 4, 3)
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
         r = ((xs / w - rng.uniform(0.35, 0.65)) ** 2 + (ys / h - rng.uniform(0.3, 0.5)) ** 2) ** 0.5
         k = 1.05 - rng.uniform(0.1, 0.35) * r
