@@ -191,11 +191,11 @@ def test_occluded_landmarks_lie_under_an_occluder_that_changed_the_pixels():
             without = synth.render_consumer_image(item, np.random.default_rng([k, item.index]), draw_occluders=False, degrade=False)
             np.testing.assert_array_equal(with_occ.garment_mask, without.garment_mask)  # same scene
             a, b = np.asarray(with_occ.image, np.float32), np.asarray(without.image, np.float32)
-            for j in np.flatnonzero(with_occ.visibility == OCCLUDED):
+            # Landmarks hidden by the garment itself (turned bodies) are occluded in both renders.
+            for j in np.flatnonzero((with_occ.visibility == OCCLUDED) & (without.visibility != OCCLUDED)):
                 x, y = (int(v) for v in with_occ.landmarks[j])
                 assert with_occ.occluder_mask[y, x]
                 assert np.linalg.norm(a[y, x] - b[y, x]) > 30, "the occluder must visibly cover the landmark"
-                assert without.visibility[j] != OCCLUDED
                 occluded += 1
             unoccluded = with_occ.visibility == VISIBLE
             assert np.all(without.visibility[unoccluded] == VISIBLE)

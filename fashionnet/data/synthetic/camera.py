@@ -33,7 +33,7 @@ class CameraSettings:
 def sample_camera(rng: np.random.Generator, kind: str) -> CameraSettings:
     """Studio shots (``kind`` "shop") are clean; consumer photos vary widely."""
     shop = kind == "shop"
-    wb = rng.uniform(0.92, 1.08, 3) if shop else rng.uniform(0.8, 1.2, 3)
+    wb = rng.uniform(0.94, 1.06, 3) if shop else rng.uniform(0.86, 1.14, 3)
     wb = wb / wb.mean()
     motion_len = int(rng.integers(2, 9)) if (not shop and rng.random() < 0.2) else 0
     return CameraSettings(

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from fashionnet.data.synthetic.geometry import CX, SHOULDER_Y, Garment, Pose, _arr
 from fashionnet.data.synthetic.items import ItemSpec, Look, Style
-from fashionnet.data.synthetic.appearance import logo_tile, texture_light, tweed_pattern
+from fashionnet.data.synthetic.appearance import _value_noise, logo_tile, texture_light, tweed_pattern
 from fashionnet.data.synthetic.bodies import BODY_MODES, draw_behind, draw_in_front
 from fashionnet.data.synthetic.raster import _MaskPainter, _Patch, _apply, _disc_coverage, _erode, _shape_polygon
 from fashionnet.data.synthetic.shading import bevel, highlight
@@ -85,7 +85,7 @@ def _fold_field(rng: np.random.Generator, item: ItemSpec, garment: Garment, fx: 
     """Multiplicative shading: folds and wrinkles (valley beside highlight), body roundness, light."""
     x0, y0, x1, y1 = garment.bbox()
     field_ = np.ones(fx.shape, np.float32)
-    n = int(rng.integers(4, 9))
+    n = int(rng.integers(6, 12))
     ct = item.style.clothes_type
     for _ in range(n):
         if ct != LOWER_BODY and rng.random() < 0.35:  # drape from an armpit towards the centre
@@ -99,7 +99,7 @@ def _fold_field(rng: np.random.Generator, item: ItemSpec, garment: Garment, fx: 
         direction = np.array([math.sin(ang), math.cos(ang)])
         normal = np.array([direction[1], -direction[0]])
         sigma = rng.uniform(2.5, 6.0)
-        amp = rng.uniform(0.08, 0.2) * rng.choice([-1, 1])
+        amp = rng.uniform(0.1, 0.26) * rng.choice([-1, 1])
         dx, dy = fx - p0[0], fy - p0[1]
         along = (dx * direction[0] + dy * direction[1]) / length
         across = (dx * normal[0] + dy * normal[1]) / sigma
@@ -142,12 +142,17 @@ def _render_figure(
     fx, fy = (xs - m[0, 2]) / s, (ys - m[1, 2]) / s
     st = item.style
     px_ = CX + (fx - CX) / pose.compress if pose.view == "side" else fx  # pattern foreshortens too
-    pat = _pattern(st, px_, fy)
+    # Cloth drapes: the print wanders a few units with the folds instead of staying ruler-straight.
+    seed = float(st.pattern_phase) + (pose.sway + pose.arms[0]) * 0.37
+    drape_x = (_value_noise(px_, fy, 45.0, seed) - 0.5) * 7.0
+    drape_y = (_value_noise(px_, fy, 45.0, seed + 3.0) - 0.5) * 7.0
+    pat = _pattern(st, px_ + drape_x, fy + drape_y)
     colour = np.asarray(st.rgb, np.float32)
     pcol = np.asarray(st.pattern_rgb, np.float32)
     tex = colour + (pcol - colour) * pat[..., None]
     # Per-pixel brightness: fabric texture (fixed to the cloth), part, seams, folds.
     light = texture_light(st.texture, px_, fy, s, float(st.pattern_phase))
+    light *= 0.9 + 0.2 * _value_noise(px_, fy, 70.0, seed + 5.0)  # broad undulation of the cloth
     shade_rng = np.random.default_rng(rng.integers(1 << 63))
     small = (max(2, ww // 4), max(2, wh // 4))
     sy_, sx_ = np.mgrid[0 : small[1], 0 : small[0]].astype(np.float32)

@@ -113,6 +113,9 @@ def render_photo(
         scene = "room"
     body = mode in BODY_MODES
     pose_view = {"front": "front", "full": "front", "additional": "front", "side": "side", "back": "back"}[view] if body else "front"
+    turn = rng.random()  # consumer photos catch people turned away or seen from behind too
+    if body and kind == "consumer" and turn < 0.22:
+        pose_view = "side" if turn < 0.16 else "back"
     pose = sample_pose(rng, item, pose_view, mode)
     garment = build_garment(item, pose)
     look = item.look if kind == "shop" else _sample_look(rng, item.style.gender)  # consumer: a different person
