@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Generate the synthetic DeepFashion benchmark (In-shop and Consumer-to-shop layouts).
+"""Generate the synthetic DeepFashion benchmark (In-shop and Consumer-to-shop layouts, and a
+style-shift Consumer-to-shop test set in held-out styles).
 
     python scripts/make_synthetic_deepfashion.py --out data/synth [--size default] [--seed 0]
-        [--workers N] [--preview sheet.png]
+        [--workers N] [--preview sheet.png] [--backgrounds DIR]
 
 A thin wrapper around :func:`fashionnet.data.synthetic.main`; see that module for what is written.
 """

@@ -89,6 +89,9 @@ def test_held_out_styles_never_occur_in_the_in_style_datasets(synth_root):
     rows = style_shift.read_styles_csv(synth_root / manifest["styles_file"])
     by_dataset = {d: [r for r in rows if r["dataset"] == d] for d in ("inshop", "consumer2shop", "style_shift")}
     assert all(by_dataset.values()), {d: len(v) for d, v in by_dataset.items()}
+    in_style = by_dataset["inshop"] + by_dataset["consumer2shop"]
+    assert len({r["presentation"] for r in in_style}) >= 3 and len({r["scene"] for r in in_style}) >= 4, "in-style variety"
+    assert len({r["palette"] for r in in_style}) >= 2 and len({r["framing"] for r in in_style}) >= 3
     for dataset in ("inshop", "consumer2shop"):
         for r in by_dataset[dataset]:
             for factor, values in held.items():

@@ -106,8 +106,14 @@ def _value_noise(fx: np.ndarray, fy: np.ndarray, cell: float, seed: float) -> np
     ix, iy = np.floor(gx), np.floor(gy)
     tx, ty = (gx - ix).astype(np.float32), (gy - iy).astype(np.float32)
     tx, ty = tx * tx * (3 - 2 * tx), ty * ty * (3 - 2 * ty)
-    a, b = _hash_noise(ix, iy, seed), _hash_noise(ix + 1, iy, seed)
-    c, d = _hash_noise(ix, iy + 1, seed), _hash_noise(ix + 1, iy + 1, seed)
+    if ix.size == 0:
+        return np.zeros(fx.shape, np.float32)
+    # Hash the few lattice points once, then look them up per pixel (sin per pixel is the cost).
+    x0, y0 = ix.min(), iy.min()
+    lattice = _hash_noise(np.arange(x0, ix.max() + 2)[None, :], np.arange(y0, iy.max() + 2)[:, None], seed)
+    xi, yi = (ix - x0).astype(np.intp), (iy - y0).astype(np.intp)
+    a, b = lattice[yi, xi], lattice[yi, xi + 1]
+    c, d = lattice[yi + 1, xi], lattice[yi + 1, xi + 1]
     return (a + (b - a) * tx) * (1 - ty) + (c + (d - c) * tx) * ty
 
 

@@ -302,18 +302,24 @@ def _decorate(item: ItemSpec, garment: Garment, pose: Pose, m, painter, mask, ov
             ok = (u >= 0) & (u < tile.shape[1]) & (v >= 0) & (v < tile.shape[0])
             cov = np.where(ok, tile[np.clip(v, 0, tile.shape[0] - 1), np.clip(u, 0, tile.shape[1] - 1)], 0.0).astype(np.float32)
             overlay(_Patch(slice(by0, by1), slice(bx0, bx1), cov), mask, ink)
+    def seam(patch):  # denim has contrasting topstitching; other cloth a darker seam line
+        if st.texture == "denim":
+            overlay(patch, mask, (196, 150, 70))
+        else:
+            darken(patch, mask, 0.42)
+
     if st.pockets:
         if st.category == "Jackets":
             hy, hh = st.dims["hem_y"], st.dims["hem_half"]
             for side in (-1, 1):
                 x0 = CX + side * hh * 0.62
                 rect = sq([(x0 - 17, hy - 78), (x0 + 17, hy - 78), (x0 + 17, hy - 40), (x0 - 17, hy - 40), (x0 - 17, hy - 78)])
-                darken(painter.local_line(rect, max(1.0, 1.6 * s)), mask, 0.4)
+                seam(painter.local_line(rect, max(1.0, 1.6 * s)))
         elif st.clothes_type != UPPER_BODY:
             wy, wh = st.dims["waist_y"], st.dims["waist_half"]
             for side in (-1, 1):  # slanted front pockets below the waistband
                 line = sq([(CX + side * (wh - 30), wy + 22), (CX + side * (wh + 2), wy + 62)])
-                darken(painter.local_line(line, max(1.0, 1.6 * s)), mask, 0.45)
+                seam(painter.local_line(line, max(1.0, 1.6 * s)))
     if st.zip and not st.buttons and st.category == "Jackets":
         top = SHOULDER_Y + st.dims["neck_depth"] + 2
         line = sq([(CX + 1.5, top), (CX + 1.5, st.dims["hem_y"] - 2)])
