@@ -214,7 +214,7 @@ def _render_figure(
                 overlay(painter.local_polygons([_apply(m, q) for q in _shape_polygon(shape, centre, size_)]), mask, pc)
         for owner, line, width in garment.seams:
             if owner == name:
-                darken(painter.local_line(_apply(m, line), width * s), mask, 0.55)
+                darken(painter.local_line(_apply(m, line), width * s), mask, 0.55 if width > 1.5 else 0.3)
         if name == "body":
             _decorate(item, garment, pose, m, painter, mask, overlay, darken)
         if name == "body":

@@ -124,6 +124,14 @@ def _shape_waist(body: np.ndarray, dims: dict) -> np.ndarray:
     return np.array(out)
 
 
+STITCH_WIDTH = 0.9  # hem and cuff topstitching, a faint darker line
+
+
+def _stitch(p_outer, p_inner, axis) -> np.ndarray:
+    """Topstitching across a limb, 7 units up from its end edge."""
+    return np.stack([p_outer, p_inner]) - axis * 7.0
+
+
 def _edge_band(owner: str, band: Band, p_outer, p_inner, axis) -> _BandShape:
     """Band along an end edge (cuff, leg opening), reaching ``band.width`` up the limb."""
     ext = (p_outer - p_inner) * 0.08
@@ -191,6 +199,7 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
                 name = "sleeve_l" if side < 0 else "sleeve_r"
                 limbs.append((name, poly))
                 lm[slot_s] = end - axis * inset
+                seams.append((name, _stitch(e_out, e_in, axis), STITCH_WIDTH))
                 owners[slot_s] = name
                 if d.cuffs:
                     bands.append(_edge_band(name, d.cuffs, e_out, e_in, axis))
@@ -207,6 +216,7 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
                 tip = _arr(CX + side * (nh + 16), SHOULDER_Y + depth * 0.5)
                 lapels.append(np.stack([neck_end + (side * 1.0, 0), bottom + (side * 2.0, -3.0), tip]))
         top_outline = [*neck]
+        seams.append(("body", neck + (0.0, 4.0), STITCH_WIDTH))  # neckband seam
         mid_right = right_path
     if ct == UPPER_BODY:
         hh, hy = dims["hem_half"], dims["hem_y"]
@@ -214,6 +224,7 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
         outline = top_outline + mid_right[1:] + [hem_r, hem_l] + [p * (-1, 1) + (2 * CX, 0) for p in reversed(mid_right[1:])]
         body = outline
         lm[6], lm[7] = hem_l + (inset, -inset), hem_r + (-inset, -inset)
+        seams.append(("body", np.stack([hem_l + (2.0, -7.0), hem_r + (-2.0, -7.0)]), STITCH_WIDTH))
         owners[6] = owners[7] = "body"
         if d.hem:
             bands.append(_straight_band("body", d.hem, hem_l, hem_r, inward=-1, outside=4, pad=6))
@@ -250,6 +261,7 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
             left_back = [p * (-1, 1) + (2 * CX, 0) for p in reversed(mid_right[1:])]
             body = top_outline + right + left_back
             lm[6], lm[7] = hem_l + (inset + 1, -inset), hem_r + (-inset - 1, -inset)
+            seams.append(("body", np.array([hem_r, *hem_curve, hem_l]) + (0.0, -8.0), STITCH_WIDTH))
             owners[6] = owners[7] = "body"
             if d.hem:
                 bands.append(_straight_band("body", d.hem, hem_l, hem_r, inward=-1, outside=12, pad=8))
@@ -268,6 +280,7 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
                 name = "leg_l" if side < 0 else "leg_r"
                 limbs.append((name, poly))
                 lm[slot] = end - axis * inset
+                seams.append((name, _stitch(e_out, e_in, axis), STITCH_WIDTH))
                 owners[slot] = name
                 if d.hem:
                     bands.append(_edge_band(name, d.hem, e_out, e_in, axis))
@@ -350,7 +363,7 @@ def _to_side_view(g: Garment, pose: Pose) -> Garment:
         bands,
         prints,
         [squeeze(b) for b in g.buttons],
-        [(o, squeeze(p), w) for o, p, w in g.seams],
+        [(o, move(o, p), w) for o, p, w in g.seams],
         [squeeze(p) for p in g.lapels],
         g.print_part,
     )

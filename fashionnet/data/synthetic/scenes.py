@@ -244,7 +244,9 @@ def render_scene(scene: str, size: tuple[int, int], rng: np.random.Generator, ba
         crop = img.crop((x0, y0, x0 + cw, y0 + ch))
         if rng.random() < 0.5:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return np.asarray(crop.resize((w, h), Image.Resampling.BILINEAR), np.float32)
+        crop = crop.resize((w, h), Image.Resampling.BILINEAR)
+        blur = float(rng.uniform(0.0, 2.0))  # the background is often out of focus
+        return np.asarray(crop.filter(ImageFilter.GaussianBlur(blur)) if blur > 0.3 else crop, np.float32)
     hw, hh = max(8, w // 2), max(8, h // 2)
     img = _draw_scene(scene, rng, hw, hh)
     arr = np.asarray(img, np.float32)
