@@ -70,9 +70,11 @@ def _wall_and_floor(rng: np.random.Generator, w: int, h: int) -> tuple[Image.Ima
     floor = _col(((150, 108, 70), (190, 160, 120), (120, 120, 118))[floor_kind], 1.0, rng, 12)
     _rect(d.rectangle, [0, horizon, w, h], fill=floor)
     vx = rng.uniform(0.2, 0.8) * w
-    if floor_kind < 2:  # planks converging to the vanishing point
-        for k in np.linspace(-2 * w, 3 * w, int(rng.integers(14, 26))):
-            d.line([(vx + (k - vx) * 0.08, horizon), (k, h)], fill=_col(floor, 0.82), width=1)
+    if floor_kind < 2:  # planks converging to the vanishing point, each its own tone
+        ks = np.linspace(-2 * w, 3 * w, int(rng.integers(14, 26)))
+        for k0, k1 in zip(ks[:-1], ks[1:]):
+            quad = [(vx + (k0 - vx) * 0.08, horizon), (vx + (k1 - vx) * 0.08, horizon), (k1, h), (k0, h)]
+            d.polygon(quad, fill=_col(floor, rng.uniform(0.88, 1.1)), outline=_col(floor, 0.75))
     else:  # tiles
         for k in np.linspace(-2 * w, 3 * w, 16):
             d.line([(vx + (k - vx) * 0.08, horizon), (k, h)], fill=_col(floor, 1.15), width=1)
@@ -80,6 +82,8 @@ def _wall_and_floor(rng: np.random.Generator, w: int, h: int) -> tuple[Image.Ima
             y = horizon + (h - horizon) * t
             d.line([(0, y), (w, y)], fill=_col(floor, 1.15), width=1)
     _rect(d.rectangle, [0, horizon - 0.025 * h, w, horizon], fill=_col(wall, 0.92))  # skirting board
+    # Where wall meets floor the light is weaker: a soft dark band (ambient occlusion).
+    d.rectangle([0, horizon, w, horizon + max(1.0, 0.015 * h)], fill=_col(floor, 0.7))
     return img, horizon
 
 
@@ -154,9 +158,11 @@ def _draw_scene(scene: str, rng: np.random.Generator, w: int, h: int) -> Image.I
             for k in range(2):
                 px = bx0 + (0.15 + 0.45 * k) * (bx1 - bx0)
                 _rect(d.rounded_rectangle, [px, horizon - 0.16 * h, px + 0.3 * (bx1 - bx0), horizon - 0.02 * h], radius=0.03 * w, fill=_col(sheet, 1.03))
-            for _ in range(int(rng.integers(5, 10))):
-                x = rng.uniform(0, w)
-                d.line([(x, horizon), (x + rng.uniform(-0.3, 0.3) * w, h)], fill=_col(sheet, 0.88), width=int(rng.integers(2, 5)))
+            for _ in range(int(rng.integers(8, 16))):  # soft wrinkles: short curved creases, shadow above highlight
+                x, y = rng.uniform(0, w), rng.uniform(horizon, h)
+                pts = [(x + t * rng.uniform(0.1, 0.25) * w, y + np.sin(t * 3 + rng.uniform(0, 3)) * 0.02 * h) for t in np.linspace(0, 1, 5)]
+                d.line(pts, fill=_col(sheet, 0.86), width=int(rng.integers(1, 3)))
+                d.line([(px, py + 2) for px, py in pts], fill=_col(sheet, 1.06), width=1)
         return img
     if scene == "street":
         img = Image.new("RGB", (w, h))
@@ -251,7 +257,15 @@ def render_scene(scene: str, size: tuple[int, int], rng: np.random.Generator, ba
     img = _draw_scene(scene, rng, hw, hh)
     arr = np.asarray(img, np.float32)
     # Uneven light and surface texture: large soft blotches and fine grain.
-    arr = arr * (0.88 + 0.24 * _noise(rng, hw, hh, hw / 3))[..., None]
+    mottle = 0.08 if scene == "studio" else 0.24
+    arr = arr * (1.0 - mottle / 2 + mottle * _noise(rng, hw, hh, hw / 3))[..., None]
+    if scene in TOP_DOWN_SCENES:  # wood grain / fibres along one direction
+        grain = Image.fromarray((rng.random((4, max(2, hw // 2))) * 255).astype(np.uint8), "L").resize((hw, hh), Image.Resampling.BICUBIC)
+        arr = arr * (0.92 + 0.16 * np.asarray(grain, np.float32)[..., None] / 255.0)
+    # Light from a window or lamp on one side: a gradient across the whole scene.
+    gx, gy = rng.uniform(-0.35, 0.35), rng.uniform(-0.2, 0.2)
+    ramp = 1.0 + gx * (np.arange(hw, dtype=np.float32)[None, :] / hw - 0.5) + gy * (np.arange(hh, dtype=np.float32)[:, None] / hh - 0.5)
+    arr = arr * ramp[..., None]
     arr = arr + (rng.random((hh, hw, 1), dtype=np.float32) - 0.5) * 8.0
     img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
     blur = 0.3 if scene in TOP_DOWN_SCENES else float(rng.uniform(0.4, 1.6))  # depth of field
