@@ -4,7 +4,7 @@ on the style-shift split (styles never seen in training; the stand-in for real p
 in-style test split, in one run. The choice is made on the style-shift figures.
 
     python scripts/transfer_study.py --data data/synth --out runs/transfer_study \
-        --recipes today style style_distill --minutes 10
+        --recipes today style style_distill
 
 Each recipe is a set of `scripts/train_fashionnet.py` flags on top of --config. Writes
 OUT/<recipe>/checkpoint.pt, OUT/<recipe>/reports/*.json and OUT/summary.txt (a markdown table, one row per recipe).
@@ -39,9 +39,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/transfer_study"))
     p.add_argument("--config", default="configs/demo.yaml", help="the shared training flags")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    p.add_argument("--minutes", type=float, default=10.0, help="training budget of each recipe")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="training budget of each recipe (0: the config's epochs, the same work for every recipe)")
     p.add_argument("--eval-only", action="store_true", help="evaluate checkpoints already in OUT")
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p
 
 
@@ -63,7 +65,8 @@ def main(argv=None) -> None:
         started = time.time()
         if not args.eval_only:
             train(["--config", args.config, "--data-root", str(args.data / "consumer2shop"), str(args.data / "inshop"),
-                   "--output-dir", str(run_dir), "--time-limit-minutes", str(args.minutes), "--no-progress", *RECIPES[name]])
+                   "--output-dir", str(run_dir), "--time-limit-minutes", str(args.minutes), "--no-progress", "--threads", str(args.threads),
+                   *RECIPES[name]])
         minutes = (time.time() - started) / 60
         reports = {}
         for split in ("style_shift", "consumer2shop"):
