@@ -62,20 +62,14 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
             if not mannequin:
                 foot = p(ankle[0] + side * 6, ankle[1] + 8)
                 draw.ellipse([foot[0] - 19 * s, foot[1] - 9 * s, foot[0] + 19 * s, foot[1] + 9 * s], fill=look.shoes)
-    # Arms: from the shoulders along the sleeve angles; hands on hips bend at the elbow.
-    for side, angle in ((-1, pose.arms[0]), (1, pose.arms[1])):
-        a = math.radians(angle)
+    # Arms: from the shoulders along the sleeve angles, bent at the elbow like the sleeves (geometry.py).
+    for side, angle, bend in ((-1, pose.arms[0], pose.elbows[0]), (1, pose.arms[1], pose.elbows[1])):
+        a, a2 = math.radians(angle), math.radians(angle - bend)
         top = (CX + side * (shoulder_half - 8), SHOULDER_Y + 22)
-        if pose.arm_style == "hips":
-            elbow = (top[0] + side * math.sin(a) * 140, top[1] + math.cos(a) * 140)
-            hand = (CX + side * 66, 318)
-            _capsule(draw, p(*top), p(*elbow), 38 * s * c, skin)
-            _capsule(draw, p(*elbow), p(*hand), 31 * s * c, skin)
-        else:
-            hand = (top[0] + side * math.sin(a) * 285, top[1] + math.cos(a) * 285)
-            elbow = ((top[0] + hand[0]) / 2, (top[1] + hand[1]) / 2)
-            _capsule(draw, p(*top), p(*elbow), 38 * s * c, skin)
-            _capsule(draw, p(*elbow), p(*hand), 30 * s * c, skin)
+        elbow = (top[0] + side * math.sin(a) * 140, top[1] + math.cos(a) * 140)
+        hand = (elbow[0] + side * math.sin(a2) * 145, elbow[1] + math.cos(a2) * 145)
+        _capsule(draw, p(*top), p(*elbow), 38 * s * c, skin)
+        _capsule(draw, p(*elbow), p(*hand), 30 * s * c, skin)
         h = p(*hand)
         draw.ellipse([h[0] - 16 * s, h[1] - 20 * s, h[0] + 16 * s, h[1] + 20 * s], fill=skin)
     torso = [p(CX - 58, SHOULDER_Y + 4), p(CX + 58, SHOULDER_Y + 4), p(CX + 48, 290), p(CX + 60, 380), p(CX - 60, 380), p(CX - 48, 290)]

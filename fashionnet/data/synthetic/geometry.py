@@ -19,6 +19,7 @@ from fashionnet.landmarks import FULL_BODY, LOWER_BODY, NUM_LANDMARKS, UPPER_BOD
 FIG_W, FIG_H = 400, 720
 CX = 200.0
 SHOULDER_Y = 128.0
+ELBOW_FROM_ROOT = 128.0  # where a long sleeve bends, measured from its root (the body's elbow)
 LANDMARK_INSET = 5.0  # landmarks sit this far inside the garment edge (figure units)
 
 
@@ -34,6 +35,7 @@ class Pose:
     sway: float = 0.0  # horizontal shift of skirt hems
     flare: float = 0.0  # extra skirt flare
     arm_style: str = "down"  # worn: down / hips / walk (how the body's arms are drawn)
+    elbows: tuple[float, float] = (0.0, 0.0)  # elbow bend in degrees (forearm turned towards the body)
 
 
 @dataclass
@@ -74,12 +76,17 @@ def _neckline(nh: float, depth: float, v: bool, n: int = 9) -> np.ndarray:
     return np.stack([CX + nh * t, SHOULDER_Y + depth * dip], axis=1)
 
 
-def _limb(top_outer, top_inner, side: int, angle_deg: float, length: float, end_half: float):
-    """A sleeve or trouser leg hanging from an attachment edge: (polygon, end centre, axis, outer end, inner end)."""
+def _limb(top_outer, top_inner, side: int, angle_deg: float, length: float, end_half: float, bend_deg: float = 0.0, upper: float = 0.0):
+    """A sleeve or trouser leg hanging from an attachment edge: (polygon, end centre, axis, outer end, inner end).
+
+    ``bend_deg`` bends it at ``upper`` units from the root (an elbow): the part below turns towards
+    the body by that angle, and the end edge, its band and landmark follow the lower part."""
     a = math.radians(angle_deg)
     axis = np.array([side * math.sin(a), math.cos(a)])
     outward = np.array([side * math.cos(a), -math.sin(a)])  # perpendicular, pointing away from the body
     root = (np.asarray(top_outer) + np.asarray(top_inner)) / 2.0
+    if bend_deg and 0 < upper < length - 10:
+        return _bent_limb(top_outer, top_inner, root, side, a, math.radians(bend_deg), length, upper, end_half)
     end = root + axis * length
     end_outer, end_inner = end + outward * end_half, end - outward * end_half
     # Cloth bulges a little between seam ends (elbow, knee): the outline is curved, not straight.
@@ -88,6 +95,25 @@ def _limb(top_outer, top_inner, side: int, angle_deg: float, length: float, end_
     mid_inner = (np.asarray(top_inner) + end_inner) / 2 - outward * bulge * 0.5
     polygon = np.stack([top_outer, mid_outer, end_outer, end_inner, mid_inner, top_inner])
     return polygon, end, axis, end_outer, end_inner
+
+
+def _bent_limb(top_outer, top_inner, root, side: int, a: float, bend: float, length: float, upper: float, end_half: float):
+    """A limb bent at the elbow: the upper part along angle ``a``, the lower part along ``a - bend``."""
+    half_top = float(np.linalg.norm(np.asarray(top_outer) - np.asarray(top_inner))) / 2.0
+    axis1 = np.array([side * math.sin(a), math.cos(a)])
+    a2 = a - bend
+    axis2 = np.array([side * math.sin(a2), math.cos(a2)])
+    out1 = np.array([side * math.cos(a), -math.sin(a)])
+    out2 = np.array([side * math.cos(a2), -math.sin(a2)])
+    elbow = root + axis1 * upper
+    end = elbow + axis2 * (length - upper)
+    half_elbow = half_top + (end_half - half_top) * upper / length
+    mitre = (out1 + out2) / max(1e-6, float(np.linalg.norm(out1 + out2)))
+    scale = half_elbow / max(0.5, float(np.dot(mitre, out1)))  # keep the sleeve width through the joint
+    elbow_outer, elbow_inner = elbow + mitre * scale, elbow - mitre * min(scale, half_elbow * 1.4)
+    end_outer, end_inner = end + out2 * end_half, end - out2 * end_half
+    polygon = np.stack([top_outer, elbow_outer, end_outer, end_inner, elbow_inner, top_inner])
+    return polygon, end, axis2, end_outer, end_inner
 
 
 def _round_corners(poly: np.ndarray, radius: float = 4.0, steps: int = 3) -> np.ndarray:
@@ -195,7 +221,10 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
                     bands.append(_BandShape("body", d.cuffs, line=path + (-side * w / 2, 0), stripe=path + (-side * 0.72 * w, 0)))
             else:
                 angle = pose.arms[0 if side < 0 else 1]
-                poly, end, axis, e_out, e_in = _limb(shoulder[side], armpit[side], side, angle, dims["sleeve_len"], dims["cuff_half"])
+                bend = pose.elbows[0 if side < 0 else 1] if s.sleeve == "long" else 0.0
+                poly, end, axis, e_out, e_in = _limb(
+                    shoulder[side], armpit[side], side, angle, dims["sleeve_len"], dims["cuff_half"], bend, ELBOW_FROM_ROOT
+                )
                 name = "sleeve_l" if side < 0 else "sleeve_r"
                 limbs.append((name, poly))
                 lm[slot_s] = end - axis * inset
@@ -390,8 +419,8 @@ def sample_pose(rng: np.random.Generator, item: ItemSpec, view: str, mode: str =
     arm_style = "down"
     if mode in ("worn", "mannequin"):
         u = rng.random()
-        if mode == "worn" and u < 0.25 and not long_:
-            arm_style = "hips"  # elbows out: the sleeve follows the upper arm
+        if mode == "worn" and u < 0.25:
+            arm_style = "hips"  # elbows out, hands back on the hips
             arms = rng.uniform(30, 48, 2)
         elif mode == "worn" and u < 0.5:
             arm_style = "walk"  # arms swing, legs stride
@@ -402,6 +431,16 @@ def sample_pose(rng: np.random.Generator, item: ItemSpec, view: str, mode: str =
         arms = rng.uniform(34, 56, 2) if short else rng.uniform(24, 62, 2) if long_ else rng.uniform(10, 20, 2)
     else:  # hanger, hook, pegs: sleeves hang down
         arms = rng.uniform(18, 30, 2) if short else rng.uniform(3, 10, 2) if long_ else rng.uniform(8, 14, 2)
+    # Elbows: hands on hips turn the forearm back to the hip; relaxed arms bend a little; flat-lays
+    # sometimes fold a sleeve across the body; hung garments hang straight.
+    if arm_style == "hips":
+        elbows = arms + rng.uniform(55, 80, 2)
+    elif mode == "worn":
+        elbows = rng.uniform(0, 35 if arm_style == "walk" else 25, 2)
+    elif mode == "flat_lay":
+        elbows = rng.uniform(0, 70, 2) * (rng.random(2) < 0.4)
+    else:
+        elbows = rng.uniform(0, 8, 2)
     if arm_style == "walk":
         legs = rng.uniform(-3, 12, 2) if s.category != "Shorts" else rng.uniform(-2, 8, 2)
     elif mode == "flat_lay":
@@ -419,4 +458,5 @@ def sample_pose(rng: np.random.Generator, item: ItemSpec, view: str, mode: str =
         sway=float(rng.uniform(-8, 8)) if mode in ("worn", "mannequin") else float(rng.uniform(-3, 3)),
         flare=float(rng.uniform(-6, 6)) if mode != "flat_lay" else float(rng.uniform(0, 12)),
         arm_style=arm_style,
+        elbows=(float(elbows[0]), float(elbows[1])),
     )

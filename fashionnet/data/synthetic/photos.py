@@ -36,10 +36,26 @@ class RenderedImage:
     style: dict = field(default_factory=dict)  # presentation, scene, palette, texture, framing
 
 
+def _snap_to_garment(garment: np.ndarray, rx: int, ry: int, reach: int = 2) -> tuple[int, int]:
+    """The garment pixel nearest (rx, ry) within ``reach`` pixels (or the point itself): on tiny
+    garments the few-units inset is under a pixel and rounding can fall just off the cloth."""
+    if garment[ry, rx]:
+        return rx, ry
+    h, w = garment.shape
+    y0, y1, x0, x1 = max(0, ry - reach), min(h, ry + reach + 1), max(0, rx - reach), min(w, rx + reach + 1)
+    ys, xs = np.nonzero(garment[y0:y1, x0:x1])
+    if len(xs) == 0:
+        return rx, ry
+    k = int(np.argmin((xs + x0 - rx) ** 2 + (ys + y0 - ry) ** 2))
+    return int(xs[k] + x0), int(ys[k] + y0)
+
+
 def _finish_labels(
-    lm_frame: np.ndarray, self_occ: np.ndarray, clothes_type: int, size: tuple[int, int], occluders: np.ndarray | None, radius: float
+    lm_frame: np.ndarray, self_occ: np.ndarray, clothes_type: int, size: tuple[int, int], occluders: np.ndarray | None, radius: float,
+    garment: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Round, decide visibility from the drawn masks, clamp truncated points to the frame."""
+    """Round, decide visibility from the drawn masks, clamp truncated points to the frame; with
+    ``garment`` (its mask), points in the frame are snapped onto the cloth (at most 2 pixels)."""
     w, h = size
     present = np.zeros(NUM_LANDMARKS, bool)
     present[list(CLOTHES_TYPE_SLOTS[clothes_type])] = True
@@ -51,6 +67,11 @@ def _finish_labels(
         if rx < 0 or rx > w - 1 or ry < 0 or ry > h - 1:
             vis[j] = TRUNCATED
             rx, ry = min(max(rx, 0), w - 1), min(max(ry, 0), h - 1)
+        elif garment is not None and not garment[ry, rx]:
+            rx, ry = _snap_to_garment(garment, rx, ry)
+            x, y = float(rx), float(ry)
+        if vis[j] == TRUNCATED:
+            pass
         elif self_occ[j]:
             vis[j] = OCCLUDED
         elif occluders is not None and occluders[ry, rx] and _disc_coverage(occluders, x, y, radius) >= 0.5:

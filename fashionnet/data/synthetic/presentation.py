@@ -198,7 +198,7 @@ def render_photo(
     if degrade:
         image = apply_camera(image, cam)
     radius = max(2.0, 0.025 * gsize)
-    lm, vis = _finish_labels(lm_frame, layers.self_occluded, item.style.clothes_type, (fw, fh), occluders if occluders.any() else None, radius)
+    lm, vis = _finish_labels(lm_frame, layers.self_occluded, item.style.clothes_type, (fw, fh), occluders if occluders.any() else None, radius, gmask)
     present = len(CLOTHES_TYPE_SLOTS[item.style.clothes_type])
     n_trunc = int((vis == TRUNCATED).sum())
     if kind == "shop" and view != "additional":
