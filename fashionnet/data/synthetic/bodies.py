@@ -2,7 +2,7 @@
 
 Everything is drawn in the figure frame through the same matrix as the garment, so the body and the
 supports line up with the garment geometry. Parts behind the garment are drawn first
-(:func:`draw_behind`); clips and pegs are drawn over it (:func:`draw_in_front`) and also into a
+(:func:`draw_behind`); clips, pegs and untucked tops are drawn over it (:func:`draw_in_front`) and also into a
 mask, so the landmarks they cover are labelled occluded from the pixels actually drawn.
 """
 
@@ -176,15 +176,25 @@ def _front_shapes(item: ItemSpec, mode: str) -> list[tuple[float, float, float, 
     return []
 
 
-def draw_in_front(draws: list[tuple[ImageDraw.ImageDraw, object]], m: np.ndarray, item: ItemSpec, pose: Pose, mode: str, rng_u: np.ndarray) -> None:
-    """Clips (clip hangers) and pegs over the garment, drawn into every (draw, fill or None) given;
-    fill None paints the support's own colours."""
+def draw_in_front(
+    draws: list[tuple[ImageDraw.ImageDraw, object]], m: np.ndarray, item: ItemSpec, pose: Pose, mode: str, rng_u: np.ndarray,
+    look: Look | None = None,
+) -> None:
+    """What lies over the garment, drawn into every (draw, fill or None) given (fill None paints its
+    own colours): clips and pegs, and on worn bottoms sometimes an untucked top hanging over the
+    waistband (it hides the waist landmarks, which are then labelled occluded)."""
     shapes = _front_shapes(item, mode)
-    if not shapes:
+    untucked = mode == "worn" and item.style.clothes_type == LOWER_BODY and look is not None and rng_u[3] < 0.35
+    if not shapes and not untucked:
         return
     p, s, _ = _mapper(m, pose)
     colour = WOOD[int(rng_u[2] * 3)] if mode == "pegs" else METAL[int(rng_u[2] * 3)]
     for draw, fill in draws:
+        if untucked:
+            wy, wh = item.style.dims["waist_y"], item.style.dims["waist_half"]
+            drop = 8.0 + rng_u[3] / 0.35 * 34.0
+            outline = [(-58, wy - 90), (58, wy - 90), (wh + 14, wy + drop - 4), (wh * 0.3, wy + drop + 3), (-wh * 0.3, wy + drop + 3), (-wh - 14, wy + drop - 4)]
+            draw.polygon([p(CX + x, y) for x, y in outline], fill=fill if fill is not None else look.companion)
         for x, y, w, h in shapes:
             a, b = p(x - w / 2, y), p(x + w / 2, y + h)
             draw.rounded_rectangle([a[0], a[1], b[0], b[1]], radius=max(1.0, 2.5 * s), fill=fill if fill is not None else colour)

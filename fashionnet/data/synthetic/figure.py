@@ -252,22 +252,24 @@ def _render_figure(
         inside = 0 <= rx < ww and 0 <= ry < wh
         if inside and occ[ry, rx] > 0.5 and _disc_coverage(occ, x, y, radius) >= 0.5:
             self_occ[j] = True
-    front = _draw_front(item, pose, m, size, mode, rng_u, rgb, alpha)
+    front = _draw_front(item, pose, m, size, mode, rng_u, rgb, alpha, look, light_dir, light_k)
     return _Layers(rgb, alpha, garment_cov, lm_canvas, self_occ, front)
 
 
-def _draw_front(item, pose, m, size, mode, rng_u, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
-    """Clips and pegs over the garment: painted into ``rgb``/``alpha`` in place; returns their coverage."""
+def _draw_front(item, pose, m, size, mode, rng_u, rgb: np.ndarray, alpha: np.ndarray, look, light_dir, light_k) -> np.ndarray | None:
+    """Clips, pegs, an untucked top over the garment: painted (lit) into ``rgb``/``alpha`` in place;
+    returns their coverage."""
     w, h = size
     img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     mask_img = Image.new("L", (w, h), 0)
-    draw_in_front([(ImageDraw.Draw(img), None), (ImageDraw.Draw(mask_img), 255)], m, item, pose, mode, rng_u)
+    draw_in_front([(ImageDraw.Draw(img), None), (ImageDraw.Draw(mask_img), 255)], m, item, pose, mode, rng_u, look)
     front = np.asarray(mask_img, np.float32) / 255.0
     if not front.any():
         return None
     arr = np.asarray(img, np.float32)
     a = arr[..., 3] / 255.0
-    rgb[:] = arr[..., :3] * a[..., None] + rgb * (1.0 - a[..., None])
+    lit = arr[..., :3] * bevel(a, max(1.0, 6.0 * float(m[0, 0])), light_dir, light_k)[..., None]
+    rgb[:] = lit * a[..., None] + rgb * (1.0 - a[..., None])
     alpha[:] = a + alpha * (1.0 - a)
     return front
 
