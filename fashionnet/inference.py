@@ -222,11 +222,10 @@ class Predictor:
         cat_prob = (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
         attr_prob = out["attribute_logits"].float().sigmoid().cpu()
         emb = out["embedding"].float().cpu().numpy()
-        unfamiliarity = self.density.score(trunk_features(out["trunk_stats"])) if self.density is not None else None
-        if unfamiliarity is not None and "trunk_stats_first" in out:
-            # familiar when either the photo or the crop looks like the training photos: a real
-            # garment photo must not be called unfamiliar because of its framing
-            unfamiliarity = np.minimum(unfamiliarity, self.density.score(trunk_features(out["trunk_stats_first"])))
+        # the photo as given is judged, not a crop of it: a crop of noise around a box the model
+        # imagined can look like a garment
+        stats = out.get("trunk_stats_first", out["trunk_stats"])
+        unfamiliarity = self.density.score(trunk_features(stats)) if self.density is not None else None
         results = []
         for i, (geometry, size) in enumerate(geometries):
             xy = to_original_coords(landmarks[i], geometry, normalized=True).numpy()

@@ -94,7 +94,7 @@ def second_pass(predictor, out: dict, geometries: Sequence[LetterboxGeometry], i
     rows replaced by the crop's (their geometries cover the crop, so decoding maps to original
     pixels), the geometries, and which rows were cropped. The "box" stays the first pass's (the one
     cut around); ``trunk_stats_first`` keeps the first pass's statistics, so the unfamiliarity check
-    can look at the whole photo too.
+    judges the whole photo.
     """
     below = predictor.crop_below if below is None else below
     boxes = boxes_to_original(out, geometries)

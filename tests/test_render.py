@@ -109,3 +109,37 @@ def test_thumbnail_keeps_aspect_and_leaves_the_original():
     assert small.size == (320, 128) and image.size == (1000, 400)
     tiny = Image.new("RGB", (100, 40), GREY)
     assert thumbnail(tiny, 320).size == (100, 40)
+
+
+def test_unsure_landmark_is_a_grey_ring_with_a_question_mark_not_a_coloured_dot():
+    from webui.render import UNSURE_COLOUR
+
+    sure = draw_landmarks(_photo(), [Landmark("left_sleeve", 150.0, 100.0, "visible", 0.9, confidence=0.9)], show_names=False)
+    unsure = draw_landmarks(_photo(), [Landmark("left_sleeve", 150.0, 100.0, "visible", 0.9, confidence=0.05)], show_names=False)
+    assert _pixel(sure, 150, 100) == LANDMARK_COLOURS["left_sleeve"]
+    arr = np.asarray(unsure)
+    assert not (arr == LANDMARK_COLOURS["left_sleeve"]).all(-1).any(), "an unsure point must not look like a found one"
+    radius = max(3.0, 300 / 45)
+    ring = np.hypot(*np.meshgrid(np.arange(300) - 150, np.arange(200) - 100))
+    on_ring = (arr == UNSURE_COLOUR).all(-1) & (abs(ring - radius) < 2.5)
+    assert on_ring.sum() > 10, "the grey ring"
+    inside = arr[100 - 3 : 100 + 4, 150 - 3 : 150 + 4]
+    assert (inside != GREY).any(-1).sum() > 3, "the question mark inside the ring"
+    # without a confidence (fc-head models) a landmark is drawn as before
+    plain = draw_landmarks(_photo(), [Landmark("left_sleeve", 150.0, 100.0, "visible", 0.9)], show_names=False)
+    np.testing.assert_array_equal(np.asarray(plain), np.asarray(sure))
+
+
+def test_garment_box_is_framed_on_its_pixels_and_none_draws_nothing():
+    from webui.render import BOX_COLOUR, draw_box, legend
+
+    photo = _photo()
+    out = np.asarray(draw_box(photo, (40.0, 30.0, 200.0, 180.0)))
+    frame = (out == BOX_COLOUR).all(-1)
+    ys, xs = np.nonzero(frame)
+    assert abs(xs.min() - 41) <= 2 and abs(xs.max() - 199) <= 2 and abs(ys.min() - 31) <= 2 and abs(ys.max() - 179) <= 2
+    assert not frame[60:150, 60:180].any(), "only the frame is drawn, not the inside"
+    assert (out[5, 250] == GREY).all()
+    np.testing.assert_array_equal(np.asarray(draw_box(photo, None)), np.asarray(photo))
+    meanings = dict(legend())
+    assert "unsure" in meanings["grey ring with ?"] and "garment" in meanings["white frame"]

@@ -45,7 +45,7 @@ from fashionnet.protocols import query_frame
 from indexer.errors import IndexLoadError, IndexMismatchError
 from indexer.search import SearchEngine
 from indexer.layout import MANIFEST_FILE
-from webui.render import VISIBILITY_STYLES, display_copy, draw_landmarks, thumbnail
+from webui.render import VISIBILITY_STYLES, display_copy, draw_box, draw_landmarks, legend, thumbnail
 
 DEFAULT_INDEX = "indexes/demo"
 DEFAULT_K = 20
@@ -221,7 +221,8 @@ def decode_photo(data: bytes, name: str) -> Optional[Image.Image]:
 def no_clothing_found(prediction: Prediction, num_categories: int) -> bool:
     """True when the photo looks unlike the garment photos the model was trained on (the
     checkpoint's calibrated out-of-distribution check). For checkpoints without one: when the
-    model sees neither a landmark nor a category, both near chance."""
+    model sees neither a landmark nor a category, both near chance. The page only warns: a real
+    garment photo unlike the training photos is still searched."""
     if prediction.unfamiliar is not None:
         return prediction.unfamiliar
     best_landmark = max((lm.visible_prob for lm in prediction.landmarks), default=0.0)
@@ -236,14 +237,24 @@ def no_clothing_found(prediction: Prediction, num_categories: int) -> bool:
 
 
 def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
-    """The photo with its landmarks drawn, next to the predicted category and attributes."""
+    """The photo with its garment box and landmarks drawn (unsure ones marked), a legend, next to
+    the predicted category and attributes."""
     left, right = st.columns([1, 1])
     with left:
         shown, scale = display_copy(photo, QUERY_DISPLAY_SIDE)
         scaled = [dataclasses.replace(lm, x=lm.x * scale, y=lm.y * scale) for lm in prediction.present_landmarks]
+        box = None if prediction.garment_box is None else [v * scale for v in prediction.garment_box]
         with st.container(key="query"):
-            st.image(draw_landmarks(shown, scaled), caption="Detected landmarks", width="content")
-        st.caption(" · ".join(f"{style}: {vis}" for vis, style in VISIBILITY_STYLES.items()))
+            st.image(draw_landmarks(draw_box(shown, box), scaled), caption="Detected garment and landmarks", width="content")
+        st.caption("Legend: " + " · ".join(f"{mark}: {meaning}" for mark, meaning in legend()
+                                            if prediction.garment_box is not None or mark != "white frame"))
+        unsure = [lm for lm in prediction.present_landmarks if lm.low_confidence]
+        if unsure:
+            st.caption(f"The model is unsure of {len(unsure)} of {len(prediction.present_landmarks)} landmarks "
+                       f"({', '.join(lm.name.replace('_', ' ') for lm in unsure)}): their places are guesses.")
+        if prediction.cropped:
+            st.caption("The garment is small in this photo: the model looked again at the framed part, "
+                       "and its landmarks and search come from that closer look.")
     with right:
         st.subheader("What the model sees")
         if prediction.category is not None:
@@ -256,10 +267,12 @@ def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
                 st.progress(min(max(prob, 0.0), 1.0), text=f"{name} ({prob:.0%})")
         st.markdown("**Landmarks**")
         st.dataframe(
-            pd.DataFrame([{"landmark": lm.name.replace("_", " "), "visibility": lm.visibility, "P(visible)": lm.visible_prob}
+            pd.DataFrame([{"landmark": lm.name.replace("_", " "), "visibility": lm.visibility, "P(visible)": lm.visible_prob,
+                           "confidence": lm.confidence, "unsure": lm.low_confidence}
                           for lm in prediction.present_landmarks]),
             hide_index=True,
-            column_config={"P(visible)": st.column_config.NumberColumn(format="%.2f")},
+            column_config={"P(visible)": st.column_config.NumberColumn(format="%.2f"),
+                           "confidence": st.column_config.NumberColumn(format="%.2f", help="how sure the landmark's heatmap is (0 to 1)")},
         )
 
 
@@ -347,9 +360,9 @@ def main() -> None:
     if no_clothing_found(result.prediction, engine.category_count):
         # Flag, do not refuse: a real garment photo unlike the training data still gets its matches.
         score = result.prediction.unfamiliarity
-        st.warning(f"No clothing recognised in **{name}**: it looks unlike the garment photos this model was trained on"
-                   + (f" (unfamiliarity {score:.2f}; training photos score about 1)" if score is not None else "")
-                   + ". The landmarks and matches below are likely meaningless; a photo that shows a garment works best.",
+        st.warning(f"**Unfamiliar photo:** **{name}** looks unlike the photos this model was trained on"
+                   + (f" (unfamiliarity {score:.2f}; its training photos score about 1)" if score is not None else "")
+                   + ". The landmarks and matches below may be wrong; if the photo shows no garment, they mean nothing.",
                    icon="⚠️")
 
     show_prediction(photo, result.prediction)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from fashionnet.inference import Landmark
+from fashionnet.inference import LOW_CONFIDENCE, Landmark
 from fashionnet.landmarks import LANDMARK_NAMES
 
 # One colour per landmark slot; left/right pairs share a hue, the right one darker, so a swapped
@@ -30,6 +30,20 @@ LANDMARK_COLOURS: dict[str, tuple[int, int, int]] = dict(
 
 # How each predicted visibility is drawn: visible filled, occluded hollow, truncated dashed.
 VISIBILITY_STYLES = {"visible": "filled dot", "occluded": "hollow ring", "truncated": "dashed ring"}
+# A landmark whose heatmap confidence is below LOW_CONFIDENCE is a guess: drawn as a grey ring with a
+# "?" whatever its visibility, so it does not look like a found point.
+UNSURE_COLOUR = (205, 205, 205)
+UNSURE_RIM = (40, 40, 40)
+UNSURE_STYLE = "grey ring with ?"
+BOX_COLOUR = (255, 255, 255)
+BOX_SHADOW = (20, 20, 20)
+
+
+def legend() -> list[tuple[str, str]]:
+    """(mark, meaning) pairs for the page's legend of :func:`draw_landmarks` and :func:`draw_box`."""
+    return [*((style, f"{vis} landmark") for vis, style in VISIBILITY_STYLES.items()),
+            (UNSURE_STYLE, f"unsure: the model is guessing this point (confidence below {LOW_CONFIDENCE:.2f})"),
+            ("white frame", "where the model thinks the garment is")]
 
 
 def _dashed_circle(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, colour, width: int, dashes: int = 8) -> None:
@@ -60,9 +74,10 @@ def display_copy(image: Image.Image, side: int = 480) -> tuple[Image.Image, floa
 def draw_landmarks(image: Image.Image, landmarks: Sequence[Landmark], show_names: bool = True) -> Image.Image:
     """A copy of ``image`` with each landmark drawn in its colour and named.
 
-    Visible landmarks are filled dots, occluded ones hollow rings and truncated ones dashed rings.
-    A truncated landmark may be predicted outside the photo; it is drawn clamped to the border so
-    the user still sees where the model thinks the garment continues.
+    Visible landmarks are filled dots, occluded ones hollow rings and truncated ones dashed rings;
+    an unsure one (``Landmark.low_confidence``) is a grey ring with a "?" and a grey label. A
+    truncated landmark may be predicted outside the photo; it is drawn clamped to the border so the
+    user still sees where the model thinks the garment continues.
     """
     canvas = image.convert("RGB").copy()
     draw = ImageDraw.Draw(canvas)
@@ -79,7 +94,14 @@ def draw_landmarks(image: Image.Image, landmarks: Sequence[Landmark], show_names
         x = min(max(lm.x, radius), w - radius)
         y = min(max(lm.y, radius), h - radius)
         box = (x - radius, y - radius, x + radius, y + radius)
-        if lm.visibility == "visible":
+        if lm.low_confidence:
+            colour = UNSURE_COLOUR
+            # a dark rim keeps the light ring readable on light photos too
+            draw.ellipse(box, outline=UNSURE_RIM, width=line + 2)
+            draw.ellipse((x - radius + 1, y - radius + 1, x + radius - 1, y + radius - 1), outline=colour, width=line)
+            mark = ImageFont.load_default(size=max(8, round(radius * 1.5)))
+            draw.text((x, y), "?", fill=UNSURE_RIM, font=mark, anchor="mm", stroke_width=max(1, line // 2), stroke_fill=colour)
+        elif lm.visibility == "visible":
             draw.ellipse(box, fill=colour, outline=(255, 255, 255), width=max(1, line // 2))
         elif lm.visibility == "occluded":
             draw.ellipse(box, outline=colour, width=line)
@@ -100,6 +122,23 @@ def draw_landmarks(image: Image.Image, landmarks: Sequence[Landmark], show_names
             luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
             outline = (0, 0, 0) if luminance > 110 else (255, 255, 255)
             draw.text((tx, ty), label, fill=colour, font=font, stroke_width=max(1, line // 2), stroke_fill=outline)
+    return canvas
+
+
+def draw_box(image: Image.Image, box: Sequence[float] | None) -> Image.Image:
+    """A copy of ``image`` with the garment ``box`` (x1, y1, x2, y2 in its pixels) framed in white
+    over a dark line, visible on light and dark photos; ``None`` draws nothing."""
+    canvas = image.convert("RGB").copy()
+    if box is None:
+        return canvas
+    draw = ImageDraw.Draw(canvas)
+    w, h = canvas.size
+    line = max(2, round(max(w, h) / 160))
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x1, x2 = min(max(x1, 0), w - 1), min(max(x2, 0), w - 1)
+    y1, y2 = min(max(y1, 0), h - 1), min(max(y2, 0), h - 1)
+    draw.rectangle((x1, y1, x2, y2), outline=BOX_SHADOW, width=line + 2)
+    draw.rectangle((x1 + 1, y1 + 1, x2 - 1, y2 - 1), outline=BOX_COLOUR, width=line)
     return canvas
 
 
