@@ -117,14 +117,16 @@ def _value_noise(fx: np.ndarray, fy: np.ndarray, cell: float, seed: float) -> np
     return (a + (b - a) * tx) * (1 - ty) + (c + (d - c) * tx) * ty
 
 
-def texture_light(texture: str, fx: np.ndarray, fy: np.ndarray, scale: float, seed: float) -> np.ndarray:
-    """Per-pixel luminance factor (about 0.8-1.15) of a texture family; ``scale`` = pixels per figure unit."""
+def texture_light(texture: str, fx: np.ndarray, fy: np.ndarray, scale: float, seed: float, mottle: np.ndarray | None = None) -> np.ndarray:
+    """Per-pixel luminance factor (about 0.8-1.15) of a texture family; ``scale`` = pixels per figure
+    unit; ``mottle``: the smooth dye unevenness in [-0.5, 0.5] if the caller computed it already."""
 
     def fade(period: float) -> float:  # detail finer than ~2 px aliases: fade it out
         return float(np.clip((scale * period - 2.0) / 2.0, 0.0, 1.0))
 
     out = np.ones(fx.shape, np.float32)
-    mottle = _value_noise(fx, fy, 40.0, seed) - 0.5  # uneven dye and wear, all fabrics
+    if mottle is None:
+        mottle = _value_noise(fx, fy, 40.0, seed) - 0.5  # uneven dye and wear, all fabrics
     out += 0.06 * mottle
     if texture == "jersey":
         out -= 0.05 * fade(3.0) * ((fx % 3.0) < 1.2)

@@ -68,24 +68,31 @@ def _motion_blur(arr: np.ndarray, length: int, angle: float) -> np.ndarray:
 
 def apply_camera(image: Image.Image, cam: CameraSettings) -> Image.Image:
     """The photo as the sensor and processing would deliver it (before JPEG, which the writer does)."""
-    arr = np.asarray(image, np.float32) / 255.0
-    h, w = arr.shape[:2]
+    w, h = image.size
     ys = (np.arange(h, dtype=np.float32)[:, None] + 0.5) / h - 0.5
     xs = (np.arange(w, dtype=np.float32)[None, :] + 0.5) / w - 0.5
     lx, ly, lk = cam.light_ramp
-    gain = cam.exposure * (1.0 + lk * (lx * xs + ly * ys)) * (1.0 - cam.vignette * (xs**2 + ys**2) * 2.0)
-    arr = arr * gain[..., None] * np.asarray(cam.white_balance, np.float32)
-    arr = np.clip(arr, 0.0, 1.0) ** cam.gamma
-    arr = arr + cam.contrast * arr * (1.0 - arr) * (2.0 * arr - 1.0) * 2.0  # S-curve around mid grey
+    gain = (1.0 + lk * (lx * xs + ly * ys)) * (1.0 - cam.vignette * (xs**2 + ys**2) * 2.0)  # light fall-off
+    arr = np.asarray(image, np.float32) * gain[..., None]
+    img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
+    # Exposure, white balance, gamma and an S-curve act on values only: one lookup table per channel.
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    lut = []
+    for wb in cam.white_balance:
+        v = np.clip(levels * cam.exposure * wb, 0.0, 1.0) ** cam.gamma
+        v = v + cam.contrast * v * (1.0 - v) * (2.0 * v - 1.0) * 2.0
+        lut += [int(x) for x in np.clip(v * 255.0 + 0.5, 0, 255)]
+    img = img.point(lut)
     if cam.motion[0] > 1:
-        arr = _motion_blur(arr, *cam.motion)
-    img = Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
+        blurred = _motion_blur(np.asarray(img, np.float32), *cam.motion)
+        img = Image.fromarray(np.clip(blurred + 0.5, 0, 255).astype(np.uint8), "RGB")
     if cam.lens_blur > 0.2:
         img = img.filter(ImageFilter.GaussianBlur(cam.lens_blur))
     noise_rng = np.random.default_rng(cam.noise_seed)
     arr = np.asarray(img, np.float32)
-    # Shot noise grows with brightness; chroma noise is blotchy (demosaicing spreads it).
-    sigma = cam.noise * (0.6 + 0.8 * arr.mean(axis=2, keepdims=True) / 255.0)
+    # Shot noise grows with brightness (green channel as the proxy); chroma noise is blotchy
+    # (demosaicing spreads it).
+    sigma = cam.noise * (0.6 + (0.8 / 255.0) * arr[..., 1:2])
     arr = arr + noise_rng.standard_normal((h, w, 1), dtype=np.float32) * sigma
     if cam.chroma_noise > 0:
         small = noise_rng.standard_normal(((h + 1) // 2, (w + 1) // 2, 3), dtype=np.float32) * cam.chroma_noise

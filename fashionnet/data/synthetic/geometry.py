@@ -19,6 +19,7 @@ from fashionnet.landmarks import FULL_BODY, LOWER_BODY, NUM_LANDMARKS, UPPER_BOD
 FIG_W, FIG_H = 400, 720
 CX = 200.0
 SHOULDER_Y = 128.0
+LYING_MODES = ("flat_lay", "bed_lay")  # presentations where the garment lies on a surface, seen from above
 ELBOW_FROM_ROOT = 128.0  # where a long sleeve bends, measured from its root (the body's elbow)
 LANDMARK_INSET = 5.0  # landmarks sit this far inside the garment edge (figure units)
 
@@ -427,7 +428,7 @@ def sample_pose(rng: np.random.Generator, item: ItemSpec, view: str, mode: str =
             arms = rng.uniform(22, 48, 2) if short else rng.uniform(4, 24, 2) if long_ else rng.uniform(6, 22, 2)
         else:
             arms = rng.uniform(22, 44, 2) if short else rng.uniform(6, 22, 2) if long_ else rng.uniform(8, 20, 2)
-    elif mode == "flat_lay":  # sleeves spread on the surface
+    elif mode in LYING_MODES:  # sleeves spread on the surface
         arms = rng.uniform(34, 56, 2) if short else rng.uniform(24, 62, 2) if long_ else rng.uniform(10, 20, 2)
     else:  # hanger, hook, pegs: sleeves hang down
         arms = rng.uniform(18, 30, 2) if short else rng.uniform(3, 10, 2) if long_ else rng.uniform(8, 14, 2)
@@ -437,13 +438,13 @@ def sample_pose(rng: np.random.Generator, item: ItemSpec, view: str, mode: str =
         elbows = arms + rng.uniform(55, 80, 2)
     elif mode == "worn":
         elbows = rng.uniform(0, 35 if arm_style == "walk" else 25, 2)
-    elif mode == "flat_lay":
+    elif mode in LYING_MODES:
         elbows = rng.uniform(0, 70, 2) * (rng.random(2) < 0.4)
     else:
         elbows = rng.uniform(0, 8, 2)
     if arm_style == "walk":
         legs = rng.uniform(-3, 12, 2) if s.category != "Shorts" else rng.uniform(-2, 8, 2)
-    elif mode == "flat_lay":
+    elif mode in LYING_MODES:
         legs = rng.uniform(3, 9, 2)
     elif mode in ("worn", "mannequin"):
         legs = rng.uniform(0, 8, 2) if s.category != "Shorts" else rng.uniform(0, 5, 2)
@@ -456,7 +457,7 @@ def sample_pose(rng: np.random.Generator, item: ItemSpec, view: str, mode: str =
         arms=(float(arms[0]), float(arms[1])),
         legs=(float(legs[0]), float(legs[1])),
         sway=float(rng.uniform(-8, 8)) if mode in ("worn", "mannequin") else float(rng.uniform(-3, 3)),
-        flare=float(rng.uniform(-6, 6)) if mode != "flat_lay" else float(rng.uniform(0, 12)),
+        flare=float(rng.uniform(-6, 6)) if mode not in LYING_MODES else float(rng.uniform(0, 12)),
         arm_style=arm_style,
         elbows=(float(elbows[0]), float(elbows[1])),
     )

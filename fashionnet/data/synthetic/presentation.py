@@ -1,7 +1,8 @@
 """Photos of an item: presentation mode, scene, framing, camera, and the labels that go with them.
 
 A photo is made in one pipeline whatever its kind: pick how the garment is presented (worn by a
-person, on a mannequin, on a hanger, laid flat; or the held-out wall hook and washing-line pegs),
+person, on a mannequin, on a hanger, laid flat; or the held-out wall hook, washing-line pegs and
+laid out on a bed),
 in which scene family and with which framing (the garment, an upper-body crop, the full body, a
 wide shot, a detail zoom); map the figure frame to the photo with one matrix (similarity for
 studio shots, plus rotation and a perspective homography for consumer photos); paint body, garment
@@ -19,7 +20,7 @@ from PIL import Image
 from fashionnet.data.synthetic.bodies import BODY_MODES
 from fashionnet.data.synthetic.camera import apply_camera, sample_camera
 from fashionnet.data.synthetic.figure import _render_figure
-from fashionnet.data.synthetic.geometry import CX, FIG_H, FIG_W, _arr, build_garment, sample_pose
+from fashionnet.data.synthetic.geometry import CX, FIG_H, FIG_W, LYING_MODES, _arr, build_garment, sample_pose
 from fashionnet.data.synthetic.items import ItemSpec, _sample_look
 from fashionnet.data.synthetic.photos import RenderedImage, _bbox_of, _draw_occluders, _finish_labels
 from fashionnet.data.synthetic.raster import _apply, _homography, _sim, _warp
@@ -29,7 +30,7 @@ from fashionnet.data.synthetic.vocabulary import CONSUMER_SIDE_RANGE, SHOP_SIZE,
 from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, OCCLUDED, TRUNCATED, UPPER_BODY
 
 IN_STYLE_MODES = ("worn", "mannequin", "hanger", "flat_lay")
-HELD_OUT_MODES = ("hook", "pegs")  # only in the style-shift split
+HELD_OUT_MODES = ("hook", "pegs", "bed_lay")  # only in the style-shift split
 # Scene families each presentation can appear in (held-out scenes only with held-out modes).
 SCENES_FOR_MODE = {
     "worn": (("studio", "room", "street"), (0.3, 0.4, 0.3)),
@@ -38,6 +39,7 @@ SCENES_FOR_MODE = {
     "flat_lay": (("floor", "table"), (0.55, 0.45)),
     "hook": (("bedroom", "garden"), (0.5, 0.5)),
     "pegs": (("garden", "bedroom"), (0.7, 0.3)),
+    "bed_lay": (("bed",), (1.0,)),  # laid out on a bed, seen from above
 }
 FRAMINGS = ("garment", "upper_body", "full_body", "wide", "detail")
 
@@ -54,7 +56,7 @@ def choose_presentation(
     ct = item.style.clothes_type
     forced = mode
     if held_out:
-        mode = _choice(rng, HELD_OUT_MODES, (0.5, 0.5))
+        mode = _choice(rng, HELD_OUT_MODES, (0.35, 0.35, 0.3))
     elif view in ("side", "back", "full"):
         mode = _choice(rng, ("worn", "mannequin"), (0.75, 0.25))
     elif kind == "shop":
@@ -133,7 +135,7 @@ def render_photo(
         else:
             fill = rng.uniform(0.3, 1.0) if rng.random() < 0.85 else rng.uniform(1.0, 1.35)  # some close-ups
     k = fill * min(fw / rw, fh / rh)
-    flat = mode == "flat_lay"
+    flat = mode in LYING_MODES
     if kind == "shop":
         offset = rng.uniform(-0.03, 0.03, 2) * (fw, fh)
         rot = float(rng.uniform(-8, 8)) if flat else 0.0
@@ -177,7 +179,7 @@ def render_photo(
     gmask = gcov > 0.5
     background = render_scene(scene, (fw, fh), rng, backgrounds)
     # A soft shadow on what is behind: strong on floors and walls close behind, faint outdoors.
-    strength = {"flat_lay": 0.45, "hanger": 0.35, "hook": 0.4, "pegs": 0.2}.get(mode, 0.3 if scene == "studio" else 0.12)
+    strength = {"flat_lay": 0.45, "bed_lay": 0.35, "hanger": 0.35, "hook": 0.4, "pegs": 0.2}.get(mode, 0.3 if scene == "studio" else 0.12)
     dist = (0.012 if flat else 0.03) * max(fw, fh) * rng.uniform(0.6, 1.4)
     shadow = soft_shadow(alpha, (-light[0] * dist, -light[1] * dist + (0.5 * dist if not flat else 0.0)), max(1.0, dist * 0.8))
     background = background * (1.0 - strength * shadow)[..., None]

@@ -2,7 +2,8 @@
 
 Each scene family is drawn at half resolution with PIL, given smooth noise for texture and uneven
 light, and enlarged (backgrounds are out of focus in real photos anyway, and it halves the cost).
-``bedroom`` and ``garden`` are held out for the style-shift split (:mod:`.style_shift`).
+``bedroom``, ``garden`` and ``bed`` (a duvet seen from above) are held out for the style-shift
+split (:mod:`.style_shift`).
 User photos (``--backgrounds DIR``) are read with the project's safe loader and cropped at random.
 """
 
@@ -18,8 +19,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from fashionnet.images import ImageLoadError, load_image
 
 # Scene families; flat-lay ones are seen from straight above.
-SCENES = ("studio", "room", "street", "floor", "table", "bedroom", "garden", "photo")
-TOP_DOWN_SCENES = ("floor", "table")
+SCENES = ("studio", "room", "street", "floor", "table", "bedroom", "garden", "bed", "photo")
+TOP_DOWN_SCENES = ("floor", "table", "bed")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 WALLS = ((236, 232, 222), (222, 218, 210), (200, 196, 190), (214, 200, 180), (182, 196, 204), (170, 170, 168), (226, 210, 200), (120, 124, 128))
@@ -234,6 +235,21 @@ def _draw_scene(scene: str, rng: np.random.Generator, w: int, h: int) -> Image.I
             r = rng.uniform(0.05, 0.1) * w
             d.ellipse([px - r, py - r, px + r, py + r], fill=_col(CLOTHES[int(rng.integers(len(CLOTHES)))], 1.3), outline=(255, 255, 255))
         return img
+    if scene == "bed":  # top-down: a duvet with soft folds, a pillow's edge, maybe a throw
+        sheet = _col(((240, 238, 232), (206, 214, 224), (214, 200, 184), (170, 176, 160), (120, 126, 140))[int(rng.integers(5))], 1.0, rng, 8)
+        img = Image.new("RGB", (w, h), sheet)
+        d = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(10, 20))):
+            x, y = rng.uniform(0, w), rng.uniform(0, h)
+            ang = rng.uniform(0, np.pi)
+            length = rng.uniform(0.15, 0.45) * w
+            pts = [(x + np.cos(ang) * t * length + np.sin(t * 4) * 3, y + np.sin(ang) * t * length) for t in np.linspace(0, 1, 6)]
+            d.line(pts, fill=_col(sheet, 0.84), width=int(rng.integers(2, 5)))
+            d.line([(px + 2, py + 2) for px, py in pts], fill=_col(sheet, 1.07), width=2)
+        if rng.random() < 0.6:
+            top = rng.uniform(-0.2, 0.05) * h
+            _rect(d.rounded_rectangle, [rng.uniform(-0.1, 0.3) * w, top, rng.uniform(0.6, 1.1) * w, top + 0.18 * h], radius=0.05 * w, fill=_col(sheet, 1.05))
+        return img
     raise ValueError(f"unknown scene family {scene!r}; expected one of {SCENES}")
 
 
@@ -259,7 +275,7 @@ def render_scene(scene: str, size: tuple[int, int], rng: np.random.Generator, ba
     # Uneven light and surface texture: large soft blotches and fine grain.
     mottle = 0.08 if scene == "studio" else 0.24
     arr = arr * (1.0 - mottle / 2 + mottle * _noise(rng, hw, hh, hw / 3))[..., None]
-    if scene in TOP_DOWN_SCENES:  # wood grain / fibres along one direction
+    if scene in ("floor", "table"):  # wood grain / fibres along one direction
         grain = Image.fromarray((rng.random((4, max(2, hw // 2))) * 255).astype(np.uint8), "L").resize((hw, hh), Image.Resampling.BICUBIC)
         arr = arr * (0.92 + 0.16 * np.asarray(grain, np.float32)[..., None] / 255.0)
     # Light from a window or lamp on one side: a gradient across the whole scene.

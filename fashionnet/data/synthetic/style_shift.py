@@ -6,8 +6,9 @@ NEW items (their own item ids and families) whose style factors are all held out
 
 * palette family ``earth`` (rust, terracotta, mustard, olive, camel, tan) for body, pattern and trims;
 * texture family ``tweed`` (houndstooth or plaid checks on a grainy twill);
-* presentation ``hook`` (hung from a wall hook) or ``pegs`` (pegged on a washing line);
-* scene family ``bedroom`` or ``garden``.
+* presentation ``hook`` (hung from a wall hook), ``pegs`` (pegged on a washing line) or
+  ``bed_lay`` (laid out on a bed, seen from above);
+* scene family ``bedroom``, ``garden`` or ``bed`` (a duvet from above).
 
 The in-style datasets (``inshop/``, ``consumer2shop/``) never use any of these; ``OUT/styles.csv``
 records the four factors (and the framing) of every image of all three datasets, and
@@ -24,7 +25,7 @@ from fashionnet.data.synthetic.presentation import HELD_OUT_MODES
 
 HELD_OUT: dict[str, tuple[str, ...]] = {
     "presentation": HELD_OUT_MODES,
-    "scene": ("bedroom", "garden"),
+    "scene": ("bedroom", "garden", "bed"),
     "palette": ("earth",),
     "texture": ("tweed",),
 }
