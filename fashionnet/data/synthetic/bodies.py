@@ -114,8 +114,17 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
         draw.line([(nose, eye_y + 3 * s), (nose + 1.5 * s, eye_y + 12 * s)], fill=_darker(skin, 0.78), width=max(1, round(1.5 * s)))
         mouth_y = head_c[1] + 22 * s
         draw.line([(nose - 6 * s, mouth_y), (nose + 6 * s, mouth_y)], fill=(150, 72, 70), width=max(1, round(2.0 * s)))
-    # Hair cap over the crown.
-    draw.chord([head_c[0] - rx - 3 * s, head_c[1] - ry - 5 * s, head_c[0] + rx + 3 * s, head_c[1] + ry * 0.35], 180, 360, fill=hair)
+    # Hair over the crown, in the look's style.
+    style = look.hair_style
+    low = ry * (0.1 if style == "buzz" else 0.35)
+    draw.chord([head_c[0] - rx - 3 * s, head_c[1] - ry - (2 if style == "buzz" else 5) * s, head_c[0] + rx + 3 * s, head_c[1] + low], 180, 360, fill=hair)
+    if style == "curly":  # a ring of curls round the crown
+        for t in np.linspace(math.pi * 0.95, math.pi * 2.05, 9):
+            cx_, cy_ = head_c[0] + math.cos(t) * rx * 1.05, head_c[1] - 8 * s + math.sin(t) * ry * 0.95
+            draw.ellipse([cx_ - 9 * s, cy_ - 9 * s, cx_ + 9 * s, cy_ + 9 * s], fill=hair)
+    elif style == "bun":
+        top = p(CX, 14)
+        draw.ellipse([top[0] - 15 * s, top[1] - 13 * s, top[0] + 15 * s, top[1] + 13 * s], fill=hair)
     if look.long_hair and pose.view == "back":
         draw.polygon([p(CX - 38, 50), p(CX + 38, 50), p(CX + 42, 190), p(CX - 42, 190)], fill=hair)
 

@@ -65,6 +65,7 @@ class Look:
     companion: tuple[int, int, int]  # the other garment the model wears
     background: tuple[int, int, int]
     shoes: tuple[int, int, int] = (40, 34, 32)
+    hair_style: str = "short"  # over the crown: short / curly / buzz / bun (long hair adds a fall behind)
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ def _sample_look(rng: np.random.Generator, gender: str) -> Look:
         skin=SKIN_TONES[int(rng.integers(len(SKIN_TONES)))],
         hair=HAIR_COLOURS[int(rng.integers(len(HAIR_COLOURS)))],
         long_hair=bool(gender == "WOMEN" and rng.random() < 0.7),
+        hair_style=str(rng.choice(["short", "curly", "buzz", "bun"], p=[0.55, 0.2, 0.15, 0.1] if gender == "MEN" else [0.3, 0.3, 0.0, 0.4])),
         companion=COMPANION_COLOURS[int(rng.integers(len(COMPANION_COLOURS)))],
         background=tuple(int(np.clip(grey + t, 0, 255)) for t in tint),
         shoes=((40, 34, 32), (230, 228, 222), (110, 70, 44), (30, 30, 60))[int(rng.integers(4))],
