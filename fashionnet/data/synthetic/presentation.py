@@ -67,6 +67,8 @@ def choose_presentation(
     scenes, weights = SCENES_FOR_MODE[mode]
     if kind == "shop" and mode in ("worn", "mannequin", "hanger"):
         weights = (0.85,) + tuple(0.15 / (len(scenes) - 1) for _ in scenes[1:])  # studio first
+    elif kind == "consumer" and scenes[0] == "studio":  # consumers shoot at home, in shops and outside
+        weights = (0.1,) + tuple(w * 0.9 / sum(weights[1:]) for w in weights[1:])
     scene = _choice(rng, scenes, weights)
     if user_photos and not held_out and scene not in TOP_DOWN_SCENES and rng.random() < (0.35 if kind == "consumer" else 0.1):
         scene = "photo"

@@ -126,6 +126,30 @@ def _furniture(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int,
             _rect(d.rectangle, [x + 3, top + 3, x + fw * 0.4 - 3, top + fw * 0.3 - 3], fill=_col(CLOTHES[int(rng.integers(len(CLOTHES)))], 1.4, rng, 30))
 
 
+def _props(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int) -> None:
+    """Things lying next to a flat-lay, mostly near the edges: shoes, sunglasses, a phone, a cup, a leaf."""
+    for _ in range(int(rng.integers(0, 4))):
+        x = (rng.uniform(0, 0.18) if rng.random() < 0.5 else rng.uniform(0.82, 1.0)) * w
+        y = rng.uniform(0, 1) * h
+        r = rng.uniform(0.07, 0.14) * w
+        col = _col(CLOTHES[int(rng.integers(len(CLOTHES)))], rng.uniform(0.8, 1.3))
+        kind = int(rng.integers(5))
+        if kind == 0:  # a pair of shoes
+            for dx in (-0.6, 0.6):
+                d.ellipse([x + dx * r - 0.5 * r, y - 1.2 * r, x + dx * r + 0.5 * r, y + 1.2 * r], fill=col, outline=_col(col, 0.6))
+        elif kind == 1:  # sunglasses
+            for dx in (-0.55, 0.55):
+                d.ellipse([x + dx * r - 0.45 * r, y - 0.35 * r, x + dx * r + 0.45 * r, y + 0.35 * r], fill=(30, 30, 34))
+            d.line([(x - 0.1 * r, y), (x + 0.1 * r, y)], fill=(30, 30, 34), width=2)
+        elif kind == 2:  # a phone
+            _rect(d.rounded_rectangle, [x - 0.4 * r, y - 0.8 * r, x + 0.4 * r, y + 0.8 * r], radius=0.15 * r, fill=(24, 24, 28), outline=(120, 120, 126))
+        elif kind == 3:  # a cup from above
+            d.ellipse([x - r * 0.6, y - r * 0.6, x + r * 0.6, y + r * 0.6], fill=(240, 240, 236), outline=(190, 190, 190))
+            d.ellipse([x - r * 0.45, y - r * 0.45, x + r * 0.45, y + r * 0.45], fill=(110, 70, 40))
+        else:  # a leaf
+            d.ellipse([x - r, y - 0.35 * r, x + r, y + 0.35 * r], fill=_col((60, 120, 60), rng.uniform(0.8, 1.2)))
+
+
 def _sky(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: int, until: float) -> None:
     top, bottom = np.array((110, 150, 205)) * rng.uniform(0.85, 1.1), np.array((205, 220, 235))
     for y in range(int(until) + 1):
@@ -210,6 +234,7 @@ def _draw_scene(scene: str, rng: np.random.Generator, w: int, h: int) -> Image.I
         img = Image.new("RGB", (w, h), base)
         d = ImageDraw.Draw(img)
         if kind < 2:
+            img.info["wood"] = True
             step = rng.uniform(0.1, 0.2) * w
             for x in np.arange(0, w + step, step):
                 _rect(d.rectangle, [x, 0, x + step, h], fill=_col(base, rng.uniform(0.85, 1.12)))
@@ -220,20 +245,20 @@ def _draw_scene(scene: str, rng: np.random.Generator, w: int, h: int) -> Image.I
                 d.line([(x, 0), (x, h)], fill=_col(base, 0.8), width=1)
             for y in np.arange(0, h + step, step):
                 d.line([(0, y), (w, y)], fill=_col(base, 0.8), width=1)
+        _props(d, rng, w, h)
         return img
     if scene == "table":  # top-down: wood, marble or white laminate, with a prop or two at the edges
         kind = int(rng.integers(3))
         base = _col(((160, 120, 80), (232, 230, 226), (246, 246, 244))[kind], 1.0, rng, 8)
         img = Image.new("RGB", (w, h), base)
         d = ImageDraw.Draw(img)
+        img.info["wood"] = kind == 0
         if kind == 1:  # marble veins
             for _ in range(6):
-                pts = np.cumsum(rng.normal(0, 0.08, (8, 2)) * (w, h), 0) + rng.uniform(0, 1, 2) * (w, h)
+                steps = rng.normal(0, 0.025, (24, 2)) + rng.normal(0, 0.03, 2)  # a drifting, wavering vein
+                pts = np.cumsum(steps * (w, h), 0) + rng.uniform(0, 1, 2) * (w, h)
                 d.line([tuple(p) for p in pts], fill=_col(base, 0.8), width=1)
-        for _ in range(int(rng.integers(0, 3))):
-            px, py = rng.choice([rng.uniform(0, 0.15), rng.uniform(0.85, 1)]) * w, rng.uniform(0, 1) * h
-            r = rng.uniform(0.05, 0.1) * w
-            d.ellipse([px - r, py - r, px + r, py + r], fill=_col(CLOTHES[int(rng.integers(len(CLOTHES)))], 1.3), outline=(255, 255, 255))
+        _props(d, rng, w, h)
         return img
     if scene == "bed":  # top-down: a duvet with soft folds, a pillow's edge, maybe a throw
         sheet = _col(((240, 238, 232), (206, 214, 224), (214, 200, 184), (170, 176, 160), (120, 126, 140))[int(rng.integers(5))], 1.0, rng, 8)
@@ -275,7 +300,7 @@ def render_scene(scene: str, size: tuple[int, int], rng: np.random.Generator, ba
     # Uneven light and surface texture: large soft blotches and fine grain.
     mottle = 0.08 if scene == "studio" else 0.24
     arr = arr * (1.0 - mottle / 2 + mottle * _noise(rng, hw, hh, hw / 3))[..., None]
-    if scene in ("floor", "table"):  # wood grain / fibres along one direction
+    if img.info.get("wood"):  # wood grain along the boards
         grain = Image.fromarray((rng.random((4, max(2, hw // 2))) * 255).astype(np.uint8), "L").resize((hw, hh), Image.Resampling.BICUBIC)
         arr = arr * (0.92 + 0.16 * np.asarray(grain, np.float32)[..., None] / 255.0)
     # Light from a window or lamp on one side: a gradient across the whole scene.
