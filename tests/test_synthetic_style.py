@@ -139,6 +139,9 @@ def test_backgrounds_skip_corrupt_files_with_a_warning_naming_them(mini, tmp_pat
         summary = synth.generate_synthetic_deepfashion(tmp_path / "out", size=mini, seed=0, workers=1, progress=False, backgrounds=folder)
     manifest = json.loads((tmp_path / "out" / synth.MANIFEST_NAME).read_text())
     assert manifest["user_backgrounds"] == 1 and summary["images"]["total"] > 0
+    rows = style_shift.read_styles_csv(tmp_path / "out" / synth.STYLES_FILE)
+    photo = [r for r in rows if r["scene"] == "photo"]
+    assert photo and all(r["dataset"] != "style_shift" for r in photo), "user photos appear, in-style only"
 
 
 def test_a_user_background_shows_behind_the_garment(tmp_path):
@@ -163,3 +166,10 @@ def test_backgrounds_folder_without_a_readable_image_is_a_clear_error(mini, tmp_
     with pytest.warns(UserWarning, match="broken_1.jpg"):
         code = synth.main(["--out", str(tmp_path / "cli"), "--size", mini, "--workers", "1", "--quiet", "--backgrounds", str(folder)])
     assert code == 2 and "no readable background image" in capsys.readouterr().err
+
+
+def test_preview_labels_a_row_of_style_shift_pairs(synth_root, tmp_path):
+    png = synth.write_preview(synth_root, tmp_path / "sheet.png", rows=2, cols=4, thumb=96)
+    img = np.asarray(Image.open(png).convert("RGB"), np.int32)
+    red = np.abs(img - [200, 0, 0]).sum(-1) < 20
+    assert not red[:96].any() and red[96 : 2 * 96].any(), "only the last row is captioned as style shift"
