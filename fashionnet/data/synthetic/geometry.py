@@ -320,8 +320,9 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
         opening = (SHOULDER_Y + dims.get("neck_depth", 0.0), dims["waist_y"] + dims.get("length", dims.get("drop", 0.0)))
     if s.collar == "hood" and ct != LOWER_BODY:  # a hood lying behind the neck, drawn before the body
         nh = dims["neck_half"]
-        hood = [(CX - nh - 16, SHOULDER_Y + 14), (CX - nh - 12, SHOULDER_Y - 20), (CX - nh + 2, SHOULDER_Y - 34),
-                (CX + nh - 2, SHOULDER_Y - 34), (CX + nh + 12, SHOULDER_Y - 20), (CX + nh + 16, SHOULDER_Y + 14)]
+        # A folded-down hood: a thick roll round the back of the neck, low and wide (neck and chin visible).
+        half = [(nh + 22, SHOULDER_Y + 16), (nh + 18, SHOULDER_Y - 8), (nh + 6, SHOULDER_Y - 17), (nh - 6, SHOULDER_Y - 15), (16, SHOULDER_Y - 4)]
+        hood = [(CX - x, y) for x, y in half] + [(CX + x, y) for x, y in reversed(half)]
         parts.append(("hood", _round_corners(np.array(hood, np.float64), 10.0), 0.82))
     body = np.array(body, np.float64)
     if ct == UPPER_BODY and s.gender == "WOMEN" and s.category != "Jackets":
