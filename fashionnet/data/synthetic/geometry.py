@@ -98,6 +98,24 @@ def _limb(top_outer, top_inner, side: int, angle_deg: float, length: float, end_
     return polygon, end, axis, end_outer, end_inner
 
 
+def _wobble(poly: np.ndarray, rng: np.random.Generator, step: float = 14.0, amplitude: float = 1.8) -> np.ndarray:
+    """Cloth is never cut by a ruler: subdivide the outline and move it smoothly in and out by at
+    most ``amplitude`` units (well under LANDMARK_INSET, so landmarks stay on the cloth)."""
+    pts = []
+    for p, q in zip(poly, np.roll(poly, -1, axis=0)):
+        n = max(1, int(np.linalg.norm(q - p) // step))
+        pts.append(p + (q - p) * (np.arange(n)[:, None] / n))
+    pts = np.concatenate(pts)
+    if len(pts) < 3:
+        return poly
+    k = np.arange(len(pts))
+    phase, freq = rng.uniform(0, 2 * np.pi, 2), rng.uniform(0.15, 0.5, 2)
+    offset = amplitude * 0.5 * (np.sin(k * freq[0] + phase[0]) + np.sin(k * freq[1] + phase[1]))
+    tangent = np.roll(pts, -1, axis=0) - np.roll(pts, 1, axis=0)
+    normal = np.stack([tangent[:, 1], -tangent[:, 0]], 1) / np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-6)
+    return pts + normal * offset[:, None]
+
+
 def _bent_limb(top_outer, top_inner, root, side: int, a: float, bend: float, length: float, upper: float, end_half: float):
     """A limb bent at the elbow: the upper part along angle ``a``, the lower part along ``a - bend``."""
     half_top = float(np.linalg.norm(np.asarray(top_outer) - np.asarray(top_inner))) / 2.0
@@ -327,7 +345,8 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
     body = np.array(body, np.float64)
     if ct == UPPER_BODY and s.gender == "WOMEN" and s.category != "Jackets":
         body = _shape_waist(body, dims)
-    parts.append(("body", _round_corners(body), 1.0))
+    wobble = np.random.default_rng(int(abs(pose.sway) * 1e6 + abs(pose.flare) * 1e3) % (1 << 32))
+    parts.append(("body", _wobble(_round_corners(body), wobble), 1.0))
 
     if not back:
         if d.print_shape:
@@ -340,7 +359,7 @@ def build_garment(item: ItemSpec, pose: Pose) -> Garment:
             buttons = [_arr(CX - (5.0 if s.category == "Jackets" else 0.0), y) for y in np.linspace(top, bottom, n)]
     # Limbs in front of the body on front/back views; a side view puts the far limb behind.
     for name, poly in limbs:
-        parts.append((name, _round_corners(poly, 3.0), 0.94))
+        parts.append((name, _wobble(_round_corners(poly, 3.0), wobble), 0.94))
     garment = Garment(parts, lm, owners, bands, prints, buttons, seams, lapels, print_part)
     if pose.view == "side":
         garment = _to_side_view(garment, pose)

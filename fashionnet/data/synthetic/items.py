@@ -166,7 +166,8 @@ def _sample_style(rng: np.random.Generator, category: Category, palette: str | N
         d["shoulder_half"] = d["neck_half"] + u(9, 13) if sleeve == "none" else (u(66, 73) if men else u(60, 67))
         d["armhole_depth"] = u(62, 72) if sleeve == "none" else 50.0
         d["sleeve_len"] = {"short": u(48, 66), "long": u(178, 198)}.get(sleeve, 0.0)
-        d["cuff_half"] = {"short": u(19, 24), "long": u(14, 18) if name == "Jackets" else u(12, 15)}.get(sleeve, 0.0)
+        long_cuff = u(14, 18) if name == "Jackets" else (u(12, 15) if rng.random() < 0.8 else u(16, 24))  # some wide sleeves
+        d["cuff_half"] = {"short": u(19, 24), "long": long_cuff}.get(sleeve, 0.0)
     if ct == UPPER_BODY:
         d["hem_half"] = d["chest_half"] + (u(4, 12) if name == "Jackets" else u(-2, 7))
         d["hem_y"] = {"Tees": u(330, 352), "Tanks": u(322, 345), "Long_Sleeve": u(336, 360), "Jackets": u(362, 405)}[name]
@@ -179,7 +180,8 @@ def _sample_style(rng: np.random.Generator, category: Category, palette: str | N
         else:
             d["drop"] = u(72, 86) if name == "Trousers" else u(66, 78)
             d["leg_len"] = u(300, 328) if name == "Trousers" else u(60, 100)
-            d["open_half"] = u(19, 25) if name == "Trousers" else u(29, 36)
+            # Trousers from skinny to wide-leg.
+            d["open_half"] = float(rng.choice([u(13, 18), u(19, 25), u(28, 38)], p=[0.25, 0.5, 0.25])) if name == "Trousers" else u(29, 36)
     else:
         d["waist_half"] = u(44, 52) if name == "Dresses" else u(48, 56)
         if name == "Dresses":
