@@ -234,7 +234,7 @@ def _render_figure(
     # Round, lit cloth: bevel from the garment outline and from each part's own outline.
     shade = bevel(cov, max(1.0, 7.0 * s), light_dir, light_k * 0.8)
     col = (tex + (over - tex) * over_a[..., None]) * (light * bright * dark * shade)[..., None]
-    col += highlight(shade, 0.15 if st.texture == "woven" else 0.0)[..., None]
+    col += highlight(shade, {"woven": 0.15, "jersey": 0.06, "denim": 0.04}.get(st.texture, 0.0))[..., None]  # sheen
     win_rgb = rgb[y0:y1, x0:x1]
     win_rgb[:] = np.clip(col, 0, 255) * cov[..., None] + win_rgb * (1.0 - cov[..., None])
     alpha[y0:y1, x0:x1] = cov + alpha[y0:y1, x0:x1] * (1.0 - cov)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 from fashionnet.data.synthetic.bodies import BODY_MODES
 from fashionnet.data.synthetic.camera import apply_camera, sample_camera
@@ -184,6 +184,8 @@ def render_photo(
     strength = {"flat_lay": 0.45, "bed_lay": 0.35, "hanger": 0.35, "hook": 0.4, "pegs": 0.2}.get(mode, 0.3 if scene == "studio" else 0.12)
     dist = (0.012 if flat else 0.03) * max(fw, fh) * rng.uniform(0.6, 1.4)
     shadow = soft_shadow(alpha, (-light[0] * dist, -light[1] * dist + (0.5 * dist if not flat else 0.0)), max(1.0, dist * 0.8))
+    if body and pose_view != "back" and scene not in TOP_DOWN_SCENES:  # where the feet meet the floor
+        shadow = np.maximum(shadow, _contact_shadow(h_total, k, (fw, fh)))
     background = background * (1.0 - strength * shadow)[..., None]
     img = premult + background * (1.0 - alpha[..., None])
     image = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8), "RGB")
@@ -219,6 +221,19 @@ def render_photo(
         variation = 1
     style = {"presentation": mode, "scene": scene, "palette": item.style.palette, "texture": item.style.texture, "framing": framing}
     return RenderedImage(image, lm, vis, _bbox_of(gmask), variation, gmask, occluders, cam.jpeg_quality, style)
+
+
+def _contact_shadow(h_total: np.ndarray, k: float, size: tuple[int, int]) -> np.ndarray:
+    """A soft dark ellipse under the feet of a standing figure (figure frame y ~ 700), in the photo."""
+    w, h = size
+    cx, cy = _apply(h_total, _arr((CX, 702)))[0]
+    rx, ry = 95 * k, 14 * k
+    out = np.zeros((h, w), np.float32)
+    if not (-rx < cx < w + rx and -ry < cy < h + ry) or rx < 1:
+        return out
+    img = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(img).ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=200)
+    return np.asarray(img.filter(ImageFilter.GaussianBlur(max(1.0, 8 * k))), np.float32) / 255.0
 
 
 def render_shop_image(item: ItemSpec, view: str, rng: np.random.Generator, **kwargs) -> RenderedImage:
