@@ -233,7 +233,7 @@ def _contact_shadow(h_total: np.ndarray, k: float, size: tuple[int, int]) -> np.
         return out
     img = Image.new("L", (w, h), 0)
     ImageDraw.Draw(img).ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=200)
-    return np.asarray(img.filter(ImageFilter.GaussianBlur(max(1.0, 8 * k))), np.float32) / 255.0
+    return np.asarray(img.filter(ImageFilter.GaussianBlur(max(1.0, 8.0 * float(k)))), np.float32) / 255.0
 
 
 def render_shop_image(item: ItemSpec, view: str, rng: np.random.Generator, **kwargs) -> RenderedImage:

@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 
 def _blur(mask: np.ndarray, radius: float) -> np.ndarray:
     img = Image.fromarray(np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    return np.asarray(img.filter(ImageFilter.GaussianBlur(max(0.5, radius))), np.float32) / 255.0
+    return np.asarray(img.filter(ImageFilter.GaussianBlur(max(0.5, float(radius)))), np.float32) / 255.0  # PIL rejects numpy floats
 
 
 def bevel(mask: np.ndarray, radius: float, light: np.ndarray, strength: float) -> np.ndarray:
