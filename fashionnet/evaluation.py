@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -26,6 +27,8 @@ from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.data.schema import landmarks_of
 from fashionnet.data.transforms import build_transforms, letterbox_geometry, to_original_coords
+from fashionnet.images import load_image
+from fashionnet.inference import Predictor
 from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.metrics import attribute_recall_at_k, category_accuracy, mean_layout, normalized_error, pdl, retrieval_metrics
 from fashionnet.models import BareBackbone, get_backbone
@@ -81,10 +84,37 @@ def predicted_landmark_outputs(model, batch, device) -> dict[str, torch.Tensor]:
     return fashionnet_outputs(model, batch, device, ground_truth=False)
 
 
-def flipped_outputs(model, batch, device) -> dict[str, torch.Tensor]:
-    """The embedding of each photo's mirror image (landmark slots follow the image sides, so the
-    pooled parts line up with the unflipped photo's)."""
-    return {"embedding": model(batch["image"].to(device).flip(-1))["embedding"]}
+def _photo_loader(dataset: DeepFashionDataset, batch: dict, mirror: bool = False):
+    def photo(i: int) -> Image.Image:
+        image = load_image(dataset.root / dataset.image_paths[int(batch["index"][i])])
+        return ImageOps.mirror(image) if mirror else image
+    return photo
+
+
+def localised_outputs(predictor: Predictor, dataset: DeepFashionDataset, batch: dict) -> dict[str, torch.Tensor]:
+    """What the product computes for a batch: the first pass, then a second pass on a crop around
+    the garment where it is small (``Predictor.localise``). Landmarks come back in original pixels."""
+    first = predictor.forward_batch(batch["image"])
+    geometries = [letterbox_geometry(int(w), int(h), predictor.input_side) for w, h in batch["original_size"].tolist()]
+    out, geometries, cropped = predictor.localise(first, geometries, _photo_loader(dataset, batch))
+    landmarks = out["landmarks"].float().cpu().numpy()
+    pixels = np.stack([to_original_coords(landmarks[i], g, normalized=True) for i, g in enumerate(geometries)])
+    return {
+        "embedding": out["embedding"],
+        "global": torch.nn.functional.normalize(out["global_feature"].float(), dim=1),
+        "landmarks_px": torch.from_numpy(pixels),
+        "category_logits": out["category_logits"],
+        "attribute_logits": out["attribute_logits"],
+        "cropped": torch.as_tensor(cropped),
+    }
+
+
+def mirrored_outputs(predictor: Predictor, dataset: DeepFashionDataset, batch: dict) -> dict[str, torch.Tensor]:
+    """The embedding of each photo's mirror image, both passes (landmark slots follow the image
+    sides, so the pooled parts line up with the unmirrored photo's)."""
+    photos = _photo_loader(dataset, batch, mirror=True)
+    out, _, _ = predictor.forward_photos([photos(i) for i in range(len(batch["index"]))])
+    return {"embedding": out["embedding"]}
 
 
 def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, embed_flipped, q_set, g_set) -> dict[str, Any]:
@@ -119,11 +149,13 @@ def landmarks_to_original_pixels(landmarks_norm: np.ndarray, sizes: np.ndarray, 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark: str = "auto", variants: Sequence[str] = VARIANTS,
                         device: str = "auto", batch_size: int = 64, workers: int = 2, baseline_weights: Any = True,
-                        max_queries: int = 0, seed: int = 0, progress: bool = True, retrieval_time: bool = False) -> dict[str, Any]:
+                        max_queries: int = 0, seed: int = 0, progress: bool = True, retrieval_time: bool = False,
+                        crop_below: Optional[float] = None) -> dict[str, Any]:
     """Run the protocol for every variant; returns a JSON-ready dict of figures.
 
     ``retrieval_time``: also measure variant (c) with each retrieval-time improvement of
     :mod:`fashionnet.retrieval_time` switched on alone and together (results["retrieval_time"]).
+    ``crop_below``: the Predictor's crop threshold for (b) and (c) (None: its default; 0: one pass).
     """
     data_root = Path(data_root)
     benchmark = detect_benchmark(data_root) if benchmark == "auto" else benchmark
@@ -154,8 +186,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
 
     embed = lambda fn, ds, desc: embed_dataset(model, ds, device, batch_size, workers, fn, desc, progress)  # noqa: E731
     need_pred = any(v in variants for v in ("global", "fashionnet"))
-    q_pred = embed(lambda m, b, d: fashionnet_outputs(m, b, d, False), q_set, "queries (predicted landmarks)") if need_pred else None
-    g_pred = embed(lambda m, b, d: fashionnet_outputs(m, b, d, False), g_set, "gallery (predicted landmarks)") if need_pred else None
+    # (b) and (c) go through the Predictor, as the page and the indexer do (crop where the garment is small)
+    predictor = Predictor(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device,
+                          fold_batch_norms=False, **({} if crop_below is None else {"crop_below": crop_below}))
+    q_pred = embed(lambda m, b, d: localised_outputs(predictor, q_set, b), q_set, "queries (predicted landmarks)") if need_pred else None
+    g_pred = embed(lambda m, b, d: localised_outputs(predictor, g_set, b), g_set, "gallery (predicted landmarks)") if need_pred else None
+    if q_pred is not None:
+        results["cropped_share"] = {"queries": float(q_pred["cropped"].mean()), "gallery": float(g_pred["cropped"].mean()),
+                                    "crop_below": predictor.crop_below}
 
     def retrieval(q, g, key):
         r = retrieval_metrics(q[key], q_items[q["index"]], g[key], g_items[g["index"]], ks=ks, show_progress=False)
@@ -171,7 +209,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
         results["variants"]["fashionnet"] = retrieval(q_pred, g_pred, "embedding")
     if retrieval_time and q_pred is not None:
         results["retrieval_time"] = measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks,
-                                                           lambda ds, desc: embed(flipped_outputs, ds, desc), q_set, g_set)
+                                                           lambda ds, desc: embed(lambda m, b, d: mirrored_outputs(predictor, ds, b), ds, desc), q_set, g_set)
     if "gt_landmarks" in variants:
         fn = lambda m, b, d: fashionnet_outputs(m, b, d, True)  # noqa: E731
         results["variants"]["gt_landmarks"] = retrieval(embed(fn, q_set, "queries (GT landmarks)"), embed(fn, g_set, "gallery (GT landmarks)"), "embedding")
@@ -180,7 +218,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
         rows = q_set.frame.iloc[q_pred["index"]]
         true_xy, vis = landmarks_of(rows)
         sizes = q_pred["original_size"]
-        pred_xy = landmarks_to_original_pixels(q_pred["landmarks"], sizes, side)
+        pred_xy = q_pred["landmarks_px"]
         ne = normalized_error(pred_xy, true_xy, vis, sizes)
         detected = pdl(pred_xy, true_xy, vis, threshold_px=35, image_sizes=sizes, reference_size=512)
         # The floor: answering each clothes type's mean layout (of these very photos) without looking.
@@ -232,6 +270,10 @@ def markdown_table(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{100 * r['top_k'][k]:.1f}" if k in r["top_k"] else "" for k in rks)
                          + f" | {100 * r['map_at_r']:.1f} |")
     extras = []
+    if "cropped_share" in results:
+        c = results["cropped_share"]
+        extras.append(f"cropped to the garment and embedded again (box below {c['crop_below']:.2f} of the photo): "
+                      f"{100 * c['queries']:.1f}% of queries, {100 * c['gallery']:.1f}% of gallery photos")
     if "category_accuracy" in results:
         extras.append("category accuracy " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in results["category_accuracy"].items()))
     if "attribute_recall" in results:
