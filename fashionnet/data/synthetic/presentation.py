@@ -80,7 +80,7 @@ def choose_presentation(
         framing = "garment"
     elif mode in BODY_MODES:
         options = ("garment", "upper_body", "full_body", "wide")
-        framing = _choice(rng, options, (0.45, 0.2 if ct == UPPER_BODY else 0.0, 0.2, 0.15))
+        framing = _choice(rng, options, (0.4, 0.3 if ct == UPPER_BODY else 0.0, 0.2, 0.15))  # selfies crop at the waist
     else:
         framing = _choice(rng, ("garment", "wide"), (0.8, 0.2))
     return mode, scene, framing
