@@ -327,7 +327,7 @@ def _decorate(item: ItemSpec, garment: Garment, pose: Pose, m, painter, mask, ov
         elif st.clothes_type != UPPER_BODY:
             wy, wh = st.dims["waist_y"], st.dims["waist_half"]
             for side in (-1, 1):  # slanted front pockets below the waistband
-                line = sq([(CX + side * (wh - 30), wy + 22), (CX + side * (wh + 2), wy + 62)])
+                line = sq([(CX + side * (wh - 20), wy + 16), (CX + side * (wh + 3), wy + 56)])
                 seam(painter.local_line(line, max(1.0, 1.6 * s)))
     if st.zip and not st.buttons and st.category == "Jackets":
         top = SHOULDER_Y + st.dims["neck_depth"] + 2
