@@ -80,8 +80,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--landmark-epochs", type=int, default=1, help="epochs of the landmark-heavy stage per round")
     p.add_argument("--joint-epochs", type=int, default=3, help="epochs of the equal-weight stage per round")
     p.add_argument("--gt-pooling-epochs", type=int, default=1, help="pool at ground-truth landmarks for the first N epochs")
-    p.add_argument("--landmark-stage-weights", type=float, nargs=5, default=[1.0, 1.0, 0.1, 0.1, 0.1], metavar=("LM", "VIS", "CAT", "ATTR", "TRIP"))
-    p.add_argument("--joint-stage-weights", type=float, nargs=5, default=[1.0, 1.0, 1.0, 1.0, 1.0], metavar=("LM", "VIS", "CAT", "ATTR", "TRIP"))
+    p.add_argument("--landmark-stage-weights", type=float, nargs="+", default=[1.0, 1.0, 0.1, 0.1, 0.1, 1.0], metavar="W",
+                   help="landmark, visibility, category, attribute, triplet[, box] weights of the landmark stage (box: 1 if left out)")
+    p.add_argument("--joint-stage-weights", type=float, nargs="+", default=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0], metavar="W",
+                   help="the same six weights for the joint stage")
     # optimisation
     # Long names: torchrun reads abbreviations of its own flags (--p would be its --print-completion).
     p.add_argument("--items-per-batch", type=int, default=16, help="P of the P x K triplet batches")
@@ -140,6 +142,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             parser.error(f"{args.config}: unknown option(s) {', '.join(unknown)}")
         parser.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
         args = parser.parse_args(argv)
+    for name in ("landmark_stage_weights", "joint_stage_weights"):
+        if len(getattr(args, name)) not in (len(LOSS_TERMS) - 1, len(LOSS_TERMS)):
+            parser.error(f"--{name.replace('_', '-')} takes {len(LOSS_TERMS) - 1} or {len(LOSS_TERMS)} weights "
+                         f"({', '.join(LOSS_TERMS)}), got {len(getattr(args, name))}")
     return args
 
 

@@ -233,16 +233,18 @@ def plot_curves(step_rows: list[dict], epoch_rows: list[dict], fh) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(13, 9), layout="constrained")
+    fig = Figure(figsize=(13, 12), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(3, 3).ravel()
+    axes = fig.subplots(4, 3).ravel()
     for ax, term in zip(axes, (*LOSS_TERMS, "total")):
         xs, ys = _floats(step_rows, term, "step")
         ax.plot(xs, ys, lw=1)
         ax.set(title=f"{term} loss" + (" (weighted sum)" if term == "total" else ""), xlabel="step")
         if ys and min(ys) > 0 and max(ys) / min(ys) > 50:
             ax.set_yscale("log")
-    lr_ax, retrieval_ax, ne_ax = axes[6:]
+    lr_ax, retrieval_ax, ne_ax = axes[len(LOSS_TERMS) + 1 : len(LOSS_TERMS) + 4]
+    for ax in axes[len(LOSS_TERMS) + 4 :]:
+        ax.set_axis_off()
     for name in LR_NAMES:
         lr_ax.plot(*_floats(step_rows, name, "step"), label=name[3:])
     lr_ax.set(title="learning rate", xlabel="step")

@@ -88,11 +88,9 @@ def plain(value: Any) -> Any:
 
 
 def prediction_json(prediction) -> dict:
-    """``Prediction.as_dict()`` with each landmark's confidence (its visible probability, for now)."""
-    out = plain(prediction.as_dict())
-    for landmark in out["landmarks"]:
-        landmark["confidence"] = landmark["visible_prob"]
-    return out
+    """``Prediction.as_dict()`` as plain JSON types: each landmark with its heatmap confidence and
+    low_confidence flag, the garment box and whether the photo was cropped to it."""
+    return plain(prediction.as_dict())
 
 
 def gallery_rows_json(rows) -> list[dict]:

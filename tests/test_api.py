@@ -157,7 +157,8 @@ def test_search_returns_the_gallery_photo_first_and_the_same_top_k_as_the_engine
         assert [lm["name"] for lm in prediction["landmarks"]] == [lm.name for lm in own.landmarks]
         for got, want in zip(prediction["landmarks"], own.landmarks):
             assert got["x"] == pytest.approx(want.x, abs=0.05) and got["y"] == pytest.approx(want.y, abs=0.05)
-            assert got["confidence"] == got["visible_prob"] == pytest.approx(want.visible_prob, abs=1e-4)
+            assert got["visible_prob"] == pytest.approx(want.visible_prob, abs=1e-4)
+            assert got["confidence"] == pytest.approx(want.confidence, abs=1e-4) and got["low_confidence"] == want.low_confidence
         assert [a["name"] for a in prediction["attributes"]] == [name for name, _ in own.attributes]
         assert {"unfamiliar", "unfamiliarity"} <= set(prediction)
 

@@ -73,3 +73,16 @@ def test_item_in_train_in_one_root_and_test_in_another_is_refused(synth_root, tm
     read_training_frames([b])
     with pytest.raises(SystemExit, match=leaked):
         read_training_frames([a, b])
+
+
+def test_stage_weights_take_five_or_six_values(capsys):
+    from fashionnet.schedule import StageWeights
+
+    five = parse_args(["--joint-stage-weights", "1", "2", "3", "4", "5"])
+    assert StageWeights(*five.joint_stage_weights).as_dict()["box"] == 1.0  # left out: the default
+    six = parse_args(["--landmark-stage-weights", "1", "1", "0.1", "0.1", "0.1", "0.5"])
+    assert StageWeights(*six.landmark_stage_weights).as_dict() == {
+        "landmark": 1.0, "visibility": 1.0, "category": 0.1, "attribute": 0.1, "triplet": 0.1, "box": 0.5}
+    with pytest.raises(SystemExit):
+        parse_args(["--joint-stage-weights", "1", "2", "3", "4"])
+    assert "takes 5 or 6 weights" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from fashionnet import training
+from fashionnet.schedule import LOSS_TERMS
 from fashionnet.training_log import EPOCH_COLUMNS, STEP_COLUMNS, TrainingLog
 from tests.conftest import TINY_TRAIN_ARGS
 
@@ -108,7 +109,7 @@ def _fake_epoch(log: TrainingLog, epoch: int, steps: int, first_step: int, histo
     log.begin_epoch(epoch)
     for i in range(steps):
         value = float(first_step + i)
-        log.step(first_step + i, {**{t: value for t in ("landmark", "visibility", "category", "attribute", "triplet")}, "total": 5 * value},
+        log.step(first_step + i, {**{t: value for t in LOSS_TERMS}, "total": 5 * value},
                  [0.1, 0.2], 8)
     record = {"epoch": epoch + 1, "stage": "joint", "train": {"total": 1.0}}
     history.append(record)
