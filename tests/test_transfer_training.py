@@ -129,3 +129,17 @@ def test_training_with_distillation_and_style_records_the_term(synth_root, tmp_p
     history = json.loads((out / "history.json").read_text())
     distill = [epoch["train"]["distill"] for epoch in history]
     assert all(np.isfinite(distill)) and max(distill) > 0
+
+
+def test_styled_training_data_keeps_the_garment_box(synth_root):
+    from fashionnet.data.dataset import DeepFashionDataset
+    from fashionnet.data.readers import read_benchmark
+
+    frame = read_benchmark(synth_root / "consumer2shop")
+    args = parse_args(["--style-augment", "1", "--image-size", "64"])
+    dataset = DeepFashionDataset(frame.head(4), synth_root / "consumer2shop", training_transform(args))
+    for i in range(4):
+        sample = dataset[i]
+        assert bool(sample["has_bbox"]), "the box loss would see no box"
+        x1, y1, x2, y2 = sample["bbox"].tolist()
+        assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1

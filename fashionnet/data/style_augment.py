@@ -70,7 +70,12 @@ class StyledTransform:
         self.base = base
         self.augment = augment
 
+    def _styled(self, image):
+        return self.augment(image) if isinstance(image, Image.Image) else image
+
     def __call__(self, image, landmarks_xy=None, visibility=None, bbox=None):
-        if isinstance(image, Image.Image):
-            image = self.augment(image)
-        return self.base(image, landmarks_xy, visibility, bbox)
+        return self.base(self._styled(image), landmarks_xy, visibility, bbox)
+
+    def with_bbox(self, image, landmarks_xy=None, visibility=None, bbox=None):
+        """The base transform's five outputs, the garment box included (the dataset asks for it)."""
+        return self.base.with_bbox(self._styled(image), landmarks_xy, visibility, bbox)
