@@ -105,12 +105,18 @@ def _region(framing: str, garment_box, rng: np.random.Generator, item: ItemSpec,
 def render_photo(
     item: ItemSpec, rng: np.random.Generator, kind: str, view: str = "front", mode: str | None = None, scene: str | None = None,
     framing: str | None = None, backgrounds: tuple[str, ...] = (), held_out: bool = False, draw_occluders: bool = True, degrade: bool = True,
+    plain: bool = False,
 ) -> RenderedImage:
     """One photo of ``item`` with its labels. ``kind`` "shop" is a 256 x 256 studio-style shot, "consumer"
     a photo of 200-360 px a side with rotation, perspective, truncation, occluders and a rough camera.
-    Unset ``mode`` / ``scene`` / ``framing`` are drawn (held-out ones when ``held_out``)."""
+    Unset ``mode`` / ``scene`` / ``framing`` are drawn (held-out ones when ``held_out``); ``plain``
+    makes an in-style photo a plain catalogue shot (worn or on a mannequin, studio, garment framing)."""
     if view not in VIEW_CODES:
         raise ValueError(f"unknown view {view!r}; expected one of {sorted(VIEW_CODES)}")
+    if plain and not held_out:  # a plain catalogue shot (see SizeSpec.catalogue_share)
+        mode = mode or ("worn" if rng.random() < 0.8 else "mannequin")
+        scene = scene or "studio"
+        framing = framing or {"full": "full_body", "additional": "detail"}.get(view, "garment")
     mode, c_scene, c_framing = choose_presentation(rng, item, kind, view, held_out, bool(backgrounds), mode)
     scene, framing = scene or c_scene, framing or c_framing
     if scene == "photo" and not backgrounds:

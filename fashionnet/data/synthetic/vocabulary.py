@@ -113,11 +113,15 @@ class SizeSpec:
     style_shift_families: int = 0  # families of new items in the held-out styles (style_shift/)
     style_shift_shop: tuple[int, int] = (2, 2)  # studio images per style-shift item
     style_shift_consumer: tuple[int, int] = (2, 3)  # consumer photos per style-shift item
+    # Share of in-style photos drawn as plain catalogue shots (worn or on a mannequin, studio paper,
+    # the garment filling the frame). "tiny" is for unit tests, whose 2-minute models must still learn.
+    catalogue_share: float = 0.0
 
 
 SIZES: dict[str, SizeSpec] = {
     # 24 items, about 130 images: every clothes type, every split; a few seconds.
-    "tiny": SizeSpec(6, 4, inshop_views=(2, 4), shop_images=(1, 1), consumer_images=(1, 2), style_shift_families=2, style_shift_shop=(1, 1), style_shift_consumer=(1, 2)),
+    "tiny": SizeSpec(6, 4, inshop_views=(2, 4), shop_images=(1, 1), consumer_images=(1, 2), style_shift_families=2, style_shift_shop=(1, 1), style_shift_consumer=(1, 2),
+                     catalogue_share=1.0),
     "small": SizeSpec(30, 4, inshop_views=(3, 5), shop_images=(1, 2), consumer_images=(1, 3), style_shift_families=6),
     # 500 items, about 3,800 images; plus 96 style-shift items, about 190 shop and 240 consumer photos.
     "default": SizeSpec(125, 4, inshop_views=(3, 5), shop_images=(1, 2), consumer_images=(1, 3), style_shift_families=24),

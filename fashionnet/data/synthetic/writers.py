@@ -74,7 +74,7 @@ def _render_item(task) -> list[ImageRecord]:
     folder = f"img/{item.style.gender}/{item.style.category}/{item.item_id}"
     inshop: list[ImageRecord] = []
     for k, view in enumerate(chosen, start=1):
-        r = render_shop_image(item, view, rng, backgrounds=backgrounds)
+        r = render_shop_image(item, view, rng, backgrounds=backgrounds, plain=_plain(rng, spec.catalogue_share))
         rel = f"{folder}/{k:02d}_{VIEW_CODES[view]}_{view}.jpg"
         _save_jpeg(r.image, root / "inshop" / rel, r.jpeg_quality)
         inshop.append(_record("inshop", rel, item, VIEW_CODES[view], r, "train"))
@@ -84,24 +84,31 @@ def _render_item(task) -> list[ImageRecord]:
         for rank, i in enumerate(order):
             inshop[i].split = "query" if rank < n_query else "gallery"
     records += inshop
-    records += _render_pairs(item, rng, root, "consumer2shop", spec.shop_images, spec.consumer_images, backgrounds, False)
+    records += _render_pairs(item, rng, root, "consumer2shop", spec.shop_images, spec.consumer_images, backgrounds, False, spec.catalogue_share)
     return records
 
 
-def _render_pairs(item: ItemSpec, rng, root: Path, layout: str, shop_range, consumer_range, backgrounds, held_out: bool) -> list[ImageRecord]:
+def _plain(rng, share: float) -> bool:
+    """Whether a photo is a plain catalogue shot; draws nothing when the size has none (keeps streams)."""
+    return bool(share > 0 and rng.random() < share)
+
+
+def _render_pairs(
+    item: ItemSpec, rng, root: Path, layout: str, shop_range, consumer_range, backgrounds, held_out: bool, catalogue_share: float = 0.0
+) -> list[ImageRecord]:
     """Consumer-to-shop layout: studio shots and consumer photos of the same item."""
     records = []
     folder = f"img/{item.category.group}/{item.style.category}/{item.item_id}"
     n_shop = int(rng.integers(shop_range[0], shop_range[1] + 1))
     for k in range(1, n_shop + 1):
         view = "front" if held_out or k == 1 or rng.random() < 0.5 else str(rng.choice(["side", "back"]))
-        r = render_shop_image(item, view, rng, backgrounds=backgrounds, held_out=held_out)
+        r = render_shop_image(item, view, rng, backgrounds=backgrounds, held_out=held_out, plain=_plain(rng, catalogue_share))
         rel = f"{folder}/shop_{k:02d}.jpg"
         _save_jpeg(r.image, root / layout / rel, r.jpeg_quality)
         records.append(_record(layout, rel, item, 1, r, item.split_c2s))
     n_consumer = int(rng.integers(consumer_range[0], consumer_range[1] + 1))
     for k in range(1, n_consumer + 1):
-        r = render_consumer_image(item, rng, backgrounds=backgrounds, held_out=held_out)
+        r = render_consumer_image(item, rng, backgrounds=backgrounds, held_out=held_out, plain=_plain(rng, catalogue_share))
         rel = f"{folder}/comsumer_{k:02d}.jpg"  # sic: the real dataset spells it "comsumer"
         _save_jpeg(r.image, root / layout / rel, r.jpeg_quality)
         records.append(_record(layout, rel, item, 2, r, item.split_c2s))
