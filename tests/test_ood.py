@@ -59,29 +59,43 @@ def tiny_predictor(tiny_checkpoint) -> Predictor:
     return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
 
 
-def test_training_stores_a_calibrated_density_in_the_checkpoint(tiny_checkpoint, tiny_predictor):
+def test_training_stores_a_calibrated_density_in_the_checkpoint(tiny_checkpoint, tiny_predictor, synth_root):
     state = load_checkpoint(tiny_checkpoint)["ood"]
     assert state["fitted_on"] >= 16 and state["calibrated_on"] > 0 and np.isfinite(state["threshold"])
     assert tiny_predictor.density is not None and tiny_predictor.density.threshold == pytest.approx(state["threshold"])
-    # even the briefly trained toy model, fitted on a couple of dozen photos, tells flat colour apart
+    # even the briefly trained toy model, fitted on a couple of dozen photos, finds flat colour less
+    # familiar than garment photos it never saw (the shipped trunk's flag rates: the tests below)
     plain = tiny_predictor.predict_batch(non_garment_probes(n_per_kind=10, seed=11)["plain"])
-    assert np.mean([p.unfamiliar for p in plain]) >= 0.9
+    garments = sorted((synth_root / "consumer2shop" / "img").rglob("*.jpg"))[:20]
+    garment_scores = [p.unfamiliarity for p in tiny_predictor.predict_batch(garments)]
+    assert np.median([p.unfamiliarity for p in plain]) > 2 * np.median(garment_scores)
 
 
 @pytest.fixture(scope="module")
-def imagenet_predictor(synth_root) -> tuple[Predictor, pd.DataFrame, Path]:
+def small_synth_root(tmp_path_factory) -> Path:
+    """The "small" synthetic benchmark (about 900 photos): the photographic styles vary too much for
+    a density fitted on the few dozen photos of the tiny one."""
+    from fashionnet.data.synthetic import generate_synthetic_deepfashion
+
+    root = tmp_path_factory.mktemp("synth_small") / "synth"
+    generate_synthetic_deepfashion(root, size="small", seed=3, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def imagenet_predictor(small_synth_root) -> tuple[Predictor, pd.DataFrame, Path]:
     """A FashionNet on the ImageNet EfficientNet-Lite0 trunk (which the shipped models use), with its
-    density fitted on the tiny benchmark's training photos, the validation photos setting the threshold."""
+    density fitted on the small benchmark's training photos, the validation photos setting the threshold."""
     from fashionnet.models import FashionNetConfig, create_model
     from fashionnet.ood import calibrate_on_frames
     from fashionnet.training import read_training_frames
 
-    config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, image_size=128, embedding_dim=32,
+    config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, image_size=96, embedding_dim=32,
                               num_categories=0, num_attributes=0)
-    predictor = Predictor(create_model(config), config, {}, {"image_size": 128}, "imagenet-trunk", device="cpu")
-    frame, root, _ = read_training_frames([synth_root / "consumer2shop", synth_root / "inshop"])
+    predictor = Predictor(create_model(config), config, {}, {"image_size": 96}, "imagenet-trunk", device="cpu")
+    frame, root, _ = read_training_frames([small_synth_root / "consumer2shop", small_synth_root / "inshop"])
     predictor.density = calibrate_on_frames(predictor.model, frame[frame["split"] == "train"], frame[frame["split"] == "val"],
-                                            root, 128, torch.device("cpu"))
+                                            root, 96, torch.device("cpu"))
     return predictor, frame, root
 
 
@@ -99,9 +113,9 @@ def test_test_split_garment_photos_are_not_flagged(imagenet_predictor):
     photos = [str(root / p) for p in test["image_path"]]
     predictions = predictor.predict_batch(photos)
     flagged = [p for p, pred in zip(photos, predictions) if pred.unfamiliar]
-    # about 60 photos, a density fitted on about 50: allow one miss (the 1% target is measured at
-    # full size with scripts/calibrate_ood.py)
-    assert len(photos) > 40 and len(flagged) <= 1, flagged
+    # a few hundred test photos against a threshold set on about a hundred held-out ones: allow 3%
+    # (the 1% target is measured at full size with scripts/calibrate_ood.py)
+    assert len(photos) > 150 and len(flagged) <= 0.03 * len(photos), (len(flagged), len(photos), flagged[:5])
     assert isinstance(predictions[0].as_dict()["unfamiliar"], bool)
 
 
