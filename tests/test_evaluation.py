@@ -76,7 +76,7 @@ def test_consumer2shop_fashionnet_variant_matches_brute_force(consumer2shop, pre
                              embed(gallery), gallery["item_id"].to_numpy())
 
 
-def test_global_and_ground_truth_variants_match_brute_force(consumer2shop, tiny_checkpoint):
+def test_global_and_ground_truth_variants_match_brute_force(consumer2shop, tiny_checkpoint, predictor):
     root, results, queries, gallery = consumer2shop
     ckpt = load_checkpoint(tiny_checkpoint)
     model, config = model_from_checkpoint(ckpt, tiny_checkpoint)
@@ -90,7 +90,9 @@ def test_global_and_ground_truth_variants_match_brute_force(consumer2shop, tiny_
             vis = np.array([row[f"{n}_vis"] for n in LANDMARK_NAMES], dtype=np.int64)
             image, landmarks, visibility, _ = transform(Image.open(root / row["image_path"]), xy, vis)
             with torch.no_grad():
-                glob.append(torch.nn.functional.normalize(model(image[None])["global_feature"], dim=1)[0].numpy())
+                # (b) is what the product computes: both passes, as for (c)
+                out, _, _ = predictor.forward_photos([root / row["image_path"]])
+                glob.append(torch.nn.functional.normalize(out["global_feature"].float(), dim=1)[0].numpy())
                 gt.append(model(image[None], landmarks[None], visibility[None])["embedding"][0].numpy())
         return np.stack(glob), np.stack(gt)
 
