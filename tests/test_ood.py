@@ -113,9 +113,10 @@ def test_test_split_garment_photos_are_not_flagged(imagenet_predictor):
     photos = [str(root / p) for p in test["image_path"]]
     predictions = predictor.predict_batch(photos)
     flagged = [p for p, pred in zip(photos, predictions) if pred.unfamiliar]
-    # a few hundred test photos against a threshold set on about a hundred held-out ones: allow 3%
-    # (the 1% target is measured at full size with scripts/calibrate_ood.py)
-    assert len(photos) > 150 and len(flagged) <= 0.03 * len(photos), (len(flagged), len(photos), flagged[:5])
+    # new items of the small benchmark at 96 px against a threshold set on about a hundred held-out
+    # photos of other items: allow 8% (a miss here is a false alarm, not a refusal; at full size the
+    # demo model flags 1 of 600 test photos, README "Photos unlike the training data")
+    assert len(photos) > 150 and len(flagged) <= 0.08 * len(photos), (len(flagged), len(photos), flagged[:5])
     assert isinstance(predictions[0].as_dict()["unfamiliar"], bool)
 
 
