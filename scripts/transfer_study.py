@@ -26,6 +26,7 @@ from fashionnet.training import main as train  # noqa: E402
 RECIPES = {
     "today": ["--style-augment", "0", "--affine-scale", "0.9", "1.1", "--affine-degrees", "10", "--affine-translate", "0.05"],
     "chosen": [],
+    "chosen_hard_negatives": ["--sampler", "look_alike", "--xbm-size", "1024"],
     "style": ["--style-augment", "1.0", "--affine-scale", "0.55", "1.15", "--affine-degrees", "15", "--affine-translate", "0.15"],
     "style_distill": ["--style-augment", "1.0", "--affine-scale", "0.55", "1.15", "--affine-degrees", "15", "--affine-translate", "0.15",
                       "--distill-weight", "1.0"],
