@@ -38,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrained", action="store_true", help="load pretrained weights (speed does not depend on them)")
     p.add_argument("--landmark-conv5-units", type=int, default=None, help="override the landmark branch depth")
     p.add_argument("--pool-mode", default="max", choices=["max", "align"])
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast for every forward (as training does on CUDA)")
     p.add_argument("--num-categories", type=int, default=50)
     p.add_argument("--num-attributes", type=int, default=1000)
     return p.parse_args(argv)
@@ -88,7 +89,8 @@ def main(argv=None) -> None:
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
 
     bare_times, model_times = [], []
-    with torch.inference_mode():
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)  # noqa: E731
+    with torch.inference_mode(), autocast():
         for _ in tqdm(range(args.warmup), desc="warm-up", leave=False):
             bare(images)
             model(images)
@@ -101,7 +103,7 @@ def main(argv=None) -> None:
     overhead = statistics.median(model_times) / statistics.median(bare_times) - 1.0
     params = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
 
-    print(f"device={device} threads={torch.get_num_threads()} backbone={args.backbone} image={args.image_size} batch={args.batch_size} torch={torch.__version__}")
+    print(f"device={device} threads={torch.get_num_threads()} backbone={args.backbone} image={args.image_size} batch={args.batch_size} torch={torch.__version__} amp={'bf16' if args.amp else 'off'}")
     print(f"landmark branch conv5 units: {len(model.landmark_branch.conv5)} of {len(model.global_conv5)}; pool_mode={args.pool_mode}")
     print(f"bare backbone (trunk+conv5+GAP): {bare_ips:8.1f} img/s  median {statistics.median(bare_times) * 1e3:7.1f} ms/batch  {params(bare):.2f} M params")
     print(f"FashionNet embedding           : {model_ips:8.1f} img/s  median {statistics.median(model_times) * 1e3:7.1f} ms/batch  {params(model):.2f} M params")
@@ -120,7 +122,8 @@ def main(argv=None) -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
         def step():
-            out = model(images)
+            with autocast():
+                out = model(images)
             loss = (
                 losses["landmark"](out["landmarks"], t["landmarks"], t["visibility"])
                 + losses["visibility"](out["visibility_logits"], t["visibility"])
