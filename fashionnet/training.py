@@ -65,6 +65,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--embedding-dim", type=int, default=256)
     p.add_argument("--landmark-head", default=FashionNetConfig.landmark_head, choices=LANDMARK_HEADS, help="soft-argmax heatmaps on conv4, or the paper's fc regression")
+    p.add_argument("--fine-pool", action="store_true", help="also pool the landmarks from the trunk's stride-8 stage (roi_align)")
+    p.add_argument("--pool-spread", type=float, default=0.0, help="windows of pool-spread x the landmarks' spread (0: fixed 3-cell windows)")
     p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")
     # what transfers to real photos (README "Real photos")
     p.add_argument("--style-augment", type=float, default=0.0,
@@ -435,7 +437,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     pretrained = False if args.weights == "none" else (True if args.weights == "imagenet" else args.weights)
     config = FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
                               num_categories=len(data.categories), num_attributes=len(data.attribute_names), image_size=args.image_size,
-                              landmark_head=args.landmark_head)
+                              landmark_head=args.landmark_head, fine_pool=args.fine_pool, pool_spread=args.pool_spread)
     model = create_model(config).to(device)
     if args.workers < 0:
         args.workers = 4 if device.type == "cuda" else 0

@@ -101,6 +101,66 @@ def test_invisible_windows_are_zero():
     assert torch.all(per_window[visible] > 0)
 
 
+def test_per_photo_windows_follow_the_given_size():
+    """A (B,) window tensor sizes each photo's windows: photo 0 reaches a spot 2 cells away, photo 1 does not."""
+    fmap = hot_spot_map(10, 10, 5, 5).repeat(2, 1, 1, 1)
+    image_hw = (160, 160)
+    two_away = torch.tensor([[at_cell(5, 7, 16, image_hw)] * 8] * 2)
+    visible = torch.ones(2, 8, dtype=torch.bool)
+    for mode in ("max", "align"):
+        pooled = LandmarkPooling(16, window=3, output=1, mode=mode)(fmap, two_away, visible, image_hw, torch.tensor([5 * 16.0, 3 * 16.0]))
+        assert torch.all(pooled[0] > 0) and pooled[1].max() == 0.0, mode
+
+
+def test_spread_windows_scale_with_the_visible_landmarks():
+    from fashionnet.models.landmark_pooling import spread_windows
+
+    near = torch.tensor([[[0.2, 0.1], [0.8, 0.1], [0.5, 0.9]] + [[0.5, 0.5]] * 5])  # spread 0.8 of the image
+    far = 0.5 + (near - 0.5) / 4  # the same garment four times smaller
+    landmarks = torch.cat([near, far, near])
+    visible = torch.ones(3, 8, dtype=torch.bool)
+    visible[2, 1:] = False  # one visible landmark: no spread
+    far_outlier = landmarks.clone()
+    far_outlier[1, 7] = torch.tensor([0.0, 0.0])
+    visible_far = visible.clone()
+    visible_far[1, 7] = False  # an invisible landmark far away does not widen the window
+    w = spread_windows(torch.where(visible_far.unsqueeze(-1), landmarks, far_outlier), visible_far, (200, 200), 0.25, 8.0, 100.0, 48.0)
+    assert torch.allclose(w, torch.tensor([0.25 * 160, 0.25 * 40, 48.0]))
+    clamped = spread_windows(landmarks, visible, (200, 200), 0.25, 16.0, 30.0, 48.0)
+    assert torch.allclose(clamped, torch.tensor([30.0, 16.0, 48.0]))
+
+
+def test_fine_pooling_reads_the_stride8_stage_at_the_landmarks():
+    """The local branch sees a detail at the landmark through the stride-8 map, and not one elsewhere."""
+    model = tiny_model(fine_pool=True, image_size=96)
+    trunk_out = []
+    hook = model.trunk[model.fine_stage].register_forward_hook(lambda m, i, o: trunk_out.append(o))
+    images = torch.zeros(1, 3, 96, 96)
+    with torch.no_grad():
+        features = model.forward_features(images)
+    hook.remove()
+    assert features["fine"].shape[-1] == 96 // 8 and features["conv4"].shape[-1] == 96 // model.trunk_stride
+    assert torch.equal(features["fine"], trunk_out[0])
+    landmarks = torch.full((1, 8, 2), 0.25)
+    visible = torch.full((1, 8), VISIBLE)
+    base = model.forward_head(features, landmarks, visible)["local_feature"]
+    spot = {**features, "fine": features["fine"].clone()}
+    spot["fine"][0, :, 3, 3] += 50.0  # inside the 48-px windows around pixel (24, 24): cells 0-5
+    near = model.forward_head(spot, landmarks, visible)["local_feature"]
+    far = {**features, "fine": features["fine"].clone()}
+    far["fine"][0, :, 10, 10] += 50.0
+    assert not torch.allclose(near, base)
+    assert torch.allclose(model.forward_head(far, landmarks, visible)["local_feature"], base)
+    assert model.local_fc[1].in_features == 8 * model.trunk_channels * 4 + 8 * features["fine"].shape[1] * 4
+
+
+def test_fine_pooling_needs_a_stride8_stage():
+    from fashionnet.models.fashionnet import _stage_at_stride
+
+    with pytest.raises(ValueError, match="no stage at stride 8"):
+        _stage_at_stride(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=16)), 8, "one_conv")
+
+
 # ----------------------------------------------------------------------------- FashionNet
 
 

@@ -113,6 +113,19 @@ def test_efficientnet_lite0_onnx_matches_torch(synth_root, tmp_path):
                          _photos(synth_root, 4))
 
 
+def test_fine_pooling_with_spread_windows_exports_and_matches_torch(synth_root, tmp_path):
+    """roi_align on the stride-8 map and per-photo windows go through ONNX Runtime unchanged."""
+    from fashionnet.checkpoint import state_dict_checksum
+    from fashionnet.models import FashionNetConfig, create_model
+
+    torch.manual_seed(0)
+    config = FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, fine_pool=True, pool_spread=0.3)
+    model = create_model(config).eval()
+    args = (model, config, {"categories": [], "attributes": []}, {"image_size": 96}, state_dict_checksum(model.state_dict()))
+    _assert_same_outputs(Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime="onnx", onnx_cache_dir=tmp_path),
+                         _photos(synth_root, 4))
+
+
 def test_onnx_crops_a_small_garment_like_torch(tmp_path):
     """The second pass runs through ONNX Runtime too: same crop, box, landmarks and embedding."""
     from PIL import Image

@@ -6,7 +6,8 @@
                              +-> landmark pooling at (x, y) -> fc -----------+-> fusion fc -> embedding
                                                                               (L2-normalised), heads
 
-At query time the local branch pools at the *predicted* landmarks (windows of landmarks predicted
+With ``fine_pool`` the local branch also pools the trunk's stride-8 stage, where thin details
+(bands, prints) still span several cells. At query time the local branch pools at the *predicted* landmarks (windows of landmarks predicted
 not visible are zeroed). Ground-truth landmarks can be passed instead (early training, and the
 upper bound at evaluation).
 """
@@ -24,11 +25,15 @@ from torch import nn
 
 from fashionnet.landmarks import NUM_LANDMARKS, NUM_VISIBILITY_CLASSES, VISIBLE
 from fashionnet.models.backbones import get_backbone, list_backbones
-from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling
+from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling, spread_windows
 
 LANDMARK_HEADS = ("heatmap", "fc")
 # Outputs only some configurations have (see FashionNet).
 OPTIONAL_OUTPUTS = ("landmark_confidence", "box")
+FINE_STRIDE = 8
+# Spread windows: bounds in conv4 cells (the smallest still covers a cell of conv4 and two of the
+# stride-8 map; the largest a quarter of a 224-px input).
+SPREAD_MIN_CELLS, SPREAD_MAX_CELLS = 1.0, 3.5
 
 
 @dataclass
@@ -48,6 +53,11 @@ class FashionNetConfig:
         benchmark the fc head stalled at NE 0.064 on consumer photos (README "Results").
         Visibility always comes from the fc.
     num_categories / num_attributes: head sizes; 0 gives an empty (B, 0) head.
+    fine_pool: also pool each landmark window from the trunk's stride-8 stage (roi_align, bilinear
+        average) and feed it to the local branch beside the conv4 windows.
+    pool_spread: 0 keeps windows of ``pool_window`` conv4 cells; above 0 every window of a photo is
+        ``pool_spread`` x the spread of its visible landmarks (the larger side of their bounding box),
+        clamped to 1 - 3.5 conv4 cells, so windows follow the garment's size in the photo.
     box_head: predict the garment's box (x1, y1, x2, y2) in [0, 1] of the input from the global
         conv5 map (sized like the landmark branch: landmark_width, landmark_grid, landmark_hidden).
         Checkpoints saved before it existed load with False and predict no box.
@@ -71,6 +81,8 @@ class FashionNetConfig:
     landmark_head: str = "heatmap"
     dropout: float = 0.0
     box_head: bool = True
+    fine_pool: bool = False
+    pool_spread: float = 0.0
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -87,6 +99,8 @@ class FashionNetConfig:
             raise ValueError(f"landmark_head must be one of {LANDMARK_HEADS}, got {self.landmark_head!r}")
         if self.pool_window <= 0:
             raise ValueError(f"pool_window must be > 0, got {self.pool_window}")
+        if self.pool_spread < 0:
+            raise ValueError(f"pool_spread must be >= 0 (0: fixed windows), got {self.pool_spread}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML friendly) for checkpoints."""
@@ -252,14 +266,20 @@ class FashionNet(nn.Module):
 
         self.landmark_pooling = LandmarkPooling(self.trunk_stride, config.pool_window, config.pool_output, config.pool_mode)
         pooled = NUM_LANDMARKS * self.trunk_channels * config.pool_output**2
+        self.fine_stage: Optional[int] = None
+        if config.fine_pool:
+            self.fine_stage, fine_channels = _stage_at_stride(self.trunk, FINE_STRIDE, self.backbone_name)
+            self.fine_pooling = LandmarkPooling(FINE_STRIDE, config.pool_window * self.trunk_stride / FINE_STRIDE, config.pool_output, "align")
+            pooled += NUM_LANDMARKS * fine_channels * config.pool_output**2
         self.local_fc = nn.Sequential(nn.Flatten(), nn.Linear(pooled, config.local_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
 
         self.fusion = nn.Linear(config.global_dim + config.local_dim, config.embedding_dim)
         self.category_head = _linear_head(config.embedding_dim, config.num_categories)
         self.attribute_head = _linear_head(config.embedding_dim, config.num_attributes)
 
-    def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """conv4, and each channel's spatial mean and std at a middle trunk stage and at conv4.
+    def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """conv4, each channel's spatial mean and std at a middle trunk stage and at conv4, and the
+        stride-8 map when ``fine_pool`` is on (else None).
 
         The statistics feed the out-of-distribution check (fashionnet.ood): the middle stage sees
         texture (noise, flat colour), the last one content. Costs a few reductions per forward.
@@ -270,24 +290,28 @@ class FashionNet(nn.Module):
 
         if not isinstance(self.trunk, nn.Sequential) or len(self.trunk) < 2:
             conv4 = self.trunk(images)
-            return conv4, stats(conv4)
+            return conv4, stats(conv4), (conv4 if self.fine_stage is not None else None)
         middle = (len(self.trunk) - 1) // 2
-        x = images
+        x, fine = images, None
         for i, stage in enumerate(self.trunk):
             x = stage(x)
             if i == middle:
                 middle_stats = stats(x)
-        return x, torch.cat([middle_stats, stats(x)], dim=1)
+            if i == self.fine_stage:
+                fine = x
+        return x, torch.cat([middle_stats, stats(x)], dim=1), fine
 
     def forward_features(self, images: torch.Tensor) -> dict[str, Any]:
         """Trunk, global branch and landmark branch: conv4, global_feature, landmarks, visibility_logits."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        conv4, trunk_stats = self._run_trunk(images)
+        conv4, trunk_stats, fine = self._run_trunk(images)
         global_conv5 = self.global_conv5(conv4)
         global_feature = self.global_fc(global_conv5.mean(dim=(2, 3)))
         landmarks, visibility_logits, confidence = self.landmark_branch(conv4)
         extra = {} if self.box_head is None else {"box": self.box_head(global_conv5)}
+        if fine is not None:
+            extra["fine"] = fine
         if confidence is not None:
             extra["landmark_confidence"] = confidence
         return {
@@ -316,7 +340,16 @@ class FashionNet(nn.Module):
             pooled_visible = visibility == VISIBLE
         if pool_at.shape[1:] != (NUM_LANDMARKS, 2) or pooled_visible.shape[1:] != (NUM_LANDMARKS,):
             raise ValueError(f"expected landmarks (B, {NUM_LANDMARKS}, 2) and visibility (B, {NUM_LANDMARKS}), got {tuple(pool_at.shape)} and {tuple(pooled_visible.shape)}")
-        pooled = self.landmark_pooling(features["conv4"], pool_at, pooled_visible, features["input_height_width"])
+        hw = features["input_height_width"]
+        window = None
+        if self.config.pool_spread > 0:
+            cell = float(self.trunk_stride)
+            window = spread_windows(pool_at, pooled_visible, hw, self.config.pool_spread, SPREAD_MIN_CELLS * cell,
+                                    SPREAD_MAX_CELLS * cell, self.config.pool_window * cell)
+        pooled = self.landmark_pooling(features["conv4"], pool_at, pooled_visible, hw, window).flatten(1)
+        if "fine" in features:
+            fine = self.fine_pooling(features["fine"], pool_at, pooled_visible, hw, window)
+            pooled = torch.cat([pooled, fine.flatten(1)], dim=1)
         local_feature = self.local_fc(pooled)
         fusion = self.fusion(torch.cat([features["global_feature"], local_feature], dim=1))
         return {
@@ -338,6 +371,27 @@ class FashionNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Full forward; pools at ``pool_landmarks``/``pool_visibility`` (ground truth) when given."""
         return self.forward_head(self.forward_features(images), pool_landmarks, pool_visibility)
+
+
+def _stage_at_stride(trunk: nn.Module, stride: int, backbone: str) -> tuple[int, int]:
+    """(index, channels) of the last trunk stage whose output has ``stride``, found by running a
+    small input through the stages in eval mode (batch-norm statistics stay untouched)."""
+    if not isinstance(trunk, nn.Sequential):
+        raise ValueError(f"fine_pool needs a trunk made of stages; {backbone}'s is not")
+    side = 8 * stride
+    found = None
+    was_training = trunk.training
+    trunk.eval()
+    with torch.no_grad():
+        x = torch.zeros(1, 3, side, side)
+        for i, stage in enumerate(trunk):
+            x = stage(x)
+            if x.shape[-1] == side // stride:
+                found = (i, int(x.shape[1]))
+    trunk.train(was_training)
+    if found is None:
+        raise ValueError(f"fine_pool: {backbone}'s trunk has no stage at stride {stride}")
+    return found
 
 
 def create_model(config: FashionNetConfig, load_pretrained: bool = True) -> FashionNet:
