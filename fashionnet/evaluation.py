@@ -30,10 +30,11 @@ from fashionnet.data.transforms import build_transforms, letterbox_geometry, to_
 from fashionnet.images import load_image
 from fashionnet.inference import Predictor
 from fashionnet.landmarks import LANDMARK_NAMES
-from fashionnet.metrics import attribute_recall_at_k, category_accuracy, mean_layout, normalized_error, pdl, retrieval_metrics
+from fashionnet.metrics import (attribute_recall_at_k, category_accuracy, map_at_r, mean_layout, normalized_error, pdl, retrieval_metrics,
+                                topk_hit_rate)
 from fashionnet.models import BareBackbone, get_backbone
 from fashionnet.protocols import protocol_frames
-from fashionnet.retrieval_time import average_views, expand_queries, item_centroids
+from fashionnet.retrieval_time import average_views, best_view_ranking, expand_queries, item_centroids
 from fashionnet.runtime import resolve_device
 
 KS = (1, 5, 10, 20, 30, 40, 50)
@@ -135,7 +136,13 @@ def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, embed_flipped, 
         out[name] = scored(q, g)
         out[f"{name}+qe"] = scored(expand_queries(q, g, k=QE_NEIGHBOURS), g)
         ids, centroids = item_centroids(g, gi)
-        out[f"{name}+items"] = scored(q, centroids, ids, tuple(k for k in ks if k <= len(ids)))
+        item_ks = tuple(k for k in ks if k <= len(ids))
+        out[f"{name}+items"] = scored(q, centroids, ids, item_ks)
+        ids, ranked = best_view_ranking(q, g, gi, max(item_ks))
+        # one relevant item per query: mAP@R is precision at 1 of the queries whose item is there
+        present = np.isin(qi, ids)
+        out[f"{name}+best_view"] = {"top_k": {int(k): float(v) for k, v in topk_hit_rate(ranked, qi, item_ks, gallery_item_ids=ids).items()},
+                                    "map_at_r": float(map_at_r(ranked[present], qi[present], ids, num_relevant=np.ones(present.sum(), dtype=np.int64)))}
     return out
 
 

@@ -5,7 +5,8 @@
 * alpha query expansion: a query is moved towards its nearest gallery images, weighted by their
   similarity to the power alpha, then searched again (:func:`expand_queries`);
 * item aggregation: the gallery views of one item answer as one item, by the mean of their
-  embeddings (:func:`item_centroids`).
+  embeddings (:func:`item_centroids`) or by their best-matching view (:func:`best_view_ranking`,
+  what the page and ``indexer query`` list: each item once, at its best view's score).
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ def expand_queries(queries: np.ndarray, gallery: np.ndarray, k: int = 2, alpha: 
     weights = np.maximum(np.take_along_axis(sims, nearest, axis=1), 0.0) ** alpha
     expanded = queries + np.einsum("qk,qkd->qd", weights, gallery[nearest])
     return _unit_rows(expanded)
+
+
+def best_view_ranking(queries: np.ndarray, gallery: np.ndarray, items: Any, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(unique item ids, (Q, depth) indices into them, best first): the items ranked by the score
+    of their best-matching gallery view, so each item appears once."""
+    q, g = _unit_rows(queries), _unit_rows(gallery)
+    ids, inverse = np.unique(np.asarray(items), return_inverse=True)
+    scores = np.full((len(q), len(ids)), -np.inf, dtype=np.float32)
+    np.maximum.at(scores, (np.arange(len(q))[:, None], inverse[None, :]), q @ g.T)
+    return ids, np.argsort(-scores, axis=1, kind="stable")[:, :depth]
 
 
 def item_centroids(gallery: np.ndarray, items: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -290,18 +290,19 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
                                 "embedding_dim": p.embedding_dim, "categories": len(p.category_names)},
                       "filters": e.filter_choices(), "max_upload_bytes": max_upload_bytes})
 
-    @app.post("/search", summary="Top-k gallery images for a photo, optionally filtered")
+    @app.post("/search", summary="Top-k gallery items (each at its best image) for a photo, optionally filtered")
     def search(image: Annotated[UploadFile, File(description="the query photo")],
                k: Annotated[int, Form(ge=1, le=MAX_K, description="results to return")] = 20,
                clothes_type: Annotated[Optional[int], Form(ge=1, le=3, description="1 upper, 2 lower, 3 full body")] = None,
                category: Annotated[Optional[str], Form(description="only this category")] = None,
                attributes: Annotated[list[str], Form(description="every one required; repeat the field or separate by commas")] = [],
-               nprobe: Annotated[Optional[int], Form(ge=1, description="IVF lists visited (IVF indexes only)")] = None):
+               nprobe: Annotated[Optional[int], Form(ge=1, description="IVF lists visited (IVF indexes only)")] = None,
+               per_item: Annotated[bool, Form(description="k distinct items, each at its best image; false: the k nearest images")] = True):
         name = image.filename or "<upload>"
         photo = load_image(image.file.read(), source=name)
         result = fresh_engine().query(photo, k=k, clothes_type=clothes_type, nprobe=nprobe,
-                                      category=category or None, attributes=split_attributes(attributes))
-        return {"query": {"file": name, "k": k, "filters": {"clothes_type": clothes_type, "category": category or None,
+                                      category=category or None, attributes=split_attributes(attributes), per_item=per_item)
+        return {"query": {"file": name, "k": k, "per_item": per_item, "filters": {"clothes_type": clothes_type, "category": category or None,
                                                               "attributes": list(split_attributes(attributes))}},
                 "prediction": prediction_json(result.prediction),
                 "results": gallery_rows_json(result.matches)}

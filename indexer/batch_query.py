@@ -70,7 +70,7 @@ def check_output(out: Optional[str | os.PathLike]) -> Optional[Path]:
 
 
 def query_many(engine: SearchEngine, photos: Sequence[str], out: Path, k: int = 20, filters: Optional[Filters] = None,
-               nprobe: Optional[int] = None, progress: bool = True) -> BatchReport:
+               nprobe: Optional[int] = None, progress: bool = True, per_item: bool = True) -> BatchReport:
     """Query every photo and write its top k to ``out`` (.csv or .jsonl), one row per result."""
     report = BatchReport()
     filters = filters or Filters()
@@ -86,7 +86,7 @@ def query_many(engine: SearchEngine, photos: Sequence[str], out: Path, k: int = 
             except ImageLoadError as exc:
                 report.skipped.append((photo, exc.problem))
                 continue
-            matches = engine.search_embedding(prediction.embedding, k, filters, nprobe)
+            matches = engine.search_embedding(prediction.embedding, k, filters, nprobe, per_item)
             for row in matches.to_dict(orient="records"):
                 record = {name: _plain(row.get(name)) for name in ROW_FIELDS}
                 record.update(query=photo, query_category=prediction.category, query_category_prob=round(prediction.category_prob, 6),

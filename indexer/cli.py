@@ -92,10 +92,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     r.add_argument("index")
     r.add_argument("--item", required=True, action="append", help="item id (repeat for several)")
 
-    q = sub.add_parser("query", help="top-k shop images for a photo, or for many (--out)")
+    q = sub.add_parser("query", help="top-k shop items for a photo, or for many (--out)")
     q.add_argument("index")
     q.add_argument("inputs", nargs="+", metavar="IMAGE", help="a photo; or photos, folders and .txt lists of paths with --out")
     q.add_argument("-k", type=int, default=20)
+    q.add_argument("--per-image", action="store_true", help="the k nearest images, even several of one item (default: k items, each at its best image)")
     q.add_argument("--checkpoint", help=INDEX_CHECKPOINT_HELP)
     q.add_argument("--image-root", help="where the gallery images are now, if the index was moved away from them")
     _filter_options(q)
@@ -231,11 +232,12 @@ def cmd_query(args) -> int:
     engine = SearchEngine.open(args.index, args.checkpoint, device=args.device, image_root=args.image_root, runtime=args.runtime)
     filters = Filters(args.clothes_type, args.category, tuple(args.attribute))
     if out is not None:
-        report = query_many(engine, photos, out, k=args.k, filters=filters, nprobe=args.nprobe, progress=not args.no_progress)
+        report = query_many(engine, photos, out, k=args.k, filters=filters, nprobe=args.nprobe, progress=not args.no_progress,
+                            per_item=not args.per_image)
         print_report(report, out)
         return 0 if report.queries else 1
     result = engine.query(photos[0], k=args.k, clothes_type=args.clothes_type, nprobe=args.nprobe, category=args.category,
-                          attributes=args.attribute)
+                          attributes=args.attribute, per_item=not args.per_image)
     cols = [c for c in ("rank", "score", "item_id", "category", "clothes_type", "image_path") if c in result.matches]
     if args.json:
         print(json.dumps({"query": str(photos[0]), "prediction": result.prediction.as_dict(),

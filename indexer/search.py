@@ -45,6 +45,9 @@ class QueryResult:
     prediction: Prediction
     matches: pd.DataFrame  # rank, score, id, image_path, item_id, category, clothes_type, ...
 
+# Item results search this many images per item asked for; a catalogue photographs an item a few times.
+ITEM_OVERFETCH = 4
+
 
 class SearchEngine:
     def __init__(self, index: EmbeddingIndex, predictor: Predictor, index_dir: Optional[str | os.PathLike] = None,
@@ -78,14 +81,17 @@ class SearchEngine:
     # ------------------------------------------------------------------------- searching
 
     def query(self, image: ImageInput, k: int = 20, clothes_type: Optional[int] = None, nprobe: Optional[int] = None,
-              category: Optional[str] = None, attributes: Sequence[str] = ()) -> QueryResult:
-        """Top-k gallery images for one photo, optionally filtered (see :class:`Filters`)."""
+              category: Optional[str] = None, attributes: Sequence[str] = (), per_item: bool = True) -> QueryResult:
+        """Top-k gallery matches for one photo, optionally filtered (see :class:`Filters`): k items,
+        each at its best-matching image, or with ``per_item=False`` the k nearest images."""
         prediction = self.predictor.predict(image)
         filters = Filters(clothes_type, category or None, tuple(attributes))
-        return QueryResult(prediction, self.search_embedding(prediction.embedding, k, filters, nprobe))
+        return QueryResult(prediction, self.search_embedding(prediction.embedding, k, filters, nprobe, per_item))
 
-    def search_embedding(self, embedding, k: int = 20, filters: Optional[Filters | int] = None, nprobe: Optional[int] = None) -> pd.DataFrame:
-        """Top-k rows for an embedding. ``filters`` may also be a bare clothes type (1, 2, 3)."""
+    def search_embedding(self, embedding, k: int = 20, filters: Optional[Filters | int] = None, nprobe: Optional[int] = None,
+                         per_item: bool = False) -> pd.DataFrame:
+        """Top-k rows for an embedding. ``filters`` may also be a bare clothes type (1, 2, 3).
+        ``per_item``: k distinct items, each at its best view (:func:`first_view_of_each_item`)."""
         if isinstance(filters, (int, np.integer)):
             filters = Filters(clothes_type=int(filters))
         index = self.index  # one consistent index even if a refresh swaps it meanwhile
@@ -99,7 +105,11 @@ class SearchEngine:
                     if len(self._allowed) > 64:
                         self._allowed.clear()
                     self._allowed[key] = allowed
-        rows = self._with_image_files(index.search(embedding[None, :], k, nprobe=nprobe, allowed_ids=allowed).rows)
+        def search(n: int) -> pd.DataFrame:
+            return index.search(embedding[None, :], n, nprobe=nprobe, allowed_ids=allowed).rows
+
+        rows = first_view_of_each_item(search, k, len(index)) if per_item else search(k)
+        rows = self._with_image_files(rows.reset_index(drop=True))
         rows["rank"] = range(1, len(rows) + 1)
         return rows.drop(columns=["query"])
 
@@ -231,6 +241,23 @@ class SearchEngine:
             "category": sorted(str(v) for v in gallery_column(gallery, "category").dropna().unique()),
             "attributes": attributes,
         }
+
+
+def first_view_of_each_item(search, k: int, total: int) -> pd.DataFrame:
+    """The first k distinct items among ``search(n)``'s rows (best first), each at its best view.
+
+    Searches ITEM_OVERFETCH x k images, then more while fewer than k items came back and the index
+    holds more. Images without an item id count as items of their own. Since every item among the k
+    nearest images is kept, top-k by item never misses an item that top-k by image shows.
+    """
+    n = min(total, ITEM_OVERFETCH * k)
+    while True:
+        rows = search(max(n, 1))
+        key = rows["item_id"].astype(object).where(rows["item_id"].notna(), "image:" + rows["id"].astype(str))
+        items = rows.loc[~key.duplicated()]
+        if len(items) >= k or n >= total:
+            return items.head(k)
+        n = min(total, n * ITEM_OVERFETCH)
 
 
 def gallery_column(gallery: pd.DataFrame, name: str) -> pd.Series:

@@ -184,3 +184,45 @@ def test_version_and_help_are_fast_and_load_no_torch():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.stdout.split()[:2] == ["indexer", "0.1.0"] or "indexer" in done.stdout
     assert done.stdout.strip().endswith("False False"), done.stdout
+
+
+def test_item_results_list_each_item_once_at_its_best_view():
+    """Per-item results: the k best items by their best image, found by searching deeper when the
+    nearest images crowd into a few items; the same as a brute force over items."""
+    import pandas as pd
+
+    from indexer.search import ITEM_OVERFETCH, first_view_of_each_item
+
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=16).astype(np.float32)
+    query /= np.linalg.norm(query)
+    # item "near" has 12 views right next to the query: more than ITEM_OVERFETCH x k images of one item
+    near = query + 0.05 * rng.normal(size=(12, 16))
+    others = rng.normal(size=(30, 16))
+    vectors = np.concatenate([near, others]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = ["near"] * 12 + [f"other_{i // 3}" for i in range(27)] + [None, None, None]  # the last three: no item id
+    index = EmbeddingIndex.create(16, device="cpu")
+    index.add(vectors, pd.DataFrame({"item_id": pd.array(items, dtype="string")}))
+    searched = []
+
+    def search(n):
+        searched.append(n)
+        return index.search(query[None, :], n).rows
+
+    k = 3
+    got = first_view_of_each_item(search, k, len(index))
+    assert searched[0] == ITEM_OVERFETCH * k and len(searched) > 1  # the first 12 images were all "near"
+    assert len(got) == k and got["item_id"].iloc[0] == "near"
+    scores = vectors @ query
+    best = {}
+    for i, item in enumerate(items):
+        key = item if item is not None else f"image:{i}"
+        best[key] = max(best.get(key, -2.0), scores[i])
+    expected = sorted(best, key=best.get, reverse=True)[:k]
+    keys = [item if isinstance(item, str) else f"image:{i}" for item, i in zip(got["item_id"], got["id"])]
+    assert keys == expected
+    assert np.allclose(got["score"].to_numpy(), [best[key] for key in expected], atol=1e-5)
+    # every item of the unannotated images counts alone; k above the number of items returns them all
+    everything = first_view_of_each_item(search, 100, len(index))
+    assert len(everything) == len(best) == 1 + 9 + 3

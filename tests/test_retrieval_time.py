@@ -7,7 +7,7 @@ import pytest
 
 from fashionnet.evaluation import evaluate_checkpoint, markdown_table
 from fashionnet.metrics import retrieval_metrics
-from fashionnet.retrieval_time import average_views, expand_queries, item_centroids
+from fashionnet.retrieval_time import best_view_ranking, average_views, expand_queries, item_centroids
 
 
 def test_average_views_is_the_normalised_mean_of_unit_views():
@@ -50,7 +50,7 @@ def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint
     root = synth_root / "consumer2shop"
     results = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, retrieval_time=True)
     rt = results["retrieval_time"]
-    assert set(rt) == {"plain", "plain+qe", "plain+items", "flip", "flip+qe", "flip+items"}
+    assert set(rt) == {"plain", "plain+qe", "plain+items", "plain+best_view", "flip", "flip+qe", "flip+items", "flip+best_view"}
     assert rt["plain"] == results["variants"]["fashionnet"]
     for name, r in rt.items():
         rates = [r["top_k"][k] for k in sorted(r["top_k"])]
@@ -74,6 +74,12 @@ def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint
     expected = retrieval_metrics(q, queries["item_id"].to_numpy(), centroids, ids, ks=item_ks, show_progress=False)
     assert rt["flip+items"]["top_k"] == pytest.approx(expected["top_k"], abs=1e-9)
     assert "flip+items" in markdown_table(results)
+    # best view per item: the same top-1 as the images (the best image's item is the best item),
+    # and at any k at least the images' rate (k distinct items cover every item of the first k images)
+    for view in ("plain", "flip"):
+        by_item, by_image = rt[f"{view}+best_view"]["top_k"], rt[view]["top_k"]
+        assert by_item[1] == pytest.approx(by_image[1], abs=1e-9)
+        assert all(by_item[k] >= by_image[k] - 1e-9 for k in by_item)
 
 
 def test_item_aggregation_counts_an_item_once():
@@ -86,3 +92,14 @@ def test_item_aggregation_counts_an_item_once():
     ids, centroids = item_centroids(gallery, items)
     by_item = retrieval_metrics(query, ["y"], centroids, ids, ks=(2,), show_progress=False)
     assert by_image["top_k"][2] == 0.0 and by_item["top_k"][2] == 1.0
+
+
+def test_best_view_ranking_lists_each_item_once_at_its_best_view():
+    gallery = np.array([[1.0, 0.0], [0.99, 0.14], [0.9, 0.43], [-1.0, 0.0]])
+    items = np.array(["x", "x", "y", "z"])
+    query = np.array([[1.0, 0.05], [-1.0, 0.1]])
+    ids, ranked = best_view_ranking(query, gallery, items, depth=3)
+    assert [list(ids[r]) for r in ranked] == [["x", "y", "z"], ["z", "y", "x"]]
+    # an item with a far view and a near one ranks by the near one
+    ids, ranked = best_view_ranking(query[1:], gallery, np.array(["x", "x", "y", "x"]), depth=2)
+    assert list(ids[ranked[0]]) == ["x", "y"]
