@@ -41,7 +41,9 @@ from torch import nn
 
 from fashionnet.models.fashionnet import OPTIONAL_OUTPUTS
 
-RUNTIMES = ("torch", "onnx")
+# "auto": ONNX Runtime on a CPU where it is installed (about 0.3 x torch's forward time per query,
+# scripts/benchmark_query.py --runtime torch onnx), else torch.
+RUNTIMES = ("auto", "torch", "onnx")
 # The tensors FashionNet.forward returns, in the order of the exported graph's outputs; the model's
 # OPTIONAL_OUTPUTS (landmark confidence, garment box) follow where it has them.
 OUTPUTS = ("embedding", "landmarks", "visibility_logits", "category_logits", "attribute_logits", "trunk_stats",

@@ -33,9 +33,10 @@ def _device_option(p: argparse.ArgumentParser) -> None:
 
 
 def _runtime_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"],
                    help="run the model with torch or ONNX Runtime (CPU only, pip install fashionnet-search[onnx]; exported once per "
-                        "model to $FASHIONNET_ONNX_CACHE or ~/.cache/fashionnet/onnx; falls back to torch with a warning)")
+                        "model to $FASHIONNET_ONNX_CACHE or ~/.cache/fashionnet/onnx; falls back to torch with a warning). "
+                        "Default auto: ONNX Runtime on a CPU where it is installed, else torch")
 
 
 def _progress_option(p: argparse.ArgumentParser) -> None:
@@ -148,7 +149,7 @@ def cmd_build(args) -> int:
                          checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
                          copy_model=args.copy_model, progress=not args.no_progress, rerank=args.rerank, rerank_factor=args.rerank_factor, extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None})
     print(f"indexed {report.added} images into {args.out} ({report.index.index_factory}, dim {report.index.dim}; "
-          f"{report.images_per_second:.1f} images/s, {args.runtime} on {args.device}, {_threads()} threads)")
+          f"{report.images_per_second:.1f} images/s, {predictor.runtime} on {predictor.device.type}, {_threads()} threads)")
     _report_skipped(report.skipped)
     return 0
 

@@ -63,11 +63,12 @@ class SearchEngine:
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
-             threads: Optional[int] = None, image_root: Optional[str | os.PathLike] = None, runtime: str = "torch") -> "SearchEngine":
+             threads: Optional[int] = None, image_root: Optional[str | os.PathLike] = None, runtime: str = "auto") -> "SearchEngine":
         """Load the index and its model; refuses a checkpoint that did not build the index.
         ``checkpoint`` and ``image_root`` override where the model and the gallery images are
-        looked for (an index moved to another machine; :mod:`indexer.portable`). ``runtime="onnx"``
-        runs the model with ONNX Runtime on the CPU (exported once per model; falls back to torch).
+        looked for (an index moved to another machine; :mod:`indexer.portable`). ``runtime``: "onnx"
+        runs the model with ONNX Runtime on the CPU (exported once per model; falls back to torch),
+        "auto" (default) does so where onnxruntime is installed and the device is the CPU.
 
         Sets this process's torch and FAISS CPU threads for serving: ``threads``, else
         $FASHIONNET_THREADS, else 1 per query, which keeps latency steady when other processes

@@ -5,8 +5,9 @@ One query at a time, as the web page serves them. Stages are timed separately an
 same run, with the backbone's bare forward pass and with numpy brute-force search over the same
 vectors. The gallery is the real embeddings of the synthetic shop images, padded with clustered
 synthetic vectors up to --gallery-size, and the same vectors go into each --index-factory (exact
-search first, then IVF), so the search figures compare like with like. Prints figures; it is not a
-test.
+search first, then IVF), so the search figures compare like with like. With several --runtime
+values each runtime answers every query against every index, and the report gives the share of
+queries whose top k equals the first runtime's. Prints figures; it is not a test.
 
     python scripts/benchmark_query.py --checkpoint runs/synthetic_default/checkpoint.pt \
         --data-root data/synth/consumer2shop --gallery-size 100000 --queries 200
@@ -54,14 +55,15 @@ def main(argv=None) -> None:
                    help="FAISS factories to compare over the same vectors (Flat: exact, the indexer's default)")
     p.add_argument("--nprobe", type=int, default=16, help="inverted lists visited by IVF indexes")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"], help="how the Predictor runs the model (fashionnet.onnx_runtime)")
+    p.add_argument("--runtime", nargs="+", default=["torch"], choices=["torch", "onnx"], help="how the Predictor runs the model (fashionnet.onnx_runtime")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu", runtime=args.runtime)
+    predictors = {runtime: Predictor.from_checkpoint(args.checkpoint, device="cpu", runtime=runtime) for runtime in args.runtime}
+    predictor = predictors[args.runtime[0]]  # embeds the gallery
     with tempfile.TemporaryDirectory() as tmp:
         real = Path(tmp) / "real"
         build_index(predictor, gallery_rows(args.data_root, split="all"), real, workers=0, device="cpu", checkpoint_path=args.checkpoint)
@@ -87,7 +89,8 @@ def main(argv=None) -> None:
         if index.nprobe is not None:
             index.nprobe = args.nprobe
             factory = f"{factory} nprobe={args.nprobe}"
-        engines[factory] = SearchEngine(index, predictor)
+        for runtime, runtime_predictor in predictors.items():
+            engines[factory if len(predictors) == 1 else f"{factory}, {runtime}"] = SearchEngine(index, runtime_predictor)
         print(f"built {factory}: {index.ntotal:,} vectors in {time.perf_counter() - t:.1f} s, "
               f"{index.info()['bytes_per_vector_estimate']:.0f} bytes/vector", flush=True)
     exact_name = next(iter(engines))
@@ -99,6 +102,7 @@ def main(argv=None) -> None:
     # (a numpy or bare-backbone call between queries leaves BLAS/OpenMP threads busy for the next).
     passes = {}
     for name, engine in engines.items():
+        predictor = engine.predictor
         for photo in photos[:5]:  # warm-up
             engine.query(photo, k=args.k)
         stages = {"decode": [], "prep": [], "model": [], "search": [], "total": []}
@@ -115,11 +119,12 @@ def main(argv=None) -> None:
             t4 = time.perf_counter()
             for key, (a, b) in zip(stages, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t0, t4))):
                 stages[key].append(1e3 * (b - a))
-            found.append(set(matches["id"]))
+            found.append(tuple(matches["id"]))
             hits += photo.parent.name in set(matches["item_id"])
         passes[name] = (stages, found, hits)
 
     # References over the same inputs, in their own passes.
+    predictor = predictors[args.runtime[0]]
     tensors = [predictor.preprocess(photo)[0][None] for photo in photos]
     embeddings = predictor.embed_batch(torch.cat(tensors))
     bare = BareBackbone(get_backbone(predictor.config.backbone, pretrained=False)).eval()
@@ -151,8 +156,10 @@ def main(argv=None) -> None:
           f"{n} consumer photos, one at a time, {args.threads} threads, {predictor.config.backbone} at {predictor.input_side} px, "
           f"{predictor.folded_batch_norms} BatchNorms folded")
     exact_found = passes[exact_name][1]
+    first_runtime = {name: next(n for n in passes if n.split(", ")[0] == name.split(", ")[0]) for name in passes}
     for name, (stages, found, hits) in passes.items():
-        overlap = sum(len(f & e) for f, e in zip(found, exact_found))
+        overlap = sum(len(set(f) & set(e)) for f, e in zip(found, exact_found))
+        same = sum(f == e for f, e in zip(found, passes[first_runtime[name]][1]))
         print(f"  [{name}]")
         print(f"    decode (read + PIL)            {percentiles(stages['decode'])}")
         print(f"    letterbox + normalise          {percentiles(stages['prep'])}")
@@ -161,7 +168,9 @@ def main(argv=None) -> None:
         print(f"    END TO END                     {percentiles(stages['total'])}")
         print(f"    recall@{args.k} against {exact_name:8s}  {overlap / (n * args.k):.3f}")
         print(f"    queries whose item is in the top {args.k}: {hits}/{n}")
-    print("  references, same inputs, same run:")
+        if len(predictors) > 1:
+            print(f"    same top {args.k} (ids and order) as [{first_runtime[name]}]: {same}/{n} queries")
+    print(f"  references, same inputs, same run (embeddings by {args.runtime[0]}):")
     print(f"    bare backbone forward          {percentiles(bare_ms)}")
     print(f"    bare backbone, BatchNorms folded {percentiles(bare_folded_ms)}")
     print(f"    numpy brute force (k={args.k})     {percentiles(numpy_ms)}")

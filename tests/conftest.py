@@ -6,6 +6,7 @@ Built once per test session (they cost seconds) so every layer is tested on real
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -22,6 +23,10 @@ tqdm.tqdm.set_lock(threading.RLock())
 # Two cores are shared by everything; one intra-op thread keeps the tests from oversubscribing.
 # FASHIONNET_TEST_THREADS overrides it (the mutation run forks test processes and wants 1).
 torch.set_num_threads(int(os.environ.get("FASHIONNET_TEST_THREADS", "0")) or max(1, min(2, os.cpu_count() or 1)))
+
+# The commands run the model with ONNX Runtime by default (runtime "auto"): exports of this
+# session's models go to a temporary cache, not the user's.
+os.environ.setdefault("FASHIONNET_ONNX_CACHE", tempfile.mkdtemp(prefix="fashionnet-onnx-tests-"))
 
 # Validation runs after every epoch; a few queries exercise it (the figures are not asserted on).
 TINY_TRAIN_ARGS = [

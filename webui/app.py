@@ -277,8 +277,9 @@ def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
 
 
 def show_matches(matches: pd.DataFrame, explained: bool = False) -> None:
-    """The top-k shop images in a grid: image, rank, item id, similarity score, category; when
-    ``explained``, each with its predicted landmarks drawn and its score split into parts."""
+    """The top-k shop items in a grid, each at its best-matching image: image, rank, item id,
+    similarity score, category; when ``explained``, each with its predicted landmarks drawn and its
+    score split into parts. (Every image of an item: :func:`show_item_detail`.)"""
     st.subheader(f"Top {len(matches)} shop matches")
     if matches.empty:
         st.info("No gallery image passes these filters.")
