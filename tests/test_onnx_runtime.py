@@ -216,3 +216,15 @@ def test_cli_query_with_the_onnx_runtime_answers_like_torch(tiny_index, synth_ro
     assert [r["item_id"] for r in answers["onnx"]] == [r["item_id"] for r in answers["torch"]]
     np.testing.assert_allclose([r["score"] for r in answers["onnx"]], [r["score"] for r in answers["torch"]], atol=1e-4)
     assert list((tmp_path / "onnx_cache").glob("*.onnx")), "the model was exported to the cache"
+
+
+def test_auto_runtime_takes_onnx_runtime_where_installed_and_torch_elsewhere(tiny_checkpoint, tmp_path, monkeypatch):
+    import warnings
+
+    import fashionnet.inference as inference
+
+    assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="auto", onnx_cache_dir=tmp_path).runtime == "onnx"
+    monkeypatch.setattr(inference, "onnx_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not installed is no fault under auto: no warning
+        assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="auto").runtime == "torch"
