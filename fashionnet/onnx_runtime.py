@@ -224,6 +224,9 @@ class OnnxForward:
             options.inter_op_num_threads = 1
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # Idle pool threads sleep instead of spinning: a spinning pool kept both cores busy
+            # while FAISS searched right after the forward (scripts/benchmark_query.py).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._sessions[threads] = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         return self._sessions[threads]
 
