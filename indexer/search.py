@@ -110,7 +110,7 @@ class SearchEngine:
             return index.search(embedding[None, :], n, nprobe=nprobe, allowed_ids=allowed).rows
 
         rows = first_view_of_each_item(search, k, len(index)) if per_item else search(k)
-        rows = self._with_image_files(rows.reset_index(drop=True))
+        rows = self._with_image_files(rows)
         rows["rank"] = range(1, len(rows) + 1)
         return rows.drop(columns=["query"])
 

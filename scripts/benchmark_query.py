@@ -79,7 +79,7 @@ def main(argv=None) -> None:
     rows = pd.concat([real_rows, pd.DataFrame({"image_path": ["synthetic"] * filler, "item_id": [f"filler_{i // 4}" for i in range(filler)]})],
                      ignore_index=True)
 
-    engines = {}
+    engines, baseline = {}, {}  # baseline: the first runtime's pass over the same index
     for factory in args.index_factory:
         index = EmbeddingIndex.create(real_index.dim, factory, model_checksum=real_index.model_checksum,
                                       model_config=real_index.model_config, extra=real_index.extra, device="cpu")
@@ -89,8 +89,10 @@ def main(argv=None) -> None:
         if index.nprobe is not None:
             index.nprobe = args.nprobe
             factory = f"{factory} nprobe={args.nprobe}"
-        for runtime, runtime_predictor in predictors.items():
-            engines[factory if len(predictors) == 1 else f"{factory}, {runtime}"] = SearchEngine(index, runtime_predictor)
+        names = [factory if len(predictors) == 1 else f"{factory}, {runtime}" for runtime in predictors]
+        for name, runtime_predictor in zip(names, predictors.values()):
+            engines[name] = SearchEngine(index, runtime_predictor)
+            baseline[name] = names[0]
         print(f"built {factory}: {index.ntotal:,} vectors in {time.perf_counter() - t:.1f} s, "
               f"{index.info()['bytes_per_vector_estimate']:.0f} bytes/vector", flush=True)
     exact_name = next(iter(engines))
@@ -156,10 +158,9 @@ def main(argv=None) -> None:
           f"{n} consumer photos, one at a time, {args.threads} threads, {predictor.config.backbone} at {predictor.input_side} px, "
           f"{predictor.folded_batch_norms} BatchNorms folded")
     exact_found = passes[exact_name][1]
-    first_runtime = {name: next(n for n in passes if n.split(", ")[0] == name.split(", ")[0]) for name in passes}
     for name, (stages, found, hits) in passes.items():
         overlap = sum(len(set(f) & set(e)) for f, e in zip(found, exact_found))
-        same = sum(f == e for f, e in zip(found, passes[first_runtime[name]][1]))
+        same = sum(f == e for f, e in zip(found, passes[baseline[name]][1]))
         print(f"  [{name}]")
         print(f"    decode (read + PIL)            {percentiles(stages['decode'])}")
         print(f"    letterbox + normalise          {percentiles(stages['prep'])}")
@@ -169,7 +170,7 @@ def main(argv=None) -> None:
         print(f"    recall@{args.k} against {exact_name:8s}  {overlap / (n * args.k):.3f}")
         print(f"    queries whose item is in the top {args.k}: {hits}/{n}")
         if len(predictors) > 1:
-            print(f"    same top {args.k} (ids and order) as [{first_runtime[name]}]: {same}/{n} queries")
+            print(f"    same top {args.k} (ids and order) as [{baseline[name]}]: {same}/{n} queries")
     print(f"  references, same inputs, same run (embeddings by {args.runtime[0]}):")
     print(f"    bare backbone forward          {percentiles(bare_ms)}")
     print(f"    bare backbone, BatchNorms folded {percentiles(bare_folded_ms)}")

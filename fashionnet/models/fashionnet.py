@@ -290,7 +290,7 @@ class FashionNet(nn.Module):
 
         if not isinstance(self.trunk, nn.Sequential) or len(self.trunk) < 2:
             conv4 = self.trunk(images)
-            return conv4, stats(conv4), (conv4 if self.fine_stage is not None else None)
+            return conv4, stats(conv4), None  # fine_pool refuses such trunks (_stage_at_stride)
         middle = (len(self.trunk) - 1) // 2
         x, fine = images, None
         for i, stage in enumerate(self.trunk):

@@ -31,14 +31,13 @@ def landmark_boxes(landmarks: torch.Tensor, image_hw: tuple[int, int], window_px
     lm = torch.nan_to_num(landmarks.detach().float(), nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
     scale = torch.tensor([w, h], dtype=lm.dtype, device=lm.device)
     centre = lm * scale  # the one normalised -> pixel conversion
-    if isinstance(window_px, torch.Tensor):
-        window_px = window_px.detach().to(lm).view(b, 1, 1)
+    window_px = torch.as_tensor(window_px).detach().to(lm).view(-1, 1, 1)  # one size, or one per photo
     if mode == "max":
         # roi_pool addresses feature cell i at pixel i * stride (its corner, not its centre) and
         # includes both end cells: shift by half a cell and shrink by one cell so a window of
         # k cells covers exactly the k cells centred on the landmark's cell.
         centre = centre - stride / 2.0
-        half = (window_px - stride).clamp(min=0.0) / 2.0 if isinstance(window_px, torch.Tensor) else max(window_px - stride, 0.0) / 2.0
+        half = (window_px - stride).clamp(min=0.0) / 2.0
     else:
         # roi_align(aligned=True) uses continuous coordinates: cell i spans [i, i + 1) * stride.
         half = window_px / 2.0
