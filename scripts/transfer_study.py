@@ -21,19 +21,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fashionnet.evaluation import evaluate_checkpoint, write_report  # noqa: E402
 from fashionnet.training import main as train  # noqa: E402
 
-# "today" spells out the flags of the recipe before this study, so it stays that recipe whatever
-# the --config (configs/demo.yaml now holds the chosen one).
+# The study's recipes spell out their flags, so each stays the recipe the README measured whatever
+# configs/demo.yaml (the --config) holds now: "today" is the recipe before the study, "style*" the
+# ones it compared, all with equal joint-stage weights. "chosen*" take the config as it is.
+EQUAL_WEIGHTS = ["--joint-stage-weights", "1", "1", "1", "1", "1", "1"]
+STYLE = ["--style-augment", "1.0", "--affine-scale", "0.55", "1.15", "--affine-degrees", "15", "--affine-translate", "0.15", *EQUAL_WEIGHTS]
 RECIPES = {
-    "today": ["--style-augment", "0", "--affine-scale", "0.9", "1.1", "--affine-degrees", "10", "--affine-translate", "0.05"],
+    "today": ["--style-augment", "0", "--affine-scale", "0.9", "1.1", "--affine-degrees", "10", "--affine-translate", "0.05", *EQUAL_WEIGHTS],
     "chosen": [],
     "chosen_hard_negatives": ["--sampler", "look_alike", "--xbm-size", "1024"],
-    "style": ["--style-augment", "1.0", "--affine-scale", "0.55", "1.15", "--affine-degrees", "15", "--affine-translate", "0.15"],
-    "style_distill": ["--style-augment", "1.0", "--affine-scale", "0.55", "1.15", "--affine-degrees", "15", "--affine-translate", "0.15",
-                      "--distill-weight", "1.0"],
-    "style_slow_trunk": ["--style-augment", "1.0", "--affine-scale", "0.55", "1.15", "--affine-degrees", "15", "--affine-translate", "0.15",
-                         "--backbone-lr-factor", "0.1"],
-    "style_frozen_more": ["--style-augment", "1.0", "--affine-scale", "0.55", "1.15", "--affine-degrees", "15", "--affine-translate", "0.15",
-                          "--freeze-trunk-layers", "6"],
+    "style": STYLE,
+    "style_distill": [*STYLE, "--distill-weight", "1.0"],
+    "style_slow_trunk": [*STYLE, "--backbone-lr-factor", "0.1"],
+    "style_frozen_more": [*STYLE, "--freeze-trunk-layers", "6"],
 }
 
 
