@@ -148,7 +148,8 @@ class Predictor:
 
     @property
     def embedding_dim(self) -> int:
-        return int(self.config.embedding_dim)
+        """Length of the search embedding (the fusion feature, plus the appearance where appended)."""
+        return int(self.model.search_dim)
 
     def preprocess(self, image: ImageInput):
         """Load (any mode, size, EXIF orientation) and letterbox; returns (tensor, geometry, (w, h))."""
@@ -195,23 +196,32 @@ class Predictor:
     @torch.inference_mode()
     def score_parts(self, query_embedding: np.ndarray, images: Sequence[ImageInput]) -> list[dict[str, float]]:
         """Each image's similarity to the query split into what its global branch, its landmark-pooled
-        local branch and the fusion bias contribute. The embedding is the normalised output of one
-        linear fusion layer over [global, local], so the three parts add up to the score exactly."""
+        local branch, the fusion bias and (where the embedding appends it) the pooled appearance
+        contribute. The embedding is [fusion / |fusion|, w * appearance / |appearance|] / sqrt(1 + w^2)
+        with the fusion one linear layer over [global, local], so the parts add up to the score exactly."""
         if not images:
             return []
         out = self.forward_photos(images)[0]  # the same crops the index embedded
         fusion = self.model.fusion
         global_dim = out["global_feature"].shape[1]
+        fusion_dim = fusion.out_features
         weight = fusion.weight.float()
-        parts = {
-            "global": out["global_feature"].float() @ weight[:, :global_dim].T,
-            "local": out["local_feature"].float() @ weight[:, global_dim:].T,
+        w = float(self.model.appearance_weight) if self.model.appearance_dim else 0.0
+        scale = 1.0 / np.sqrt(1.0 + w * w)  # the norm of the joined vector before its normalisation
+        q = torch.as_tensor(np.asarray(query_embedding, dtype=np.float32)).to(weight.device)
+        q_fusion = q[:fusion_dim]
+        norm = out["fusion_feature"].float().norm(dim=1, keepdim=True).clamp_min(1e-12) / scale
+        bias = fusion.bias.float() if fusion.bias is not None else torch.zeros_like(q_fusion)
+        scores = {
+            "global": ((out["global_feature"].float() @ weight[:, :global_dim].T) / norm) @ q_fusion,
+            "local": ((out["local_feature"].float() @ weight[:, global_dim:].T) / norm) @ q_fusion,
+            "bias": (bias[None, :] / norm) @ q_fusion,
         }
-        norm = out["fusion_feature"].float().norm(dim=1, keepdim=True).clamp_min(1e-12)
-        q = torch.as_tensor(np.asarray(query_embedding, dtype=np.float32)).to(norm.device)
-        scores = {name: ((value / norm) @ q).cpu().numpy() for name, value in parts.items()}
-        bias = fusion.bias.float() if fusion.bias is not None else torch.zeros_like(q)
-        scores["bias"] = ((bias[None, :] / norm) @ q).cpu().numpy()
+        if w > 0:
+            appearance = out["appearance_feature"].float()
+            appearance = w * scale * appearance / appearance.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            scores["appearance"] = appearance @ q[fusion_dim:]
+        scores = {name: value.cpu().numpy() for name, value in scores.items()}
         return [{name: float(values[i]) for name, values in scores.items()} for i in range(len(images))]
 
     def decode(self, out: dict[str, torch.Tensor], geometries: Iterable, cropped: Sequence[bool] | None = None) -> list[Prediction]:

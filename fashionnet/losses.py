@@ -20,6 +20,13 @@ from fashionnet.miners import BatchHardMiner, SemiHardMiner, pairwise_distances
 Miner = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
+def metric_embedding(out: dict) -> torch.Tensor:
+    """The vector the metric losses train: the L2-normalised fusion feature. The model's search
+    ``embedding`` may append the pooled appearance to it (FashionNetConfig.appearance_weight),
+    which the losses leave alone so that it keeps what the pretrained trunk knows."""
+    return F.normalize(out["fusion_feature"].float(), dim=1)
+
+
 def _zero_like_graph(t: torch.Tensor) -> torch.Tensor:
     """A 0 that depends on ``t``, so backward() works and the loss is exactly zero."""
     return t.sum() * 0.0
@@ -169,6 +176,6 @@ class FashionNetLosses(nn.Module):
             "visibility": self.visibility(out["visibility_logits"].float(), batch["visibility"]),
             "category": self.category(out["category_logits"].float(), batch["category"]),
             "attribute": self.attribute(out["attribute_logits"].float(), batch["attributes"]),
-            "triplet": self.triplet(out["embedding"].float(), batch["item"]),
+            "triplet": self.triplet(metric_embedding(out), batch["item"]),
             "box": self.box(out.get("box"), batch.get("bbox"), batch.get("has_bbox"), out["embedding"]),
         }

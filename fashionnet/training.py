@@ -40,7 +40,7 @@ from fashionnet.distillation import TrunkDistillation
 from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
 from fashionnet.hard_negatives import XBM_LOSSES, CrossBatchMemory, ItemEmbeddingTable
 from fashionnet.runtime import init_distributed, resolve_device, seed_everything, seed_worker
-from fashionnet.losses import AttributeLoss, FashionNetLosses
+from fashionnet.losses import AttributeLoss, FashionNetLosses, metric_embedding
 from fashionnet.metrics import normalized_error, retrieval_metrics
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import LANDMARK_HEADS
@@ -67,6 +67,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--landmark-head", default=FashionNetConfig.landmark_head, choices=LANDMARK_HEADS, help="soft-argmax heatmaps on conv4, or the paper's fc regression")
     p.add_argument("--fine-pool", action="store_true", help="also pool the landmarks from the trunk's stride-8 stage (roi_align)")
     p.add_argument("--pool-spread", type=float, default=0.0, help="windows of pool-spread x the landmarks' spread (0: fixed 3-cell windows)")
+    p.add_argument("--appearance-weight", type=float, default=1.0,
+                   help="append the global conv5's average pool, weighted so, to the search embedding; the losses do not "
+                        "see it (0: the fusion feature alone, as the paper)")
     p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")
     # what transfers to real photos (README "Real photos")
     p.add_argument("--style-augment", type=float, default=0.0,
@@ -276,7 +279,7 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
             terms["distill"] = run.distill(batch["image"])
             total = total + run.distill_weight * terms["distill"]
         if run.xbm is not None:
-            terms["xbm"] = run.xbm.loss(out["embedding"].float(), batch["item"])
+            terms["xbm"] = run.xbm.loss(metric_embedding(out), batch["item"])
             total = total + run.xbm_weight * terms["xbm"]
         if not torch.isfinite(total):
             raise FloatingPointError(f"epoch {epoch + 1}: loss became {total.item()} ({ {t: round(float(v), 4) for t, v in terms.items()} }); lower --lr")
@@ -291,9 +294,9 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
         run.scheduler.step()
         run.guard.check(out["landmarks"])
         if run.xbm is not None:
-            run.xbm.enqueue(out["embedding"], batch["item"])
+            run.xbm.enqueue(metric_embedding(out), batch["item"])
         if run.item_table is not None:
-            run.item_table.add(out["embedding"], batch["item"])
+            run.item_table.add(metric_embedding(out), batch["item"])
         n += 1
         values = {**{t: float(terms[t].detach()) for t in terms_shown}, "total": float(total.detach())}
         for t, v in values.items():
@@ -437,7 +440,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     pretrained = False if args.weights == "none" else (True if args.weights == "imagenet" else args.weights)
     config = FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
                               num_categories=len(data.categories), num_attributes=len(data.attribute_names), image_size=args.image_size,
-                              landmark_head=args.landmark_head, fine_pool=args.fine_pool, pool_spread=args.pool_spread)
+                              landmark_head=args.landmark_head, fine_pool=args.fine_pool, pool_spread=args.pool_spread,
+                              appearance_weight=args.appearance_weight)
     model = create_model(config).to(device)
     if args.workers < 0:
         args.workers = 4 if device.type == "cuda" else 0

@@ -116,12 +116,14 @@ class SearchEngine:
 
     def explain(self, prediction: Prediction, matches: pd.DataFrame) -> pd.DataFrame:
         """``matches`` plus each result's score split into its global, local (landmark-pooled) and
-        bias parts (``score_global``, ``score_local``, ``score_bias``; they add up to ``score``).
+        bias parts, and the pooled appearance where the model appends it (``score_global``,
+        ``score_local``, ``score_bias``, ``score_appearance``; they add up to ``score``).
         Re-embeds the result images, so it costs a forward pass per result."""
         parts = self.predictor.score_parts(prediction.embedding, [self.resolve_image(p) for p in matches["image_path"]])
         explained = matches.copy()
-        for name in ("global", "local", "bias"):
-            explained[f"score_{name}"] = [p[name] for p in parts]
+        for name in ("global", "local", "bias", "appearance"):
+            if parts and name in parts[0]:
+                explained[f"score_{name}"] = [p[name] for p in parts]
         return explained
 
     @staticmethod

@@ -49,7 +49,8 @@ def test_manifest_and_metadata_describe_the_build(tiny_index, tiny_checkpoint):
     ckpt = load_checkpoint(tiny_checkpoint)
     assert manifest["model_checksum"] == ckpt["model_checksum"]
     assert manifest["model_config"] == ckpt["model_config"]
-    assert manifest["embedding_dim"] == 32 and manifest["metric"] == "ip"
+    # 32 fusion values and the tiny conv5's 64 pooled ones (the training default appends them)
+    assert manifest["embedding_dim"] == 32 + 64 and manifest["metric"] == "ip"
     assert manifest["count"] == len(EmbeddingIndex.load(tiny_index))
     assert manifest["created_utc"] and manifest["package_version"]
     meta = EmbeddingIndex.load(tiny_index).metadata
@@ -61,7 +62,7 @@ def test_info(capsys, tiny_index):
     code, out, _ = run_cli(capsys, "info", tiny_index, "--json")
     assert code == 0
     info = json.loads(out)
-    assert info["count"] > 0 and info["dim"] == 32 and info["index_factory"] == "Flat"
+    assert info["count"] > 0 and info["dim"] == 32 + 64 and info["index_factory"] == "Flat"
 
 
 def test_add_and_remove_keep_ids_and_metadata_consistent(capsys, index_copy, synth_root, tmp_path):
@@ -173,7 +174,8 @@ def test_index_from_another_model_is_refused(capsys, tiny_index, tiny_checkpoint
     save_checkpoint(wide, model_state=create_model(config).state_dict(), model_config=config.to_dict(), label_maps=ckpt["label_maps"],
                     preprocessing=ckpt["preprocessing"], epoch=0)
     code, _, err = run_cli(capsys, "query", tiny_index, image, "--checkpoint", wide)
-    assert code == 2 and "32-d embeddings" in err and "48-d" in err
+    # fusion + the tiny conv5's 64 pooled appearance values
+    assert code == 2 and f"{32 + 64}-d embeddings" in err and f"{48 + 64}-d" in err
 
 
 def test_shards_merge_into_the_full_index(capsys, tiny_checkpoint, synth_root, tmp_path):

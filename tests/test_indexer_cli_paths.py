@@ -118,5 +118,5 @@ def test_add_with_a_checkpoint_of_another_dimension_is_refused(capsys, index_cop
     before = count(capsys, index_copy)
     new_image = sorted((synth_root / "inshop" / "img").rglob("*.jpg"))[0]
     code, _, err = run_cli(capsys, "add", index_copy, new_image, "--checkpoint", wide, "--workers", 0, "--device", "cpu")
-    assert code != 0 and "48" in err and "Traceback" not in err
+    assert code != 0 and f"{48 + 64}-d" in err and "Traceback" not in err  # 48 fusion + 64 pooled appearance
     assert count(capsys, index_copy) == before

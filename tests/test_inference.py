@@ -159,3 +159,20 @@ def test_checkpoints_from_before_the_heatmap_head_load_as_fc():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x)["landmarks"], fc(x)["landmarks"])
+
+
+@pytest.mark.parametrize("appearance_weight", [0.0, 0.7])
+def test_score_parts_add_up_to_the_search_score(synth_root, appearance_weight):
+    """The page's "global + local + bias (+ appearance)" caption: the parts of each result's score
+    add up to the query's inner product with that result's embedding."""
+    torch.manual_seed(0)
+    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=appearance_weight)).eval()
+    predictor = _predictor(model, fold_batch_norms=False)
+    photos = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:4]
+    embeddings = np.stack([p.embedding for p in predictor.predict_batch(photos)])
+    assert embeddings.shape[1] == predictor.embedding_dim == 16 + (64 if appearance_weight else 0)
+    parts = predictor.score_parts(embeddings[0], photos[1:])
+    assert all(("appearance" in p) == (appearance_weight > 0) for p in parts)
+    np.testing.assert_allclose([sum(p.values()) for p in parts], embeddings[1:] @ embeddings[0], atol=1e-4)
+    if appearance_weight:
+        assert all(p["appearance"] > 0 for p in parts)  # pooled ReLU maps: never negative, and here above 0

@@ -201,7 +201,7 @@ def test_box_is_a_loss_term_weighted_in_both_stages():
     assert StageWeights(1, 1, 1, 1, 1).as_dict()["box"] == 1.0  # five weights (the command line's) still work
     losses = FashionNetLosses(AttributeLoss(), 0.2, "batch_hard")
     out = {"landmarks": torch.rand(2, 8, 2), "visibility_logits": torch.randn(2, 8, 3), "category_logits": torch.randn(2, 3),
-           "attribute_logits": torch.randn(2, 0), "embedding": F.normalize(torch.randn(2, 4), dim=1),
+           "attribute_logits": torch.randn(2, 0), "embedding": F.normalize(torch.randn(2, 4), dim=1), "fusion_feature": torch.randn(2, 4),
            "box": torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9]])}
     batch = {"landmarks": torch.rand(2, 8, 2), "visibility": torch.zeros(2, 8, dtype=torch.long), "category": torch.tensor([0, 1]),
              "attributes": torch.zeros(2, 0), "item": torch.tensor([0, 0]),

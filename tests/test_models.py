@@ -226,6 +226,34 @@ def test_fashionnet_trains_on_cpu():
     assert torch.isfinite(loss) and trunk_grad > 0
 
 
+def test_appended_appearance_is_the_weighted_pooled_conv5_and_the_losses_leave_it_alone():
+    import torch.nn.functional as F
+
+    from fashionnet.checkpoint import state_dict_checksum
+    from fashionnet.losses import metric_embedding
+
+    images = torch.randn(3, 3, 64, 64)
+    plain, half, one = tiny_model(), tiny_model(appearance_weight=0.5), tiny_model(appearance_weight=1.0)
+    with torch.no_grad():
+        p, h = plain(images), half(images)
+        pooled = half.global_conv5(half.forward_features(images)["conv4"]).mean(dim=(2, 3))
+    conv5_width = half.global_conv5[-1][0].out_channels
+    assert half.search_dim == 16 + conv5_width and plain.search_dim == 16
+    assert h["embedding"].shape == (3, 16 + conv5_width) and p["embedding"].shape == (3, 16)
+    expected = torch.cat([F.normalize(h["fusion_feature"], dim=1), 0.5 * F.normalize(pooled, dim=1)], dim=1) / 1.25 ** 0.5
+    assert torch.allclose(h["embedding"], expected, atol=1e-6)
+    # the same weights without the appearance give the fusion part alone; the losses train only that
+    assert torch.allclose(p["embedding"], F.normalize(h["fusion_feature"], dim=1), atol=1e-6)
+    assert torch.allclose(metric_embedding(h), p["embedding"], atol=1e-6)
+    # the weight is in the state dict, so an index built with one weight refuses the other
+    assert state_dict_checksum(half.state_dict()) != state_dict_checksum(one.state_dict())
+    config = half.config.to_dict()
+    del config["appearance_weight"]  # a checkpoint from before the option
+    assert FashionNetConfig.from_dict(config).appearance_weight == 0.0
+    with pytest.raises(ValueError, match="appearance_weight"):
+        FashionNetConfig(backbone="tiny", appearance_weight=-1.0)
+
+
 @pytest.mark.parametrize("hw,cell", [((14, 14), (3, 10)), ((7, 12), (6, 0)), ((5, 9), (1, 7))])
 def test_soft_argmax_finds_the_hot_cell_centre(hw, cell):
     h, w = hw

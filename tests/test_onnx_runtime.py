@@ -41,7 +41,8 @@ def _assert_same_outputs(torch_predictor: Predictor, onnx_predictor: Predictor, 
     assert (a * b).sum(axis=1).min() / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).max() > COSINE_MIN
     assert (expected["landmarks"] - got["landmarks"]).abs().max().item() < LANDMARK_ATOL
     assert {"box", "landmark_confidence"} <= set(expected) and set(got) == set(expected)
-    for key in ("category_logits", "attribute_logits", "visibility_logits", "trunk_stats", "box", "landmark_confidence"):
+    for key in ("category_logits", "attribute_logits", "visibility_logits", "trunk_stats", "box", "landmark_confidence",
+                *(["appearance_feature"] if "appearance_feature" in expected else [])):
         assert got[key].shape == expected[key].shape
         assert torch.allclose(got[key], expected[key], atol=1e-3, rtol=1e-3), key
     # what a user sees: the decoded predictions
@@ -105,7 +106,9 @@ def test_efficientnet_lite0_onnx_matches_torch(synth_root, tmp_path):
     from fashionnet.models import FashionNetConfig, create_model
 
     torch.manual_seed(0)
-    config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, num_categories=9, num_attributes=12, image_size=224)
+    # as the demo model: the pooled appearance appended to the search embedding
+    config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, num_categories=9, num_attributes=12, image_size=224,
+                              appearance_weight=1.0)
     model = create_model(config).eval()
     labels = {"categories": [f"c{i}" for i in range(9)], "attributes": [f"a{i}" for i in range(12)]}
     args = (model, config, labels, {"image_size": 224}, state_dict_checksum(model.state_dict()))

@@ -172,9 +172,11 @@ def test_explained_scores_add_up_and_name_the_branches(shop_index, shop):
     engine = SearchEngine.open(shop_index, device="cpu")
     result = engine.query(sorted(shop.rglob("*.jpg"))[0], k=4)
     explained = engine.explain(result.prediction, result.matches)
-    total = explained[["score_global", "score_local", "score_bias"]].sum(axis=1).to_numpy()
+    # the trained model appends the pooled appearance (the training default), a fourth part
+    total = explained[["score_global", "score_local", "score_bias", "score_appearance"]].sum(axis=1).to_numpy()
     np.testing.assert_allclose(total, explained["score"].to_numpy(), atol=2e-4)
     assert (explained["score_local"] != 0).any() and (explained["score_global"] != 0).any()
+    assert (explained["score_appearance"] > 0).all()
 
 
 def test_version_and_help_are_fast_and_load_no_torch():

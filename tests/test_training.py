@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashionnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fashionnet.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none
 from fashionnet.data.readers import read_attribute_names, read_consumer2shop
 from fashionnet.data.transforms import build_transforms
@@ -74,6 +74,10 @@ def test_checkpoint_holds_what_inference_needs(tiny_checkpoint):
     assert ckpt["label_maps"]["categories"] and ckpt["label_maps"]["attributes"]
     assert ckpt["preprocessing"]["image_size"] == 96
     assert {"optimizer", "scheduler", "args"} <= set(ckpt)
+    # the training default appends the pooled appearance: 32 fusion + the tiny conv5's 64 channels
+    assert ckpt["model_config"]["appearance_weight"] == 1.0
+    model, _ = model_from_checkpoint(ckpt, tiny_checkpoint)
+    assert model.search_dim == 32 + 64
 
 
 def test_checkpoint_with_missing_key_is_refused(tiny_checkpoint, tmp_path):

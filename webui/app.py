@@ -296,7 +296,10 @@ def show_matches(matches: pd.DataFrame, explained: bool = False) -> None:
                     st.caption(f"{category if pd.notna(category) else 'unknown category'} · "
                                f"{CLOTHES_TYPE_NAMES.get(int(clothes), '?') if pd.notna(clothes) else '?'}")
                     if explained:
-                        st.caption(f"global {row['score_global']:.3f} + local {row['score_local']:.3f} + bias {row['score_bias']:.3f}")
+                        parts = f"global {row['score_global']:.3f} + local {row['score_local']:.3f} + bias {row['score_bias']:.3f}"
+                        if pd.notna(row.get("score_appearance")):
+                            parts += f" + appearance {row['score_appearance']:.3f}"
+                        st.caption(parts)
 
 
 def gallery_landmarks(row: dict) -> list[Landmark]:

@@ -3,8 +3,10 @@
     image -> trunk (conv4) --+-> global conv5 -> GAP -> fc ------------------+
                              |        +-> grid -> fc -> garment box          |
                              +-> landmark conv5 -> fc -> 8 x (x, y), 8 x vis  |
-                             +-> landmark pooling at (x, y) -> fc -----------+-> fusion fc -> embedding
-                                                                              (L2-normalised), heads
+                             +-> landmark pooling at (x, y) -> fc -----------+-> fusion fc -> heads
+                                                                                    |
+    embedding = L2-normalised fusion, with ``appearance_weight`` x the L2-normalised  |
+    global conv5 GAP (the "appearance") appended when that weight is above 0 <------+
 
 With ``fine_pool`` the local branch also pools the trunk's stride-8 stage, where thin details
 (bands, prints) still span several cells. At query time the local branch pools at the *predicted* landmarks (windows of landmarks predicted
@@ -29,7 +31,7 @@ from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling, spre
 
 LANDMARK_HEADS = ("heatmap", "fc")
 # Outputs only some configurations have (see FashionNet).
-OPTIONAL_OUTPUTS = ("landmark_confidence", "box")
+OPTIONAL_OUTPUTS = ("landmark_confidence", "box", "appearance_feature")
 FINE_STRIDE = 8
 # Spread windows: bounds in conv4 cells (the smallest still covers a cell of conv4 and two of the
 # stride-8 map; the largest a quarter of a 224-px input).
@@ -58,6 +60,11 @@ class FashionNetConfig:
     pool_spread: 0 keeps windows of ``pool_window`` conv4 cells; above 0 every window of a photo is
         ``pool_spread`` x the spread of its visible landmarks (the larger side of their bounding box),
         clamped to 1 - 3.5 conv4 cells, so windows follow the garment's size in the photo.
+    appearance_weight: above 0, the search embedding appends the global conv5's average pool (the
+        backbone's own pooled feature, fine-tuned), L2-normalised and weighted by this, to the
+        normalised fusion feature. The losses still train the fusion feature alone; the pooled map
+        keeps much of what the ImageNet trunk knows, so it carries retrieval to styles the fusion
+        layers never saw (README "Real photos"). The embedding grows by the conv5 width.
     box_head: predict the garment's box (x1, y1, x2, y2) in [0, 1] of the input from the global
         conv5 map (sized like the landmark branch: landmark_width, landmark_grid, landmark_hidden).
         Checkpoints saved before it existed load with False and predict no box.
@@ -83,6 +90,7 @@ class FashionNetConfig:
     box_head: bool = True
     fine_pool: bool = False
     pool_spread: float = 0.0
+    appearance_weight: float = 0.0
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -101,6 +109,8 @@ class FashionNetConfig:
             raise ValueError(f"pool_window must be > 0, got {self.pool_window}")
         if self.pool_spread < 0:
             raise ValueError(f"pool_spread must be >= 0 (0: fixed windows), got {self.pool_spread}")
+        if not 0 <= self.appearance_weight <= 10:
+            raise ValueError(f"appearance_weight must be in [0, 10] (0: the fusion feature alone), got {self.appearance_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML friendly) for checkpoints."""
@@ -235,7 +245,7 @@ class BoxHead(nn.Module):
 class FashionNet(nn.Module):
     """FashionNet on a configurable backbone. Input: ImageNet-normalised (B, 3, H, W) images.
 
-    ``forward`` returns a dict: embedding (B, D) L2-normalised, landmarks (B, 8, 2) in [0, 1] of
+    ``forward`` returns a dict: embedding (B, search_dim) L2-normalised, landmarks (B, 8, 2) in [0, 1] of
     the input, visibility_logits (B, 8, 3), category_logits (B, C), attribute_logits (B, A),
     global_feature, local_feature, fusion_feature (pre-normalisation), pooled_visible (B, 8)
     (the windows that were pooled rather than zeroed), and where the model has them landmark_confidence
@@ -276,6 +286,15 @@ class FashionNet(nn.Module):
         self.fusion = nn.Linear(config.global_dim + config.local_dim, config.embedding_dim)
         self.category_head = _linear_head(config.embedding_dim, config.num_categories)
         self.attribute_head = _linear_head(config.embedding_dim, config.num_attributes)
+        self.appearance_dim = backbone.conv5_channels if config.appearance_weight > 0 else 0
+        if self.appearance_dim:
+            # a buffer, so the weights' checksum (which every index records) changes with it
+            self.register_buffer("appearance_weight", torch.tensor(float(config.appearance_weight)))
+
+    @property
+    def search_dim(self) -> int:
+        """Length of ``embedding``: the fusion feature, plus the appearance when it is appended."""
+        return self.config.embedding_dim + self.appearance_dim
 
     def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """conv4, each channel's spatial mean and std at a middle trunk stage and at conv4, and the
@@ -307,11 +326,14 @@ class FashionNet(nn.Module):
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         conv4, trunk_stats, fine = self._run_trunk(images)
         global_conv5 = self.global_conv5(conv4)
-        global_feature = self.global_fc(global_conv5.mean(dim=(2, 3)))
+        appearance = global_conv5.mean(dim=(2, 3))
+        global_feature = self.global_fc(appearance)
         landmarks, visibility_logits, confidence = self.landmark_branch(conv4)
         extra = {} if self.box_head is None else {"box": self.box_head(global_conv5)}
         if fine is not None:
             extra["fine"] = fine
+        if self.appearance_dim:
+            extra["appearance_feature"] = appearance
         if confidence is not None:
             extra["landmark_confidence"] = confidence
         return {
@@ -352,8 +374,12 @@ class FashionNet(nn.Module):
             pooled = torch.cat([pooled, fine.flatten(1)], dim=1)
         local_feature = self.local_fc(pooled)
         fusion = self.fusion(torch.cat([features["global_feature"], local_feature], dim=1))
+        embedding = F.normalize(fusion, dim=1)
+        if self.appearance_dim:
+            appearance = self.appearance_weight * F.normalize(features["appearance_feature"], dim=1)
+            embedding = F.normalize(torch.cat([embedding, appearance.to(embedding.dtype)], dim=1), dim=1)
         return {
-            "embedding": F.normalize(fusion, dim=1),
+            "embedding": embedding,
             "landmarks": features["landmarks"],
             "visibility_logits": features["visibility_logits"],
             "category_logits": self.category_head(fusion),
