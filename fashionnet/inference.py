@@ -17,6 +17,7 @@ import torch
 from fashionnet.checkpoint import CheckpointError, input_side, load_checkpoint, model_from_checkpoint
 from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.images import ImageInput, load_image
+from fashionnet.landmark_prior import BoxLayoutPrior
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
 from fashionnet.localisation import CROP_BELOW_AREA, CROP_MARGIN, boxes_to_original, second_pass
 from fashionnet.models import FashionNetConfig
@@ -41,6 +42,9 @@ class Landmark:
     visible_prob: float
     # how sure the heatmap is of the point, in [0, 1] (LOW_CONFIDENCE); None for models without heatmaps
     confidence: float | None = None
+    # share of the position taken from the clothes type's layout in the garment box, because the
+    # heatmap was unsure (fashionnet.landmark_prior); 0: the heatmap's point as predicted
+    from_box_layout: float = 0.0
 
     @property
     def low_confidence(self) -> bool:
@@ -96,7 +100,8 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, config: FashionNetConfig, label_maps: dict, preprocessing: dict,
                  model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True,
                  density: FeatureDensity | None = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None,
-                 category_temperature: float = 1.0, crop_below: float = CROP_BELOW_AREA, crop_margin: float = CROP_MARGIN):
+                 category_temperature: float = 1.0, crop_below: float = CROP_BELOW_AREA, crop_margin: float = CROP_MARGIN,
+                 landmark_prior: BoxLayoutPrior | None = None):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.device = resolve_device(device)
@@ -121,6 +126,8 @@ class Predictor:
         self.crop_transform = build_transforms(train=False, size=self.input_side, crop_to_bbox=True, crop_margin=self.crop_margin)
         self.top_attributes = top_attributes
         self.density = density
+        # unsure landmarks are pulled towards their place in the garment box (fashionnet.landmark_prior)
+        self.landmark_prior = landmark_prior
         # category logits are divided by it, so probabilities match held-out accuracy (fashionnet.temperature)
         self.category_temperature = float(category_temperature)
         if not self.category_temperature > 0:
@@ -143,6 +150,14 @@ class Predictor:
             except (ValueError, KeyError, TypeError) as exc:
                 raise CheckpointError(f"{path}: its out-of-distribution density is unusable ({exc}); "
                                       "recalibrate it with scripts/calibrate_ood.py") from None
+        prior = None
+        if ckpt.get("landmark_prior") is not None:
+            try:
+                prior = BoxLayoutPrior.from_state(ckpt["landmark_prior"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"{path}: its landmark box layout is unusable ({exc}); "
+                                      "refit it with scripts/calibrate_ood.py") from None
+        kwargs.setdefault("landmark_prior", prior)
         return cls(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device,
                    density=density, category_temperature=float(ckpt.get("category_temperature", 1.0)), **kwargs)
 
@@ -224,15 +239,42 @@ class Predictor:
         scores = {name: value.cpu().numpy() for name, value in scores.items()}
         return [{name: float(values[i]) for name, values in scores.items()} for i in range(len(images))]
 
+    def category_probs(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, C) calibrated category probabilities (logits divided by the checkpoint's temperature)."""
+        return (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
+
+    def predicted_clothes_types(self, out: dict[str, torch.Tensor]) -> list[int | None]:
+        """Each row's clothes type from its most likely category (None where unknown)."""
+        probs = self.category_probs(out)
+        if not probs.shape[1] or not self.category_names:
+            return [None] * len(probs)
+        return [self.category_clothes_types.get(self.category_names[int(c)]) for c in probs.argmax(dim=1)]
+
+    def landmark_pixels(self, out: dict[str, torch.Tensor], geometries: Sequence, use_prior: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """((B, 8, 2) landmarks in each photo's pixels, (B, 8) share of each taken from the box
+        layout): the heatmap's points, with the unsure ones pulled towards their place in the
+        predicted garment box where the checkpoint has a box layout (fashionnet.landmark_prior)
+        and ``use_prior``."""
+        landmarks = out["landmarks"].float().cpu()
+        xy = np.stack([to_original_coords(landmarks[i], g, normalized=True).numpy() for i, g in enumerate(geometries)]).astype(np.float64)
+        from_layout = np.zeros(xy.shape[:2])
+        boxes = boxes_to_original(out, geometries)
+        if not use_prior or self.landmark_prior is None or "landmark_confidence" not in out or any(b is None for b in boxes):
+            return xy, from_layout
+        confidence = out["landmark_confidence"].float().cpu().numpy()
+        placed = self.landmark_prior.place(xy, confidence, np.asarray(boxes, dtype=np.float64), self.predicted_clothes_types(out))
+        from_layout = 1.0 - np.clip(confidence / self.landmark_prior.threshold, 0.0, 1.0)
+        return placed, from_layout
+
     def decode(self, out: dict[str, torch.Tensor], geometries: Iterable, cropped: Sequence[bool] | None = None) -> list[Prediction]:
         """Turn a model output batch into Predictions, landmarks and box mapped back to original
         pixels. ``cropped`` marks rows that came from a second pass (:meth:`localise`)."""
         geometries = list(geometries)
         boxes = boxes_to_original(out, [g for g, _ in geometries])
         confidence = out["landmark_confidence"].float().cpu() if "landmark_confidence" in out else None
-        landmarks = out["landmarks"].float().cpu()
+        xy_all, from_layout = self.landmark_pixels(out, [g for g, _ in geometries])
         vis_prob = out["visibility_logits"].float().softmax(-1).cpu()
-        cat_prob = (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
+        cat_prob = self.category_probs(out)
         attr_prob = out["attribute_logits"].float().sigmoid().cpu()
         emb = out["embedding"].float().cpu().numpy()
         # the photo as given is judged, not a crop of it: a crop of noise around a box the model
@@ -241,10 +283,10 @@ class Predictor:
         unfamiliarity = self.density.score(trunk_features(stats)) if self.density is not None else None
         results = []
         for i, (geometry, size) in enumerate(geometries):
-            xy = to_original_coords(landmarks[i], geometry, normalized=True).numpy()
+            xy = xy_all[i]
             lms = [
                 Landmark(name, float(xy[j, 0]), float(xy[j, 1]), VISIBILITY_NAMES[int(vis_prob[i, j].argmax())], float(vis_prob[i, j, 0]),
-                         None if confidence is None else float(confidence[i, j]))
+                         None if confidence is None else float(confidence[i, j]), float(from_layout[i, j]))
                 for j, name in enumerate(LANDMARK_NAMES)
             ]
             category, category_p, scores = None, 0.0, {}

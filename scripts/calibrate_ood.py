@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Fit a checkpoint's out-of-distribution density (fashionnet.ood) and category temperature
-(fashionnet.temperature), and report how the density flags photos and how calibrated the
+"""Fit a checkpoint's out-of-distribution density (fashionnet.ood), category temperature
+(fashionnet.temperature) and landmarks' garment-box layout (fashionnet.landmark_prior), and report how the density flags photos and how calibrated the
 category probabilities are on the test photos.
 
 Training stores the density itself; use this for a checkpoint trained without it, after changing
@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
+from fashionnet.landmark_prior import BoxLayoutPrior  # noqa: E402
 from fashionnet.runtime import resolve_device  # noqa: E402
 from fashionnet.ood import DEFAULT_MARGIN, DEFAULT_QUANTILE, calibrate_on_frames, non_garment_probes  # noqa: E402
 from fashionnet.data.dataset import DeepFashionDataset  # noqa: E402
@@ -118,8 +119,16 @@ def main(argv=None) -> None:
     print(f"density: {density.dim} features, fitted on {density.fitted_on} training photos (shrinkage {density.shrinkage:.3f}), "
           f"threshold {density.threshold:.3f} set on {density.calibrated_on} held-out photos, {time.time() - started:.0f} s")
     temperature = fit_category_temperature(model, ckpt, data_root, side, device, [val_queries, val_gallery], frame, args)
+    prior = None
+    try:
+        prior = BoxLayoutPrior.fit(train)
+        print(f"landmark box layout: fitted on {prior.fitted_on} boxed training photos ({len(prior.layouts) - 1} clothes types)")
+    except ValueError as exc:
+        print(f"no landmark box layout: {exc}")
     if not args.no_write:
         ckpt["ood"] = density.to_state()
+        if prior is not None:
+            ckpt["landmark_prior"] = prior.to_state()
         if temperature is not None:
             ckpt["category_temperature"] = temperature
         atomic_torch_save(ckpt, args.checkpoint)
