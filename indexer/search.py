@@ -106,11 +106,12 @@ class SearchEngine:
                     if len(self._allowed) > 64:
                         self._allowed.clear()
                     self._allowed[key] = allowed
-        def search(n: int) -> pd.DataFrame:
-            return index.search(embedding[None, :], n, nprobe=nprobe, allowed_ids=allowed).rows
+        def search(n: int) -> pd.DataFrame:  # item ids only: the chosen rows get the full metadata below
+            return index.search(embedding[None, :], n, nprobe=nprobe, allowed_ids=allowed, columns=("item_id",)).rows
 
-        rows = first_view_of_each_item(search, k, len(index)) if per_item else search(k)
-        rows = self._with_image_files(rows)
+        found = first_view_of_each_item(search, k, len(index)) if per_item else search(k)
+        head = found[["query", "rank", "score", "id"]].reset_index(drop=True)
+        rows = self._with_image_files(pd.concat([head, index.metadata_of(head["id"].to_numpy())], axis=1))
         rows["rank"] = range(1, len(rows) + 1)
         return rows.drop(columns=["query"])
 

@@ -19,7 +19,7 @@ import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import faiss
 import numpy as np
@@ -412,13 +412,15 @@ class EmbeddingIndex:
 
     # ----------------------------------------------------------------------------------- search
 
-    def search(self, queries: Any, k: int, nprobe: int | None = None, allowed_ids: Any = None) -> SearchResult:
+    def search(self, queries: Any, k: int, nprobe: int | None = None, allowed_ids: Any = None,
+               columns: Sequence[str] | None = None) -> SearchResult:
         """The k nearest stored vectors of each query (queries are normalised here).
 
         k is clamped to the number of stored vectors. ``nprobe`` overrides the default number of
         inverted lists visited, for IVF indexes only. ``allowed_ids`` restricts the search to those
         ids inside FAISS (an ``IDSelectorBatch``), so a filter never needs a wider search.
-        Returns :class:`SearchResult`.
+        ``columns``: the metadata columns the rows carry (None: all; copying every column of many
+        rows costs more than the search on a small index). Returns :class:`SearchResult`.
         """
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -435,7 +437,7 @@ class EmbeddingIndex:
                                else self._search_selected(q, k_ask, checked, allowed))
                 if self._rerank.enabled:
                     scores, ids = self._rerank.rerank(q, ids, k_eff, self._metric)
-            rows = self._result_rows(scores, ids)
+            rows = self._result_rows(scores, ids, columns)
         valid = ids >= 0
         return SearchResult([s[v] for s, v in zip(scores, valid)], [i[v] for i, v in zip(ids, valid)], rows)
 
@@ -467,17 +469,26 @@ class EmbeddingIndex:
             params = faiss.SearchParameters(sel=selector)
         return self._index.search(q, k, params=params)
 
-    def _result_rows(self, scores: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
+    def _result_rows(self, scores: np.ndarray, ids: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
         valid = ids >= 0
         query, position = np.nonzero(valid)
         found = ids[valid]
         head = pd.DataFrame(
             {"query": query.astype(np.int64), "rank": position.astype(np.int64) + 1, "score": scores[valid], "id": found}
         )
+        return pd.concat([head, self._metadata_rows(found, columns)], axis=1)
+
+    def _metadata_rows(self, ids: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        table = self._metadata if columns is None else self._metadata[[c for c in columns if c in self._metadata.columns]]
         # take() by position is cheaper than reindex() by label on a large table (the query path)
-        positions = self._metadata.index.get_indexer(found)
-        meta = self._metadata.take(positions) if (positions >= 0).all() else self._metadata.reindex(found)
-        return pd.concat([head, meta.reset_index(drop=True)], axis=1)
+        positions = table.index.get_indexer(ids)
+        meta = table.take(positions) if (positions >= 0).all() else table.reindex(ids)
+        return meta.reset_index(drop=True)
+
+    def metadata_of(self, ids: Any) -> pd.DataFrame:
+        """The metadata rows of these ids, in their order (all NaN for an id no longer stored)."""
+        with self._lock:
+            return self._metadata_rows(np.asarray(ids, dtype=np.int64).ravel())
 
     # ------------------------------------------------------------------------------- save / load
 

@@ -70,6 +70,19 @@ def test_k_is_clamped_and_no_minus_one_leaks():
     assert len(rows) == 10
 
 
+def test_rows_with_chosen_columns_and_metadata_of_ids_follow_their_vectors():
+    index, x = _flat(n=12)
+    full = index.search(x[:2], k=4).rows
+    light = index.search(x[:2], k=4, columns=("item_id", "no_such_column")).rows
+    assert list(light.columns) == ["query", "rank", "score", "id", "item_id"]
+    pd.testing.assert_frame_equal(light, full[list(light.columns)])
+    ids = np.array([7, 2, 11])
+    rows = index.metadata_of(ids)
+    assert list(rows["tag"]) == [7, 2, 11] and list(rows["item_id"]) == [f"id_{i // 4:08d}" for i in ids]
+    index.remove_ids([2])
+    assert index.metadata_of([7, 2])["tag"].isna().tolist() == [False, True]
+
+
 def test_remove_and_readd_keep_ids_and_metadata_consistent(tmp_path):
     index, x = _flat(n=40)
     removed = index.remove_where("item_id", "id_00000002")  # rows 8..11
