@@ -89,6 +89,17 @@ class Prediction:
         }
 
 
+def _stored_part(ckpt: dict, key: str, from_state, path, what: str):
+    """A calibration part a checkpoint may carry (None when absent); CheckpointError naming the file
+    when it is there but unusable. ``scripts/calibrate_ood.py`` fits them again."""
+    if ckpt.get(key) is None:
+        return None
+    try:
+        return from_state(ckpt[key])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its {what} is unusable ({exc}); refit it with scripts/calibrate_ood.py") from None
+
+
 class Predictor:
     """Runs a trained FashionNet on images of any size or mode.
 
@@ -143,20 +154,8 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":
         ckpt = load_checkpoint(path)
         model, config = model_from_checkpoint(ckpt, path)
-        density = None
-        if ckpt.get("ood") is not None:
-            try:
-                density = FeatureDensity.from_state(ckpt["ood"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{path}: its out-of-distribution density is unusable ({exc}); "
-                                      "recalibrate it with scripts/calibrate_ood.py") from None
-        prior = None
-        if ckpt.get("landmark_prior") is not None:
-            try:
-                prior = BoxLayoutPrior.from_state(ckpt["landmark_prior"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{path}: its landmark box layout is unusable ({exc}); "
-                                      "refit it with scripts/calibrate_ood.py") from None
+        density = _stored_part(ckpt, "ood", FeatureDensity.from_state, path, "out-of-distribution density")
+        prior = _stored_part(ckpt, "landmark_prior", BoxLayoutPrior.from_state, path, "landmark box layout")
         kwargs.setdefault("landmark_prior", prior)
         return cls(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device,
                    density=density, category_temperature=float(ckpt.get("category_temperature", 1.0)), **kwargs)
