@@ -23,6 +23,21 @@ from indexer.updates import locked_update
 
 METADATA_COLUMNS = ("image_path", "item_id", "category", "clothes_type", "source")
 MAX_RECORDED_SKIPS = 1000  # per manifest: the count is always exact, the list is capped
+# Without --index-factory a catalogue this large gets an IVF index: exact search over 100,000
+# 1,536-d vectors took longer than the model's forward pass (README "The index").
+AUTO_IVF_FROM = 50_000
+IVF_MIN_POINTS_PER_LIST = 39  # FAISS warns below this many training points per list
+
+
+def default_index_factory(count: int) -> Optional[str]:
+    """The factory a build without --index-factory uses for ``count`` images: exact search (None)
+    below AUTO_IVF_FROM, else ``IVF<nlist>,Flat`` with nlist the power of two nearest below 4 x sqrt(count)."""
+    if count < AUTO_IVF_FROM:
+        return None
+    nlist = 2 ** int(np.floor(np.log2(4 * np.sqrt(count))))
+    while nlist > 1 and nlist * IVF_MIN_POINTS_PER_LIST > count:
+        nlist //= 2
+    return f"IVF{nlist},Flat"
 
 
 @dataclass
@@ -107,6 +122,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     ``copy_model`` copies the checkpoint into the index, so the index works wherever it is copied.
     ``rerank`` ("exact"/"sq8", default none) re-scores ``rerank_factor`` x k candidates of a new index
     from memory-mapped vectors (:mod:`indexer.rerank`); a ``trained_index`` keeps its own setting.
+    Without ``index_factory`` the index is exact, or IVF for a large catalogue (:func:`default_index_factory`).
     """
     check_rerank(rerank, rerank_factor)
     out = Path(out).absolute()
@@ -127,6 +143,8 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
                                    device=device)
         index = base.empty_copy()
     else:
+        if index_factory is None and shard is None:  # shards keep one type, so they can be merged
+            index_factory = default_index_factory(len(catalogue))
         index = EmbeddingIndex.create(predictor.embedding_dim, index_factory, model_checksum=predictor.model_checksum,
                                       model_config=predictor.config.to_dict(), device=device, rerank=rerank or "none",
                                       rerank_factor=rerank_factor)

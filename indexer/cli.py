@@ -72,7 +72,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", default="auto", help="gallery split (auto: In-shop 'gallery', Consumer-to-shop 'test'; 'all': every shop image)")
     b.add_argument("--out", required=True, help="index directory to write (an existing index there is replaced atomically)")
     b.add_argument("--force", action="store_true", help=FORCE_HELP)
-    b.add_argument("--index-factory", default=None, help="FAISS factory string, e.g. IVF4096,PQ32 or HNSW32 (default: exact inner product)")
+    b.add_argument("--index-factory", default=None, help="FAISS factory string, e.g. IVF4096,PQ32 or HNSW32 (default: exact inner product, "
+                        "or IVF<nlist>,Flat from 50,000 images on)")
     b.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (stored as the default)")
     b.add_argument("--rerank", default="none", choices=["none", "exact", "sq8"],
                    help="re-score a compressed index's candidates from a memory-mapped file of float32 (exact) or 8-bit (sq8) vectors")

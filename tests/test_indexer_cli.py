@@ -238,3 +238,23 @@ def test_killed_build_leaves_the_previous_index_intact(tiny_index, tiny_checkpoi
     assert live_data_file(target, "index.faiss").read_bytes() == before[0]
     assert json.loads((target / "manifest.json").read_text()) == before[1]
     assert EmbeddingIndex.load(target).ntotal == before[1]["count"]
+
+
+def test_a_large_catalogue_gets_an_ivf_index_without_asking(capsys, tiny_checkpoint, synth_root, tmp_path, monkeypatch):
+    from indexer import build
+
+    assert build.default_index_factory(build.AUTO_IVF_FROM - 1) is None
+    assert build.default_index_factory(100_000) == "IVF1024,Flat" and build.default_index_factory(1_000_000) == "IVF2048,Flat"
+    assert build.default_index_factory(build.AUTO_IVF_FROM) == "IVF512,Flat"
+    # the tiny gallery stands in for a large one: it gets IVF with enough points per list, and still finds itself
+    monkeypatch.setattr(build, "AUTO_IVF_FROM", 1)
+    out = tmp_path / "auto"
+    code, _, err = run_cli(capsys, "build", "--checkpoint", tiny_checkpoint, "--data-root", synth_root / "consumer2shop", "--out", out,
+                           "--workers", 0, "--no-progress", "--device", "cpu")
+    assert code == 0, err
+    index = EmbeddingIndex.load(out)
+    nlist = index.info()["nlist"]
+    assert index.index_factory.startswith("IVF") and (nlist == 1 or nlist * build.IVF_MIN_POINTS_PER_LIST <= len(index))
+    path = index.metadata["image_path"].iloc[0]
+    code, out_text, _ = run_cli(capsys, "query", out, path, "-k", 1, "--per-image")
+    assert code == 0 and index.metadata["item_id"].iloc[0] in out_text
