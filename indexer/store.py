@@ -47,6 +47,7 @@ from indexer.faiss_tools import (
 )
 from indexer.layout import INDEX_FILE, METADATA_FILE
 from indexer.rerank import Reranker
+from indexer.result_rows import query_friendly, result_rows, rows_of
 
 
 # FAISS's GPU k-selection handles k (and nprobe) up to GPU_MAX_SELECTION_K = 2048
@@ -74,14 +75,6 @@ class SearchResult(NamedTuple):
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _query_friendly(metadata: pd.DataFrame) -> pd.DataFrame:
-    """Arrow-backed string columns as plain Python objects: every query takes k rows of the table,
-    and one take over a single object block costs far less than a take per Arrow column (the
-    indexer's tables have about 40 columns)."""
-    strings = [c for c, dtype in metadata.dtypes.items() if isinstance(dtype, pd.StringDtype)]
-    return metadata.astype({c: object for c in strings}) if strings else metadata
 
 
 class EmbeddingIndex:
@@ -112,7 +105,7 @@ class EmbeddingIndex:
         self._index = index
         self._metric = metric
         self._factory = index_factory
-        self._metadata = _query_friendly(metadata) if metadata is not None else pd.DataFrame(index=pd.Index([], dtype=np.int64, name="id"))
+        self._metadata = query_friendly(metadata) if metadata is not None else pd.DataFrame(index=pd.Index([], dtype=np.int64, name="id"))
         self._next_id = int(next_id)
         self.model_checksum = model_checksum
         self.model_config = dict(model_config or {})
@@ -314,7 +307,7 @@ class EmbeddingIndex:
             self._rerank.add(ids, x)
             rows.index = pd.Index(ids, name="id")
             # Concatenating with an empty frame would drop or warn about dtypes; skip it.
-            self._metadata = _query_friendly(pd.concat([self._metadata, rows]) if len(self._metadata) else rows)
+            self._metadata = query_friendly(pd.concat([self._metadata, rows]) if len(self._metadata) else rows)
             self._next_id += len(x)
             self._changes += 1
             self._gpu.drop()
@@ -381,7 +374,7 @@ class EmbeddingIndex:
             rows = shard.metadata
             rows.index = pd.Index(rows.index.to_numpy(np.int64) + offset, name="id")
             parts = [frame for frame in (self._metadata, rows) if len(frame)]
-            self._metadata = _query_friendly(pd.concat(parts)) if parts else self._metadata
+            self._metadata = query_friendly(pd.concat(parts)) if parts else self._metadata
             self._next_id = offset + shard._next_id
             self._created_utc = _utc_now()
             self._changes += 1
@@ -437,7 +430,7 @@ class EmbeddingIndex:
                                else self._search_selected(q, k_ask, checked, allowed))
                 if self._rerank.enabled:
                     scores, ids = self._rerank.rerank(q, ids, k_eff, self._metric)
-            rows = self._result_rows(scores, ids, columns)
+            rows = result_rows(scores, ids, self._metadata, columns)
         valid = ids >= 0
         return SearchResult([s[v] for s, v in zip(scores, valid)], [i[v] for i, v in zip(ids, valid)], rows)
 
@@ -469,26 +462,10 @@ class EmbeddingIndex:
             params = faiss.SearchParameters(sel=selector)
         return self._index.search(q, k, params=params)
 
-    def _result_rows(self, scores: np.ndarray, ids: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        valid = ids >= 0
-        query, position = np.nonzero(valid)
-        found = ids[valid]
-        head = pd.DataFrame(
-            {"query": query.astype(np.int64), "rank": position.astype(np.int64) + 1, "score": scores[valid], "id": found}
-        )
-        return pd.concat([head, self._metadata_rows(found, columns)], axis=1)
-
-    def _metadata_rows(self, ids: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        table = self._metadata if columns is None else self._metadata[[c for c in columns if c in self._metadata.columns]]
-        # take() by position is cheaper than reindex() by label on a large table (the query path)
-        positions = table.index.get_indexer(ids)
-        meta = table.take(positions) if (positions >= 0).all() else table.reindex(ids)
-        return meta.reset_index(drop=True)
-
     def metadata_of(self, ids: Any) -> pd.DataFrame:
         """The metadata rows of these ids, in their order (all NaN for an id no longer stored)."""
         with self._lock:
-            return self._metadata_rows(np.asarray(ids, dtype=np.int64).ravel())
+            return rows_of(self._metadata, np.asarray(ids, dtype=np.int64).ravel())
 
     # ------------------------------------------------------------------------------- save / load
 
