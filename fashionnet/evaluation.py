@@ -29,7 +29,6 @@ from fashionnet.data.schema import landmarks_of
 from fashionnet.data.transforms import build_transforms, letterbox_geometry, to_original_coords
 from fashionnet.images import load_image
 from fashionnet.inference import Predictor
-from fashionnet.landmark_prior import BoxLayoutPrior
 from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.metrics import (attribute_recall_at_k, category_accuracy, map_at_r, mean_layout, normalized_error, pdl, retrieval_metrics,
                                 topk_hit_rate)
@@ -99,8 +98,7 @@ def localised_outputs(predictor: Predictor, dataset: DeepFashionDataset, batch: 
     first = predictor.forward_batch(batch["image"])
     geometries = [letterbox_geometry(int(w), int(h), predictor.input_side) for w, h in batch["original_size"].tolist()]
     out, geometries, cropped = predictor.localise(first, geometries, _photo_loader(dataset, batch))
-    pixels, _ = predictor.landmark_pixels(out, geometries)
-    heatmap_only = predictor.landmark_pixels(out, geometries, use_prior=False)[0] if predictor.landmark_prior is not None else pixels
+    heatmap_only, pixels, _ = predictor.landmark_pixels(out, geometries)
     return {
         "embedding": out["embedding"],
         "global": torch.nn.functional.normalize(out["global_feature"].float(), dim=1),
@@ -196,9 +194,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     embed = lambda fn, ds, desc: embed_dataset(model, ds, device, batch_size, workers, fn, desc, progress)  # noqa: E731
     need_pred = any(v in variants for v in ("global", "fashionnet"))
     # (b) and (c) go through the Predictor, as the page and the indexer do (crop where the garment is small)
-    prior = BoxLayoutPrior.from_state(ckpt["landmark_prior"]) if ckpt.get("landmark_prior") is not None else None
-    predictor = Predictor(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device,
-                          fold_batch_norms=False, landmark_prior=prior, **({} if crop_below is None else {"crop_below": crop_below}))
+    predictor = Predictor.from_loaded(ckpt, checkpoint, model=model, device=device, fold_batch_norms=False,
+                                      **({} if crop_below is None else {"crop_below": crop_below}))
     q_pred = embed(lambda m, b, d: localised_outputs(predictor, q_set, b), q_set, "queries (predicted landmarks)") if need_pred else None
     g_pred = embed(lambda m, b, d: localised_outputs(predictor, g_set, b), g_set, "gallery (predicted landmarks)") if need_pred else None
     if q_pred is not None:

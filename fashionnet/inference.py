@@ -152,13 +152,18 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":
-        ckpt = load_checkpoint(path)
-        model, config = model_from_checkpoint(ckpt, path)
-        density = _stored_part(ckpt, "ood", FeatureDensity.from_state, path, "out-of-distribution density")
-        prior = _stored_part(ckpt, "landmark_prior", BoxLayoutPrior.from_state, path, "landmark box layout")
-        kwargs.setdefault("landmark_prior", prior)
-        return cls(model, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device,
-                   density=density, category_temperature=float(ckpt.get("category_temperature", 1.0)), **kwargs)
+        return cls.from_loaded(load_checkpoint(path), path, device=device, **kwargs)
+
+    @classmethod
+    def from_loaded(cls, ckpt: dict, path: str | os.PathLike, model: torch.nn.Module | None = None,
+                    device: str | torch.device = "auto", **kwargs) -> "Predictor":
+        """A Predictor from a checkpoint already loaded (``path`` names it in errors), with the
+        calibration it carries; ``model``: the checkpoint's model when the caller has built it."""
+        built, config = model_from_checkpoint(ckpt, path) if model is None else (model, model.config)
+        kwargs.setdefault("density", _stored_part(ckpt, "ood", FeatureDensity.from_state, path, "out-of-distribution density"))
+        kwargs.setdefault("landmark_prior", _stored_part(ckpt, "landmark_prior", BoxLayoutPrior.from_state, path, "landmark box layout"))
+        kwargs.setdefault("category_temperature", float(ckpt.get("category_temperature", 1.0)))
+        return cls(built, config, ckpt["label_maps"], ckpt["preprocessing"], ckpt["model_checksum"], device=device, **kwargs)
 
     @property
     def embedding_dim(self) -> int:
@@ -242,28 +247,30 @@ class Predictor:
         """(B, C) calibrated category probabilities (logits divided by the checkpoint's temperature)."""
         return (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
 
-    def predicted_clothes_types(self, out: dict[str, torch.Tensor]) -> list[int | None]:
+    def predicted_clothes_types(self, category_probs: torch.Tensor) -> list[int | None]:
         """Each row's clothes type from its most likely category (None where unknown)."""
-        probs = self.category_probs(out)
-        if not probs.shape[1] or not self.category_names:
-            return [None] * len(probs)
-        return [self.category_clothes_types.get(self.category_names[int(c)]) for c in probs.argmax(dim=1)]
+        if not category_probs.shape[1] or not self.category_names:
+            return [None] * len(category_probs)
+        return [self.category_clothes_types.get(self.category_names[int(c)]) for c in category_probs.argmax(dim=1)]
 
-    def landmark_pixels(self, out: dict[str, torch.Tensor], geometries: Sequence, use_prior: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """((B, 8, 2) landmarks in each photo's pixels, (B, 8) share of each taken from the box
-        layout): the heatmap's points, with the unsure ones pulled towards their place in the
-        predicted garment box where the checkpoint has a box layout (fashionnet.landmark_prior)
-        and ``use_prior``."""
+    def landmark_pixels(self, out: dict[str, torch.Tensor], geometries: Sequence, boxes: Sequence | None = None,
+                        clothes_types: Sequence[int | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Landmarks in each photo's pixels: ((B, 8, 2) the heatmaps' points, (B, 8, 2) the points
+        given, (B, 8) the share of each taken from the box layout). The given points pull the unsure
+        ones towards their place in the predicted garment box where the checkpoint has a box layout
+        (fashionnet.landmark_prior); ``boxes`` and ``clothes_types`` are computed when not passed."""
         landmarks = out["landmarks"].float().cpu()
         xy = np.stack([to_original_coords(landmarks[i], g, normalized=True).numpy() for i, g in enumerate(geometries)]).astype(np.float64)
-        from_layout = np.zeros(xy.shape[:2])
-        boxes = boxes_to_original(out, geometries)
-        if not use_prior or self.landmark_prior is None or "landmark_confidence" not in out or any(b is None for b in boxes):
-            return xy, from_layout
+        if self.landmark_prior is None or "landmark_confidence" not in out:
+            return xy, xy, np.zeros(xy.shape[:2])
+        boxes = boxes_to_original(out, geometries) if boxes is None else boxes
+        if any(b is None for b in boxes):
+            return xy, xy, np.zeros(xy.shape[:2])
+        if clothes_types is None:
+            clothes_types = self.predicted_clothes_types(self.category_probs(out))
         confidence = out["landmark_confidence"].float().cpu().numpy()
-        placed = self.landmark_prior.place(xy, confidence, np.asarray(boxes, dtype=np.float64), self.predicted_clothes_types(out))
-        from_layout = 1.0 - np.clip(confidence / self.landmark_prior.threshold, 0.0, 1.0)
-        return placed, from_layout
+        placed = self.landmark_prior.place(xy, confidence, np.asarray(boxes, dtype=np.float64), clothes_types)
+        return xy, placed, 1.0 - np.clip(confidence / self.landmark_prior.threshold, 0.0, 1.0)
 
     def decode(self, out: dict[str, torch.Tensor], geometries: Iterable, cropped: Sequence[bool] | None = None) -> list[Prediction]:
         """Turn a model output batch into Predictions, landmarks and box mapped back to original
@@ -271,9 +278,10 @@ class Predictor:
         geometries = list(geometries)
         boxes = boxes_to_original(out, [g for g, _ in geometries])
         confidence = out["landmark_confidence"].float().cpu() if "landmark_confidence" in out else None
-        xy_all, from_layout = self.landmark_pixels(out, [g for g, _ in geometries])
         vis_prob = out["visibility_logits"].float().softmax(-1).cpu()
         cat_prob = self.category_probs(out)
+        clothes_types = self.predicted_clothes_types(cat_prob)
+        _, xy_all, from_layout = self.landmark_pixels(out, [g for g, _ in geometries], boxes, clothes_types)
         attr_prob = out["attribute_logits"].float().sigmoid().cpu()
         emb = out["embedding"].float().cpu().numpy()
         # the photo as given is judged, not a crop of it: a crop of noise around a box the model
@@ -293,7 +301,7 @@ class Predictor:
                 c = int(cat_prob[i].argmax())
                 category, category_p = self.category_names[c], float(cat_prob[i, c])
                 scores = {n: float(cat_prob[i, k]) for k, n in enumerate(self.category_names)}
-            clothes_type = self.category_clothes_types.get(category) if category else None
+            clothes_type = clothes_types[i]
             if clothes_type is not None:
                 present = present_mask(clothes_type)
                 lms = [lm if present[j] else dataclasses.replace(lm, visibility="absent") for j, lm in enumerate(lms)]
