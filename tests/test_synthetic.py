@@ -317,3 +317,22 @@ def test_overwrites_only_its_own_output_and_never_leaves_half_a_dataset(micro, t
 def test_bad_size_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown size 'huge'"):
         synth.generate_synthetic_deepfashion(tmp_path / "x", size="huge")
+
+
+def test_a_failing_item_is_named_and_leaves_no_output(micro, tmp_path, monkeypatch, capsys):
+    """A drawing bug inside one item is reported with the item and seed to reproduce it, not as a
+    bare library message, and no half-made dataset appears."""
+    real = synth_writers.render_consumer_image
+    bad = synth.make_items(MICRO, seed=3)[2]
+
+    def fails_on_one_item(item, *args, **kwargs):
+        if item.index == bad.index:
+            raise ValueError("x1 must be greater than or equal to x0")
+        return real(item, *args, **kwargs)
+
+    monkeypatch.setattr(synth_writers, "render_consumer_image", fails_on_one_item)
+    out = tmp_path / "data"
+    assert synth.main(["--out", str(out), "--size", micro, "--seed", "3", "--workers", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"rendering item {bad.item_id}" in err and "seed 3" in err and "x1 must be" in err
+    assert list(tmp_path.iterdir()) == []

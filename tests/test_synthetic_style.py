@@ -14,7 +14,7 @@ from fashionnet.data import synthetic as synth
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.data.synthetic import presentation, style_shift
 from fashionnet.data.synthetic.raster import _disc_coverage
-from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, OCCLUDED, VISIBLE
+from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, FULL_BODY, LANDMARK_NAMES, LOWER_BODY, OCCLUDED, TRUNCATED, UPPER_BODY, VISIBLE
 
 # Two in-style families and one style-shift family: every layout, a few seconds.
 MINI = synth.SizeSpec(4, 2, inshop_views=(2, 2), shop_images=(1, 1), consumer_images=(1, 1),
@@ -188,3 +188,40 @@ def test_preview_labels_a_row_of_style_shift_pairs(synth_root, tmp_path):
     img = np.asarray(Image.open(png).convert("RGB"), np.int32)
     red = np.abs(img - [200, 0, 0]).sum(-1) < 20
     assert not red[:96].any() and red[96 : 2 * 96].any(), "only the last row is captioned as style shift"
+
+
+def test_portraits_show_a_large_face_over_a_garment_that_runs_out_of_the_frame():
+    """Head-and-shoulders photos, as people take of themselves: the garment fills the lower part of the
+    frame, its hem is cut off (labelled truncated), and what the head covers is not garment."""
+    items = [it for it in synth.make_items("tiny", seed=3) if it.style.clothes_type != LOWER_BODY]
+    tops, hems_cut, shown = [], 0, 0
+    for k, item in enumerate(items):
+        r = synth.render_photo(item, np.random.default_rng([k, 5]), "consumer", mode="worn", scene="room", framing="portrait")
+        assert r.style["framing"] == "portrait"
+        h, w = r.garment_mask.shape
+        if r.bbox is None:
+            continue
+        shown += 1
+        tops.append(r.bbox[1] / h)
+        hem = [j for j in CLOTHES_TYPE_SLOTS[item.style.clothes_type] if LANDMARK_NAMES[j].endswith("hem")]
+        hems_cut += all(r.visibility[j] == TRUNCATED for j in hem)
+        for j in CLOTHES_TYPE_SLOTS[item.style.clothes_type]:
+            if r.visibility[j] == VISIBLE:
+                x, y = (int(v) for v in r.landmarks[j])
+                assert r.garment_mask[y, x]
+    assert shown >= len(items) - 1
+    assert np.median(tops) > 0.25, tops  # the head and neck above the garment
+    assert hems_cut >= 0.6 * shown, (hems_cut, shown)
+
+
+def test_portraits_are_drawn_for_worn_tops_and_dresses_only():
+    rng = np.random.default_rng(0)
+    by_type = {}
+    for item in synth.make_items("tiny", seed=0):
+        for _ in range(30):
+            mode, _, framing = presentation.choose_presentation(rng, item, "consumer", "front", False, False, mode="worn")
+            by_type.setdefault(item.style.clothes_type, set()).add(framing)
+        _, _, framing = presentation.choose_presentation(rng, item, "shop", "front", False, False, mode="worn")
+        assert framing == "garment"
+    assert "portrait" not in by_type[LOWER_BODY]
+    assert "portrait" in by_type[UPPER_BODY] | by_type.get(FULL_BODY, set())

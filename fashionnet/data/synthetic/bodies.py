@@ -97,6 +97,10 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
     if not mannequin and look.long_hair and pose.view != "back":
         draw.polygon([p(CX - 40, 40), p(CX + 40, 40), p(CX + 46, 172), p(CX - 46, 172)], fill=hair)
     head_fill = hair if (pose.view == "back" and not mannequin) else skin
+    if not mannequin and pose.view == "front":  # ears, which a large face in a portrait shows
+        for side in (-1, 1):
+            ex = head_c[0] + side * rx * 0.97
+            draw.ellipse([ex - 6 * s, head_c[1] - 7 * s, ex + 6 * s, head_c[1] + 11 * s], fill=_darker(skin, 0.93))
     draw.ellipse([head_c[0] - rx, head_c[1] - ry, head_c[0] + rx, head_c[1] + ry], fill=head_fill)
     if mannequin:
         return
@@ -112,6 +116,13 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
             draw.line([(ex - 5 * s, eye_y - 7 * s), (ex + 5 * s, eye_y - 8 * s)], fill=_darker(hair, 0.9), width=max(1, round(1.8 * s)))
         nose = head_c[0] + shift * 1.3
         draw.line([(nose, eye_y + 3 * s), (nose + 1.5 * s, eye_y + 12 * s)], fill=_darker(skin, 0.78), width=max(1, round(1.5 * s)))
+        if look.glasses is not None and s > 0.25:  # two rims and a bridge round the eyes (too small to see below)
+            width = max(1, round(1.6 * s))
+            eyes = [head_c[0] + shift + side * 11 * s * c for side in ((-1, 1) if pose.view != "side" else (pose.near,))]
+            for ex in eyes:
+                draw.ellipse([ex - 8 * s, eye_y - 6 * s, ex + 8 * s, eye_y + 6 * s], outline=look.glasses, width=width)
+            if len(eyes) == 2:
+                draw.line([(eyes[0] + 8 * s, eye_y - 2 * s), (eyes[1] - 8 * s, eye_y - 2 * s)], fill=look.glasses, width=width)
         mouth_y = head_c[1] + 22 * s
         draw.line([(nose - 6 * s, mouth_y), (nose + 6 * s, mouth_y)], fill=(150, 72, 70), width=max(1, round(2.0 * s)))
     # Hair over the crown, in the look's style.

@@ -8,7 +8,7 @@ import sys
 
 from fashionnet.data.synthetic.preview import write_preview
 from fashionnet.data.synthetic.vocabulary import SIZES
-from fashionnet.data.synthetic.writers import generate_synthetic_deepfashion
+from fashionnet.data.synthetic.writers import RenderError, generate_synthetic_deepfashion
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RenderError as exc:  # nothing was moved into --out: the output is built aside and swapped in
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.preview:
         summary["preview"] = str(write_preview(args.out, args.preview))
     print(json.dumps(summary, indent=1))

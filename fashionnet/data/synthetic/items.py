@@ -21,6 +21,7 @@ from fashionnet.data.synthetic.vocabulary import (
     COMPANION_COLOURS,
     DETAIL_ATTRIBUTES,
     _FAMILY_CATEGORY_CYCLE,
+    GLASSES_FRAMES,
     HAIR_COLOURS,
     _PATTERN_ATTRIBUTE,
     PATTERNS,
@@ -66,6 +67,7 @@ class Look:
     background: tuple[int, int, int]
     shoes: tuple[int, int, int] = (40, 34, 32)
     hair_style: str = "short"  # over the crown: short / curly / buzz / bun (long hair adds a fall behind)
+    glasses: tuple[int, int, int] | None = None  # frame colour, or no glasses
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,7 @@ def _sample_look(rng: np.random.Generator, gender: str) -> Look:
         companion=COMPANION_COLOURS[int(rng.integers(len(COMPANION_COLOURS)))],
         background=tuple(int(np.clip(grey + t, 0, 255)) for t in tint),
         shoes=((40, 34, 32), (230, 228, 222), (110, 70, 44), (30, 30, 60))[int(rng.integers(4))],
+        glasses=GLASSES_FRAMES[int(rng.integers(len(GLASSES_FRAMES)))] if rng.random() < 0.2 else None,
     )
 
 

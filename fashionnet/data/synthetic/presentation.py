@@ -3,8 +3,8 @@
 A photo is made in one pipeline whatever its kind: pick how the garment is presented (worn by a
 person, on a mannequin, on a hanger, laid flat; or the held-out wall hook, washing-line pegs and
 laid out on a bed),
-in which scene family and with which framing (the garment, an upper-body crop, the full body, a
-wide shot, a detail zoom); map the figure frame to the photo with one matrix (similarity for
+in which scene family and with which framing (the garment, an upper-body crop, a head-and-shoulders
+portrait, the full body, a wide shot, a detail zoom); map the figure frame to the photo with one matrix (similarity for
 studio shots, plus rotation and a perspective homography for consumer photos); paint body, garment
 and supports through it; warp pixels and landmarks with the *same* matrices; composite over the
 scene with a soft shadow; add occluders; run the camera. Visibility comes from the masks drawn.
@@ -20,14 +20,14 @@ from PIL import Image, ImageDraw, ImageFilter
 from fashionnet.data.synthetic.bodies import BODY_MODES
 from fashionnet.data.synthetic.camera import apply_camera, sample_camera
 from fashionnet.data.synthetic.figure import _render_figure
-from fashionnet.data.synthetic.geometry import CX, FIG_H, FIG_W, LYING_MODES, _arr, build_garment, sample_pose
+from fashionnet.data.synthetic.geometry import CX, FIG_H, FIG_W, LYING_MODES, SHOULDER_Y, _arr, build_garment, sample_pose
 from fashionnet.data.synthetic.items import ItemSpec, _sample_look
 from fashionnet.data.synthetic.photos import RenderedImage, _bbox_of, _draw_occluders, _finish_labels
 from fashionnet.data.synthetic.raster import _apply, _homography, _sim, _warp
 from fashionnet.data.synthetic.scenes import TOP_DOWN_SCENES, render_scene
 from fashionnet.data.synthetic.shading import bevel, soft_shadow
 from fashionnet.data.synthetic.vocabulary import CONSUMER_SIDE_RANGE, SHOP_SIZE, VIEW_CODES
-from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, OCCLUDED, TRUNCATED, UPPER_BODY
+from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, LOWER_BODY, OCCLUDED, TRUNCATED, UPPER_BODY
 
 IN_STYLE_MODES = ("worn", "mannequin", "hanger", "flat_lay")
 HELD_OUT_MODES = ("hook", "pegs", "bed_lay")  # only in the style-shift split
@@ -41,7 +41,7 @@ SCENES_FOR_MODE = {
     "pegs": (("garden", "bedroom"), (0.7, 0.3)),
     "bed_lay": (("bed",), (1.0,)),  # laid out on a bed, seen from above
 }
-FRAMINGS = ("garment", "upper_body", "full_body", "wide", "detail")
+FRAMINGS = ("garment", "upper_body", "portrait", "full_body", "wide", "detail")
 
 
 def _choice(rng: np.random.Generator, options, p) -> str:
@@ -79,8 +79,10 @@ def choose_presentation(
     elif kind == "shop":
         framing = "garment"
     elif mode in BODY_MODES:
-        options = ("garment", "upper_body", "full_body", "wide")
-        framing = _choice(rng, options, (0.4, 0.3 if ct == UPPER_BODY else 0.0, 0.2, 0.15))  # selfies crop at the waist
+        options = ("garment", "upper_body", "full_body", "wide", "portrait")
+        # Selfies crop at the waist; portraits show a large face over a top or dress cut off by the frame.
+        portrait = 0.15 if mode == "worn" and ct != LOWER_BODY else 0.0
+        framing = _choice(rng, options, (0.4, 0.3 if ct == UPPER_BODY else 0.0, 0.2, 0.15, portrait))
     else:
         framing = _choice(rng, ("garment", "wide"), (0.8, 0.2))
     return mode, scene, framing
@@ -93,6 +95,9 @@ def _region(framing: str, garment_box, rng: np.random.Generator, item: ItemSpec,
         return (CX - 110, 8, CX + 110, 712), rng.uniform(0.85, 0.98)
     if framing == "upper_body":
         return (CX - 125, 5, CX + 125, gy1 + 30), rng.uniform(0.85, 1.0)
+    if framing == "portrait":  # head and shoulders: the face fills the top, the garment runs out of the frame
+        half = rng.uniform(80, 130)
+        return (CX - half, rng.uniform(2, 16), CX + half, SHOULDER_Y + rng.uniform(50, 190)), rng.uniform(0.95, 1.1)
     if framing == "detail":  # zoom-in on a landmark region
         span = max(gx1 - gx0, gy1 - gy0) * rng.uniform(0.5, 0.7)
         c = landmarks[int(rng.choice(list(CLOTHES_TYPE_SLOTS[item.style.clothes_type])))] + rng.uniform(-0.1, 0.1, 2) * span

@@ -20,6 +20,8 @@ def _blur(mask: np.ndarray, radius: float) -> np.ndarray:
 def bevel(mask: np.ndarray, radius: float, light: np.ndarray, strength: float) -> np.ndarray:
     """Multiplicative shading (about 1 - strength .. 1 + strength) of a shape lit from ``light``
     (unit 2-vector, image x right / y down, pointing from the shape towards the lamp)."""
+    if min(mask.shape) < 2:  # a sliver of a shape at the photo's edge has no gradient to light
+        return np.ones(mask.shape, np.float32)
     h = _blur(mask, radius)
     gy, gx = np.gradient(h)
     # The outward normal is minus the gradient; facing the light brightens.

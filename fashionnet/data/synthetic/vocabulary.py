@@ -57,6 +57,7 @@ PRINT_SHAPES = ("star", "heart", "circle")
 SKIN_TONES = ((244, 214, 190), (236, 200, 170), (214, 168, 130), (192, 142, 102), (170, 118, 82), (112, 74, 52), (84, 56, 40))
 HAIR_COLOURS = ((28, 22, 20), (80, 52, 32), (150, 110, 60), (214, 184, 120), (120, 52, 30), (160, 160, 160))
 COMPANION_COLOURS = ((44, 44, 50), (64, 80, 118), (186, 172, 140), (226, 226, 220), (118, 118, 124))
+GLASSES_FRAMES = ((24, 22, 22), (120, 84, 48), (176, 150, 96), (150, 150, 156))  # black, tortoiseshell, gold, steel
 
 # Attribute types of list_attr_cloth.txt.
 ATTRIBUTE_TYPES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}

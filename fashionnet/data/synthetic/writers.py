@@ -28,7 +28,7 @@ from fashionnet.data.synthetic.style_shift import HELD_OUT, LAYOUT, STYLES_FILE,
 from fashionnet.data.synthetic.vocabulary import ATTRIBUTE_TYPES, ATTRIBUTES, CATEGORIES, SIZES, VIEW_CODES
 from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, NUM_LANDMARKS
 
-GENERATOR_VERSION = 2  # 2: photographic domain randomisation and the style-shift split
+GENERATOR_VERSION = 3  # 2: photographic domain randomisation and the style-shift split; 3: portraits
 MANIFEST_NAME = "SYNTHETIC.json"  # marks a directory this generator owns (safe to overwrite)
 
 
@@ -59,8 +59,20 @@ def _save_jpeg(img: Image.Image, path: Path, quality: int) -> None:
     img.save(path, "JPEG", quality=quality)
 
 
+class RenderError(RuntimeError):
+    """Rendering one item failed: a generator bug, named by item and seed so it can be reproduced."""
+
+
 def _render_item(task) -> list[ImageRecord]:
     """Worker: render and save every image of one item; return their labels."""
+    item, _spec, _root, seed, _backgrounds, held_out = task
+    try:
+        return _render_item_images(task)
+    except Exception as exc:
+        raise RenderError(f"rendering item {item.item_id} (index {item.index}, seed {seed}, held_out={held_out}) failed: {exc!r}") from exc
+
+
+def _render_item_images(task) -> list[ImageRecord]:
     item, spec, root, seed, backgrounds, held_out = task
     root = Path(root)
     rng = np.random.default_rng([seed, 3, item.index])
