@@ -23,7 +23,7 @@ from fashionnet.localisation import CROP_BELOW_AREA, CROP_MARGIN, boxes_to_origi
 from fashionnet.models import FashionNetConfig
 from fashionnet.models.batchnorm_folding import folded_for_inference
 from fashionnet.ood import FeatureDensity, trunk_features
-from fashionnet.onnx_runtime import RUNTIMES, onnx_available, onnx_forward_or_none
+from fashionnet.onnx_runtime import RUNTIMES, exported_forward_or_none, resolve_runtime
 from fashionnet.runtime import resolve_device
 
 # Below this heatmap confidence a landmark is a guess: its heatmap is flat or split between places
@@ -143,12 +143,14 @@ class Predictor:
         self.category_temperature = float(category_temperature)
         if not self.category_temperature > 0:
             raise ValueError(f"category_temperature must be positive, got {category_temperature}")
-        # "onnx": ONNX Runtime runs the forward pass (fashionnet.onnx_runtime); torch when it cannot.
-        # "auto": "onnx" on a CPU where onnxruntime is installed, else torch.
-        if runtime == "auto":
-            runtime = "onnx" if self.device.type == "cpu" and onnx_available() else "torch"
-        self._onnx = onnx_forward_or_none(self.model, self.input_side, model_checksum, self.device, onnx_cache_dir) if runtime == "onnx" else None
-        self.runtime = "onnx" if self._onnx is not None else "torch"
+        # "onnx" / "openvino": the exported forward pass runs in ONNX Runtime / OpenVINO
+        # (fashionnet.onnx_runtime, fashionnet.openvino_runtime), falling back when it cannot.
+        # "auto": the fastest one installed on a CPU, else torch.
+        runtime = resolve_runtime(runtime, self.device)
+        self._onnx, self.runtime = None, "torch"
+        if runtime != "torch":
+            self._onnx, self.runtime = exported_forward_or_none(self.model, self.input_side, model_checksum, self.device, onnx_cache_dir,
+                                                                runtime=runtime)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":

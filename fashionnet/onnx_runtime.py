@@ -41,9 +41,11 @@ from torch import nn
 
 from fashionnet.models.fashionnet import OPTIONAL_OUTPUTS
 
-# "auto": ONNX Runtime on a CPU where it is installed (about 0.3 x torch's forward time per query,
-# scripts/benchmark_query.py --runtime torch onnx), else torch.
-RUNTIMES = ("auto", "torch", "onnx")
+# "onnx": ONNX Runtime (about 0.3 x torch's forward time per query, scripts/benchmark_query.py).
+# "openvino": OpenVINO compiling the same ONNX file (fashionnet.openvino_runtime), faster again on
+# Intel CPUs (scripts/benchmark_runtime.py). "auto": on a CPU, the first of openvino, onnx that is
+# installed, else torch.
+RUNTIMES = ("auto", "torch", "onnx", "openvino")
 # The tensors FashionNet.forward returns, in the order of the exported graph's outputs; the model's
 # OPTIONAL_OUTPUTS (landmark confidence, garment box) follow where it has them.
 OUTPUTS = ("embedding", "landmarks", "visibility_logits", "category_logits", "attribute_logits", "trunk_stats",
@@ -276,15 +278,40 @@ def cached_onnx_forward(model: nn.Module, input_side: int, model_checksum: str,
     return forward
 
 
-def onnx_forward_or_none(model: nn.Module, input_side: int, model_checksum: str, device: torch.device,
-                         cache_dir: str | os.PathLike | None = None) -> OnnxForward | None:
-    """:func:`cached_onnx_forward`, or None with a warning when it is unavailable (the caller
-    then runs torch)."""
+def resolve_runtime(runtime: str, device: torch.device) -> str:
+    """The runtime "auto" stands for on ``device``: the fastest installed (openvino, then onnx) on a
+    CPU, else torch. Other names are returned as they are."""
+    if runtime != "auto":
+        return runtime
+    if device.type != "cpu" or not onnx_available():  # openvino compiles the file torch exports with onnx
+        return "torch"
+    from fashionnet.openvino_runtime import openvino_available
+
+    return "openvino" if openvino_available() else "onnx"
+
+
+def exported_forward_or_none(model: nn.Module, input_side: int, model_checksum: str, device: torch.device,
+                             cache_dir: str | os.PathLike | None = None, runtime: str = "onnx") -> tuple[Callable | None, str]:
+    """(forward, runtime name) for ``runtime`` "onnx" or "openvino" (which compiles the same cached
+    export). Each is checked against torch; what is unavailable falls back with a warning: openvino
+    to onnx, onnx to (None, "torch"), and the caller then runs torch."""
     if device.type != "cpu":
-        warnings.warn(f"runtime 'onnx' runs on the CPU only; running torch on {device}", RuntimeWarning, stacklevel=3)
-        return None
+        warnings.warn(f"runtime {runtime!r} runs on the CPU only; running torch on {device}", RuntimeWarning, stacklevel=3)
+        return None, "torch"
     try:
-        return cached_onnx_forward(model, input_side, model_checksum, cache_dir)
+        onnx_forward = cached_onnx_forward(model, input_side, model_checksum, cache_dir)
     except OnnxUnavailable as exc:
         warnings.warn(f"{exc}; running torch instead", RuntimeWarning, stacklevel=3)
-        return None
+        return None, "torch"
+    if runtime == "openvino":
+        try:
+            from fashionnet.openvino_runtime import OpenVinoForward
+
+            forward = OpenVinoForward(onnx_forward.path, output_names=onnx_forward.keys)
+            problem = _agrees(model, forward, input_side)
+        except Exception as exc:  # not installed, or it cannot compile this graph
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is None:
+            return forward, "openvino"
+        warnings.warn(f"OpenVINO cannot run {onnx_forward.path} ({problem}); running ONNX Runtime instead", RuntimeWarning, stacklevel=3)
+    return onnx_forward, "onnx"

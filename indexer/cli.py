@@ -33,10 +33,11 @@ def _device_option(p: argparse.ArgumentParser) -> None:
 
 
 def _runtime_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"],
-                   help="run the model with torch or ONNX Runtime (CPU only, pip install fashionnet-search[onnx]; exported once per "
-                        "model to $FASHIONNET_ONNX_CACHE or ~/.cache/fashionnet/onnx; falls back to torch with a warning). "
-                        "Default auto: ONNX Runtime on a CPU where it is installed, else torch")
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx", "openvino"],  # fashionnet.onnx_runtime.RUNTIMES
+                   help="run the model with torch, ONNX Runtime or OpenVINO (CPU only; pip install fashionnet-search[onnx] "
+                        "and [openvino]; exported once per model to $FASHIONNET_ONNX_CACHE or ~/.cache/fashionnet/onnx; "
+                        "falls back with a warning: openvino to onnx, onnx to torch). "
+                        "Default auto: on a CPU the fastest one installed (openvino, then onnx), else torch")
 
 
 def _progress_option(p: argparse.ArgumentParser) -> None:

@@ -55,7 +55,8 @@ def main(argv=None) -> None:
                    help="FAISS factories to compare over the same vectors (Flat: exact, the indexer's default)")
     p.add_argument("--nprobe", type=int, default=16, help="inverted lists visited by IVF indexes")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runtime", nargs="+", default=["torch"], choices=["torch", "onnx"], help="how the Predictor runs the model (fashionnet.onnx_runtime")
+    p.add_argument("--runtime", nargs="+", default=["torch"], choices=["torch", "onnx", "openvino"],
+                   help="how the Predictor runs the model (fashionnet.onnx_runtime, fashionnet.openvino_runtime)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

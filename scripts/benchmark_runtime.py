@@ -6,7 +6,10 @@ One photo at a time, as a query is served, at 1 and at 2 intra-op threads, for
     defines it: the speed reference a query is held to),
   - the torch Predictor forward (FashionNet with BatchNorms folded),
   - the ONNX Runtime Predictor forward (the same FashionNet exported),
-  - with --int8, the ONNX export with int8 dynamic quantisation (onnxruntime.quantization),
+  - the OpenVINO Predictor forward (the same export, float32), where openvino is installed,
+  - with --int8, the export with int8 convolutions (ONNX Runtime static quantisation, QDQ, weights
+    per channel, activation ranges calibrated on 64 synthetic shop photos rendered on the spot),
+  - with --bf16, OpenVINO in bfloat16 (what it runs by default on CPUs with AMX),
 then batch throughput at --batch. With --retrieval, every variant also embeds the Consumer-to-shop
 test queries and gallery of --data-root, and the top-k of each is printed side by side (one pass,
 no crop), so a quantised model's accuracy is measured, not only its cosine to torch. Variants take turns in --rounds rounds, so a change in the
@@ -43,6 +46,7 @@ from fashionnet.checkpoint import state_dict_checksum  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, FashionNetConfig, create_model, get_backbone  # noqa: E402
 from fashionnet.onnx_runtime import OnnxForward  # noqa: E402
+from fashionnet.openvino_runtime import OpenVinoForward  # noqa: E402
 
 
 def stats(ms: list[float]) -> str:
@@ -60,6 +64,36 @@ def photos_as_tensors(predictor: Predictor, data_root: str, n: int, seed: int) -
     return [predictor.preprocess(photos[i])[0][None] for i in chosen]
 
 
+def quantize_int8(float_path: Path, out_path: Path, predictor: Predictor, photos: int = 64) -> Path:
+    """An int8 (QDQ) copy of the float export: convolutions with int8 weights per output channel and
+    uint8 activations whose ranges are calibrated on ``photos`` synthetic shop photos, preprocessed as
+    the Predictor does."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from fashionnet.data.synthetic import make_items, render_shop_image
+
+    items = make_items("default", seed=0)
+    picks = np.random.default_rng(11).choice(len(items), size=photos, replace=False)
+    tensors = torch.stack([predictor.preprocess(render_shop_image(items[int(i)], "front", np.random.default_rng([12, int(i)])).image)[0]
+                           for i in picks]).numpy()
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([tensors[i:i + 16] for i in range(0, len(tensors), 16)])
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch}
+
+    prepared = out_path.with_suffix(".prepared.onnx")
+    quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+    quantize_static(str(prepared), str(out_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv"],
+                    calibrate_method=CalibrationMethod.MinMax)
+    return out_path
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="a trained FashionNet (default: ImageNet EfficientNet-Lite0, untrained heads)")
@@ -70,15 +104,16 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--batches", type=int, default=3, help="batches per variant per thread count")
-    p.add_argument("--int8", action="store_true", help="also time an int8 dynamically quantised export")
+    p.add_argument("--int8", action="store_true", help="also time an int8 export, calibrated on synthetic shop photos")
+    p.add_argument("--bf16", action="store_true", help="also time OpenVINO in bfloat16")
     p.add_argument("--retrieval", action="store_true", help="also compare the variants' Consumer-to-shop retrieval (needs --data-root)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     cache = tempfile.mkdtemp(prefix="fashionnet-onnx-bench-")
 
     if args.checkpoint:
-        torch_pred = Predictor.from_checkpoint(args.checkpoint, device="cpu")
-        onnx_pred = Predictor.from_checkpoint(args.checkpoint, device="cpu", runtime="onnx", onnx_cache_dir=cache)
+        def make(runtime):
+            return Predictor.from_checkpoint(args.checkpoint, device="cpu", runtime=runtime, onnx_cache_dir=cache)
     else:
         torch.manual_seed(args.seed)
         config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, num_categories=9, num_attributes=12,
@@ -86,8 +121,10 @@ def main(argv=None) -> None:
         model = create_model(config).eval()
         labels = {"categories": [f"c{i}" for i in range(9)], "attributes": [f"a{i}" for i in range(12)]}
         common = (model, config, labels, {"image_size": args.image_size}, state_dict_checksum(model.state_dict()))
-        torch_pred = Predictor(*common, device="cpu")
-        onnx_pred = Predictor(*common, device="cpu", runtime="onnx", onnx_cache_dir=cache)
+
+        def make(runtime):
+            return Predictor(*common, device="cpu", runtime=runtime, onnx_cache_dir=cache)
+    torch_pred, onnx_pred = make("torch"), make("onnx")
     if onnx_pred.runtime != "onnx":
         sys.exit("the ONNX runtime is unavailable (see the warning above)")
     backbone = torch_pred.config.backbone
@@ -97,19 +134,17 @@ def main(argv=None) -> None:
         "Predictor forward, torch": torch_pred.forward_batch,
         "Predictor forward, ONNX Runtime": onnx_pred.forward_batch,
     }
+    openvino_pred = make("openvino")
+    if openvino_pred.runtime == "openvino":
+        variants["Predictor forward, OpenVINO"] = openvino_pred.forward_batch
     onnx_file = onnx_pred._onnx.path
     if args.int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        int8_path = Path(cache) / "int8.onnx"
-        try:
-            quantize_dynamic(str(onnx_file), str(int8_path), weight_type=QuantType.QInt8)
-            label = "ONNX Runtime, int8 dynamic"
-        except ValueError as exc:  # the quantiser cannot take some of the exported convolutions
-            print(f"int8 of the convolutions failed ({exc}); quantising the linear layers only")
-            quantize_dynamic(str(onnx_file), str(int8_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
-            label = "ONNX Runtime, int8 linear layers"
-        variants[label] = OnnxForward(int8_path)
+        started = time.perf_counter()
+        int8_path = quantize_int8(onnx_file, Path(cache) / "int8.onnx", torch_pred)
+        print(f"int8 model calibrated and quantised in {time.perf_counter() - started:.1f} s")
+        variants["ONNX Runtime, int8 static"] = OnnxForward(int8_path)
+    if args.bf16:
+        variants["OpenVINO, bfloat16"] = OpenVinoForward(onnx_file, output_names=onnx_pred._onnx.keys, precision="bf16")
 
     tensors = photos_as_tensors(torch_pred, args.data_root, args.queries, args.seed)
     batch = torch.cat([tensors[i % len(tensors)] for i in range(args.batch)])

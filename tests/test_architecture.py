@@ -18,6 +18,7 @@ LAYERS = [
     ("fashionnet.landmarks", "fashionnet.images", "fashionnet.metrics", "fashionnet.retrieval_time", "fashionnet.data", "fashionnet.schedule", "fashionnet.miners"),
     ("fashionnet.models", "fashionnet.losses", "fashionnet.runtime", "fashionnet.distillation"),
     ("fashionnet.ood", "fashionnet.temperature", "fashionnet.checkpoint", "fashionnet.protocols", "fashionnet.onnx_runtime",
+     "fashionnet.openvino_runtime",
      "fashionnet.localisation", "fashionnet.landmark_prior"),
     ("fashionnet.inference", "fashionnet.evaluation"),
     ("fashionnet.training", "fashionnet.training_log"),

@@ -31,8 +31,8 @@ def _photos(synth_root: Path, n: int) -> list[Path]:
     return photos[:: max(1, len(photos) // n)][:n]
 
 
-def _assert_same_outputs(torch_predictor: Predictor, onnx_predictor: Predictor, photos: list[Path]) -> None:
-    assert torch_predictor.runtime == "torch" and onnx_predictor.runtime == "onnx"
+def _assert_same_outputs(torch_predictor: Predictor, onnx_predictor: Predictor, photos: list[Path], runtime: str = "onnx") -> None:
+    assert torch_predictor.runtime == "torch" and onnx_predictor.runtime == runtime
     batch = torch.stack([torch_predictor.preprocess(p)[0] for p in photos])
     expected, got = torch_predictor.forward_batch(batch), onnx_predictor.forward_batch(batch)
     assert set(got) >= set(onnx_runtime.OUTPUTS)
@@ -221,13 +221,16 @@ def test_cli_query_with_the_onnx_runtime_answers_like_torch(tiny_index, synth_ro
     assert list((tmp_path / "onnx_cache").glob("*.onnx")), "the model was exported to the cache"
 
 
-def test_auto_runtime_takes_onnx_runtime_where_installed_and_torch_elsewhere(tiny_checkpoint, tmp_path, monkeypatch):
+def test_auto_runtime_takes_the_fastest_installed_and_torch_elsewhere(tiny_checkpoint, tmp_path, monkeypatch):
     import warnings
 
-    import fashionnet.inference as inference
+    import fashionnet.openvino_runtime as openvino_runtime
 
+    expected = "openvino" if openvino_runtime.openvino_available() else "onnx"
+    assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="auto", onnx_cache_dir=tmp_path).runtime == expected
+    monkeypatch.setattr(openvino_runtime, "openvino_available", lambda: False)
     assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="auto", onnx_cache_dir=tmp_path).runtime == "onnx"
-    monkeypatch.setattr(inference, "onnx_available", lambda: False)
+    monkeypatch.setattr(onnx_runtime, "onnx_available", lambda: False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not installed is no fault under auto: no warning
         assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="auto").runtime == "torch"
