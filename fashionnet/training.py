@@ -68,7 +68,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--landmark-head", default=FashionNetConfig.landmark_head, choices=LANDMARK_HEADS, help="soft-argmax heatmaps on conv4, or the paper's fc regression")
     p.add_argument("--fine-pool", action="store_true", help="also pool the landmarks from the trunk's stride-8 stage (roi_align)")
     p.add_argument("--pool-spread", type=float, default=0.0, help="windows of pool-spread x the landmarks' spread (0: fixed 3-cell windows)")
-    p.add_argument("--appearance-weight", type=float, default=1.0,
+    p.add_argument("--appearance-weight", type=float, default=2.0,
                    help="append the global conv5's average pool, weighted so, to the search embedding; the losses do not "
                         "see it (0: the fusion feature alone, as the paper)")
     p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")

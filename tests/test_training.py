@@ -75,7 +75,7 @@ def test_checkpoint_holds_what_inference_needs(tiny_checkpoint):
     assert ckpt["preprocessing"]["image_size"] == 96
     assert {"optimizer", "scheduler", "args"} <= set(ckpt)
     # the training default appends the pooled appearance: 32 fusion + the tiny conv5's 64 channels
-    assert ckpt["model_config"]["appearance_weight"] == 1.0
+    assert ckpt["model_config"]["appearance_weight"] == 2.0
     model, _ = model_from_checkpoint(ckpt, tiny_checkpoint)
     assert model.search_dim == 32 + 64
 
