@@ -89,11 +89,15 @@ def test_exported_roi_pool_equals_torchvision(tmp_path):
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
 
 
+def torch_and_exported(checkpoint: Path, runtime: str, cache: Path) -> tuple[Predictor, Predictor, Path]:
+    """The checkpoint's torch Predictor, the same through ``runtime`` exporting into ``cache``, and the cache."""
+    return (Predictor.from_checkpoint(checkpoint, device="cpu"),
+            Predictor.from_checkpoint(checkpoint, device="cpu", runtime=runtime, onnx_cache_dir=cache), cache)
+
+
 @pytest.fixture(scope="module")
 def tiny_predictors(tiny_checkpoint, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("onnx_cache")
-    return (Predictor.from_checkpoint(tiny_checkpoint, device="cpu"),
-            Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="onnx", onnx_cache_dir=cache), cache)
+    return torch_and_exported(tiny_checkpoint, "onnx", tmp_path_factory.mktemp("onnx_cache"))
 
 
 def test_tiny_model_onnx_matches_torch(tiny_predictors, synth_root):
@@ -101,7 +105,11 @@ def test_tiny_model_onnx_matches_torch(tiny_predictors, synth_root):
     _assert_same_outputs(torch_predictor, onnx_predictor, _photos(synth_root, 6))
 
 
-def test_efficientnet_lite0_onnx_matches_torch(synth_root, tmp_path):
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_efficientnet_lite0_exported_matches_torch(synth_root, tmp_path, runtime):
+    """The demo's architecture (roi_pool landmark pooling, appearance part) through each runtime."""
+    if runtime == "openvino":
+        pytest.importorskip("openvino", reason="openvino is not installed (pip install fashionnet-search[openvino])")
     from fashionnet.checkpoint import state_dict_checksum
     from fashionnet.models import FashionNetConfig, create_model
 
@@ -112,8 +120,8 @@ def test_efficientnet_lite0_onnx_matches_torch(synth_root, tmp_path):
     model = create_model(config).eval()
     labels = {"categories": [f"c{i}" for i in range(9)], "attributes": [f"a{i}" for i in range(12)]}
     args = (model, config, labels, {"image_size": 224}, state_dict_checksum(model.state_dict()))
-    _assert_same_outputs(Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime="onnx", onnx_cache_dir=tmp_path),
-                         _photos(synth_root, 4))
+    _assert_same_outputs(Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime=runtime, onnx_cache_dir=tmp_path),
+                         _photos(synth_root, 4), runtime=runtime)
 
 
 def test_fine_pooling_with_spread_windows_exports_and_matches_torch(synth_root, tmp_path):
@@ -153,17 +161,21 @@ def test_onnx_crops_a_small_garment_like_torch(tmp_path):
         _assert_same_prediction(p, q)
 
 
-def test_search_through_onnx_returns_the_torch_top_20(tiny_predictors, tiny_index, synth_root):
+def _assert_same_top_20(torch_predictor: Predictor, other_predictor: Predictor, index_dir: Path, photos: list[Path]) -> None:
     from indexer.search import SearchEngine
     from indexer.store import EmbeddingIndex
 
-    torch_predictor, onnx_predictor, _ = tiny_predictors
-    index = EmbeddingIndex.load(tiny_index, device="cpu")
-    by_torch, by_onnx = SearchEngine(index, torch_predictor, tiny_index), SearchEngine(index, onnx_predictor, tiny_index)
-    for photo in _photos(synth_root, 5):
-        a, b = by_torch.query(photo, k=20), by_onnx.query(photo, k=20)
+    index = EmbeddingIndex.load(index_dir, device="cpu")
+    by_torch, by_other = SearchEngine(index, torch_predictor, index_dir), SearchEngine(index, other_predictor, index_dir)
+    for photo in photos:
+        a, b = by_torch.query(photo, k=20), by_other.query(photo, k=20)
         assert list(a.matches["id"]) == list(b.matches["id"])
         np.testing.assert_allclose(a.matches["score"], b.matches["score"], atol=1e-4)
+
+
+def test_search_through_onnx_returns_the_torch_top_20(tiny_predictors, tiny_index, synth_root):
+    torch_predictor, onnx_predictor, _ = tiny_predictors
+    _assert_same_top_20(torch_predictor, onnx_predictor, tiny_index, _photos(synth_root, 5))
 
 
 def test_export_is_cached_and_reused(tiny_predictors, tiny_checkpoint, monkeypatch):

@@ -17,14 +17,12 @@ pytest.importorskip("onnx", reason="onnx, which torch's ONNX exporter needs, is 
 
 from fashionnet import openvino_runtime  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
-from tests.test_onnx_runtime import _assert_same_outputs, _photos  # noqa: E402
+from tests.test_onnx_runtime import _assert_same_outputs, _assert_same_top_20, _photos, torch_and_exported  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def openvino_predictors(tiny_checkpoint, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("openvino_cache")
-    return (Predictor.from_checkpoint(tiny_checkpoint, device="cpu"),
-            Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="openvino", onnx_cache_dir=cache), cache)
+    return torch_and_exported(tiny_checkpoint, "openvino", tmp_path_factory.mktemp("openvino_cache"))
 
 
 def test_tiny_model_openvino_matches_torch(openvino_predictors, synth_root):
@@ -34,32 +32,9 @@ def test_tiny_model_openvino_matches_torch(openvino_predictors, synth_root):
     _assert_same_outputs(by_torch, by_openvino, _photos(synth_root, 6), runtime="openvino")
 
 
-def test_efficientnet_lite0_openvino_matches_torch(synth_root, tmp_path):
-    """The demo's architecture: EfficientNet-Lite0 trunk, roi_pool landmark pooling, appearance part."""
-    from fashionnet.checkpoint import state_dict_checksum
-    from fashionnet.models import FashionNetConfig, create_model
-
-    torch.manual_seed(0)
-    config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, num_categories=9, num_attributes=12, image_size=224,
-                              appearance_weight=1.0)
-    model = create_model(config).eval()
-    labels = {"categories": [f"c{i}" for i in range(9)], "attributes": [f"a{i}" for i in range(12)]}
-    args = (model, config, labels, {"image_size": 224}, state_dict_checksum(model.state_dict()))
-    _assert_same_outputs(Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime="openvino", onnx_cache_dir=tmp_path),
-                         _photos(synth_root, 4), runtime="openvino")
-
-
 def test_search_through_openvino_returns_the_torch_top_20(openvino_predictors, tiny_index, synth_root):
-    from indexer.search import SearchEngine
-    from indexer.store import EmbeddingIndex
-
     by_torch, by_openvino, _ = openvino_predictors
-    index = EmbeddingIndex.load(tiny_index, device="cpu")
-    a_engine, b_engine = SearchEngine(index, by_torch, tiny_index), SearchEngine(index, by_openvino, tiny_index)
-    for photo in _photos(synth_root, 5):
-        a, b = a_engine.query(photo, k=20), b_engine.query(photo, k=20)
-        assert list(a.matches["id"]) == list(b.matches["id"])
-        np.testing.assert_allclose(a.matches["score"], b.matches["score"], atol=1e-4)
+    _assert_same_top_20(by_torch, by_openvino, tiny_index, _photos(synth_root, 5))
 
 
 def test_concurrent_calls_each_get_their_own_answer(openvino_predictors, synth_root):
