@@ -67,8 +67,9 @@ class SearchEngine:
         """Load the index and its model; refuses a checkpoint that did not build the index.
         ``checkpoint`` and ``image_root`` override where the model and the gallery images are
         looked for (an index moved to another machine; :mod:`indexer.portable`). ``runtime``: "onnx"
-        runs the model with ONNX Runtime on the CPU (exported once per model; falls back to torch),
-        "auto" (default) does so where onnxruntime is installed and the device is the CPU.
+        or "openvino" runs the model with ONNX Runtime or OpenVINO on the CPU (exported once per
+        model; falls back with a warning), "auto" (default) takes the fastest one installed on a
+        CPU (fashionnet.onnx_runtime.resolve_runtime), else torch.
 
         Sets this process's torch and FAISS CPU threads for serving: ``threads``, else
         $FASHIONNET_THREADS, else 1 per query, which keeps latency steady when other processes
