@@ -8,7 +8,7 @@ CPUs its convolution kernels are faster than ONNX Runtime's for this network
 is installed.
 
 The precision is pinned to f32: OpenVINO would otherwise run bfloat16 on CPUs with AMX, several
-times faster again but with embeddings that moved by a cosine of up to 0.04 on the benchmark's
+times faster again but with embeddings that moved by a cosine of up to 0.03 on the benchmark's
 check, which changes search results. ``openvino`` is optional: ``pip install
 fashionnet-search[openvino]``.
 """
