@@ -88,3 +88,12 @@ class BoxLayoutPrior:
         towards the box layout in proportion to how far below the threshold they are."""
         trust = np.clip(np.asarray(confidence, dtype=np.float64) / self.threshold, 0.0, 1.0)[..., None]
         return trust * np.asarray(landmarks, dtype=np.float64) + (1.0 - trust) * self.layout_points(boxes, clothes_types)
+
+
+def fit_box_layout(frame: pd.DataFrame) -> tuple[Optional[BoxLayoutPrior], str]:
+    """(the layout fitted on ``frame``, or None when it has no garment boxes; a line saying which)."""
+    try:
+        prior = BoxLayoutPrior.fit(frame)
+    except ValueError as exc:
+        return None, f"none stored: {exc}"
+    return prior, f"fitted on {prior.fitted_on} boxed photos ({len(prior.layouts) - 1} clothes types)"

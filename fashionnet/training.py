@@ -40,7 +40,7 @@ from fashionnet.distillation import TrunkDistillation
 from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
 from fashionnet.hard_negatives import XBM_LOSSES, CrossBatchMemory, ItemEmbeddingTable
 from fashionnet.runtime import init_distributed, resolve_device, seed_everything, seed_worker
-from fashionnet.landmark_prior import BoxLayoutPrior
+from fashionnet.landmark_prior import fit_box_layout
 from fashionnet.losses import AttributeLoss, FashionNetLosses, metric_embedding
 from fashionnet.metrics import normalized_error, retrieval_metrics
 from fashionnet.models import FashionNetConfig, create_model
@@ -537,12 +537,10 @@ def store_calibration(ckpt_path: Path, model, data: "TrainingData", device, args
                   f"(set on {density.calibrated_on} held-out photos)", flush=True)
         except ValueError as exc:  # e.g. too few photos
             print(f"no out-of-distribution density stored: {exc}", flush=True)
-    try:
-        prior = BoxLayoutPrior.fit(data.train_frame)
+    prior, note = fit_box_layout(data.train_frame)
+    print(f"landmark box layout: {note}", flush=True)
+    if prior is not None:
         ckpt["landmark_prior"] = prior.to_state()
-        print(f"landmark box layout: fitted on {prior.fitted_on} boxed photos ({len(prior.layouts) - 1} clothes types)", flush=True)
-    except ValueError as exc:  # no garment boxes in the annotations
-        print(f"no landmark box layout stored: {exc}", flush=True)
     if data.categories:
         logits, labels = dataset_category_logits(model, [data.val_query_set, data.val_gallery_set], device, args.eval_batch_size)
         try:

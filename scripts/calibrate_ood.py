@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
-from fashionnet.landmark_prior import BoxLayoutPrior  # noqa: E402
+from fashionnet.landmark_prior import fit_box_layout  # noqa: E402
 from fashionnet.runtime import resolve_device  # noqa: E402
 from fashionnet.ood import DEFAULT_MARGIN, DEFAULT_QUANTILE, calibrate_on_frames, non_garment_probes  # noqa: E402
 from fashionnet.data.dataset import DeepFashionDataset  # noqa: E402
@@ -119,12 +119,8 @@ def main(argv=None) -> None:
     print(f"density: {density.dim} features, fitted on {density.fitted_on} training photos (shrinkage {density.shrinkage:.3f}), "
           f"threshold {density.threshold:.3f} set on {density.calibrated_on} held-out photos, {time.time() - started:.0f} s")
     temperature = fit_category_temperature(model, ckpt, data_root, side, device, [val_queries, val_gallery], frame, args)
-    prior = None
-    try:
-        prior = BoxLayoutPrior.fit(train)
-        print(f"landmark box layout: fitted on {prior.fitted_on} boxed training photos ({len(prior.layouts) - 1} clothes types)")
-    except ValueError as exc:
-        print(f"no landmark box layout: {exc}")
+    prior, note = fit_box_layout(train)
+    print(f"landmark box layout: {note}")
     if not args.no_write:
         ckpt["ood"] = density.to_state()
         if prior is not None:
