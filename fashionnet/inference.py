@@ -17,6 +17,7 @@ import torch
 from fashionnet.checkpoint import CheckpointError, input_side, load_checkpoint, model_from_checkpoint
 from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.images import ImageInput, load_image
+from fashionnet.faces import FaceDetector, default_face_detector
 from fashionnet.landmark_prior import BoxLayoutPrior
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
 from fashionnet.localisation import CROP_BELOW_AREA, CROP_MARGIN, boxes_to_original, second_pass
@@ -68,6 +69,7 @@ class Prediction:
     # the garment's predicted (x1, y1, x2, y2) in the photo's pixels; None for models without a box head
     garment_box: tuple[float, float, float, float] | None = None
     cropped: bool = False  # the garment was small: everything above comes from a second pass on a crop around it
+    below_face: bool = False  # the box was cut below the wearer's face (fashionnet.faces), then cropped
 
     @property
     def present_landmarks(self) -> list[Landmark]:
@@ -86,6 +88,7 @@ class Prediction:
             "unfamiliar": self.unfamiliar,
             "garment_box": None if self.garment_box is None else list(self.garment_box),
             "cropped": self.cropped,
+            "below_face": self.below_face,
         }
 
 
@@ -112,7 +115,7 @@ class Predictor:
                  model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True,
                  density: FeatureDensity | None = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None,
                  category_temperature: float = 1.0, crop_below: float = CROP_BELOW_AREA, crop_margin: float = CROP_MARGIN,
-                 landmark_prior: BoxLayoutPrior | None = None):
+                 landmark_prior: BoxLayoutPrior | None = None, face_detector: FaceDetector | None | str = "auto"):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.device = resolve_device(device)
@@ -139,6 +142,9 @@ class Predictor:
         self.density = density
         # unsure landmarks are pulled towards their place in the garment box (fashionnet.landmark_prior)
         self.landmark_prior = landmark_prior
+        # the box of a worn garment whose neckline was missed is cut below the wearer's face
+        # (fashionnet.faces); "auto": OpenCV's face cascade when it is installed, None: never
+        self.face_detector = default_face_detector() if face_detector == "auto" else face_detector
         # category logits are divided by it, so probabilities match held-out accuracy (fashionnet.temperature)
         self.category_temperature = float(category_temperature)
         if not self.category_temperature > 0:
@@ -286,6 +292,7 @@ class Predictor:
         _, xy_all, from_layout = self.landmark_pixels(out, [g for g, _ in geometries], boxes, clothes_types)
         attr_prob = out["attribute_logits"].float().sigmoid().cpu()
         emb = out["embedding"].float().cpu().numpy()
+        below_face = out["below_face"].tolist() if "below_face" in out else [False] * len(geometries)
         # the photo as given is judged, not a crop of it: a crop of noise around a box the model
         # imagined can look like a garment
         stats = out.get("trunk_stats_first", out["trunk_stats"])
@@ -314,5 +321,5 @@ class Predictor:
             results.append(Prediction(lms, category, category_p, attrs, emb[i], tuple(size), scores, clothes_type,
                                       None if unfamiliarity is None else float(unfamiliarity[i]),
                                       None if unfamiliarity is None else bool(unfamiliarity[i] > self.density.threshold),
-                                      boxes[i], bool(cropped[i]) if cropped is not None else False))
+                                      boxes[i], bool(cropped[i]) if cropped is not None else False, bool(below_face[i])))
         return results

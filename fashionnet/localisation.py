@@ -7,12 +7,16 @@ running the model again gives it the framing it knows. Both passes share one let
 convention (``fashionnet.data.transforms``): a crop is the geometry's ``region``, so landmarks and
 boxes of the second pass map straight back to the original pixels.
 
+A worn garment's box is also cut below the wearer's face when the model missed the neckline
+(``fashionnet.faces``), and that photo too is looked at again on the crop.
+
 :class:`~fashionnet.inference.Predictor` runs this on every query and gallery photo;
 :func:`predict_localised` is the same path for any list of photos (e.g. an evaluation).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from typing import Callable, Optional, Sequence
@@ -22,6 +26,8 @@ import torch
 from PIL import Image
 
 from fashionnet.data.transforms import LetterboxGeometry, crop_box_with_margin, to_model_coords, to_original_coords
+from fashionnet.faces import COLLAR_SLOTS, box_below_face, wants_face_check
+from fashionnet.landmark_prior import DEFAULT_THRESHOLD as UNSURE
 
 # Crop and run again when the garment box covers less than this share of the photo's area.
 CROP_BELOW_AREA = 0.35
@@ -97,8 +103,12 @@ def second_pass(predictor, out: dict, geometries: Sequence[LetterboxGeometry], i
     judges the whole photo.
     """
     below = predictor.crop_below if below is None else below
+    image_of = functools.lru_cache(maxsize=None)(image_of)  # a photo looked at for a face is cropped next
     boxes = boxes_to_original(out, geometries)
-    rows = [i for i, (b, g) in enumerate(zip(boxes, geometries)) if wants_crop(b, (g.orig_w, g.orig_h), below, predictor.crop_margin)]
+    below_face = cut_below_faces(predictor, out, boxes, image_of) if below > 0 else [None] * len(boxes)
+    boxes = [b if cut is None else cut for b, cut in zip(boxes, below_face)]
+    rows = [i for i, (b, g) in enumerate(zip(boxes, geometries))
+            if below_face[i] is not None or wants_crop(b, (g.orig_w, g.orig_h), below, predictor.crop_margin)]
     cropped = [False] * len(geometries)
     if not rows:
         return out, list(geometries), cropped
@@ -113,7 +123,8 @@ def second_pass(predictor, out: dict, geometries: Sequence[LetterboxGeometry], i
         # that decoding maps it back like everything else
         again["box"] = torch.stack([_box_in_input(boxes[i], g).to(again["box"].dtype) for i, g in zip(rows, crop_geometries)])
     index = torch.as_tensor(rows)
-    merged = {"trunk_stats_first": out["trunk_stats"]}
+    merged = {"trunk_stats_first": out["trunk_stats"],
+              "below_face": torch.as_tensor([cut is not None for cut in below_face])}
     for key, value in out.items():
         if isinstance(value, torch.Tensor) and key in again:
             value = value.clone()
@@ -124,6 +135,20 @@ def second_pass(predictor, out: dict, geometries: Sequence[LetterboxGeometry], i
         geometries[i] = geometry
         cropped[i] = True
     return merged, geometries, cropped
+
+
+def cut_below_faces(predictor, out: dict, boxes: Sequence[Optional[Box]], image_of: Callable[[int], Image.Image]) -> list[Optional[Box]]:
+    """Each row's garment box cut below the wearer's face (``fashionnet.faces``), or None where it
+    is not cut: the predictor has no face detector, the collar points were found, the garment is a
+    lower-body one, or no face sits at the top of the box."""
+    detector = getattr(predictor, "face_detector", None)
+    if detector is None or "landmark_confidence" not in out:
+        return [None] * len(boxes)
+    collars = out["landmark_confidence"][:, list(COLLAR_SLOTS)].float().cpu().numpy()
+    clothes_types = predictor.predicted_clothes_types(predictor.category_probs(out))
+    return [box_below_face(box, detector.find(image_of(i)))
+            if box is not None and wants_face_check(collars[i], clothes_types[i], UNSURE) else None
+            for i, box in enumerate(boxes)]
 
 
 def predict_localised(predictor, images: Sequence, below: Optional[float] = None) -> list:

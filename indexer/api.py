@@ -89,7 +89,8 @@ def plain(value: Any) -> Any:
 
 def prediction_json(prediction) -> dict:
     """``Prediction.as_dict()`` as plain JSON types: each landmark with its heatmap confidence and
-    low_confidence flag, the garment box and whether the photo was cropped to it."""
+    low_confidence flag, the garment box, whether the photo was cropped to it and whether that box
+    was cut below the wearer's face (below_face)."""
     return plain(prediction.as_dict())
 
 

@@ -252,7 +252,10 @@ def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
         if unsure:
             st.caption(f"The model is unsure of {len(unsure)} of {len(prediction.present_landmarks)} landmarks "
                        f"({', '.join(lm.name.replace('_', ' ') for lm in unsure)}): their places are guesses.")
-        if prediction.cropped:
+        if prediction.below_face:
+            st.caption("A face sits at the top of the garment: the model looked again below it, "
+                       "and its landmarks and search come from that closer look.")
+        elif prediction.cropped:
             st.caption("The garment is small in this photo: the model looked again at the framed part, "
                        "and its landmarks and search come from that closer look.")
     with right:
