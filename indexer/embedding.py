@@ -97,7 +97,7 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
                     record = {"position": pos, "image_sha256": digest, "predicted_category": pred.category,
                               "predicted_category_prob": pred.category_prob, "predicted_clothes_type": pred.clothes_type,
                               "predicted_attributes": ATTRIBUTE_SEPARATOR.join(n for n, p in pred.attributes if p >= ATTRIBUTE_THRESHOLD),
-                              "cropped": pred.cropped}
+                              "cropped": pred.cropped, "below_face": pred.below_face}
                     for lm in pred.landmarks:
                         record[f"pred_{lm.name}_x"] = lm.x
                         record[f"pred_{lm.name}_y"] = lm.y
@@ -115,7 +115,7 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
 
 def _row_columns() -> list[str]:
     cols = ["position", "image_sha256", "predicted_category", "predicted_category_prob", "predicted_clothes_type", "predicted_attributes",
-            "cropped"]
+            "cropped", "below_face"]
     for name in LANDMARK_NAMES:
         cols += [f"pred_{name}_x", f"pred_{name}_y", f"pred_{name}_vis"]
     return cols

@@ -19,7 +19,7 @@ LAYERS = [
     ("fashionnet.models", "fashionnet.losses", "fashionnet.runtime", "fashionnet.distillation"),
     ("fashionnet.ood", "fashionnet.temperature", "fashionnet.checkpoint", "fashionnet.protocols", "fashionnet.onnx_runtime",
      "fashionnet.openvino_runtime",
-     "fashionnet.localisation", "fashionnet.landmark_prior"),
+     "fashionnet.localisation", "fashionnet.landmark_prior", "fashionnet.faces"),
     ("fashionnet.inference", "fashionnet.evaluation"),
     ("fashionnet.training", "fashionnet.training_log"),
     ("indexer",),
