@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -85,10 +85,9 @@ def predicted_landmark_outputs(model, batch, device) -> dict[str, torch.Tensor]:
     return fashionnet_outputs(model, batch, device, ground_truth=False)
 
 
-def _photo_loader(dataset: DeepFashionDataset, batch: dict, mirror: bool = False):
+def _photo_loader(dataset: DeepFashionDataset, batch: dict):
     def photo(i: int) -> Image.Image:
-        image = load_image(dataset.root / dataset.image_paths[int(batch["index"][i])])
-        return ImageOps.mirror(image) if mirror else image
+        return load_image(dataset.root / dataset.image_paths[int(batch["index"][i])])
     return photo
 
 
@@ -113,19 +112,17 @@ def localised_outputs(predictor: Predictor, dataset: DeepFashionDataset, batch: 
 def mirrored_outputs(predictor: Predictor, dataset: DeepFashionDataset, batch: dict) -> dict[str, torch.Tensor]:
     """The embedding of each photo's mirror image, both passes (landmark slots follow the image
     sides, so the pooled parts line up with the unmirrored photo's)."""
-    photos = _photo_loader(dataset, batch, mirror=True)
-    out, _, _ = predictor.forward_photos([photos(i) for i in range(len(batch["index"]))])
-    return {"embedding": out["embedding"]}
+    photos = _photo_loader(dataset, batch)
+    return {"embedding": torch.from_numpy(predictor.mirrored_embeddings([photos(i) for i in range(len(batch["index"]))]))}
 
 
-def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, embed_flipped, q_set, g_set) -> dict[str, Any]:
-    """Top-k and mAP@R of variant (c) with flip averaging, query expansion, both, and item aggregation."""
-    q_flip, g_flip = embed_flipped(q_set, "queries (mirrored)"), embed_flipped(g_set, "gallery (mirrored)")
+def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, q_flip, g_flip) -> dict[str, Any]:
+    """Top-k and mAP@R of variant (c) with flip averaging, query expansion, both, and item aggregation.
+    ``q_pred`` / ``g_pred`` hold the plain embeddings (``embedding_plain``), ``q_flip`` / ``g_flip``
+    the mirror images' (:func:`mirrored_outputs`)."""
     qi, gi = q_items[q_pred["index"]], g_items[g_pred["index"]]
-    if not (np.array_equal(q_flip["index"], q_pred["index"]) and np.array_equal(g_flip["index"], g_pred["index"])):
-        raise RuntimeError("the mirrored pass skipped other photos than the first pass")
-    views = {"plain": (q_pred["embedding"], g_pred["embedding"]),
-             "flip": (average_views(q_pred["embedding"], q_flip["embedding"]), average_views(g_pred["embedding"], g_flip["embedding"]))}
+    views = {"plain": (q_pred["embedding_plain"], g_pred["embedding_plain"]),
+             "flip": (average_views(q_pred["embedding_plain"], q_flip["embedding"]), average_views(g_pred["embedding_plain"], g_flip["embedding"]))}
 
     def scored(q, g, items=gi, depth_ks=ks):
         r = retrieval_metrics(q, qi, g, items, ks=depth_ks, show_progress=False)
@@ -157,12 +154,14 @@ def landmarks_to_original_pixels(landmarks_norm: np.ndarray, sizes: np.ndarray, 
 def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark: str = "auto", variants: Sequence[str] = VARIANTS,
                         device: str = "auto", batch_size: int = 64, workers: int = 2, baseline_weights: Any = True,
                         max_queries: int = 0, seed: int = 0, progress: bool = True, retrieval_time: bool = False,
-                        crop_below: Optional[float] = None) -> dict[str, Any]:
+                        crop_below: Optional[float] = None, flip_average: bool = True) -> dict[str, Any]:
     """Run the protocol for every variant; returns a JSON-ready dict of figures.
 
     ``retrieval_time``: also measure variant (c) with each retrieval-time improvement of
     :mod:`fashionnet.retrieval_time` switched on alone and together (results["retrieval_time"]).
     ``crop_below``: the Predictor's crop threshold for (b) and (c) (None: its default; 0: one pass).
+    ``flip_average``: (c)'s embedding is averaged with the mirror image's, as the Predictor's is by
+    default; False evaluates the plain embedding.
     """
     data_root = Path(data_root)
     benchmark = detect_benchmark(data_root) if benchmark == "auto" else benchmark
@@ -194,13 +193,25 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     embed = lambda fn, ds, desc: embed_dataset(model, ds, device, batch_size, workers, fn, desc, progress)  # noqa: E731
     need_pred = any(v in variants for v in ("global", "fashionnet"))
     # (b) and (c) go through the Predictor, as the page and the indexer do (crop where the garment is small)
-    predictor = Predictor.from_loaded(ckpt, checkpoint, model=model, device=device, fold_batch_norms=False,
+    # flip averaging is done here rather than in the Predictor, so that both embeddings can be reported
+    predictor = Predictor.from_loaded(ckpt, checkpoint, model=model, device=device, fold_batch_norms=False, flip_average=False,
                                       **({} if crop_below is None else {"crop_below": crop_below}))
     q_pred = embed(lambda m, b, d: localised_outputs(predictor, q_set, b), q_set, "queries (predicted landmarks)") if need_pred else None
     g_pred = embed(lambda m, b, d: localised_outputs(predictor, g_set, b), g_set, "gallery (predicted landmarks)") if need_pred else None
+    q_flip = g_flip = None
     if q_pred is not None:
         results["cropped_share"] = {"queries": float(q_pred["cropped"].mean()), "gallery": float(g_pred["cropped"].mean()),
                                     "crop_below": predictor.crop_below}
+        q_pred["embedding_plain"], g_pred["embedding_plain"] = q_pred["embedding"], g_pred["embedding"]
+        if flip_average or retrieval_time:
+            mirrored = lambda ds, desc: embed(lambda m, b, d: mirrored_outputs(predictor, ds, b), ds, desc)  # noqa: E731
+            q_flip, g_flip = mirrored(q_set, "queries (mirrored)"), mirrored(g_set, "gallery (mirrored)")
+            if not (np.array_equal(q_flip["index"], q_pred["index"]) and np.array_equal(g_flip["index"], g_pred["index"])):
+                raise RuntimeError("the mirrored pass skipped other photos than the first pass")
+        if flip_average:
+            q_pred["embedding"] = average_views(q_pred["embedding_plain"], q_flip["embedding"])
+            g_pred["embedding"] = average_views(g_pred["embedding_plain"], g_flip["embedding"])
+    results["flip_average"] = bool(flip_average and q_pred is not None)
 
     def retrieval(q, g, key):
         r = retrieval_metrics(q[key], q_items[q["index"]], g[key], g_items[g["index"]], ks=ks, show_progress=False)
@@ -215,8 +226,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     if "fashionnet" in variants:
         results["variants"]["fashionnet"] = retrieval(q_pred, g_pred, "embedding")
     if retrieval_time and q_pred is not None:
-        results["retrieval_time"] = measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks,
-                                                           lambda ds, desc: embed(lambda m, b, d: mirrored_outputs(predictor, ds, b), ds, desc), q_set, g_set)
+        results["retrieval_time"] = measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, q_flip, g_flip)
     if "gt_landmarks" in variants:
         fn = lambda m, b, d: fashionnet_outputs(m, b, d, True)  # noqa: E731
         results["variants"]["gt_landmarks"] = retrieval(embed(fn, q_set, "queries (GT landmarks)"), embed(fn, g_set, "gallery (GT landmarks)"), "embedding")
@@ -259,7 +269,8 @@ def markdown_table(results: dict[str, Any]) -> str:
              "|---|" + "---:|" * (len(ks) + 1)]
     for v in variants:
         r = results["variants"][v]
-        lines.append(f"| {VARIANT_LABELS[v]} | " + " | ".join(f"{100 * r['top_k'][k]:.1f}" for k in ks) + f" | {100 * r['map_at_r']:.1f} |")
+        label = VARIANT_LABELS[v] + (", flip-averaged" if v == "fashionnet" and results.get("flip_average") else "")
+        lines.append(f"| {label} | " + " | ".join(f"{100 * r['top_k'][k]:.1f}" for k in ks) + f" | {100 * r['map_at_r']:.1f} |")
     if "landmarks" in results:
         lm = results["landmarks"]
         lines += ["", "| landmark NE | " + " | ".join(LANDMARK_NAMES) + " | average | PDL (35 px @ 512) |",

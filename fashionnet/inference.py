@@ -7,17 +7,19 @@ page share, so a query and the gallery it is searched against are always embedde
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 
 from fashionnet.checkpoint import CheckpointError, input_side, load_checkpoint, model_from_checkpoint
 from fashionnet.data.transforms import build_transforms, to_original_coords
-from fashionnet.images import ImageInput, load_image
 from fashionnet.faces import FaceDetector, default_face_detector
+from fashionnet.images import ImageInput, load_image
 from fashionnet.landmark_prior import BoxLayoutPrior
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
 from fashionnet.localisation import CROP_BELOW_AREA, CROP_MARGIN, boxes_to_original, second_pass
@@ -25,6 +27,7 @@ from fashionnet.models import FashionNetConfig
 from fashionnet.models.batchnorm_folding import folded_for_inference
 from fashionnet.ood import FeatureDensity, trunk_features
 from fashionnet.onnx_runtime import RUNTIMES, exported_forward_or_none, resolve_runtime
+from fashionnet.retrieval_time import average_views
 from fashionnet.runtime import resolve_device
 
 # Below this heatmap confidence a landmark is a guess: its heatmap is flat or split between places
@@ -115,7 +118,8 @@ class Predictor:
                  model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True,
                  density: FeatureDensity | None = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None,
                  category_temperature: float = 1.0, crop_below: float = CROP_BELOW_AREA, crop_margin: float = CROP_MARGIN,
-                 landmark_prior: BoxLayoutPrior | None = None, face_detector: FaceDetector | None | str = "auto"):
+                 landmark_prior: BoxLayoutPrior | None = None, face_detector: FaceDetector | None | str = "auto",
+                 flip_average: bool = True):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.device = resolve_device(device)
@@ -145,6 +149,10 @@ class Predictor:
         # the box of a worn garment whose neckline was missed is cut below the wearer's face
         # (fashionnet.faces); "auto": OpenCV's face cascade when it is installed, None: never
         self.face_detector = default_face_detector() if face_detector == "auto" else face_detector
+        # the embedding is the mean of the photo's and its mirror image's (both passes each): a
+        # garment and its mirror image are the same garment, and the mean retrieves better on
+        # photos unlike the training ones (README "Real photos"); it costs a second forward pass
+        self.flip_average = bool(flip_average)
         # category logits are divided by it, so probabilities match held-out accuracy (fashionnet.temperature)
         self.category_temperature = float(category_temperature)
         if not self.category_temperature > 0:
@@ -200,8 +208,28 @@ class Predictor:
     @torch.inference_mode()
     def localise(self, out: dict, geometries: Sequence, image_of, crop_below: float | None = None) -> tuple[dict, list, list[bool]]:
         """The second pass on crops of the rows of a first-pass ``out`` whose garment is small
-        (:func:`fashionnet.localisation.second_pass`): (outputs, geometries, cropped) to :meth:`decode`."""
-        return second_pass(self, out, geometries, image_of, crop_below)
+        (:func:`fashionnet.localisation.second_pass`): (outputs, geometries, cropped) to :meth:`decode`.
+        With ``flip_average`` the embedding is averaged with the mirror images' (:meth:`mirrored_embeddings`)."""
+        image_of = functools.lru_cache(maxsize=None)(image_of)
+        out, geometries, cropped = second_pass(self, out, geometries, image_of, crop_below)
+        if self.flip_average:
+            mirrored = self.mirrored_embeddings([image_of(i) for i in range(len(geometries))], crop_below)
+            out = {**out, "embedding": torch.from_numpy(average_views(out["embedding"].float().cpu().numpy(), mirrored))}
+        return out, geometries, cropped
+
+    @torch.inference_mode()
+    def mirrored_outputs(self, photos: Sequence[Image.Image], crop_below: float | None = None) -> dict[str, torch.Tensor]:
+        """Both passes over the photos' mirror images, without flip averaging. Landmark slots follow
+        the image sides (fashionnet.data.transforms), so the pooled parts line up with the
+        unmirrored photo's."""
+        mirrored = [ImageOps.mirror(photo) for photo in photos]
+        prepared = [self.preprocess(photo) for photo in mirrored]
+        first = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
+        return second_pass(self, first, [g for _, g, _ in prepared], mirrored.__getitem__, crop_below)[0]
+
+    def mirrored_embeddings(self, photos: Sequence[Image.Image], crop_below: float | None = None) -> np.ndarray:
+        """(B, D) embeddings of the photos' mirror images (:meth:`mirrored_outputs`)."""
+        return self.mirrored_outputs(photos, crop_below)["embedding"].float().cpu().numpy()
 
     def forward_photos(self, images: Sequence[ImageInput], crop_below: float | None = None) -> tuple[dict, list, list[bool]]:
         """Both passes over photos: (outputs, geometries, cropped), as :meth:`localise` returns them."""
@@ -225,10 +253,27 @@ class Predictor:
         """Each image's similarity to the query split into what its global branch, its landmark-pooled
         local branch, the fusion bias and (where the embedding appends it) the pooled appearance
         contribute. The embedding is [fusion / |fusion|, w * appearance / |appearance|] / sqrt(1 + w^2)
-        with the fusion one linear layer over [global, local], so the parts add up to the score exactly."""
+        with the fusion one linear layer over [global, local], so the parts add up to the score exactly.
+        With ``flip_average`` each part is the photo's and its mirror image's, summed and divided by
+        the norm of the two embeddings' sum, as the averaged embedding is."""
         if not images:
             return []
-        out = self.forward_photos(images)[0]  # the same crops the index embedded
+        photos = [load_image(im) for im in images]
+        prepared = [self.preprocess(im) for im in photos]
+        first = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
+        out = second_pass(self, first, [g for _, g, _ in prepared], photos.__getitem__)[0]  # the crops the index embedded
+        scores = self._parts(out, query_embedding)
+        if self.flip_average:
+            mirrored = self.mirrored_outputs(photos)
+            both = self._parts(mirrored, query_embedding)
+            total = out["embedding"].float().cpu().numpy() + mirrored["embedding"].float().cpu().numpy()
+            norm = np.linalg.norm(total, axis=1)
+            scores = {name: (scores[name] + both[name]) / norm for name in scores}
+        return [{name: float(values[i]) for name, values in scores.items()} for i in range(len(images))]
+
+    @torch.inference_mode()
+    def _parts(self, out: dict[str, torch.Tensor], query_embedding: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`score_parts` of one pass's outputs, each (B,)."""
         fusion = self.model.fusion
         global_dim = out["global_feature"].shape[1]
         fusion_dim = fusion.out_features
@@ -248,8 +293,7 @@ class Predictor:
             appearance = out["appearance_feature"].float()
             appearance = w * scale * appearance / appearance.norm(dim=1, keepdim=True).clamp_min(1e-12)
             scores["appearance"] = appearance @ q[fusion_dim:]
-        scores = {name: value.cpu().numpy() for name, value in scores.items()}
-        return [{name: float(values[i]) for name, values in scores.items()} for i in range(len(images))]
+        return {name: value.cpu().numpy() for name, value in scores.items()}
 
     def category_probs(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, C) calibrated category probabilities (logits divided by the checkpoint's temperature)."""

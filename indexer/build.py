@@ -157,6 +157,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     manifest_extra = {
         **portable.portable_extra(out, image_root, checkpoint_path, model_in_index),
         "input_side": predictor.input_side,
+        "flip_average": predictor.flip_average,
         "build_command": " ".join(["indexer", *sys.argv[1:]]) if Path(sys.argv[0]).name == "indexer" else "indexer build",
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "skipped": [{"path": p, "problem": m} for p, m in embedded.skipped[:MAX_RECORDED_SKIPS]],

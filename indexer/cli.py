@@ -83,6 +83,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--trained-index", help="start from this trained (IVF) index, so shards share a quantizer")
     b.add_argument("--shard", help="embed only slice i of n (i/n), for building on several machines")
     b.add_argument("--copy-model", action="store_true", help="copy the checkpoint into the index, so a copied index carries its model")
+    b.add_argument("--no-flip-average", action="store_true",
+                   help="embed each photo once, not averaged with its mirror image (half the time; recorded in the index, "
+                        "so queries and later adds follow it)")
     _embedding_options(b)
 
     a = sub.add_parser("add", help="embed images or folders and add them to an index")
@@ -145,7 +148,7 @@ def cmd_build(args) -> int:
     if catalogue.empty:
         raise ValueError(f"no images found in {' '.join(args.images)}")
     _use_the_machine()
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime, flip_average=not args.no_flip_average)
     report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
                          trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
                          checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
@@ -183,14 +186,15 @@ def _threads() -> int:
 def cmd_add(args) -> int:
     from fashionnet.inference import Predictor
     from indexer.build import add_images
-    from indexer.search import default_checkpoint
+    from indexer.search import built_with_flip_average, default_checkpoint
     from indexer.store import EmbeddingIndex
 
     for path in args.paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
     index = EmbeddingIndex.load(args.index, device="cpu")
-    predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device, runtime=args.runtime)
+    predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device, runtime=args.runtime,
+                                          flip_average=built_with_flip_average(index))
     report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers,
                         progress=not args.no_progress, index=index)
     _report_skipped(report.skipped)

@@ -386,6 +386,11 @@ class EmbeddingIndex:
                 f"cannot merge: {other} was built by model {shard.model_checksum or '(unrecorded)'}, "
                 f"{first} by {self.model_checksum or '(unrecorded)'}; rebuild the shards with one model"
             )
+        flips = [bool((index.extra or {}).get("flip_average", False)) for index in (self, shard)]
+        if flips[0] != flips[1]:
+            said = {True: "with", False: "without"}
+            raise IndexMismatchError(f"cannot merge: {other} was embedded {said[flips[1]]} flip averaging, {first} {said[flips[0]]}; "
+                                     "rebuild the shards with one setting")
         if shard.metric != self.metric or shard.index_factory != self.index_factory:
             raise IndexMismatchError(
                 f"cannot merge: {other} is {shard.index_factory!r}/{shard.metric}, {first} is {self.index_factory!r}/{self.metric}"

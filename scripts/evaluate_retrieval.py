@@ -33,6 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-below", type=float, default=None,
                    help="crop photos whose predicted garment box covers less than this share and embed again, as the "
                         "product does (default: the Predictor's; 0: one pass)")
+    p.add_argument("--no-flip-average", action="store_true",
+                   help="evaluate (c) with the plain embedding, not averaged with the mirror image's as the product does")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -43,7 +45,8 @@ def main(argv=None) -> None:
     for root in args.data_root:
         results = evaluate_checkpoint(args.checkpoint, root, args.benchmark, args.variants, device=args.device, batch_size=args.batch_size,
                                       workers=args.workers, baseline_weights=weights, max_queries=args.max_queries, progress=not args.no_progress,
-                                     retrieval_time=args.retrieval_time, crop_below=args.crop_below)
+                                     retrieval_time=args.retrieval_time, crop_below=args.crop_below,
+                                      flip_average=not args.no_flip_average)
         paths = write_report(results, args.out)
         print(markdown_table(results))
         print("wrote " + ", ".join(str(p) for p in paths.values()))

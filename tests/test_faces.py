@@ -56,7 +56,7 @@ def forced_predictor(detector, label_maps=None) -> Predictor:
     force_box(model, box_in_input(BOX))
     flat_heatmaps(model)  # every landmark unsure, at the centre of what the model looks at
     return Predictor(model, model.config, label_maps or {"categories": [], "attributes": []}, {"image_size": SIDE}, "test",
-                     device="cpu", fold_batch_norms=False, face_detector=detector)
+                     device="cpu", fold_batch_norms=False, face_detector=detector, flip_average=False)
 
 
 def portrait() -> Image.Image:

@@ -258,3 +258,33 @@ def test_a_large_catalogue_gets_an_ivf_index_without_asking(capsys, tiny_checkpo
     path = index.metadata["image_path"].iloc[0]
     code, out_text, _ = run_cli(capsys, "query", out, path, "-k", 1, "--per-image")
     assert code == 0 and index.metadata["item_id"].iloc[0] in out_text
+
+
+def test_flip_averaging_is_recorded_in_the_index_and_followed(capsys, tiny_index, tiny_checkpoint, synth_root, tmp_path):
+    """The build records whether it averaged each photo with its mirror image; queries, adds and
+    merges follow the index, and a Predictor that embeds the other way is refused."""
+    from fashionnet.inference import Predictor
+    from indexer.search import IndexMismatchError, SearchEngine
+
+    assert json.loads((tiny_index / "manifest.json").read_text())["extra"]["flip_average"] is True
+    assert SearchEngine.open(tiny_index, device="cpu").predictor.flip_average
+
+    photos = sorted((synth_root / "consumer2shop").glob("img/*/*/*/shop_*.jpg"))[:4]
+    shop = tmp_path / "shop"
+    for i, photo in enumerate(photos):
+        (shop / f"item{i}").mkdir(parents=True)
+        shutil.copy(photo, shop / f"item{i}" / photo.name)
+    one_view = tmp_path / "one_view"
+    code, _, _ = run_cli(capsys, "build", "--checkpoint", tiny_checkpoint, "--images", shop, "--out", one_view,
+                         "--no-flip-average", "--workers", 0, "--no-progress", "--device", "cpu")
+    assert code == 0
+    assert json.loads((one_view / "manifest.json").read_text())["extra"]["flip_average"] is False
+    engine = SearchEngine.open(one_view, device="cpu")
+    assert not engine.predictor.flip_average
+    first = engine.query(shop / "item2" / photos[2].name, k=1, per_item=False).matches.iloc[0]
+    assert first["item_id"] == "item2" and first["score"] == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(IndexMismatchError, match="mirror"):
+        SearchEngine(EmbeddingIndex.load(one_view), Predictor.from_checkpoint(tiny_checkpoint, device="cpu"))
+
+    code, _, err = run_cli(capsys, "merge", tmp_path / "merged", tiny_index, one_view)
+    assert code != 0 and "flip averaging" in err and not (tmp_path / "merged").exists()

@@ -161,13 +161,13 @@ def test_checkpoints_from_before_the_heatmap_head_load_as_fc():
         assert torch.equal(model(x)["landmarks"], fc(x)["landmarks"])
 
 
-@pytest.mark.parametrize("appearance_weight", [0.0, 0.7])
-def test_score_parts_add_up_to_the_search_score(synth_root, appearance_weight):
+@pytest.mark.parametrize("appearance_weight, flip_average", [(0.0, True), (0.7, True), (0.7, False)])
+def test_score_parts_add_up_to_the_search_score(synth_root, appearance_weight, flip_average):
     """The page's "global + local + bias (+ appearance)" caption: the parts of each result's score
-    add up to the query's inner product with that result's embedding."""
+    add up to the query's inner product with that result's embedding, one view or flip-averaged."""
     torch.manual_seed(0)
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=appearance_weight)).eval()
-    predictor = _predictor(model, fold_batch_norms=False)
+    predictor = _predictor(model, fold_batch_norms=False, flip_average=flip_average)
     photos = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:4]
     embeddings = np.stack([p.embedding for p in predictor.predict_batch(photos)])
     assert embeddings.shape[1] == predictor.embedding_dim == 16 + (64 if appearance_weight else 0)

@@ -70,8 +70,9 @@ def forced():
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=SIDE)).eval()
     force_box(model, canvas_box_in_input(GARMENT))
     flat_heatmaps(model)
+    # one view: these tests compare the embedding with the crop's own forward pass
     predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": SIDE}, "test",
-                          device="cpu", fold_batch_norms=False)
+                          device="cpu", fold_batch_norms=False, flip_average=False)
     return model, predictor
 
 

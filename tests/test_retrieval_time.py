@@ -51,13 +51,17 @@ def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint
     results = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, retrieval_time=True)
     rt = results["retrieval_time"]
     assert set(rt) == {"plain", "plain+qe", "plain+items", "plain+best_view", "flip", "flip+qe", "flip+items", "flip+best_view"}
-    assert rt["plain"] == results["variants"]["fashionnet"]
+    # (c) is flip-averaged, as the product embeds by default; without it, it is the plain row
+    assert results["flip_average"] and rt["flip"] == results["variants"]["fashionnet"] != rt["plain"]
+    plain = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, flip_average=False)
+    assert not plain["flip_average"] and plain["variants"]["fashionnet"] == rt["plain"]
+    assert "flip-averaged" in markdown_table(results) and "flip-averaged" not in markdown_table(plain)
     for name, r in rt.items():
         rates = [r["top_k"][k] for k in sorted(r["top_k"])]
         assert rates == sorted(rates) and 0 <= rates[0] <= rates[-1] <= 1, name
     # flip averaging and item aggregation recomputed from the Predictor's own answers
     queries, gallery = protocol_frames(read_benchmark(root), "consumer2shop")
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False)
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, flip_average=False)
 
     def flipped(rows):
         photos = [Image.open(root / p).convert("RGB") for p in rows["image_path"]]
@@ -103,3 +107,26 @@ def test_best_view_ranking_lists_each_item_once_at_its_best_view():
     # an item with a far view and a near one ranks by the near one
     ids, ranked = best_view_ranking(query[1:], gallery, np.array(["x", "x", "y", "x"]), depth=2)
     assert list(ids[ranked[0]]) == ["x", "y"]
+
+
+def test_predictor_averages_each_photo_with_its_mirror_image(tiny_checkpoint, synth_root):
+    """What the page, the API and the index embed by default: the normalised mean of the photo's
+    and its mirror image's embeddings (both passes each); landmarks and category stay the photo's."""
+    from PIL import Image, ImageOps
+
+    from fashionnet.inference import Predictor
+
+    photos = [Image.open(p).convert("RGB") for p in sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:4]]
+    flipped = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False)
+    plain = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, flip_average=False)
+    assert flipped.flip_average and not plain.flip_average
+    got = flipped.predict_batch(photos)
+    one = plain.predict_batch(photos)
+    mirrored = plain.predict_batch([ImageOps.mirror(p) for p in photos])
+    expected = average_views(np.stack([p.embedding for p in one]), np.stack([p.embedding for p in mirrored]))
+    np.testing.assert_allclose(np.stack([p.embedding for p in got]), expected, atol=1e-5)
+    assert not np.allclose(expected, np.stack([p.embedding for p in one]), atol=1e-3)  # the mirror image counts
+    np.testing.assert_allclose(plain.mirrored_embeddings(photos), np.stack([p.embedding for p in mirrored]), atol=1e-5)
+    for g, o in zip(got, one):
+        assert g.category == o.category and g.garment_box == o.garment_box
+        np.testing.assert_allclose([(lm.x, lm.y) for lm in g.landmarks], [(lm.x, lm.y) for lm in o.landmarks], atol=1e-4)
