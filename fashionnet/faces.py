@@ -83,6 +83,12 @@ class FaceDetector:
         return np.concatenate([found[:, :2], found[:, :2] + found[:, 2:]], axis=1) / scale
 
 
+def mirrored_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
+    """(K, 4) boxes of a ``width``-pixel photo, in the pixels of its mirror image."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+
+
 def default_face_detector() -> Optional[FaceDetector]:
     """A detector when OpenCV is installed, else None (the cut is then skipped)."""
     return FaceDetector() if FaceDetector.available() else None

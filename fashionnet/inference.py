@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from fashionnet.checkpoint import CheckpointError, input_side, load_checkpoint, model_from_checkpoint
 from fashionnet.data.transforms import build_transforms, to_original_coords
-from fashionnet.faces import FaceDetector, default_face_detector
+from fashionnet.faces import FaceDetector, default_face_detector, mirrored_boxes
 from fashionnet.images import ImageInput, load_image
 from fashionnet.landmark_prior import BoxLayoutPrior
 from fashionnet.landmarks import LANDMARK_NAMES, VISIBILITY_NAMES, present_mask
@@ -211,21 +211,27 @@ class Predictor:
         (:func:`fashionnet.localisation.second_pass`): (outputs, geometries, cropped) to :meth:`decode`.
         With ``flip_average`` the embedding is averaged with the mirror images' (:meth:`mirrored_embeddings`)."""
         image_of = functools.lru_cache(maxsize=None)(image_of)
-        out, geometries, cropped = second_pass(self, out, geometries, image_of, crop_below)
+        faces_of = None
+        if self.face_detector is not None:  # each photo's faces found once, for it and its mirror image
+            faces_of = functools.lru_cache(maxsize=None)(lambda i: self.face_detector.find(image_of(i)))
+        out, geometries, cropped = second_pass(self, out, geometries, image_of, crop_below, faces_of)
         if self.flip_average:
-            mirrored = self.mirrored_embeddings([image_of(i) for i in range(len(geometries))], crop_below)
+            photos = [image_of(i) for i in range(len(geometries))]
+            mirrored_faces = None if faces_of is None else (lambda i: mirrored_boxes(faces_of(i), photos[i].width))
+            mirrored = self.mirrored_outputs(photos, crop_below, mirrored_faces)["embedding"].float().cpu().numpy()
             out = {**out, "embedding": torch.from_numpy(average_views(out["embedding"].float().cpu().numpy(), mirrored))}
         return out, geometries, cropped
 
     @torch.inference_mode()
-    def mirrored_outputs(self, photos: Sequence[Image.Image], crop_below: float | None = None) -> dict[str, torch.Tensor]:
-        """Both passes over the photos' mirror images, without flip averaging. Landmark slots follow
-        the image sides (fashionnet.data.transforms), so the pooled parts line up with the
-        unmirrored photo's."""
+    def mirrored_outputs(self, photos: Sequence[Image.Image], crop_below: float | None = None,
+                         faces_of: Callable[[int], np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+        """Both passes over the photos' mirror images, without flip averaging (``faces_of``: the
+        mirror images' faces where already known). Landmark slots follow the image sides
+        (fashionnet.data.transforms), so the pooled parts line up with the unmirrored photo's."""
         mirrored = [ImageOps.mirror(photo) for photo in photos]
         prepared = [self.preprocess(photo) for photo in mirrored]
         first = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
-        return second_pass(self, first, [g for _, g, _ in prepared], mirrored.__getitem__, crop_below)[0]
+        return second_pass(self, first, [g for _, g, _ in prepared], mirrored.__getitem__, crop_below, faces_of)[0]
 
     def mirrored_embeddings(self, photos: Sequence[Image.Image], crop_below: float | None = None) -> np.ndarray:
         """(B, D) embeddings of the photos' mirror images (:meth:`mirrored_outputs`)."""

@@ -92,7 +92,8 @@ def boxes_to_original(out: dict, geometries: Sequence[LetterboxGeometry]) -> lis
 
 
 def second_pass(predictor, out: dict, geometries: Sequence[LetterboxGeometry], image_of: Callable[[int], Image.Image],
-                below: Optional[float] = None) -> tuple[dict, list[LetterboxGeometry], list[bool]]:
+                below: Optional[float] = None, faces_of: Optional[Callable[[int], np.ndarray]] = None
+                ) -> tuple[dict, list[LetterboxGeometry], list[bool]]:
     """Run ``predictor`` again on crops of the rows whose garment is small.
 
     ``out`` and ``geometries`` are the first pass over a batch; ``image_of(i)`` gives row i's
@@ -100,12 +101,13 @@ def second_pass(predictor, out: dict, geometries: Sequence[LetterboxGeometry], i
     rows replaced by the crop's (their geometries cover the crop, so decoding maps to original
     pixels), the geometries, and which rows were cropped. The "box" stays the first pass's (the one
     cut around); ``trunk_stats_first`` keeps the first pass's statistics, so the unfamiliarity check
-    judges the whole photo.
+    judges the whole photo. ``faces_of(i)`` gives row i's faces where they are already known
+    (default: the predictor's face detector on ``image_of(i)``).
     """
     below = predictor.crop_below if below is None else below
     image_of = functools.lru_cache(maxsize=None)(image_of)  # a photo looked at for a face is cropped next
     boxes = boxes_to_original(out, geometries)
-    below_face = cut_below_faces(predictor, out, boxes, image_of) if below > 0 else [None] * len(boxes)
+    below_face = cut_below_faces(predictor, out, boxes, image_of, faces_of) if below > 0 else [None] * len(boxes)
     boxes = [b if cut is None else cut for b, cut in zip(boxes, below_face)]
     rows = [i for i, (b, g) in enumerate(zip(boxes, geometries))
             if below_face[i] is not None or wants_crop(b, (g.orig_w, g.orig_h), below, predictor.crop_margin)]
@@ -137,16 +139,18 @@ def second_pass(predictor, out: dict, geometries: Sequence[LetterboxGeometry], i
     return merged, geometries, cropped
 
 
-def cut_below_faces(predictor, out: dict, boxes: Sequence[Optional[Box]], image_of: Callable[[int], Image.Image]) -> list[Optional[Box]]:
+def cut_below_faces(predictor, out: dict, boxes: Sequence[Optional[Box]], image_of: Callable[[int], Image.Image],
+                    faces_of: Optional[Callable[[int], np.ndarray]] = None) -> list[Optional[Box]]:
     """Each row's garment box cut below the wearer's face (``fashionnet.faces``), or None where it
     is not cut: the predictor has no face detector, the collar points were found, the garment is a
     lower-body one, or no face sits at the top of the box."""
     detector = getattr(predictor, "face_detector", None)
     if detector is None or "landmark_confidence" not in out:
         return [None] * len(boxes)
+    faces_of = faces_of or (lambda i: detector.find(image_of(i)))
     collars = out["landmark_confidence"][:, list(COLLAR_SLOTS)].float().cpu().numpy()
     clothes_types = predictor.predicted_clothes_types(predictor.category_probs(out))
-    return [box_below_face(box, detector.find(image_of(i)))
+    return [box_below_face(box, faces_of(i))
             if box is not None and wants_face_check(collars[i], clothes_types[i], UNSURE) else None
             for i, box in enumerate(boxes)]
 

@@ -49,11 +49,11 @@ def box_in_input(box, size=PORTRAIT, side=SIDE):
     return ((x1 * scale + pad_x) / side, y1 * scale / side, (x2 * scale + pad_x) / side, y2 * scale / side)
 
 
-def forced_predictor(detector, label_maps=None) -> Predictor:
+def forced_predictor(detector, label_maps=None, box=BOX) -> Predictor:
     torch.manual_seed(0)
     categories = (label_maps or {}).get("categories", [])
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=SIDE, num_categories=len(categories))).eval()
-    force_box(model, box_in_input(BOX))
+    force_box(model, box_in_input(box))
     flat_heatmaps(model)  # every landmark unsure, at the centre of what the model looks at
     return Predictor(model, model.config, label_maps or {"categories": [], "attributes": []}, {"image_size": SIDE}, "test",
                      device="cpu", fold_batch_norms=False, face_detector=detector, flip_average=False)
@@ -185,3 +185,27 @@ def test_without_opencv_the_predictor_runs_without_the_cut(monkeypatch):
     assert predictor.face_detector is None
     pred = predictor.predict(portrait())
     assert not pred.below_face and not pred.cropped
+
+
+def test_with_flip_averaging_faces_are_found_once_and_mirrored_for_the_mirror_image():
+    from PIL import ImageOps
+
+    from fashionnet.faces import mirrored_boxes
+    from fashionnet.retrieval_time import average_views
+
+    # the model puts the garment box left of centre in every photo; the face is over it in the
+    # photo, and in the mirror image it lies beside it, so only the photo's box is cut
+    box, face = (20, 60, 300, 580), (20, 40, 100, 160)
+    mirrored_face = (300, 40, 380, 160)
+    np.testing.assert_allclose(mirrored_boxes(np.asarray([face]), PORTRAIT[0]), [mirrored_face])
+    photo = portrait()
+    photo.paste((200, 180, 160), face)
+    detector = FixedFaces(face)
+    flipped = forced_predictor(detector, box=box)
+    flipped.flip_average = True
+    pred = flipped.predict(photo)
+    assert detector.calls == 1 and pred.below_face
+    one = forced_predictor(FixedFaces(face), box=box).predict(photo)
+    mirror = forced_predictor(FixedFaces(mirrored_face), box=box).predict(ImageOps.mirror(photo))
+    assert one.below_face and not mirror.below_face
+    np.testing.assert_allclose(pred.embedding, average_views(one.embedding[None], mirror.embedding[None])[0], atol=1e-5)
