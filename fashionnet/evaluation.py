@@ -121,8 +121,11 @@ def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, q_flip, g_flip)
     ``q_pred`` / ``g_pred`` hold the plain embeddings (``embedding_plain``), ``q_flip`` / ``g_flip``
     the mirror images' (:func:`mirrored_outputs`)."""
     qi, gi = q_items[q_pred["index"]], g_items[g_pred["index"]]
+    g_flipped = average_views(g_pred["embedding_plain"], g_flip["embedding"])
     views = {"plain": (q_pred["embedding_plain"], g_pred["embedding_plain"]),
-             "flip": (average_views(q_pred["embedding_plain"], q_flip["embedding"]), average_views(g_pred["embedding_plain"], g_flip["embedding"]))}
+             "flip": (average_views(q_pred["embedding_plain"], q_flip["embedding"]), g_flipped),
+             # the gallery flip-averaged, the query one view: the query costs one pass
+             "flip_gallery": (q_pred["embedding_plain"], g_flipped)}
 
     def scored(q, g, items=gi, depth_ks=ks):
         r = retrieval_metrics(q, qi, g, items, ks=depth_ks, show_progress=False)

@@ -238,11 +238,27 @@ class Predictor:
         return self.mirrored_outputs(photos, crop_below)["embedding"].float().cpu().numpy()
 
     def forward_photos(self, images: Sequence[ImageInput], crop_below: float | None = None) -> tuple[dict, list, list[bool]]:
-        """Both passes over photos: (outputs, geometries, cropped), as :meth:`localise` returns them."""
+        """Both passes over photos: (outputs, geometries, cropped), as :meth:`localise` returns them.
+        With ``flip_average`` the photos and their mirror images go through the model as one batch
+        (one forward call instead of two: a query is a batch of one)."""
         photos = [load_image(im) for im in images]
-        prepared = [self.preprocess(im) for im in photos]
+        if not self.flip_average:
+            prepared = [self.preprocess(im) for im in photos]
+            out = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
+            return self.localise(out, [g for _, g, _ in prepared], photos.__getitem__, crop_below)
+        n = len(photos)
+        views = photos + [ImageOps.mirror(photo) for photo in photos]
+        prepared = [self.preprocess(view) for view in views]
         out = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
-        return self.localise(out, [g for _, g, _ in prepared], photos.__getitem__, crop_below)
+        faces_of = None
+        if self.face_detector is not None:
+            found = functools.lru_cache(maxsize=None)(lambda i: self.face_detector.find(photos[i]))
+            faces_of = lambda i: found(i) if i < n else mirrored_boxes(found(i - n), photos[i - n].width)  # noqa: E731
+        out, geometries, cropped = second_pass(self, out, [g for _, g, _ in prepared], views.__getitem__, crop_below, faces_of)
+        embedding = out["embedding"].float().cpu().numpy()
+        out = {key: value[:n] if isinstance(value, torch.Tensor) and len(value) == 2 * n else value for key, value in out.items()}
+        out["embedding"] = torch.from_numpy(average_views(embedding[:n], embedding[n:]))
+        return out, geometries[:n], cropped[:n]
 
     def predict(self, image: ImageInput) -> Prediction:
         return self.predict_batch([image])[0]

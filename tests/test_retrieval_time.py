@@ -50,7 +50,7 @@ def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint
     root = synth_root / "consumer2shop"
     results = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, retrieval_time=True)
     rt = results["retrieval_time"]
-    assert set(rt) == {"plain", "plain+qe", "plain+items", "plain+best_view", "flip", "flip+qe", "flip+items", "flip+best_view"}
+    assert set(rt) == {f"{view}{trick}" for view in ("plain", "flip", "flip_gallery") for trick in ("", "+qe", "+items", "+best_view")}
     # (c) is flip-averaged, as the product embeds by default; without it, it is the plain row
     assert results["flip_average"] and rt["flip"] == results["variants"]["fashionnet"] != rt["plain"]
     plain = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, flip_average=False)
@@ -73,6 +73,10 @@ def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint
     ks = tuple(rt["flip"]["top_k"])
     expected = retrieval_metrics(q, queries["item_id"].to_numpy(), g, gallery["item_id"].to_numpy(), ks=ks, show_progress=False)
     assert rt["flip"]["top_k"] == pytest.approx(expected["top_k"], abs=1e-9)
+    # the gallery flip-averaged, the queries one view
+    one_view = np.stack([p.embedding for p in predictor.predict_batch([Image.open(root / x).convert("RGB") for x in queries["image_path"]])])
+    expected = retrieval_metrics(one_view, queries["item_id"].to_numpy(), g, gallery["item_id"].to_numpy(), ks=ks, show_progress=False)
+    assert rt["flip_gallery"]["top_k"] == pytest.approx(expected["top_k"], abs=1e-9)
     ids, centroids = item_centroids(g, gallery["item_id"].to_numpy())
     item_ks = tuple(rt["flip+items"]["top_k"])
     expected = retrieval_metrics(q, queries["item_id"].to_numpy(), centroids, ids, ks=item_ks, show_progress=False)
@@ -130,3 +134,17 @@ def test_predictor_averages_each_photo_with_its_mirror_image(tiny_checkpoint, sy
     for g, o in zip(got, one):
         assert g.category == o.category and g.garment_box == o.garment_box
         np.testing.assert_allclose([(lm.x, lm.y) for lm in g.landmarks], [(lm.x, lm.y) for lm in o.landmarks], atol=1e-4)
+
+
+def test_index_and_query_paths_give_the_same_flip_averaged_embedding(tiny_checkpoint, synth_root):
+    """A query runs the photo and its mirror image as one batch; the indexer runs the gallery batch
+    and then its mirror images. Both must give the same embedding, or a photo would not find itself."""
+    from fashionnet.inference import Predictor
+    from indexer.embedding import embed_images
+
+    paths = [str(p) for p in sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:6]]
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False)
+    indexed = embed_images(predictor, paths, batch_size=4, workers=0, progress=False).embeddings
+    queried = np.stack([predictor.predict(path).embedding for path in paths])
+    np.testing.assert_allclose(queried, indexed, atol=1e-5)
+    assert (queried * indexed).sum(axis=1).min() > 1 - 1e-5
