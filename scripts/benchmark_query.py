@@ -110,22 +110,20 @@ def main(argv=None) -> None:
         predictor = engine.predictor
         for photo in photos[:5]:  # warm-up
             engine.query(photo, k=args.k)
-        stages = {"decode": [], "prep": [], "model": [], "search": [], "total": []}
+        stages = {"decode": [], "model": [], "search": [], "total": []}
         found, hits = [], 0
         for photo in photos:
             t0 = time.perf_counter()
             image = load_image(photo.read_bytes(), source=str(photo))
             t1 = time.perf_counter()
-            tensor, geometry, size = predictor.preprocess(image)
-            t2 = time.perf_counter()
-            # as served (Predictor.predict_batch after its decode and letterbox): the second pass on a
-            # crop where the garment is small or below a face, and the mirror image's passes
-            out, geometries, cropped = predictor.localise(predictor.forward_batch(tensor[None]), [geometry], lambda i: image)
-            pred = predictor.decode(out, [(g, (g.orig_w, g.orig_h)) for g in geometries], cropped)[0]
+            # as served (SearchEngine.query -> Predictor.predict): letterbox, the first pass, the
+            # second on a crop where the garment is small or below a face, the mirror image's passes
+            # (in one batch with the photo's), and the decoding of landmarks and category
+            pred = predictor.predict_batch([image])[0]
             t3 = time.perf_counter()
             matches = engine.search_embedding(pred.embedding, args.k)
             t4 = time.perf_counter()
-            for key, (a, b) in zip(stages, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t0, t4))):
+            for key, (a, b) in zip(stages, ((t0, t1), (t1, t3), (t3, t4), (t0, t4))):
                 stages[key].append(1e3 * (b - a))
             found.append(tuple(matches["id"]))
             hits += photo.parent.name in set(matches["item_id"])
@@ -169,7 +167,6 @@ def main(argv=None) -> None:
         same = sum(f == e for f, e in zip(found, passes[baseline[name]][1]))
         print(f"  [{name}]")
         print(f"    decode (read + PIL)            {percentiles(stages['decode'])}")
-        print(f"    letterbox + normalise          {percentiles(stages['prep'])}")
         print(f"    FashionNet as served           {percentiles(stages['model'])}")
         print(f"    search + metadata rows         {percentiles(stages['search'])}")
         print(f"    END TO END                     {percentiles(stages['total'])}")
