@@ -209,3 +209,21 @@ def test_with_flip_averaging_faces_are_found_once_and_mirrored_for_the_mirror_im
     mirror = forced_predictor(FixedFaces(mirrored_face), box=box).predict(ImageOps.mirror(photo))
     assert one.below_face and not mirror.below_face
     np.testing.assert_allclose(pred.embedding, average_views(one.embedding[None], mirror.embedding[None])[0], atol=1e-5)
+
+
+def test_draw_real_photos_script_draws_each_photo_without_and_with_the_cut(tiny_checkpoint, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "draw_real_photos.py"
+    spec = importlib.util.spec_from_file_location("draw_real_photos", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    photos = [tmp_path / "a.png", tmp_path / "b.png"]
+    portrait().save(photos[0])
+    Image.new("RGB", (300, 200), (30, 30, 30)).save(photos[1])
+    out = tmp_path / "sheet.png"
+    module.main(["--checkpoint", str(tiny_checkpoint), "--photos", *map(str, photos), "--out", str(out), "--side", "120"])
+    sheet = Image.open(out)
+    assert sheet.width == 2 * 120
+    assert sheet.height == (120 + 22) + (80 + 22)  # one row per photo: its panel height plus the caption line
