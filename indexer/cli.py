@@ -275,6 +275,7 @@ def cmd_info(args) -> int:
                     "skipped_count"):
             if key in extra:
                 print(f"{key:26s} {extra[key]}")
+        print(f"{'flip_average':26s} {bool(extra.get('flip_average', False))}")  # older indexes: one view
     return 0
 
 

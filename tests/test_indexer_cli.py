@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,8 @@ def test_info(capsys, tiny_index):
     assert code == 0
     info = json.loads(out)
     assert info["count"] > 0 and info["dim"] == 32 + 64 and info["index_factory"] == "Flat"
+    code, out, _ = run_cli(capsys, "info", tiny_index)
+    assert code == 0 and re.search(r"^flip_average\s+True$", out, re.M)
 
 
 def test_add_and_remove_keep_ids_and_metadata_consistent(capsys, index_copy, synth_root, tmp_path):
