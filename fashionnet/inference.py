@@ -106,6 +106,10 @@ def _stored_part(ckpt: dict, key: str, from_state, path, what: str):
         raise CheckpointError(f"{path}: its {what} is unusable ({exc}); refit it with scripts/calibrate_ood.py") from None
 
 
+def _embeddings(out: dict[str, torch.Tensor]) -> np.ndarray:
+    return out["embedding"].float().cpu().numpy()
+
+
 class Predictor:
     """Runs a trained FashionNet on images of any size or mode.
 
@@ -203,23 +207,21 @@ class Predictor:
     def embed_batch(self, images: torch.Tensor) -> np.ndarray:
         """(B, D) float32 L2-normalised embeddings of a preprocessed batch, one pass: no crop (the
         indexer and the queries go through :meth:`localise`)."""
-        return self.forward_batch(images)["embedding"].float().cpu().numpy()
+        return _embeddings(self.forward_batch(images))
 
     @torch.inference_mode()
     def localise(self, out: dict, geometries: Sequence, image_of, crop_below: float | None = None) -> tuple[dict, list, list[bool]]:
         """The second pass on crops of the rows of a first-pass ``out`` whose garment is small
         (:func:`fashionnet.localisation.second_pass`): (outputs, geometries, cropped) to :meth:`decode`.
-        With ``flip_average`` the embedding is averaged with the mirror images' (:meth:`mirrored_embeddings`)."""
+        With ``flip_average`` the embedding is averaged with the mirror images' (:meth:`mirrored_outputs`)."""
+        n = len(geometries)
         image_of = functools.lru_cache(maxsize=None)(image_of)
-        faces_of = None
-        if self.face_detector is not None:  # each photo's faces found once, for it and its mirror image
-            faces_of = functools.lru_cache(maxsize=None)(lambda i: self.face_detector.find(image_of(i)))
+        faces_of = self._faces_of(image_of, n)
         out, geometries, cropped = second_pass(self, out, geometries, image_of, crop_below, faces_of)
         if self.flip_average:
-            photos = [image_of(i) for i in range(len(geometries))]
-            mirrored_faces = None if faces_of is None else (lambda i: mirrored_boxes(faces_of(i), photos[i].width))
-            mirrored = self.mirrored_outputs(photos, crop_below, mirrored_faces)["embedding"].float().cpu().numpy()
-            out = {**out, "embedding": torch.from_numpy(average_views(out["embedding"].float().cpu().numpy(), mirrored))}
+            mirrored = self.mirrored_outputs([image_of(i) for i in range(n)], crop_below,
+                                             None if faces_of is None else (lambda i: faces_of(n + i)))
+            out = {**out, "embedding": torch.from_numpy(average_views(_embeddings(out), _embeddings(mirrored)))}
         return out, geometries, cropped
 
     @torch.inference_mode()
@@ -229,33 +231,44 @@ class Predictor:
         mirror images' faces where already known). Landmark slots follow the image sides
         (fashionnet.data.transforms), so the pooled parts line up with the unmirrored photo's."""
         mirrored = [ImageOps.mirror(photo) for photo in photos]
-        prepared = [self.preprocess(photo) for photo in mirrored]
-        first = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
-        return second_pass(self, first, [g for _, g, _ in prepared], mirrored.__getitem__, crop_below, faces_of)[0]
+        return self._both_passes(mirrored, crop_below, faces_of)[0]
 
     def mirrored_embeddings(self, photos: Sequence[Image.Image], crop_below: float | None = None) -> np.ndarray:
         """(B, D) embeddings of the photos' mirror images (:meth:`mirrored_outputs`)."""
-        return self.mirrored_outputs(photos, crop_below)["embedding"].float().cpu().numpy()
+        return _embeddings(self.mirrored_outputs(photos, crop_below))
+
+    def _faces_of(self, photo_of: Callable[[int], Image.Image], n: int) -> Callable[[int], np.ndarray] | None:
+        """Faces of rows 0..n-1 (the photos) and n..2n-1 (their mirror images), each photo looked at
+        once; None without a face detector."""
+        if self.face_detector is None:
+            return None
+        found = functools.lru_cache(maxsize=None)(lambda i: self.face_detector.find(photo_of(i)))
+        return lambda i: found(i) if i < n else mirrored_boxes(found(i - n), photo_of(i - n).width)
+
+    def _both_passes(self, photos: Sequence[Image.Image], crop_below: float | None = None,
+                     faces_of: Callable[[int], np.ndarray] | None = None) -> tuple[dict, list, list[bool]]:
+        """Letterbox, the first pass and the second (:func:`fashionnet.localisation.second_pass`) over
+        decoded photos in one batch, without flip averaging."""
+        prepared = [self.preprocess(photo) for photo in photos]
+        out = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
+        return second_pass(self, out, [g for _, g, _ in prepared], photos.__getitem__, crop_below, faces_of)
+
+    def _photos_and_mirrors(self, images: Sequence[ImageInput], crop_below: float | None = None) -> tuple[dict, list, list[bool], int]:
+        """Both passes over the photos and, with ``flip_average``, their mirror images after them in
+        the same batch (one forward call: a query is a batch of one): (outputs of every row,
+        geometries, cropped, number of photos)."""
+        photos = [load_image(im) for im in images]
+        n = len(photos)
+        views = photos + [ImageOps.mirror(photo) for photo in photos] if self.flip_average else photos
+        return (*self._both_passes(views, crop_below, self._faces_of(photos.__getitem__, n)), n)
 
     def forward_photos(self, images: Sequence[ImageInput], crop_below: float | None = None) -> tuple[dict, list, list[bool]]:
-        """Both passes over photos: (outputs, geometries, cropped), as :meth:`localise` returns them.
-        With ``flip_average`` the photos and their mirror images go through the model as one batch
-        (one forward call instead of two: a query is a batch of one)."""
-        photos = [load_image(im) for im in images]
+        """Both passes over photos: (outputs, geometries, cropped), as :meth:`localise` returns them,
+        with ``flip_average`` the embedding averaged with the mirror images'."""
+        out, geometries, cropped, n = self._photos_and_mirrors(images, crop_below)
         if not self.flip_average:
-            prepared = [self.preprocess(im) for im in photos]
-            out = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
-            return self.localise(out, [g for _, g, _ in prepared], photos.__getitem__, crop_below)
-        n = len(photos)
-        views = photos + [ImageOps.mirror(photo) for photo in photos]
-        prepared = [self.preprocess(view) for view in views]
-        out = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
-        faces_of = None
-        if self.face_detector is not None:
-            found = functools.lru_cache(maxsize=None)(lambda i: self.face_detector.find(photos[i]))
-            faces_of = lambda i: found(i) if i < n else mirrored_boxes(found(i - n), photos[i - n].width)  # noqa: E731
-        out, geometries, cropped = second_pass(self, out, [g for _, g, _ in prepared], views.__getitem__, crop_below, faces_of)
-        embedding = out["embedding"].float().cpu().numpy()
+            return out, geometries, cropped
+        embedding = _embeddings(out)
         out = {key: value[:n] if isinstance(value, torch.Tensor) and len(value) == 2 * n else value for key, value in out.items()}
         out["embedding"] = torch.from_numpy(average_views(embedding[:n], embedding[n:]))
         return out, geometries[:n], cropped[:n]
@@ -280,22 +293,17 @@ class Predictor:
         the norm of the two embeddings' sum, as the averaged embedding is."""
         if not images:
             return []
-        photos = [load_image(im) for im in images]
-        prepared = [self.preprocess(im) for im in photos]
-        first = self.forward_batch(torch.stack([t for t, _, _ in prepared]))
-        out = second_pass(self, first, [g for _, g, _ in prepared], photos.__getitem__)[0]  # the crops the index embedded
+        out, _, _, n = self._photos_and_mirrors(images)  # the crops the index embedded
         scores = self._parts(out, query_embedding)
         if self.flip_average:
-            mirrored = self.mirrored_outputs(photos)
-            both = self._parts(mirrored, query_embedding)
-            total = out["embedding"].float().cpu().numpy() + mirrored["embedding"].float().cpu().numpy()
-            norm = np.linalg.norm(total, axis=1)
-            scores = {name: (scores[name] + both[name]) / norm for name in scores}
+            embedding = _embeddings(out)
+            norm = np.linalg.norm(embedding[:n] + embedding[n:], axis=1)
+            scores = {name: (values[:n] + values[n:]) / norm for name, values in scores.items()}
         return [{name: float(values[i]) for name, values in scores.items()} for i in range(len(images))]
 
     @torch.inference_mode()
     def _parts(self, out: dict[str, torch.Tensor], query_embedding: np.ndarray) -> dict[str, np.ndarray]:
-        """:meth:`score_parts` of one pass's outputs, each (B,)."""
+        """:meth:`score_parts` of each row of ``out``, each part (B,)."""
         fusion = self.model.fusion
         global_dim = out["global_feature"].shape[1]
         fusion_dim = fusion.out_features
@@ -357,7 +365,7 @@ class Predictor:
         clothes_types = self.predicted_clothes_types(cat_prob)
         _, xy_all, from_layout = self.landmark_pixels(out, [g for g, _ in geometries], boxes, clothes_types)
         attr_prob = out["attribute_logits"].float().sigmoid().cpu()
-        emb = out["embedding"].float().cpu().numpy()
+        emb = _embeddings(out)
         below_face = out["below_face"].tolist() if "below_face" in out else [False] * len(geometries)
         # the photo as given is judged, not a crop of it: a crop of noise around a box the model
         # imagined can look like a garment

@@ -186,7 +186,7 @@ def _threads() -> int:
 def cmd_add(args) -> int:
     from fashionnet.inference import Predictor
     from indexer.build import add_images
-    from indexer.search import built_with_flip_average, default_checkpoint
+    from indexer.search import default_checkpoint
     from indexer.store import EmbeddingIndex
 
     for path in args.paths:
@@ -194,7 +194,7 @@ def cmd_add(args) -> int:
             raise FileNotFoundError(f"{path}: no such file or folder")
     index = EmbeddingIndex.load(args.index, device="cpu")
     predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device, runtime=args.runtime,
-                                          flip_average=built_with_flip_average(index))
+                                          flip_average=index.flip_average)
     report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers,
                         progress=not args.no_progress, index=index)
     _report_skipped(report.skipped)
@@ -263,7 +263,8 @@ def cmd_query(args) -> int:
 def cmd_info(args) -> int:
     from indexer.store import EmbeddingIndex
 
-    info = EmbeddingIndex.load(args.index, device="cpu").info()
+    index = EmbeddingIndex.load(args.index, device="cpu")
+    info = index.info()
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -275,7 +276,7 @@ def cmd_info(args) -> int:
                     "skipped_count"):
             if key in extra:
                 print(f"{key:26s} {extra[key]}")
-        print(f"{'flip_average':26s} {bool(extra.get('flip_average', False))}")  # older indexes: one view
+        print(f"{'flip_average':26s} {index.flip_average}")
     return 0
 
 

@@ -78,7 +78,7 @@ class SearchEngine:
         set_threads(threads if threads is not None else serving_threads())
         index = EmbeddingIndex.load(index_dir, device=device)
         predictor = Predictor.from_checkpoint(default_checkpoint(index, checkpoint), device=device, runtime=runtime,
-                                              flip_average=built_with_flip_average(index))
+                                              flip_average=index.flip_average)
         return cls(index, predictor, index_dir, image_root)
 
     # ------------------------------------------------------------------------- searching
@@ -293,16 +293,10 @@ def check_compatible(index: EmbeddingIndex, predictor: Predictor) -> None:
     if index.model_checksum and index.model_checksum != predictor.model_checksum:
         raise IndexMismatchError(f"{where} was built by model {index.model_checksum}, but the checkpoint is model {predictor.model_checksum}; "
                                  "its embeddings are not comparable. Rebuild the index with this checkpoint (indexer build ...)")
-    if built_with_flip_average(index) != predictor.flip_average:
+    if index.flip_average != predictor.flip_average:
         said = {True: "averaged with their mirror images", False: "of the photos alone"}
-        raise IndexMismatchError(f"{where} holds embeddings {said[built_with_flip_average(index)]}, but this Predictor makes embeddings "
-                                 f"{said[predictor.flip_average]}; make it with flip_average={built_with_flip_average(index)}")
-
-
-def built_with_flip_average(index: EmbeddingIndex) -> bool:
-    """Whether the index's embeddings average each photo with its mirror image (indexes built
-    before this was recorded did not)."""
-    return bool((index.extra or {}).get("flip_average", False))
+        raise IndexMismatchError(f"{where} holds embeddings {said[index.flip_average]}, but this Predictor makes embeddings "
+                                 f"{said[predictor.flip_average]}; make it with flip_average={index.flip_average}")
 
 
 def default_checkpoint(index: EmbeddingIndex, given: Optional[str]) -> str:

@@ -201,6 +201,12 @@ class EmbeddingIndex:
         return self._device
 
     @property
+    def flip_average(self) -> bool:
+        """Whether the embeddings average each photo with its mirror image (recorded by the build;
+        indexes from before it was recorded hold one view)."""
+        return bool(self.extra.get("flip_average", False))
+
+    @property
     def is_trained(self) -> bool:
         return bool(self._index.is_trained)
 
@@ -386,11 +392,10 @@ class EmbeddingIndex:
                 f"cannot merge: {other} was built by model {shard.model_checksum or '(unrecorded)'}, "
                 f"{first} by {self.model_checksum or '(unrecorded)'}; rebuild the shards with one model"
             )
-        flips = [bool((index.extra or {}).get("flip_average", False)) for index in (self, shard)]
-        if flips[0] != flips[1]:
+        if shard.flip_average != self.flip_average:
             said = {True: "with", False: "without"}
-            raise IndexMismatchError(f"cannot merge: {other} was embedded {said[flips[1]]} flip averaging, {first} {said[flips[0]]}; "
-                                     "rebuild the shards with one setting")
+            raise IndexMismatchError(f"cannot merge: {other} was embedded {said[shard.flip_average]} flip averaging, "
+                                     f"{first} {said[self.flip_average]}; rebuild the shards with one setting")
         if shard.metric != self.metric or shard.index_factory != self.index_factory:
             raise IndexMismatchError(
                 f"cannot merge: {other} is {shard.index_factory!r}/{shard.metric}, {first} is {self.index_factory!r}/{self.metric}"
