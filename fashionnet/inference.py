@@ -289,6 +289,8 @@ class Predictor:
         local branch, the fusion bias and (where the embedding appends it) the pooled appearance
         contribute. The embedding is [fusion / |fusion|, w * appearance / |appearance|] / sqrt(1 + w^2)
         with the fusion one linear layer over [global, local], so the parts add up to the score exactly.
+        A whitened embedding (FashionNetConfig.whiten_dim) is linear in its descriptor too: there the
+        landmark windows count as local, the whitening's mean subtracted as bias.
         With ``flip_average`` each part is the photo's and its mirror image's, summed and divided by
         the norm of the two embeddings' sum, as the averaged embedding is."""
         if not images:
@@ -304,6 +306,43 @@ class Predictor:
     @torch.inference_mode()
     def _parts(self, out: dict[str, torch.Tensor], query_embedding: np.ndarray) -> dict[str, np.ndarray]:
         """:meth:`score_parts` of each row of ``out``, each part (B,)."""
+        q = np.asarray(query_embedding, dtype=np.float32)
+        config = self.model.config
+        if not config.whiten_dim:
+            return self._plain_parts(out, q)
+        plain_dim = len(q) - config.whiten_dim
+        parts = self._whitened_parts(out, config.whiten_mix**0.5 * q[plain_dim:])
+        if plain_dim:  # joined with the plain embedding, which holds sqrt(1 - mix) of the vector
+            plain = self._plain_parts(out, (1 - config.whiten_mix) ** 0.5 * q[:plain_dim])
+            parts = {name: parts.get(name, 0.0) + plain.get(name, 0.0) for name in {*parts, *plain}}
+        return parts
+
+    def _whitened_parts(self, out: dict[str, torch.Tensor], q: np.ndarray) -> dict[str, np.ndarray]:
+        """The parts of normalise((descriptor - mean) @ projection) . q: the descriptor is [fusion / |fusion|,
+        appearance / |appearance|, windows], and the fusion splits as in :meth:`_plain_parts`."""
+        model = self.model
+        projection = model.whiten_projection.float()
+        v = projection @ torch.as_tensor(q).to(projection.device)  # (D,): what each descriptor entry adds per unit
+        descriptor = out["descriptor"].float()
+        z_norm = ((descriptor - model.whiten_mean.float()) @ projection).norm(dim=1).clamp_min(1e-12)
+        fusion_dim = model.fusion.out_features
+        weight = model.fusion.weight.float()
+        global_dim = out["global_feature"].shape[1]
+        f_norm = out["fusion_feature"].float().norm(dim=1).clamp_min(1e-12)
+        v_fusion = v[:fusion_dim]
+        bias = model.fusion.bias.float() if model.fusion.bias is not None else torch.zeros_like(v_fusion)
+        after_appearance = fusion_dim + model.appearance_dim
+        parts = {
+            "global": (out["global_feature"].float() @ weight[:, :global_dim].T @ v_fusion) / f_norm,
+            "local": (out["local_feature"].float() @ weight[:, global_dim:].T @ v_fusion) / f_norm + descriptor[:, after_appearance:] @ v[after_appearance:],
+            "bias": (bias @ v_fusion) / f_norm - model.whiten_mean.float() @ v,
+        }
+        if model.appearance_dim:
+            parts["appearance"] = descriptor[:, fusion_dim:after_appearance] @ v[fusion_dim:after_appearance]
+        return {name: (value / z_norm).cpu().numpy() for name, value in parts.items()}
+
+    def _plain_parts(self, out: dict[str, torch.Tensor], query_embedding: np.ndarray) -> dict[str, np.ndarray]:
+        """The parts of the plain embedding (fusion, with the appearance where it is appended) . query_embedding."""
         fusion = self.model.fusion
         global_dim = out["global_feature"].shape[1]
         fusion_dim = fusion.out_features

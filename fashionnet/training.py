@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from fashionnet import __version__
-from fashionnet.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
+from fashionnet.checkpoint import load_checkpoint, save_checkpoint
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_label_map
 from fashionnet.data.readers import read_attribute_names, read_benchmark
 from fashionnet.data.samplers import LookAlikeSampler, PKSampler
@@ -40,14 +40,13 @@ from fashionnet.distillation import TrunkDistillation
 from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
 from fashionnet.hard_negatives import XBM_LOSSES, CrossBatchMemory, ItemEmbeddingTable
 from fashionnet.runtime import init_distributed, resolve_device, seed_everything, seed_worker
-from fashionnet.landmark_prior import fit_box_layout
-from fashionnet.losses import AttributeLoss, FashionNetLosses, metric_embedding
+from fashionnet.losses import AttributeLoss, FashionNetLosses, ProxySoftmaxLoss, metric_embedding
 from fashionnet.metrics import normalized_error, retrieval_metrics
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import LANDMARK_HEADS
-from fashionnet.ood import calibrate_on_frames
-from fashionnet.temperature import dataset_category_logits, fit_temperature
 from fashionnet.protocols import protocol_frames
+from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_SHRINKAGE, WHITENING_BUFFERS
+from fashionnet.calibration import store_calibration
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
 from fashionnet.training_log import TrainingLog
 
@@ -112,6 +111,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--xbm-size", type=int, default=0, help="rows of the cross-batch memory of recent embeddings (0: off)")
     p.add_argument("--xbm-weight", type=float, default=1.0, help="weight of the cross-batch memory loss")
     p.add_argument("--xbm-loss", default="contrastive", choices=list(XBM_LOSSES))
+    p.add_argument("--proxy-weight", type=float, default=0.0,
+                   help="weight of the item-classification loss on learned proxies (losses.ProxySoftmaxLoss): every step sees "
+                        "every training item as a negative; 0: off")
+    p.add_argument("--proxy-temperature", type=float, default=0.05, help="softmax temperature of the proxy loss")
+    p.add_argument("--whiten-dim", type=int, default=0,
+                   help="after training, fit a learned whitening of [fusion, appearance, landmark windows] on the training photos "
+                        "and search with this many whitened dimensions (fashionnet.whitening); 0: off")
+    p.add_argument("--whiten-shrinkage", type=float, default=DEFAULT_SHRINKAGE, help="shrinkage of the whitening's within-item covariance")
+    p.add_argument("--whiten-augmented-views", type=int, default=DEFAULT_AUGMENTED_VIEWS,
+                   help="passes over the training photos through the training augmentation, besides the plain one, for the whitening")
     p.add_argument("--grad-clip", type=float, default=5.0)
     # machinery
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -249,10 +258,12 @@ class TrainingRun:
     distill_weight: float = 0.0
     xbm: Optional[CrossBatchMemory] = None  # negatives from earlier steps
     xbm_weight: float = 0.0
+    proxy: Optional[ProxySoftmaxLoss] = None  # a learned proxy per training item
+    proxy_weight: float = 0.0
     item_table: Optional[ItemEmbeddingTable] = None  # each item's embedding this epoch, for look-alike batches
 
     def extra_terms(self) -> tuple[str, ...]:
-        return tuple(name for name, on in (("distill", self.distill), ("xbm", self.xbm)) if on is not None)
+        return tuple(name for name, on in (("distill", self.distill), ("xbm", self.xbm), ("proxy", self.proxy)) if on is not None)
 
 
 def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
@@ -282,6 +293,9 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
         if run.xbm is not None:
             terms["xbm"] = run.xbm.loss(metric_embedding(out), batch["item"])
             total = total + run.xbm_weight * terms["xbm"]
+        if run.proxy is not None:
+            terms["proxy"] = run.proxy(metric_embedding(out), batch["item"])
+            total = total + run.proxy_weight * terms["proxy"]
         if not torch.isfinite(total):
             raise FloatingPointError(f"epoch {epoch + 1}: loss became {total.item()} ({ {t: round(float(v), 4) for t, v in terms.items()} }); lower --lr")
         run.optimizer.zero_grad(set_to_none=True)
@@ -340,11 +354,18 @@ def build_sampler(train_set: DeepFashionDataset, args, batches: int) -> PKSample
     return LookAlikeSampler(train_set.item_per_row, category_of_item, group=args.look_alike_group, **common)
 
 
-def build_optimizer(model, args) -> torch.optim.Optimizer:
+# Proxies start random and must find their items quickly (Zhai & Wu train them at a higher rate too).
+PROXY_LR_FACTOR = 10.0
+
+
+def build_optimizer(model, args, proxy: Optional[ProxySoftmaxLoss] = None) -> torch.optim.Optimizer:
     trunk = [p for n, p in model.named_parameters() if n.startswith("trunk.") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("trunk.") and p.requires_grad]
     trunk_lr = args.lr * (args.backbone_lr_factor if args.weights != "none" else 1.0)
-    return torch.optim.AdamW([{"params": trunk, "lr": trunk_lr}, {"params": rest, "lr": args.lr}], weight_decay=args.weight_decay)
+    groups = [{"params": trunk, "lr": trunk_lr}, {"params": rest, "lr": args.lr}]
+    if proxy is not None:  # no weight decay: it would shrink the proxies, which only their direction matters for
+        groups.append({"params": list(proxy.parameters()), "lr": args.lr * PROXY_LR_FACTOR, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, weight_decay=args.weight_decay)
 
 
 def warmup_cosine(total_steps: int, warmup: int):
@@ -402,13 +423,21 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     )
 
 
-def resume_from(path: str, model, optimizer, scheduler, config: FashionNetConfig) -> tuple[int, list]:
-    """Load a checkpoint's model, optimizer and scheduler; returns (first epoch to run, history)."""
+def resume_from(path: str, model, optimizer, scheduler, config: FashionNetConfig,
+                proxy: Optional[ProxySoftmaxLoss] = None) -> tuple[int, list]:
+    """Load a checkpoint's model, optimizer, scheduler (and proxies); returns (first epoch to run, history)."""
     ckpt = load_checkpoint(path)
-    if ckpt["model_config"] != config.to_dict():
+    # the whitening is fitted after the last epoch, so a finished run's checkpoint has one its flags do not build
+    saved_config = {**ckpt["model_config"], "whiten_dim": config.whiten_dim, "whiten_mix": config.whiten_mix}
+    if saved_config != config.to_dict():
         raise SystemExit(f"--resume {path}: the checkpoint's model config differs from these flags:\n"
                          f"  checkpoint: {ckpt['model_config']}\n  flags:      {config.to_dict()}")
-    model.load_state_dict(ckpt["model"])
+    if (proxy is None) != ("proxies" not in ckpt):
+        raise SystemExit(f"--resume {path}: the checkpoint was trained {'with' if 'proxies' in ckpt else 'without'} the proxy loss; "
+                         f"give the same --proxy-weight setting (0 or above 0) as that run")
+    if proxy is not None:
+        proxy.proxies.data.copy_(ckpt["proxies"])
+    model.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.startswith(WHITENING_BUFFERS)})
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     return int(ckpt["epoch"]) + 1, list(json.loads(ckpt.get("history_json", "[]")))
@@ -454,7 +483,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     sampler = build_sampler(data.train_set, args, batches)
     args.frozen_layers = frozen_trunk_layers(model, args.freeze_trunk_layers)
     distill = TrunkDistillation(model).to(device) if args.distill_weight > 0 else None  # copies the trunk before any step
-    optimizer = build_optimizer(model, args)
+    proxy = ProxySoftmaxLoss(len(data.train_set.item_labels), args.embedding_dim, args.proxy_temperature).to(device) if args.proxy_weight > 0 else None
+    optimizer = build_optimizer(model, args, proxy)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(batches * schedule.total_epochs, args.warmup_steps))
     preprocessing = {"image_size": args.image_size, "letterbox": True, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -462,7 +492,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     start_epoch, history = 0, []
     resume = str(ckpt_path) if args.resume == "auto" and ckpt_path.exists() else ("" if args.resume == "auto" else args.resume)
     if resume:
-        start_epoch, history = resume_from(resume, model, optimizer, scheduler, config)
+        start_epoch, history = resume_from(resume, model, optimizer, scheduler, config, proxy)
         if is_main:
             print(f"resumed from {resume} at epoch {start_epoch + 1}", flush=True)
 
@@ -476,7 +506,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                       LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience),
                       torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), amp_dtype, device, args.frozen_layers,
                       args.grad_clip, show_progress=not args.no_progress and is_main, distill=distill, distill_weight=args.distill_weight,
-                      xbm=xbm, xbm_weight=args.xbm_weight, item_table=item_table)
+                      xbm=xbm, xbm_weight=args.xbm_weight, item_table=item_table, proxy=proxy, proxy_weight=args.proxy_weight)
     if is_main:
         run.log = TrainingLog(args.output_dir, args.log_every, start_epoch, args.tensorboard, args.world_size)
     started = time.time()
@@ -503,7 +533,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             run.log.epoch(record, history)  # before the checkpoint: a resumed run drops rows of epochs it repeats
             save_checkpoint(ckpt_path, model_state=model.state_dict(), model_config=config.to_dict(), label_maps=data.label_maps,
                             preprocessing=preprocessing, epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            args=_plain_args(args), history_json=json.dumps(history), package_version=__version__)
+                            args=_plain_args(args), history_json=json.dumps(history), package_version=__version__,
+                            **({} if proxy is None else {"proxies": proxy.proxies.detach().cpu()}))
         if args.world_size > 1:
             dist.barrier()
         if args.time_limit_minutes and (time.time() - started) / 60 > args.time_limit_minutes and epoch + 1 < schedule.total_epochs:
@@ -516,39 +547,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         run.log.write_history(history)
         run.log.close()
         if history:
-            store_calibration(ckpt_path, model, data, device, args)
+            store_calibration(ckpt_path, model, data, device, args, training_transform(args))
     if args.world_size > 1:
         dist.destroy_process_group()
     return {"history": history, "checkpoint": str(ckpt_path)}
-
-
-def store_calibration(ckpt_path: Path, model, data: "TrainingData", device, args) -> None:
-    """Fit what makes the trained model's answers honest and add it to its checkpoint: the
-    out-of-distribution density (fashionnet.ood), the landmarks' garment-box layout
-    (fashionnet.landmark_prior) and the category temperature (fashionnet.temperature)."""
-    ckpt = load_checkpoint(ckpt_path)
-    if args.ood_images:
-        try:
-            density = calibrate_on_frames(model, data.train_frame, pd.concat([data.val_queries, data.val_gallery]), data.root,
-                                          args.image_size, device, max_images=args.ood_images, batch_size=args.eval_batch_size,
-                                          workers=args.workers, progress=not args.no_progress, seed=args.seed)
-            ckpt["ood"] = density.to_state()
-            print(f"out-of-distribution density: fitted on {density.fitted_on} photos, threshold {density.threshold:.3f} "
-                  f"(set on {density.calibrated_on} held-out photos)", flush=True)
-        except ValueError as exc:  # e.g. too few photos
-            print(f"no out-of-distribution density stored: {exc}", flush=True)
-    prior, note = fit_box_layout(data.train_frame)
-    print(f"landmark box layout: {note}", flush=True)
-    if prior is not None:
-        ckpt["landmark_prior"] = prior.to_state()
-    if data.categories:
-        logits, labels = dataset_category_logits(model, [data.val_query_set, data.val_gallery_set], device, args.eval_batch_size)
-        try:
-            ckpt["category_temperature"] = temperature = fit_temperature(logits, labels)
-            print(f"category temperature {temperature:.3f} (fitted on {int((labels >= 0).sum())} validation photos)", flush=True)
-        except ValueError as exc:
-            print(f"no category temperature stored: {exc}", flush=True)
-    atomic_torch_save(ckpt, ckpt_path)
 
 
 def _plain_args(args: argparse.Namespace) -> dict[str, Any]:

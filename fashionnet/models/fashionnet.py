@@ -8,6 +8,10 @@
     embedding = L2-normalised fusion, with ``appearance_weight`` x the L2-normalised  |
     global conv5 GAP (the "appearance") appended when that weight is above 0 <------+
 
+    with ``whiten_dim`` the embedding is instead the learned whitening (fashionnet.whitening) of
+    the descriptor [fusion, appearance, landmark windows of conv4 and of the stride-8 stage], each
+    part L2-normalised
+
 With ``fine_pool`` the local branch also pools the trunk's stride-8 stage, where thin details
 (bands, prints) still span several cells. At query time the local branch pools at the *predicted* landmarks (windows of landmarks predicted
 not visible are zeroed). Ground-truth landmarks can be passed instead (early training, and the
@@ -31,7 +35,7 @@ from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling, spre
 
 LANDMARK_HEADS = ("heatmap", "fc")
 # Outputs only some configurations have (see FashionNet).
-OPTIONAL_OUTPUTS = ("landmark_confidence", "box", "appearance_feature")
+OPTIONAL_OUTPUTS = ("landmark_confidence", "box", "appearance_feature", "descriptor")
 FINE_STRIDE = 8
 # Spread windows: bounds in conv4 cells (the smallest still covers a cell of conv4 and two of the
 # stride-8 map; the largest a quarter of a 224-px input).
@@ -68,6 +72,14 @@ class FashionNetConfig:
     box_head: predict the garment's box (x1, y1, x2, y2) in [0, 1] of the input from the global
         conv5 map (sized like the landmark branch: landmark_width, landmark_grid, landmark_hidden).
         Checkpoints saved before it existed load with False and predict no box.
+    whiten_dim: above 0, the search embedding is the learned whitening of the descriptor
+        [fusion, appearance, every pooled landmark window of conv4 and of the trunk's stride-8
+        stage], projected to this many dimensions
+        (fashionnet.whitening fits it on training photos after training; until then the
+        projection is zero). 0: the embedding above.
+    whiten_mix: with whitening, the share of the whitened embedding in the search score: the
+        embedding joins sqrt(1 - mix) x the embedding above and sqrt(mix) x the whitened one, so a
+        cosine is (1 - mix) x the plain cosine + mix x the whitened cosine. 1: whitened alone.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -91,6 +103,8 @@ class FashionNetConfig:
     fine_pool: bool = False
     pool_spread: float = 0.0
     appearance_weight: float = 0.0
+    whiten_dim: int = 0
+    whiten_mix: float = 1.0
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -109,6 +123,10 @@ class FashionNetConfig:
             raise ValueError(f"pool_window must be > 0, got {self.pool_window}")
         if self.pool_spread < 0:
             raise ValueError(f"pool_spread must be >= 0 (0: fixed windows), got {self.pool_spread}")
+        if self.whiten_dim < 0:
+            raise ValueError(f"whiten_dim must be >= 0 (0: no whitening), got {self.whiten_dim}")
+        if not 0 < self.whiten_mix <= 1:
+            raise ValueError(f"whiten_mix must be in (0, 1] (1: the whitened embedding alone), got {self.whiten_mix}")
         if not 0 <= self.appearance_weight <= 10:
             raise ValueError(f"appearance_weight must be in [0, 10] (0: the fusion feature alone), got {self.appearance_weight}")
 
@@ -277,10 +295,22 @@ class FashionNet(nn.Module):
         self.landmark_pooling = LandmarkPooling(self.trunk_stride, config.pool_window, config.pool_output, config.pool_mode)
         pooled = NUM_LANDMARKS * self.trunk_channels * config.pool_output**2
         self.fine_stage: Optional[int] = None
+        try:
+            stride8_stage, fine_channels = _stage_at_stride(self.trunk, FINE_STRIDE, self.backbone_name)
+        except ValueError:
+            if config.fine_pool:
+                raise
+            stride8_stage, fine_channels = None, 0
+        fine_windows = NUM_LANDMARKS * fine_channels * config.pool_output**2
+        fine_pooling = LandmarkPooling(FINE_STRIDE, config.pool_window * self.trunk_stride / FINE_STRIDE, config.pool_output, "align")
         if config.fine_pool:
-            self.fine_stage, fine_channels = _stage_at_stride(self.trunk, FINE_STRIDE, self.backbone_name)
-            self.fine_pooling = LandmarkPooling(FINE_STRIDE, config.pool_window * self.trunk_stride / FINE_STRIDE, config.pool_output, "align")
-            pooled += NUM_LANDMARKS * fine_channels * config.pool_output**2
+            self.fine_stage, self.fine_pooling = stride8_stage, fine_pooling
+            pooled += fine_windows
+        # The whitening's descriptor reads the stride-8 windows even where the local branch does not:
+        # the whitening, not training, decides what they are worth.
+        self.detail_stage = stride8_stage if not config.fine_pool else None
+        self.detail_pooling = fine_pooling if self.detail_stage is not None else None
+        self.windows_dim = pooled + (fine_windows if self.detail_pooling is not None else 0)
         self.local_fc = nn.Sequential(nn.Flatten(), nn.Linear(pooled, config.local_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
 
         self.fusion = nn.Linear(config.global_dim + config.local_dim, config.embedding_dim)
@@ -290,11 +320,43 @@ class FashionNet(nn.Module):
         if self.appearance_dim:
             # a buffer, so the weights' checksum (which every index records) changes with it
             self.register_buffer("appearance_weight", torch.tensor(float(config.appearance_weight)))
+        if config.whiten_dim:
+            self._register_whitening(torch.zeros(self.descriptor_dim), torch.zeros(self.descriptor_dim, config.whiten_dim), config.whiten_mix)
+
+    @property
+    def descriptor_dim(self) -> int:
+        """Length of ``descriptor``: the fusion feature, the appearance where the model has it, and
+        every pooled landmark window (from conv4, and from the stride-8 stage where the trunk has one)."""
+        return self.config.embedding_dim + self.appearance_dim + self.windows_dim
 
     @property
     def search_dim(self) -> int:
-        """Length of ``embedding``: the fusion feature, plus the appearance when it is appended."""
-        return self.config.embedding_dim + self.appearance_dim
+        """Length of ``embedding``: the fusion feature plus the appearance when it is appended, the
+        whitened dimensions, or both joined (``whiten_mix`` below 1)."""
+        plain = self.config.embedding_dim + self.appearance_dim
+        if not self.config.whiten_dim:
+            return plain
+        return self.config.whiten_dim + (plain if self.config.whiten_mix < 1 else 0)
+
+    def _register_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float) -> None:
+        # buffers, so they travel in the state dict and the weights' checksum (which every index records) changes with them
+        self.register_buffer("whiten_mean", mean.float().clone())
+        self.register_buffer("whiten_projection", projection.float().clone())
+        self.register_buffer("whiten_mix", torch.tensor(float(mix)))
+
+    def set_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float = 1.0) -> None:
+        """Install a learned whitening (fashionnet.whitening.fit_learned_whitening): from now on the
+        embedding is normalise((descriptor - mean) @ projection), joined with the plain one when
+        ``mix`` is below 1; ``config.whiten_dim`` and ``config.whiten_mix`` follow."""
+        mean, projection = torch.as_tensor(mean), torch.as_tensor(projection)
+        if mean.shape != (self.descriptor_dim,) or projection.ndim != 2 or projection.shape[0] != self.descriptor_dim:
+            raise ValueError(f"whitening must be a mean ({self.descriptor_dim},) and a projection ({self.descriptor_dim}, d); "
+                             f"got {tuple(mean.shape)} and {tuple(projection.shape)}")
+        device = self.fusion.weight.device
+        if not 0 < mix <= 1:
+            raise ValueError(f"whiten_mix must be in (0, 1] (1: the whitened embedding alone), got {mix}")
+        self._register_whitening(mean.to(device), projection.to(device), mix)
+        self.config = dataclasses.replace(self.config, whiten_dim=int(projection.shape[1]), whiten_mix=float(mix))
 
     def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """conv4, each channel's spatial mean and std at a middle trunk stage and at conv4, and the
@@ -316,7 +378,7 @@ class FashionNet(nn.Module):
             x = stage(x)
             if i == middle:
                 middle_stats = stats(x)
-            if i == self.fine_stage:
+            if i in (self.fine_stage, self.detail_stage):
                 fine = x
         return x, torch.cat([middle_stats, stats(x)], dim=1), fine
 
@@ -331,7 +393,7 @@ class FashionNet(nn.Module):
         landmarks, visibility_logits, confidence = self.landmark_branch(conv4)
         extra = {} if self.box_head is None else {"box": self.box_head(global_conv5)}
         if fine is not None:
-            extra["fine"] = fine
+            extra["fine" if self.fine_stage is not None else "stride8"] = fine
         if self.appearance_dim:
             extra["appearance_feature"] = appearance
         if confidence is not None:
@@ -347,13 +409,15 @@ class FashionNet(nn.Module):
         }
 
     def forward_head(
-        self, features: dict[str, Any], landmarks: Optional[torch.Tensor] = None, visibility: Optional[torch.Tensor] = None
+        self, features: dict[str, Any], landmarks: Optional[torch.Tensor] = None, visibility: Optional[torch.Tensor] = None,
+        with_descriptor: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Landmark pooling, fusion and heads on the output of :meth:`forward_features`.
 
         landmarks: (B, 8, 2) normalised landmarks to pool at (default: the predicted ones).
         visibility: (B, 8) visibility codes; windows with code != VISIBLE are zeroed (default: the
         argmax of the predicted visibility).
+        with_descriptor: also return ``descriptor`` (B, descriptor_dim), which a whitened model always returns.
         """
         pool_at = features["landmarks"] if landmarks is None else landmarks.to(features["conv4"].dtype)
         if visibility is None:
@@ -368,17 +432,27 @@ class FashionNet(nn.Module):
             cell = float(self.trunk_stride)
             window = spread_windows(pool_at, pooled_visible, hw, self.config.pool_spread, SPREAD_MIN_CELLS * cell,
                                     SPREAD_MAX_CELLS * cell, self.config.pool_window * cell)
-        pooled = self.landmark_pooling(features["conv4"], pool_at, pooled_visible, hw, window).flatten(1)
+        windows = [self.landmark_pooling(features["conv4"], pool_at, pooled_visible, hw, window)]
         if "fine" in features:
-            fine = self.fine_pooling(features["fine"], pool_at, pooled_visible, hw, window)
-            pooled = torch.cat([pooled, fine.flatten(1)], dim=1)
+            windows.append(self.fine_pooling(features["fine"], pool_at, pooled_visible, hw, window))
+        pooled = torch.cat([w.flatten(1) for w in windows], dim=1)
         local_feature = self.local_fc(pooled)
         fusion = self.fusion(torch.cat([features["global_feature"], local_feature], dim=1))
+        extra = {}
+        if with_descriptor or self.config.whiten_dim:
+            if "stride8" in features:
+                windows.append(self.detail_pooling(features["stride8"], pool_at, pooled_visible, hw, window))
+            extra["descriptor"] = descriptor = self._descriptor(fusion, features.get("appearance_feature"), windows)
         embedding = F.normalize(fusion, dim=1)
         if self.appearance_dim:
             appearance = self.appearance_weight * F.normalize(features["appearance_feature"], dim=1)
             embedding = F.normalize(torch.cat([embedding, appearance.to(embedding.dtype)], dim=1), dim=1)
+        if self.config.whiten_dim:
+            whitened = F.normalize((descriptor - self.whiten_mean.to(descriptor.dtype)) @ self.whiten_projection.to(descriptor.dtype), dim=1)
+            mix = self.config.whiten_mix
+            embedding = whitened if mix == 1 else torch.cat([(1 - mix) ** 0.5 * embedding, mix**0.5 * whitened], dim=1)
         return {
+            **extra,
             "embedding": embedding,
             "landmarks": features["landmarks"],
             "visibility_logits": features["visibility_logits"],
@@ -392,11 +466,22 @@ class FashionNet(nn.Module):
             **{k: features[k] for k in OPTIONAL_OUTPUTS if k in features},
         }
 
+    def _descriptor(self, fusion: torch.Tensor, appearance: Optional[torch.Tensor], windows: list[torch.Tensor]) -> torch.Tensor:
+        """[fusion, appearance, windows], each L2-normalised (and each landmark window before the
+        windows are joined), so that no part and no landmark outweighs another by its scale alone."""
+        unit_windows = torch.cat([F.normalize(w.flatten(2), dim=2) for w in windows], dim=2).flatten(1)
+        parts = [F.normalize(fusion, dim=1)]
+        if self.appearance_dim:
+            parts.append(F.normalize(appearance, dim=1).to(fusion.dtype))
+        parts.append(F.normalize(unit_windows, dim=1).to(fusion.dtype))
+        return torch.cat(parts, dim=1)
+
     def forward(
-        self, images: torch.Tensor, pool_landmarks: Optional[torch.Tensor] = None, pool_visibility: Optional[torch.Tensor] = None
+        self, images: torch.Tensor, pool_landmarks: Optional[torch.Tensor] = None, pool_visibility: Optional[torch.Tensor] = None,
+        with_descriptor: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Full forward; pools at ``pool_landmarks``/``pool_visibility`` (ground truth) when given."""
-        return self.forward_head(self.forward_features(images), pool_landmarks, pool_visibility)
+        return self.forward_head(self.forward_features(images), pool_landmarks, pool_visibility, with_descriptor)
 
 
 def _stage_at_stride(trunk: nn.Module, stride: int, backbone: str) -> tuple[int, int]:

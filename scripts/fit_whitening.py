@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Fit a learned whitening (fashionnet.whitening) for a trained checkpoint and write the result as
+a new checkpoint; the input is left as it was.
+
+Training fits it itself with --whiten-dim; use this for a checkpoint trained without it:
+
+    python scripts/fit_whitening.py --checkpoint runs/demo/checkpoint.pt --out runs/demo_whitened/checkpoint.pt
+
+It reads the training photos the checkpoint was trained on (its --data-root, val fraction and seed,
+unless --data-root is given). Indexes built with the input checkpoint do not fit the output one
+(its embedding is different); rebuild them.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint, state_dict_checksum  # noqa: E402
+from fashionnet.training import get_args_parser as training_args_parser, read_training_frames, split_for_training, training_transform  # noqa: E402
+from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_DIM, DEFAULT_MIX, DEFAULT_SHRINKAGE, whiten_model  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="where the whitened checkpoint goes (must differ from --checkpoint)")
+    p.add_argument("--data-root", type=Path, nargs="+", help="training layouts (default: the checkpoint's own)")
+    p.add_argument("--dim", type=int, default=DEFAULT_DIM, help="whitened dimensions (below the number of training items)")
+    p.add_argument("--shrinkage", type=float, default=DEFAULT_SHRINKAGE)
+    p.add_argument("--mix", type=float, default=DEFAULT_MIX, help="share of the whitened cosine in the search score (1: whitened alone)")
+    p.add_argument("--augmented-views", type=int, default=DEFAULT_AUGMENTED_VIEWS,
+                   help="extra passes over the training photos through the checkpoint's training augmentation")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> Path:
+    args = get_args_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.out.resolve() == args.checkpoint.resolve():
+        raise SystemExit(f"--out {args.out}: give a new path; the input checkpoint is kept as it is")
+    ckpt = load_checkpoint(args.checkpoint)
+    model, config = model_from_checkpoint(ckpt, args.checkpoint)
+    model.eval()
+    trained = ckpt.get("args", {})
+    roots = args.data_root or [Path(r) for r in trained.get("data_root", [])]
+    if not roots:
+        raise SystemExit(f"{args.checkpoint}: it does not say what it was trained on; give --data-root")
+    frame, root, _ = read_training_frames(roots)
+    train, _, _ = split_for_training(frame, float(trained.get("val_fraction", 0.1)), int(trained.get("seed", 0)))
+    side = input_side(ckpt["preprocessing"], config)
+    # the checkpoint's own training augmentation (flags it was saved before default as training does)
+    augment = training_transform(argparse.Namespace(**{**vars(training_args_parser().parse_args([])), **trained, "image_size": side}))
+    started = time.time()
+    try:
+        line = whiten_model(model, train, root, side, "cpu", args.dim, args.shrinkage, args.mix, augment=augment,
+                            augmented_views=args.augmented_views, seed=int(trained.get("seed", 0)), batch_size=args.batch_size,
+                            progress=not args.no_progress)
+    except ValueError as exc:
+        raise SystemExit(f"{args.checkpoint}: {exc}") from None
+    state = model.state_dict()
+    ckpt.update(model=state, model_config=model.config.to_dict(), model_checksum=state_dict_checksum(state))
+    ckpt.setdefault("args", {})["whiten_dim"], ckpt["args"]["whiten_shrinkage"], ckpt["args"]["whiten_mix"] = args.dim, args.shrinkage, args.mix
+    ckpt["args"]["whiten_augmented_views"] = args.augmented_views
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(ckpt, args.out)
+    print(f"{args.out}: {line}, in {time.time() - started:.0f} s")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()

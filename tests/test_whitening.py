@@ -1,0 +1,192 @@
+"""Learned whitening: the projection that scales up what tells items apart and scales down what
+the camera changes, installed in the model, fitted by training and by scripts/fit_whitening.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint
+from fashionnet.inference import Predictor
+from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.training import main as train_main
+from fashionnet.whitening import apply_whitening, fit_learned_whitening
+from tests.conftest import TINY_TRAIN_ARGS
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fit_whitening.py"
+_spec = importlib.util.spec_from_file_location("fit_whitening", _SCRIPT)
+fit_whitening = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fit_whitening)
+
+
+def _siblings(rng, items=12, photos=4, detail=0.15, nuisance=1.0, jitter=0.03):
+    """Descriptors of items that differ only by a small detail (dims 0-3, which photos of one item
+    barely move) while each photo adds a large nuisance (dims 4-11), the way a camera moves a
+    descriptor more than a collar trim does."""
+    codes = np.repeat(rng.normal(size=(items, 4)) * detail, photos, axis=0) + rng.normal(size=(items * photos, 4)) * jitter
+    x = np.concatenate([codes, rng.normal(size=(items * photos, 8)) * nuisance], axis=1)
+    return x + 3.0, np.repeat(np.arange(items), photos)  # an offset: the mean must be taken out
+
+
+def _top1(queries, q_items, gallery, g_items):
+    def unit(v):
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return float(np.mean(g_items[np.argmax(unit(queries) @ unit(gallery).T, axis=1)] == q_items))
+
+
+def test_whitening_finds_the_item_where_the_raw_descriptor_cannot():
+    rng = np.random.default_rng(0)
+    train_x, train_items = _siblings(rng, items=40)
+    mean, projection = fit_learned_whitening(train_x, train_items, dim=4, shrinkage=0.0)
+    # new items (never fitted on): one photo queries another of the same items
+    test_x, test_items = _siblings(rng, items=12, photos=2)
+    q, g = test_x[::2], test_x[1::2]
+    raw = _top1(q, test_items[::2], g, test_items[1::2])
+    whitened = _top1(apply_whitening(q, mean, projection), test_items[::2], apply_whitening(g, mean, projection), test_items[1::2])
+    assert raw < 0.4 and whitened > 0.8, (raw, whitened)
+
+
+def test_photos_of_one_item_vary_alike_in_every_kept_direction():
+    """The definition: projected training photos have an identity within-item covariance (no
+    shrinkage), and the kept directions are those where items' means spread the most."""
+    rng = np.random.default_rng(1)
+    x, items = _siblings(rng, items=30, photos=5)
+    mean, projection = fit_learned_whitening(x, items, dim=5, shrinkage=0.0)
+    z = (x - mean) @ projection
+    item_means = np.stack([z[items == i].mean(axis=0) for i in range(30)])
+    within = z - item_means[items]
+    np.testing.assert_allclose(within.T @ within / (len(z) - 30), np.eye(5), atol=1e-4)
+    spread = item_means.var(axis=0)
+    assert np.all(np.diff(spread) <= 1e-9), spread  # most spread first
+
+
+def test_bad_fits_are_refused_with_the_reason():
+    x, items = _siblings(np.random.default_rng(0), items=5)
+    with pytest.raises(ValueError, match="below the 5 training items"):
+        fit_learned_whitening(x, items, dim=5)
+    with pytest.raises(ValueError, match="shrinkage"):
+        fit_learned_whitening(x, items, dim=2, shrinkage=1.0)
+    with pytest.raises(ValueError, match="2 or more photos"):
+        fit_learned_whitening(x[::4], items[::4], dim=2)
+    with pytest.raises(ValueError, match="N item ids"):
+        fit_learned_whitening(x, items[:-1], dim=2)
+
+
+def _whitened_tiny(mix=1.0, appearance_weight=0.5, dim=6):
+    torch.manual_seed(0)
+    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=appearance_weight)).eval()
+    with torch.no_grad():
+        plain = model(torch.randn(1, 3, 96, 96))["embedding"].shape[1]
+        mean, projection = torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, dim)
+    model.set_whitening(mean, projection, mix)
+    return model, plain, mean, projection
+
+
+@pytest.mark.parametrize("mix", [1.0, 0.4])
+def test_the_model_embeds_with_the_installed_whitening(mix):
+    model, plain_dim, mean, projection = _whitened_tiny(mix)
+    assert model.config.whiten_dim == 6 and model.config.whiten_mix == mix
+    assert model.search_dim == 6 + (plain_dim if mix < 1 else 0)
+    x, y = torch.randn(2, 3, 96, 96), torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        out_x, out_y = model(x), model(y)
+    whitened = [apply_whitening(o["descriptor"].numpy(), mean.numpy(), projection.numpy()) for o in (out_x, out_y)]
+    emb_x, emb_y = out_x["embedding"].numpy(), out_y["embedding"].numpy()
+    assert emb_x.shape == (2, model.search_dim)
+    np.testing.assert_allclose(np.linalg.norm(emb_x, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(emb_x[:, -6:] / mix**0.5, whitened[0], atol=1e-5)
+    if mix < 1:  # the score mixes the two cosines
+        model.set_whitening(mean, projection, 1.0)
+        model.config = FashionNetConfig(**{**model.config.to_dict(), "whiten_dim": 0})
+        with torch.no_grad():
+            plain_x, plain_y = model(x)["embedding"].numpy(), model(y)["embedding"].numpy()
+        expected = (1 - mix) * (plain_x * plain_y).sum(1) + mix * (whitened[0] * whitened[1]).sum(1)
+        np.testing.assert_allclose((emb_x * emb_y).sum(1), expected, atol=1e-5)
+
+
+def test_the_mix_changes_the_checksum_an_index_records():
+    """Indexes refuse a model whose checksum differs from the one they were built with; two mixes of
+    one whitening embed differently, so their checksums must differ too."""
+    from fashionnet.checkpoint import state_dict_checksum
+
+    model, _, mean, projection = _whitened_tiny(1.0)
+    whole = state_dict_checksum(model.state_dict())
+    model.set_whitening(mean, projection, 0.5)
+    assert state_dict_checksum(model.state_dict()) != whole
+
+
+@pytest.mark.parametrize("fine_pool", [False, True])
+def test_the_descriptor_holds_the_stride_8_windows_once(fine_pool):
+    """conv4 and stride-8 windows of every landmark are in the descriptor, whether or not the local
+    branch pools the stride-8 stage itself (then they are not counted twice)."""
+    torch.manual_seed(0)
+    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, fine_pool=fine_pool)).eval()
+    fine_channels = model.trunk[2](model.trunk[1](model.trunk[0](torch.zeros(1, 3, 96, 96)))).shape[1]
+    per_landmark = (model.trunk_channels + fine_channels) * model.config.pool_output**2
+    assert model.descriptor_dim == 16 + 8 * per_landmark
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 96, 96), with_descriptor=True)
+    assert out["descriptor"].shape == (2, model.descriptor_dim)
+    windows = out["descriptor"][:, 16:]
+    np.testing.assert_allclose(windows.norm(dim=1).numpy(), 1.0, atol=1e-5)  # the windows together: one unit part
+
+
+def test_a_whitening_that_does_not_fit_the_descriptor_is_refused():
+    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96))
+    with pytest.raises(ValueError, match=f"mean \\({model.descriptor_dim},\\)"):
+        model.set_whitening(torch.zeros(3), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="whiten_mix"):
+        FashionNetConfig(whiten_dim=4, whiten_mix=0.0)
+
+
+@pytest.mark.parametrize("mix, flip_average", [(1.0, True), (0.5, False), (0.5, True)])
+def test_score_parts_of_a_whitened_embedding_add_up(synth_root, mix, flip_average):
+    model, *_ = _whitened_tiny(mix)
+    predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": 96}, "test", device="cpu",
+                          fold_batch_norms=False, flip_average=flip_average)
+    photos = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:4]
+    embeddings = np.stack([p.embedding for p in predictor.predict_batch(photos)])
+    assert embeddings.shape[1] == predictor.embedding_dim == model.search_dim
+    parts = predictor.score_parts(embeddings[0], photos[1:])
+    assert {"global", "local", "bias", "appearance"} == set(parts[0])
+    np.testing.assert_allclose([sum(p.values()) for p in parts], embeddings[1:] @ embeddings[0], atol=1e-4)
+
+
+def test_fit_whitening_script_writes_a_new_checkpoint_and_keeps_the_old(tiny_checkpoint, synth_root, tmp_path, capsys):
+    before = tiny_checkpoint.read_bytes()
+    out = tmp_path / "whitened.pt"
+    fit_whitening.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--dim", "4", "--augmented-views", "1",
+                        "--data-root", str(synth_root / "consumer2shop"), "--no-progress"])
+    assert tiny_checkpoint.read_bytes() == before
+    ckpt = load_checkpoint(out)
+    model, config = model_from_checkpoint(ckpt, out)
+    assert config.whiten_dim == 4 and ckpt["model_checksum"] != load_checkpoint(tiny_checkpoint)["model_checksum"]
+    assert model.whiten_projection.abs().sum() > 0
+    assert "learned whitening" in capsys.readouterr().out
+    predictor = Predictor.from_checkpoint(out, device="cpu")
+    photo = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[0]
+    assert predictor.predict(photo).embedding.shape == (4,)
+    with pytest.raises(SystemExit, match="give a new path"):
+        fit_whitening.main(["--checkpoint", str(tiny_checkpoint), "--out", str(tiny_checkpoint)])
+    with pytest.raises(SystemExit, match="below the"):
+        fit_whitening.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--dim", "500",
+                            "--data-root", str(synth_root / "consumer2shop"), "--no-progress"])
+
+
+def test_training_fits_the_whitening_and_a_finished_run_resumes(synth_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = [*TINY_TRAIN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out),
+              "--batches-per-epoch", "2", "--ood-images", "0", "--whiten-dim", "4"]
+    train_main([*common, "--joint-epochs", "1"])
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["model_config"]["whiten_dim"] == 4
+    assert "learned whitening" in capsys.readouterr().out
+    train_main([*common, "--joint-epochs", "2", "--resume", "auto"])  # the fitted whitening does not block a resume
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 3
+    assert load_checkpoint(out / "checkpoint.pt")["model_config"]["whiten_dim"] == 4
