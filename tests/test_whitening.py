@@ -120,20 +120,17 @@ def test_the_mix_changes_the_checksum_an_index_records():
     assert state_dict_checksum(model.state_dict()) != whole
 
 
-@pytest.mark.parametrize("fine_pool", [False, True])
-def test_the_descriptor_holds_the_stride_8_windows_once(fine_pool):
-    """conv4 and stride-8 windows of every landmark are in the descriptor, whether or not the local
-    branch pools the stride-8 stage itself (then they are not counted twice)."""
+def test_the_descriptor_is_fusion_appearance_and_every_landmark_window():
     torch.manual_seed(0)
-    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, fine_pool=fine_pool)).eval()
-    fine_channels = model.trunk[2](model.trunk[1](model.trunk[0](torch.zeros(1, 3, 96, 96)))).shape[1]
-    per_landmark = (model.trunk_channels + fine_channels) * model.config.pool_output**2
-    assert model.descriptor_dim == 16 + 8 * per_landmark
+    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=0.5)).eval()
+    windows = 8 * model.trunk_channels * model.config.pool_output**2
+    assert model.descriptor_dim == 16 + model.appearance_dim + windows
     with torch.no_grad():
         out = model(torch.rand(2, 3, 96, 96), with_descriptor=True)
-    assert out["descriptor"].shape == (2, model.descriptor_dim)
-    windows = out["descriptor"][:, 16:]
-    np.testing.assert_allclose(windows.norm(dim=1).numpy(), 1.0, atol=1e-5)  # the windows together: one unit part
+    parts = torch.split(out["descriptor"], [16, model.appearance_dim, windows], dim=1)
+    for part in parts:  # each part L2-normalised, so none outweighs another by its scale
+        np.testing.assert_allclose(part.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    torch.testing.assert_close(parts[0], torch.nn.functional.normalize(out["fusion_feature"], dim=1))
 
 
 def test_a_whitening_that_does_not_fit_the_descriptor_is_refused():

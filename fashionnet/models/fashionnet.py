@@ -9,8 +9,7 @@
     global conv5 GAP (the "appearance") appended when that weight is above 0 <------+
 
     with ``whiten_dim`` the embedding is instead the learned whitening (fashionnet.whitening) of
-    the descriptor [fusion, appearance, landmark windows of conv4 and of the stride-8 stage], each
-    part L2-normalised
+    the descriptor [fusion, appearance, the landmark windows], each part L2-normalised
 
 With ``fine_pool`` the local branch also pools the trunk's stride-8 stage, where thin details
 (bands, prints) still span several cells. At query time the local branch pools at the *predicted* landmarks (windows of landmarks predicted
@@ -73,8 +72,7 @@ class FashionNetConfig:
         conv5 map (sized like the landmark branch: landmark_width, landmark_grid, landmark_hidden).
         Checkpoints saved before it existed load with False and predict no box.
     whiten_dim: above 0, the search embedding is the learned whitening of the descriptor
-        [fusion, appearance, every pooled landmark window of conv4 and of the trunk's stride-8
-        stage], projected to this many dimensions
+        [fusion, appearance, every pooled landmark window the local branch reads], projected to this many dimensions
         (fashionnet.whitening fits it on training photos after training; until then the
         projection is zero). 0: the embedding above.
     whiten_mix: with whitening, the share of the whitened embedding in the search score: the
@@ -295,22 +293,11 @@ class FashionNet(nn.Module):
         self.landmark_pooling = LandmarkPooling(self.trunk_stride, config.pool_window, config.pool_output, config.pool_mode)
         pooled = NUM_LANDMARKS * self.trunk_channels * config.pool_output**2
         self.fine_stage: Optional[int] = None
-        try:
-            stride8_stage, fine_channels = _stage_at_stride(self.trunk, FINE_STRIDE, self.backbone_name)
-        except ValueError:
-            if config.fine_pool:
-                raise
-            stride8_stage, fine_channels = None, 0
-        fine_windows = NUM_LANDMARKS * fine_channels * config.pool_output**2
-        fine_pooling = LandmarkPooling(FINE_STRIDE, config.pool_window * self.trunk_stride / FINE_STRIDE, config.pool_output, "align")
         if config.fine_pool:
-            self.fine_stage, self.fine_pooling = stride8_stage, fine_pooling
-            pooled += fine_windows
-        # The whitening's descriptor reads the stride-8 windows even where the local branch does not:
-        # the whitening, not training, decides what they are worth.
-        self.detail_stage = stride8_stage if not config.fine_pool else None
-        self.detail_pooling = fine_pooling if self.detail_stage is not None else None
-        self.windows_dim = pooled + (fine_windows if self.detail_pooling is not None else 0)
+            self.fine_stage, fine_channels = _stage_at_stride(self.trunk, FINE_STRIDE, self.backbone_name)
+            self.fine_pooling = LandmarkPooling(FINE_STRIDE, config.pool_window * self.trunk_stride / FINE_STRIDE, config.pool_output, "align")
+            pooled += NUM_LANDMARKS * fine_channels * config.pool_output**2
+        self.windows_dim = pooled
         self.local_fc = nn.Sequential(nn.Flatten(), nn.Linear(pooled, config.local_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
 
         self.fusion = nn.Linear(config.global_dim + config.local_dim, config.embedding_dim)
@@ -326,7 +313,7 @@ class FashionNet(nn.Module):
     @property
     def descriptor_dim(self) -> int:
         """Length of ``descriptor``: the fusion feature, the appearance where the model has it, and
-        every pooled landmark window (from conv4, and from the stride-8 stage where the trunk has one)."""
+        every pooled landmark window the local branch reads."""
         return self.config.embedding_dim + self.appearance_dim + self.windows_dim
 
     @property
@@ -378,7 +365,7 @@ class FashionNet(nn.Module):
             x = stage(x)
             if i == middle:
                 middle_stats = stats(x)
-            if i in (self.fine_stage, self.detail_stage):
+            if i == self.fine_stage:
                 fine = x
         return x, torch.cat([middle_stats, stats(x)], dim=1), fine
 
@@ -393,7 +380,7 @@ class FashionNet(nn.Module):
         landmarks, visibility_logits, confidence = self.landmark_branch(conv4)
         extra = {} if self.box_head is None else {"box": self.box_head(global_conv5)}
         if fine is not None:
-            extra["fine" if self.fine_stage is not None else "stride8"] = fine
+            extra["fine"] = fine
         if self.appearance_dim:
             extra["appearance_feature"] = appearance
         if confidence is not None:
@@ -440,8 +427,6 @@ class FashionNet(nn.Module):
         fusion = self.fusion(torch.cat([features["global_feature"], local_feature], dim=1))
         extra = {}
         if with_descriptor or self.config.whiten_dim:
-            if "stride8" in features:
-                windows.append(self.detail_pooling(features["stride8"], pool_at, pooled_visible, hw, window))
             extra["descriptor"] = descriptor = self._descriptor(fusion, features.get("appearance_feature"), windows)
         embedding = F.normalize(fusion, dim=1)
         if self.appearance_dim:
