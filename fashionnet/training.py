@@ -45,7 +45,7 @@ from fashionnet.metrics import normalized_error, retrieval_metrics
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import LANDMARK_HEADS
 from fashionnet.protocols import protocol_frames
-from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_SHRINKAGE, WHITENING_BUFFERS
+from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_MIX, DEFAULT_SHRINKAGE, WHITENING_BUFFERS
 from fashionnet.calibration import store_calibration
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
 from fashionnet.training_log import TrainingLog
@@ -119,6 +119,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="after training, fit a learned whitening of [fusion, appearance, landmark windows] on the training photos "
                         "and search with this many whitened dimensions (fashionnet.whitening); 0: off")
     p.add_argument("--whiten-shrinkage", type=float, default=DEFAULT_SHRINKAGE, help="shrinkage of the whitening's within-item covariance")
+    p.add_argument("--whiten-mix", type=float, default=DEFAULT_MIX,
+                   help="share of the whitened cosine in the search score; below 1 the plain embedding is kept beside it")
     p.add_argument("--whiten-augmented-views", type=int, default=DEFAULT_AUGMENTED_VIEWS,
                    help="passes over the training photos through the training augmentation, besides the plain one, for the whitening")
     p.add_argument("--grad-clip", type=float, default=5.0)
