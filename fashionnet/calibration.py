@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fashionnet.checkpoint import atomic_torch_save, load_checkpoint, state_dict_checksum
+from fashionnet.checkpoint import atomic_torch_save, load_checkpoint, replace_model
 from fashionnet.landmark_prior import fit_box_layout
 from fashionnet.ood import calibrate_on_frames
 from fashionnet.temperature import dataset_category_logits, fit_temperature
@@ -17,9 +17,9 @@ from fashionnet.whitening import whiten_model
 
 
 def store_calibration(ckpt_path: Path, model, data, device, args, augment) -> None:
-    """Fit what makes the trained model's answers honest and add it to its checkpoint: the
-    out-of-distribution density (fashionnet.ood), the landmarks' garment-box layout
-    (fashionnet.landmark_prior) and the category temperature (fashionnet.temperature)."""
+    """Fit what is stored beside the trained weights and add it to the checkpoint: the learned whitening
+    (``args.whiten_dim``; it changes the weights, so it comes first), the out-of-distribution density,
+    the landmarks' garment-box layout and the category temperature."""
     ckpt = load_checkpoint(ckpt_path)
     if args.whiten_dim:
         store_whitening(ckpt, model, data, device, args, augment)
@@ -57,6 +57,5 @@ def store_whitening(ckpt: dict, model, data, device, args, augment) -> None:
     except ValueError as exc:
         print(f"no whitening stored: {exc}", flush=True)
         return
-    state = model.state_dict()
-    ckpt.update(model=state, model_config=model.config.to_dict(), model_checksum=state_dict_checksum(state))
+    replace_model(ckpt, model)
     print(line, flush=True)

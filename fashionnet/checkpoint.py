@@ -41,6 +41,13 @@ def state_dict_checksum(state_dict: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def replace_model(ckpt: dict, model: torch.nn.Module) -> None:
+    """Put ``model``'s weights, config and checksum into a loaded checkpoint dict (after a post-training
+    change to the model, such as its learned whitening); the rest of the checkpoint is kept."""
+    state = model.state_dict()
+    ckpt.update(model=state, model_config=model.config.to_dict(), model_checksum=state_dict_checksum(state))
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """Write to a temp file in the same directory, fsync, then rename: a killed save leaves the old file."""
     path = Path(path)

@@ -85,13 +85,14 @@ def training_descriptors(model, frame: pd.DataFrame, root, image_size: int, devi
     if augmented_views and augment is None:
         raise ValueError("augmented views need the augmentation transform")
     passes = [build_transforms(train=False, size=image_size)] + [augment] * augmented_views
+    dataset = DeepFashionDataset(frame, root, passes[0], on_error="skip")
     was_training = model.training
     model.eval()
     rows, items = [], []
     try:
         for view, transform in enumerate(passes):
             torch.manual_seed(seed + view)  # the augmentation draws from torch's generator
-            dataset = DeepFashionDataset(frame, root, transform, on_error="skip")
+            dataset.transform = transform
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_none)
             desc = "whitening descriptors" + (f" (augmented view {view})" if view else "")
             for batch in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, leave=False):

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint, state_dict_checksum  # noqa: E402
+from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint, replace_model  # noqa: E402
 from fashionnet.training import get_args_parser as training_args_parser, read_training_frames, split_for_training, training_transform  # noqa: E402
 from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_DIM, DEFAULT_MIX, DEFAULT_SHRINKAGE, whiten_model  # noqa: E402
 
@@ -66,10 +66,9 @@ def main(argv=None) -> Path:
                             progress=not args.no_progress)
     except ValueError as exc:
         raise SystemExit(f"{args.checkpoint}: {exc}") from None
-    state = model.state_dict()
-    ckpt.update(model=state, model_config=model.config.to_dict(), model_checksum=state_dict_checksum(state))
-    ckpt.setdefault("args", {})["whiten_dim"], ckpt["args"]["whiten_shrinkage"], ckpt["args"]["whiten_mix"] = args.dim, args.shrinkage, args.mix
-    ckpt["args"]["whiten_augmented_views"] = args.augmented_views
+    replace_model(ckpt, model)
+    ckpt.setdefault("args", {}).update(whiten_dim=args.dim, whiten_shrinkage=args.shrinkage, whiten_mix=args.mix,
+                                       whiten_augmented_views=args.augmented_views)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(ckpt, args.out)
     print(f"{args.out}: {line}, in {time.time() - started:.0f} s")

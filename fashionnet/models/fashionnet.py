@@ -339,11 +339,10 @@ class FashionNet(nn.Module):
         if mean.shape != (self.descriptor_dim,) or projection.ndim != 2 or projection.shape[0] != self.descriptor_dim:
             raise ValueError(f"whitening must be a mean ({self.descriptor_dim},) and a projection ({self.descriptor_dim}, d); "
                              f"got {tuple(mean.shape)} and {tuple(projection.shape)}")
+        config = dataclasses.replace(self.config, whiten_dim=int(projection.shape[1]), whiten_mix=float(mix))  # validates the mix
         device = self.fusion.weight.device
-        if not 0 < mix <= 1:
-            raise ValueError(f"whiten_mix must be in (0, 1] (1: the whitened embedding alone), got {mix}")
-        self._register_whitening(mean.to(device), projection.to(device), mix)
-        self.config = dataclasses.replace(self.config, whiten_dim=int(projection.shape[1]), whiten_mix=float(mix))
+        self._register_whitening(mean.to(device), projection.to(device), config.whiten_mix)
+        self.config = config
 
     def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """conv4, each channel's spatial mean and std at a middle trunk stage and at conv4, and the
