@@ -7,8 +7,8 @@ measures, on training photos, how photos of *one* item vary (within-item covaria
 away, and keeps the directions along which items differ most. Directions that a detail moves and
 the camera does not are thereby scaled up, whatever branch of the network they come from.
 
-The descriptor is [fusion, appearance, every pooled landmark window] (``FashionNet``'s
-``descriptor`` output). The fit is closed-form: a few seconds after one pass over the training photos.
+The descriptor is [fusion, appearance, every pooled landmark window, and where the model has them
+the image's colours around each landmark] (``FashionNet``'s ``descriptor`` output). The fit is closed-form: a few seconds after one pass over the training photos.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ unless --data-root is given). Indexes built with the input checkpoint do not fit
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,8 @@ import torch  # noqa: E402
 
 from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint, replace_model  # noqa: E402
 from fashionnet.training import get_args_parser as training_args_parser, read_training_frames, split_for_training, training_transform  # noqa: E402
-from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_DIM, DEFAULT_MIX, DEFAULT_SHRINKAGE, whiten_model  # noqa: E402
+from fashionnet.models import create_model  # noqa: E402
+from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_DIM, DEFAULT_MIX, DEFAULT_SHRINKAGE, WHITENING_BUFFERS, whiten_model  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -35,10 +37,28 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix", type=float, default=DEFAULT_MIX, help="share of the whitened cosine in the search score (1: whitened alone)")
     p.add_argument("--augmented-views", type=int, default=DEFAULT_AUGMENTED_VIEWS,
                    help="extra passes over the training photos through the checkpoint's training augmentation")
+    p.add_argument("--colour-window", type=float, default=None,
+                   help="also read the landmark colours (FashionNetConfig.colour_window, a fraction of the input side; "
+                        "0: not); default: as the checkpoint has it")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def with_colour_window(model, config, colour_window: float):
+    """The same weights in a model whose descriptor has (or lacks) the landmark colours; the old
+    whitening, which was fitted on the other descriptor, is dropped."""
+    try:
+        config = dataclasses.replace(config, colour_window=colour_window, whiten_dim=0)
+    except ValueError as exc:
+        raise SystemExit(f"--colour-window: {exc}") from None
+    rebuilt = create_model(config, load_pretrained=False)
+    settings = (*WHITENING_BUFFERS, "colour_window")  # buffers that record settings, not trained weights
+    state = {k: v for k, v in model.state_dict().items() if k not in settings}
+    state.update({k: v for k, v in rebuilt.state_dict().items() if k in settings})
+    rebuilt.load_state_dict(state)
+    return rebuilt, config
 
 
 def main(argv=None) -> Path:
@@ -49,6 +69,8 @@ def main(argv=None) -> Path:
         raise SystemExit(f"--out {args.out}: give a new path; the input checkpoint is kept as it is")
     ckpt = load_checkpoint(args.checkpoint)
     model, config = model_from_checkpoint(ckpt, args.checkpoint)
+    if args.colour_window is not None and args.colour_window != config.colour_window:
+        model, config = with_colour_window(model, config, args.colour_window)
     model.eval()
     trained = ckpt.get("args", {})
     roots = args.data_root or [Path(r) for r in trained.get("data_root", [])]
@@ -67,7 +89,7 @@ def main(argv=None) -> Path:
     except ValueError as exc:
         raise SystemExit(f"{args.checkpoint}: {exc}") from None
     replace_model(ckpt, model)
-    ckpt.setdefault("args", {}).update(whiten_dim=args.dim, whiten_shrinkage=args.shrinkage, whiten_mix=args.mix,
+    ckpt.setdefault("args", {}).update(colour_window=config.colour_window, whiten_dim=args.dim, whiten_shrinkage=args.shrinkage, whiten_mix=args.mix,
                                        whiten_augmented_views=args.augmented_views)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(ckpt, args.out)

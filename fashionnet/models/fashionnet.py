@@ -39,6 +39,8 @@ FINE_STRIDE = 8
 # Spread windows: bounds in conv4 cells (the smallest still covers a cell of conv4 and two of the
 # stride-8 map; the largest a quarter of a 224-px input).
 SPREAD_MIN_CELLS, SPREAD_MAX_CELLS = 1.0, 3.5
+# Landmark colours: each window's mean colour on a COLOUR_GRID x COLOUR_GRID grid of the input image.
+COLOUR_GRID = 3
 
 
 @dataclass
@@ -75,6 +77,11 @@ class FashionNetConfig:
         [fusion, appearance, every pooled landmark window the local branch reads], projected to this many dimensions
         (fashionnet.whitening fits it on training photos after training; until then the
         projection is zero). 0: the embedding above.
+    colour_window: above 0, the descriptor also holds the input image's colours around each
+        landmark: the mean colour of a 3 x 3 grid over a square window of this fraction of the input
+        side (0.075: 12 px at 160 px). Trims, cuffs and hem bands are thin bands of colour at the
+        landmarks, which the stride-16 conv4 windows blur with their surroundings. No weights; only
+        the whitening reads it, so it can be switched on for a trained model (scripts/fit_whitening.py).
     whiten_mix: with whitening, the share of the whitened embedding in the search score: the
         embedding joins sqrt(1 - mix) x the embedding above and sqrt(mix) x the whitened one, so a
         cosine is (1 - mix) x the plain cosine + mix x the whitened cosine. 1: whitened alone.
@@ -103,6 +110,7 @@ class FashionNetConfig:
     appearance_weight: float = 0.0
     whiten_dim: int = 0
     whiten_mix: float = 1.0
+    colour_window: float = 0.0
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -125,6 +133,8 @@ class FashionNetConfig:
             raise ValueError(f"whiten_dim must be >= 0 (0: no whitening), got {self.whiten_dim}")
         if not 0 < self.whiten_mix <= 1:
             raise ValueError(f"whiten_mix must be in (0, 1] (1: the whitened embedding alone), got {self.whiten_mix}")
+        if not 0 <= self.colour_window <= 0.5:
+            raise ValueError(f"colour_window must be in [0, 0.5] of the input side (0: no landmark colours), got {self.colour_window}")
         if not 0 <= self.appearance_weight <= 10:
             raise ValueError(f"appearance_weight must be in [0, 10] (0: the fusion feature alone), got {self.appearance_weight}")
 
@@ -298,6 +308,11 @@ class FashionNet(nn.Module):
             self.fine_pooling = LandmarkPooling(FINE_STRIDE, config.pool_window * self.trunk_stride / FINE_STRIDE, config.pool_output, "align")
             pooled += NUM_LANDMARKS * fine_channels * config.pool_output**2
         self.windows_dim = pooled
+        self.colour_dim = NUM_LANDMARKS * 3 * COLOUR_GRID**2 if config.colour_window > 0 else 0
+        if self.colour_dim:
+            # stride 1: pools the image itself; a fixed sampling ratio so ONNX Runtime reads the same pixels
+            self.colour_pooling = LandmarkPooling(1, 1.0, COLOUR_GRID, "align", sampling_ratio=2)
+            self.register_buffer("colour_window", torch.tensor(float(config.colour_window)))  # in the checksum, as above
         self.local_fc = nn.Sequential(nn.Flatten(), nn.Linear(pooled, config.local_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
 
         self.fusion = nn.Linear(config.global_dim + config.local_dim, config.embedding_dim)
@@ -312,9 +327,9 @@ class FashionNet(nn.Module):
 
     @property
     def descriptor_dim(self) -> int:
-        """Length of ``descriptor``: the fusion feature, the appearance where the model has it, and
-        every pooled landmark window the local branch reads."""
-        return self.config.embedding_dim + self.appearance_dim + self.windows_dim
+        """Length of ``descriptor``: the fusion feature, the appearance where the model has it, every
+        pooled landmark window the local branch reads, and the landmark colours where they are on."""
+        return self.config.embedding_dim + self.appearance_dim + self.windows_dim + self.colour_dim
 
     @property
     def search_dim(self) -> int:
@@ -382,6 +397,8 @@ class FashionNet(nn.Module):
             extra["fine"] = fine
         if self.appearance_dim:
             extra["appearance_feature"] = appearance
+        if self.colour_dim:
+            extra["image"] = images  # forward_head reads its colours at the landmarks it pools at
         if confidence is not None:
             extra["landmark_confidence"] = confidence
         return {
@@ -426,7 +443,11 @@ class FashionNet(nn.Module):
         fusion = self.fusion(torch.cat([features["global_feature"], local_feature], dim=1))
         extra = {}
         if with_descriptor or self.config.whiten_dim:
-            extra["descriptor"] = descriptor = self._descriptor(fusion, features.get("appearance_feature"), windows)
+            colours = None
+            if self.colour_dim:
+                side = self.config.colour_window * (hw[0] + hw[1]) / 2
+                colours = self.colour_pooling(features["image"], pool_at, pooled_visible, hw, side)
+            extra["descriptor"] = descriptor = self._descriptor(fusion, features.get("appearance_feature"), windows, colours)
         embedding = F.normalize(fusion, dim=1)
         if self.appearance_dim:
             appearance = self.appearance_weight * F.normalize(features["appearance_feature"], dim=1)
@@ -450,14 +471,19 @@ class FashionNet(nn.Module):
             **{k: features[k] for k in OPTIONAL_OUTPUTS if k in features},
         }
 
-    def _descriptor(self, fusion: torch.Tensor, appearance: Optional[torch.Tensor], windows: list[torch.Tensor]) -> torch.Tensor:
-        """[fusion, appearance, windows], each L2-normalised (and each landmark window before the
-        windows are joined), so that no part and no landmark outweighs another by its scale alone."""
+    def _descriptor(self, fusion: torch.Tensor, appearance: Optional[torch.Tensor], windows: list[torch.Tensor],
+                    colours: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[fusion, appearance, windows, colours], each but the colours L2-normalised (and each landmark
+        window before the windows are joined), so that no part and no landmark outweighs another by its
+        scale alone. The colours are divided by the square root of their count instead, which gives them
+        about unit length too but keeps how bright and how saturated they are."""
         unit_windows = torch.cat([F.normalize(w.flatten(2), dim=2) for w in windows], dim=2).flatten(1)
         parts = [F.normalize(fusion, dim=1)]
         if self.appearance_dim:
             parts.append(F.normalize(appearance, dim=1).to(fusion.dtype))
         parts.append(F.normalize(unit_windows, dim=1).to(fusion.dtype))
+        if colours is not None:
+            parts.append((colours.flatten(1) / self.colour_dim**0.5).to(fusion.dtype))
         return torch.cat(parts, dim=1)
 
     def forward(

@@ -73,7 +73,7 @@ class LandmarkPooling(nn.Module):
     :func:`torchvision.ops.roi_align` (bilinear average).
     """
 
-    def __init__(self, stride: int, window: float = 3.0, output: int = 2, mode: str = "max"):
+    def __init__(self, stride: int, window: float = 3.0, output: int = 2, mode: str = "max", sampling_ratio: int = 0):
         super().__init__()
         if mode not in POOL_MODES:
             raise ValueError(f"pool mode must be one of {POOL_MODES}, got {mode!r}")
@@ -83,10 +83,11 @@ class LandmarkPooling(nn.Module):
         self.window = float(window)
         self.output = int(output)
         self.mode = mode
+        self.sampling_ratio = int(sampling_ratio)
 
     def forward(self, feature_map: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor, image_hw: tuple[int, int],
-                window_px: torch.Tensor | None = None) -> torch.Tensor:
-        """``window_px``: (B,) window sides in input pixels, one per photo (default: ``window`` cells)."""
+                window_px: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``window_px``: the window side in input pixels, one for all or (B,) one per photo (default: ``window`` cells)."""
         b, c = feature_map.shape[:2]
         l = landmarks.shape[1]
         boxes = landmark_boxes(landmarks, image_hw, self.window * self.stride if window_px is None else window_px, self.stride, self.mode)
@@ -96,10 +97,12 @@ class LandmarkPooling(nn.Module):
         if self.mode == "max":
             pooled = roi_pool(fmap, boxes.to(fmap.dtype), size, spatial_scale=1.0 / self.stride)
         else:
-            # sampling_ratio 0: ceil(bin / cell) samples per bin, so a wide window reads every cell
-            pooled = roi_align(fmap, boxes.to(fmap.dtype), size, spatial_scale=1.0 / self.stride, sampling_ratio=0, aligned=True)
+            # sampling_ratio 0: ceil(bin / cell) samples per bin, so a wide window reads every cell; a fixed
+            # ratio reads the same points in ONNX Runtime's RoiAlign as here
+            pooled = roi_align(fmap, boxes.to(fmap.dtype), size, spatial_scale=1.0 / self.stride, sampling_ratio=self.sampling_ratio,
+                               aligned=True)
         pooled = pooled.to(feature_map.dtype).view(b, l, c, self.output, self.output)
         return pooled * visible.to(pooled.dtype).view(b, l, 1, 1, 1)
 
     def extra_repr(self) -> str:
-        return f"stride={self.stride}, window={self.window}, output={self.output}, mode={self.mode!r}"
+        return f"stride={self.stride}, window={self.window}, output={self.output}, mode={self.mode!r}, sampling_ratio={self.sampling_ratio}"
