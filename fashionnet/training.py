@@ -121,6 +121,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--colour-window", type=float, default=0.0,
                    help="the whitening also reads the image's colours around each landmark, in windows of this fraction of "
                         "the input side (FashionNetConfig.colour_window; no weights, training is unchanged); 0: off")
+    p.add_argument("--colour-weight", type=float, default=1.0,
+                   help="the landmark colours' length in the whitened descriptor relative to its other parts (FashionNetConfig.colour_weight)")
     p.add_argument("--whiten-shrinkage", type=float, default=DEFAULT_SHRINKAGE, help="shrinkage of the whitening's within-item covariance")
     p.add_argument("--whiten-mix", type=float, default=DEFAULT_MIX,
                    help="share of the whitened cosine in the search score; below 1 the plain embedding is kept beside it")
@@ -476,7 +478,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     config = FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
                               num_categories=len(data.categories), num_attributes=len(data.attribute_names), image_size=args.image_size,
                               landmark_head=args.landmark_head, fine_pool=args.fine_pool, pool_spread=args.pool_spread,
-                              appearance_weight=args.appearance_weight, colour_window=args.colour_window)
+                              appearance_weight=args.appearance_weight, colour_window=args.colour_window,
+                              colour_weight=args.colour_weight)
     model = create_model(config).to(device)
     if args.workers < 0:
         args.workers = 4 if device.type == "cuda" else 0

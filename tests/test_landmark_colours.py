@@ -24,10 +24,10 @@ _spec.loader.exec_module(fit_whitening)
 SIDE = 64
 
 
-def _tiny(colour_window: float, seed: int = 0):
+def _tiny(colour_window: float, seed: int = 0, colour_weight: float = 1.0):
     torch.manual_seed(seed)
-    return create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=SIDE, colour_window=colour_window),
-                        load_pretrained=False).eval()
+    config = FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=SIDE, colour_window=colour_window, colour_weight=colour_weight)
+    return create_model(config, load_pretrained=False).eval()
 
 
 def _colours(model, image, landmarks, visibility):
@@ -118,3 +118,34 @@ def test_fit_whitening_script_switches_the_colours_on_and_off(tiny_checkpoint, s
     with pytest.raises(SystemExit, match="colour_window must be in"):
         fit_whitening.main(["--checkpoint", str(tiny_checkpoint), "--out", str(on), "--colour-window", "2", *common])
     assert "learned whitening" in capsys.readouterr().out
+
+
+def test_the_colour_weight_lengthens_the_colours_alone_and_is_in_the_checksum():
+    image = torch.zeros(1, 3, SIDE, SIDE)
+    image[0, 0, 24:40, 24:40] = 1.5
+    landmarks, visibility = torch.full((1, 8, 2), 0.5), torch.full((1, 8), VISIBLE)
+    plain, heavy = _tiny(0.1), _tiny(0.1, colour_weight=3.0)  # same seed: same weights
+    with torch.no_grad():
+        a = plain(image, landmarks, visibility, with_descriptor=True)["descriptor"][0]
+        b = heavy(image, landmarks, visibility, with_descriptor=True)["descriptor"][0]
+    n = plain.colour_dim
+    torch.testing.assert_close(b[-n:], 3 * a[-n:])
+    torch.testing.assert_close(b[:-n], a[:-n])
+    assert a[-n:].abs().max() > 0
+    assert "colour_weight" not in plain.state_dict()  # checkpoints saved before the setting load unchanged
+    assert state_dict_checksum(heavy.state_dict()) != state_dict_checksum(plain.state_dict())
+    with pytest.raises(ValueError, match="colour_weight must be in"):
+        FashionNetConfig(colour_window=0.1, colour_weight=0)
+
+
+def test_fit_whitening_script_sets_the_colour_weight(tiny_checkpoint, synth_root, tmp_path):
+    out = tmp_path / "heavy.pt"
+    common = ["--dim", "4", "--data-root", str(synth_root / "consumer2shop"), "--no-progress", "--augmented-views", "0"]
+    fit_whitening.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--colour-window", "0.1", "--colour-weight", "3", *common])
+    ckpt = load_checkpoint(out)
+    model, config = model_from_checkpoint(ckpt, out)
+    assert config.colour_weight == 3 and ckpt["args"]["colour_weight"] == 3
+    assert float(model.colour_weight) == 3 and model.whiten_projection.shape[0] == model.descriptor_dim
+    again = tmp_path / "again.pt"  # a later refit keeps it unless told otherwise
+    fit_whitening.main(["--checkpoint", str(out), "--out", str(again), *common])
+    assert model_from_checkpoint(load_checkpoint(again), again)[1].colour_weight == 3

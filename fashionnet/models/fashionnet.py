@@ -82,6 +82,9 @@ class FashionNetConfig:
         side (0.075: 12 px at 160 px). Trims, cuffs and hem bands are thin bands of colour at the
         landmarks, which the stride-16 conv4 windows blur with their surroundings. No weights; only
         the whitening reads it, so it can be switched on for a trained model (scripts/fit_whitening.py).
+    colour_weight: the landmark colours' length in the descriptor, relative to its other parts (1:
+        about unit length, as each of them). The whitening shrinks every direction towards the mean
+        variance, so a part made of small numbers is heard less; a larger weight lets the colours count for more.
     whiten_mix: with whitening, the share of the whitened embedding in the search score: the
         embedding joins sqrt(1 - mix) x the embedding above and sqrt(mix) x the whitened one, so a
         cosine is (1 - mix) x the plain cosine + mix x the whitened cosine. 1: whitened alone.
@@ -111,6 +114,7 @@ class FashionNetConfig:
     whiten_dim: int = 0
     whiten_mix: float = 1.0
     colour_window: float = 0.0
+    colour_weight: float = 1.0
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -135,6 +139,8 @@ class FashionNetConfig:
             raise ValueError(f"whiten_mix must be in (0, 1] (1: the whitened embedding alone), got {self.whiten_mix}")
         if not 0 <= self.colour_window <= 0.5:
             raise ValueError(f"colour_window must be in [0, 0.5] of the input side (0: no landmark colours), got {self.colour_window}")
+        if not 0 < self.colour_weight <= 10:
+            raise ValueError(f"colour_weight must be in (0, 10] (1: the colours as long as each other part), got {self.colour_weight}")
         if not 0 <= self.appearance_weight <= 10:
             raise ValueError(f"appearance_weight must be in [0, 10] (0: the fusion feature alone), got {self.appearance_weight}")
 
@@ -313,6 +319,8 @@ class FashionNet(nn.Module):
             # stride 1: pools the image itself; a fixed sampling ratio so ONNX Runtime reads the same pixels
             self.colour_pooling = LandmarkPooling(1, 1.0, COLOUR_GRID, "align", sampling_ratio=2)
             self.register_buffer("colour_window", torch.tensor(float(config.colour_window)))  # in the checksum, as above
+            if config.colour_weight != 1:  # only then, so checkpoints saved before the setting load unchanged
+                self.register_buffer("colour_weight", torch.tensor(float(config.colour_weight)))
         self.local_fc = nn.Sequential(nn.Flatten(), nn.Linear(pooled, config.local_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
 
         self.fusion = nn.Linear(config.global_dim + config.local_dim, config.embedding_dim)
@@ -483,7 +491,7 @@ class FashionNet(nn.Module):
             parts.append(F.normalize(appearance, dim=1).to(fusion.dtype))
         parts.append(F.normalize(unit_windows, dim=1).to(fusion.dtype))
         if colours is not None:
-            parts.append((colours.flatten(1) / self.colour_dim**0.5).to(fusion.dtype))
+            parts.append((colours.flatten(1) * (self.config.colour_weight / self.colour_dim**0.5)).to(fusion.dtype))
         return torch.cat(parts, dim=1)
 
     def forward(
