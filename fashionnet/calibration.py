@@ -53,7 +53,8 @@ def store_whitening(ckpt: dict, model, data, device, args, augment) -> None:
     try:
         line = whiten_model(model, data.train_frame, data.root, args.image_size, device, args.whiten_dim, args.whiten_shrinkage, args.whiten_mix,
                             augment=augment, augmented_views=args.whiten_augmented_views, seed=args.seed,
-                            batch_size=args.eval_batch_size, workers=args.workers, progress=not args.no_progress)
+                            batch_size=args.eval_batch_size, workers=args.workers, progress=not args.no_progress,
+                            by_part=args.whiten_by_part)
     except ValueError as exc:
         print(f"no whitening stored: {exc}", flush=True)
         return

@@ -318,28 +318,37 @@ class Predictor:
         return parts
 
     def _whitened_parts(self, out: dict[str, torch.Tensor], q: np.ndarray) -> dict[str, np.ndarray]:
-        """The parts of normalise((descriptor - mean) @ projection) . q: the descriptor is [fusion / |fusion|,
-        appearance / |appearance|, windows], and the fusion splits as in :meth:`_plain_parts`."""
+        """The parts of whitened(descriptor) . q (FashionNet._whitened): z = (descriptor - mean) @ projection
+        is linear in the descriptor, and each row's normalisation scales z's dimensions (all alike, or
+        part by part), so the score is descriptor . v - mean . v with v = projection @ (q x scale) per row.
+        The descriptor is [fusion / |fusion|, appearance / |appearance|, windows, colours], and the
+        fusion splits as in :meth:`_plain_parts`."""
         model = self.model
         projection = model.whiten_projection.float()
-        v = projection @ torch.as_tensor(q).to(projection.device)  # (D,): what each descriptor entry adds per unit
         descriptor = out["descriptor"].float()
-        z_norm = ((descriptor - model.whiten_mean.float()) @ projection).norm(dim=1).clamp_min(1e-12)
+        z = (descriptor - model.whiten_mean.float()) @ projection
+        if model.config.whiten_by_part:
+            groups = model.whiten_groups.float()
+            scale = 1.0 / (((z * z) @ groups).clamp_min(1e-24).sqrt() @ groups.T) / groups.shape[1] ** 0.5
+        else:
+            scale = 1.0 / z.norm(dim=1, keepdim=True).clamp_min(1e-12).expand_as(z)
+        v = (torch.as_tensor(q).to(projection.device) * scale) @ projection.T  # (B, D): what each descriptor entry adds per unit
         fusion_dim = model.fusion.out_features
         weight = model.fusion.weight.float()
         global_dim = out["global_feature"].shape[1]
         f_norm = out["fusion_feature"].float().norm(dim=1).clamp_min(1e-12)
-        v_fusion = v[:fusion_dim]
-        bias = model.fusion.bias.float() if model.fusion.bias is not None else torch.zeros_like(v_fusion)
+        v_fusion = v[:, :fusion_dim]
+        bias = model.fusion.bias.float() if model.fusion.bias is not None else torch.zeros(fusion_dim, device=v.device)
         after_appearance = fusion_dim + model.appearance_dim
         parts = {
-            "global": (out["global_feature"].float() @ weight[:, :global_dim].T @ v_fusion) / f_norm,
-            "local": (out["local_feature"].float() @ weight[:, global_dim:].T @ v_fusion) / f_norm + descriptor[:, after_appearance:] @ v[after_appearance:],
-            "bias": (bias @ v_fusion) / f_norm - model.whiten_mean.float() @ v,
+            "global": ((out["global_feature"].float() @ weight[:, :global_dim].T) * v_fusion).sum(dim=1) / f_norm,
+            "local": ((out["local_feature"].float() @ weight[:, global_dim:].T) * v_fusion).sum(dim=1) / f_norm
+                     + (descriptor[:, after_appearance:] * v[:, after_appearance:]).sum(dim=1),
+            "bias": (v_fusion @ bias) / f_norm - v @ model.whiten_mean.float(),
         }
         if model.appearance_dim:
-            parts["appearance"] = descriptor[:, fusion_dim:after_appearance] @ v[fusion_dim:after_appearance]
-        return {name: (value / z_norm).cpu().numpy() for name, value in parts.items()}
+            parts["appearance"] = (descriptor[:, fusion_dim:after_appearance] * v[:, fusion_dim:after_appearance]).sum(dim=1)
+        return {name: value.cpu().numpy() for name, value in parts.items()}
 
     def _plain_parts(self, out: dict[str, torch.Tensor], query_embedding: np.ndarray) -> dict[str, np.ndarray]:
         """The parts of the plain embedding (fusion, with the appearance where it is appended) . query_embedding."""

@@ -123,6 +123,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "the input side (FashionNetConfig.colour_window; no weights, training is unchanged); 0: off")
     p.add_argument("--colour-weight", type=float, default=1.0,
                    help="the landmark colours' length in the whitened descriptor relative to its other parts (FashionNetConfig.colour_weight)")
+    p.add_argument("--whiten-by-part", action="store_true",
+                   help="fit the whitening on each part of the descriptor alone (appearance, landmark windows, landmark colours) "
+                        "and give each part's cosine the same say (FashionNetConfig.whiten_by_part)")
     p.add_argument("--whiten-shrinkage", type=float, default=DEFAULT_SHRINKAGE, help="shrinkage of the whitening's within-item covariance")
     p.add_argument("--whiten-mix", type=float, default=DEFAULT_MIX,
                    help="share of the whitened cosine in the search score; below 1 the plain embedding is kept beside it")
@@ -435,7 +438,8 @@ def resume_from(path: str, model, optimizer, scheduler, config: FashionNetConfig
     """Load a checkpoint's model, optimizer, scheduler (and proxies); returns (first epoch to run, history)."""
     ckpt = load_checkpoint(path)
     # the whitening is fitted after the last epoch, so a finished run's checkpoint has one its flags do not build
-    saved_config = {**ckpt["model_config"], "whiten_dim": config.whiten_dim, "whiten_mix": config.whiten_mix}
+    saved_config = {**ckpt["model_config"], "whiten_dim": config.whiten_dim, "whiten_mix": config.whiten_mix,
+                    "whiten_by_part": config.whiten_by_part}
     if saved_config != config.to_dict():
         raise SystemExit(f"--resume {path}: the checkpoint's model config differs from these flags:\n"
                          f"  checkpoint: {ckpt['model_config']}\n  flags:      {config.to_dict()}")

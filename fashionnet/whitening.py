@@ -9,9 +9,16 @@ the camera does not are thereby scaled up, whatever branch of the network they c
 
 The descriptor is [fusion, appearance, every pooled landmark window, and where the model has them
 the image's colours around each landmark] (``FashionNet``'s ``descriptor`` output). The fit is closed-form: a few seconds after one pass over the training photos.
+
+Part by part (:func:`fit_partwise_whitening`, ``FashionNetConfig.whiten_by_part``): a few hundred
+training items cannot pin down one whitening of thousands of dimensions, and the largest part then
+drowns the small ones (216 colour numbers beside 3,584 window numbers). Whitening each part alone
+and giving each part's cosine the same say keeps every part heard.
 """
 
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +31,7 @@ from fashionnet.data.transforms import build_transforms
 
 DEFAULT_DIM = 128
 # FashionNet's state-dict entries that hold an installed whitening
-WHITENING_BUFFERS = ("whiten_mean", "whiten_projection", "whiten_mix")
+WHITENING_BUFFERS = ("whiten_mean", "whiten_projection", "whiten_mix", "whiten_groups")
 DEFAULT_SHRINKAGE = 0.5
 DEFAULT_MIX = 1.0
 DEFAULT_AUGMENTED_VIEWS = 1
@@ -68,10 +75,41 @@ def fit_learned_whitening(descriptors: np.ndarray, items: np.ndarray, dim: int =
     return mean.astype(np.float32), (whiten @ keep).astype(np.float32)
 
 
-def apply_whitening(descriptors: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """The whitened, L2-normalised embeddings of (N, D) descriptors (what FashionNet computes in its forward)."""
+def fit_partwise_whitening(descriptors: np.ndarray, items: np.ndarray, parts: Sequence[slice], dim: int = DEFAULT_DIM,
+                           shrinkage: float = DEFAULT_SHRINKAGE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean (D,), projection (D, dim), groups (dim, P)): :func:`fit_learned_whitening` of each of the
+    P ``parts`` (slices of the descriptor) alone, the ``dim`` whitened dimensions shared among them
+    as evenly as they go; ``groups`` says which part each dimension belongs to (one-hot). Descriptor
+    entries in no part get zero rows: they are not read."""
+    x = np.asarray(descriptors, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected (N, D) descriptors, got {x.shape}")
+    if not parts or not 1 <= len(parts) <= dim:
+        raise ValueError(f"need between 1 and dim={dim} parts, got {len(parts)}")
+    mean = np.zeros(x.shape[1], dtype=np.float32)
+    projection = np.zeros((x.shape[1], dim), dtype=np.float32)
+    groups = np.zeros((dim, len(parts)), dtype=np.float32)
+    first = 0
+    for p, (part, size) in enumerate(zip(parts, (len(s) for s in np.array_split(np.arange(dim), len(parts))))):
+        try:
+            part_mean, part_projection = fit_learned_whitening(x[:, part], items, size, shrinkage)
+        except ValueError as exc:
+            raise ValueError(f"part {p + 1} of {len(parts)} (descriptor entries {part.start}-{part.stop - 1}): {exc}") from None
+        mean[part] = part_mean
+        projection[part, first:first + size] = part_projection
+        groups[first:first + size, p] = 1
+        first += size
+    return mean, projection, groups
+
+
+def apply_whitening(descriptors: np.ndarray, mean: np.ndarray, projection: np.ndarray, groups: Optional[np.ndarray] = None) -> np.ndarray:
+    """The whitened, L2-normalised embeddings of (N, D) descriptors (what FashionNet computes in its
+    forward); with ``groups`` each part's dimensions are normalised alone, to 1 / sqrt(parts)."""
     z = (np.asarray(descriptors, dtype=np.float32) - mean) @ projection
-    return z / np.clip(np.linalg.norm(z, axis=1, keepdims=True), 1e-12, None)
+    if groups is None:
+        return z / np.clip(np.linalg.norm(z, axis=1, keepdims=True), 1e-12, None)
+    part_norms = np.sqrt(np.clip((z * z) @ groups, 1e-24, None))
+    return z / (part_norms @ groups.T) / np.sqrt(groups.shape[1])
 
 
 @torch.inference_mode()
@@ -109,12 +147,21 @@ def training_descriptors(model, frame: pd.DataFrame, root, image_size: int, devi
 
 def whiten_model(model, frame: pd.DataFrame, root, image_size: int, device, dim: int = DEFAULT_DIM,
                  shrinkage: float = DEFAULT_SHRINKAGE, mix: float = DEFAULT_MIX, augment=None,
-                 augmented_views: int = 0, seed: int = 0, batch_size: int = 64, workers: int = 0, progress: bool = True) -> str:
-    """Fit the whitening on ``frame``'s training photos and install it in ``model``; returns a line
-    saying what was fitted. Raises ValueError (with the reason) when the photos cannot support it."""
+                 augmented_views: int = 0, seed: int = 0, batch_size: int = 64, workers: int = 0, progress: bool = True,
+                 by_part: bool = False) -> str:
+    """Fit the whitening on ``frame``'s training photos and install it in ``model`` (``by_part``: each
+    of ``model.whitening_parts()`` alone); returns a line saying what was fitted. Raises ValueError
+    (with the reason) when the photos cannot support it."""
     descriptors, items = training_descriptors(model, frame, root, image_size, device, batch_size=batch_size, workers=workers,
                                               progress=progress, augment=augment, augmented_views=augmented_views, seed=seed)
-    mean, projection = fit_learned_whitening(descriptors, items, dim, shrinkage)
-    model.set_whitening(torch.from_numpy(mean), torch.from_numpy(projection), mix)
-    return (f"learned whitening: {descriptors.shape[1]} -> {dim} dimensions, fitted on {len(descriptors)} views of "
+    how = ""
+    if by_part:
+        parts = model.whitening_parts()
+        mean, projection, groups = fit_partwise_whitening(descriptors, items, parts, dim, shrinkage)
+        model.set_whitening(torch.from_numpy(mean), torch.from_numpy(projection), mix, torch.from_numpy(groups))
+        how = f" in {len(parts)} parts of {', '.join(str(int(n)) for n in groups.sum(axis=0))}"
+    else:
+        mean, projection = fit_learned_whitening(descriptors, items, dim, shrinkage)
+        model.set_whitening(torch.from_numpy(mean), torch.from_numpy(projection), mix)
+    return (f"learned whitening: {descriptors.shape[1]} -> {dim} dimensions{how}, fitted on {len(descriptors)} views of "
             f"{len(frame)} training photos of {len(set(items))} items")

@@ -34,6 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, nargs="+", help="training layouts (default: the checkpoint's own)")
     p.add_argument("--dim", type=int, default=DEFAULT_DIM, help="whitened dimensions (below the number of training items)")
     p.add_argument("--shrinkage", type=float, default=DEFAULT_SHRINKAGE)
+    p.add_argument("--by-part", action=argparse.BooleanOptionalAction, default=None,
+                   help="whiten each part of the descriptor alone (FashionNetConfig.whiten_by_part); default: as the checkpoint has it")
     p.add_argument("--mix", type=float, default=DEFAULT_MIX, help="share of the whitened cosine in the search score (1: whitened alone)")
     p.add_argument("--augmented-views", type=int, default=DEFAULT_AUGMENTED_VIEWS,
                    help="extra passes over the training photos through the checkpoint's training augmentation")
@@ -76,6 +78,7 @@ def main(argv=None) -> Path:
     colour_weight = config.colour_weight if args.colour_weight is None else args.colour_weight
     if (colour_window, colour_weight) != (config.colour_window, config.colour_weight):
         model, config = with_colours(model, config, colour_window, colour_weight)
+    by_part = config.whiten_by_part if args.by_part is None else args.by_part
     model.eval()
     trained = ckpt.get("args", {})
     roots = args.data_root or [Path(r) for r in trained.get("data_root", [])]
@@ -90,11 +93,12 @@ def main(argv=None) -> Path:
     try:
         line = whiten_model(model, train, root, side, "cpu", args.dim, args.shrinkage, args.mix, augment=augment,
                             augmented_views=args.augmented_views, seed=int(trained.get("seed", 0)), batch_size=args.batch_size,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, by_part=by_part)
     except ValueError as exc:
         raise SystemExit(f"{args.checkpoint}: {exc}") from None
     replace_model(ckpt, model)
     ckpt.setdefault("args", {}).update(colour_window=config.colour_window, colour_weight=config.colour_weight, whiten_dim=args.dim, whiten_shrinkage=args.shrinkage, whiten_mix=args.mix,
+                                       whiten_by_part=by_part,
                                        whiten_augmented_views=args.augmented_views)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(ckpt, args.out)

@@ -108,7 +108,7 @@ def test_tiny_model_onnx_matches_torch(tiny_predictors, synth_root):
 @pytest.mark.parametrize("colour_window, runtime", [(0.0, "onnx"), (0.1, "onnx"), (0.1, "openvino")])
 def test_whitened_model_onnx_matches_torch(synth_root, tmp_path, colour_window, runtime):
     """A whitened embedding (joined with the plain one) and its descriptor, landmark colours included
-    (at a colour weight of 3), come through the export."""
+    (at a colour weight of 3, and then whitened part by part), come through the export."""
     from fashionnet.checkpoint import state_dict_checksum
     from fashionnet.models import FashionNetConfig, create_model
 
@@ -119,7 +119,8 @@ def test_whitened_model_onnx_matches_torch(synth_root, tmp_path, colour_window, 
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=1.0,
                                           num_categories=3, num_attributes=4, colour_window=colour_window,
                                           colour_weight=3.0 if colour_window else 1.0)).eval()
-    model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 6), mix=0.5)
+    groups = torch.eye(3).repeat_interleave(2, dim=0) if colour_window else None  # 3 parts of 2 dimensions
+    model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 6), mix=0.5, groups=groups)
     labels = {"categories": ["a", "b", "c"], "attributes": ["w", "x", "y", "z"]}
     args = (model, model.config, labels, {"image_size": 96}, state_dict_checksum(model.state_dict()))
     torch_predictor = Predictor(*args, device="cpu")

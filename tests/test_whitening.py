@@ -178,10 +178,11 @@ def test_fit_whitening_script_writes_a_new_checkpoint_and_keeps_the_old(tiny_che
 def test_training_fits_the_whitening_and_a_finished_run_resumes(synth_root, tmp_path, capsys):
     out = tmp_path / "run"
     common = [*TINY_TRAIN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out),
-              "--batches-per-epoch", "2", "--ood-images", "0", "--whiten-dim", "4", "--whiten-mix", "0.5", "--colour-window", "0.1"]
+              "--batches-per-epoch", "2", "--ood-images", "0", "--whiten-dim", "4", "--whiten-mix", "0.5", "--colour-window", "0.1", "--whiten-by-part"]
     train_main([*common, "--joint-epochs", "1"])
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["model_config"]["whiten_dim"] == 4 and ckpt["model_config"]["whiten_mix"] == 0.5
+    assert ckpt["model_config"]["whiten_by_part"] and ckpt["model"]["whiten_groups"].sum(dim=0).tolist() == [2, 1, 1]
     model, _ = model_from_checkpoint(ckpt, out / "checkpoint.pt")
     assert model.colour_dim and model.whiten_projection[-model.colour_dim:].abs().sum() > 0  # fitted with the landmark colours
     assert "learned whitening" in capsys.readouterr().out

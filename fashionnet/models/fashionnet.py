@@ -88,6 +88,11 @@ class FashionNetConfig:
     whiten_mix: with whitening, the share of the whitened embedding in the search score: the
         embedding joins sqrt(1 - mix) x the embedding above and sqrt(mix) x the whitened one, so a
         cosine is (1 - mix) x the plain cosine + mix x the whitened cosine. 1: whitened alone.
+    whiten_by_part: the whitening is fitted on each part of the descriptor alone (the appearance, or
+        the fusion feature where the model has no appearance; the landmark windows; the landmark
+        colours) and each part's whitened vector is normalised on its own, so a cosine is the mean of
+        the parts' cosines (:meth:`FashionNet.whitening_parts`). One whitening over thousands of
+        dimensions, fitted on a few hundred items, lets the largest part drown the small ones.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -115,6 +120,7 @@ class FashionNetConfig:
     whiten_mix: float = 1.0
     colour_window: float = 0.0
     colour_weight: float = 1.0
+    whiten_by_part: bool = False
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -137,12 +143,19 @@ class FashionNetConfig:
             raise ValueError(f"whiten_dim must be >= 0 (0: no whitening), got {self.whiten_dim}")
         if not 0 < self.whiten_mix <= 1:
             raise ValueError(f"whiten_mix must be in (0, 1] (1: the whitened embedding alone), got {self.whiten_mix}")
+        if self.whiten_by_part and 0 < self.whiten_dim < self.whitening_part_count:
+            raise ValueError(f"whiten_dim {self.whiten_dim} is below the {self.whitening_part_count} parts whitened one by one")
         if not 0 <= self.colour_window <= 0.5:
             raise ValueError(f"colour_window must be in [0, 0.5] of the input side (0: no landmark colours), got {self.colour_window}")
         if not 0 < self.colour_weight <= 10:
             raise ValueError(f"colour_weight must be in (0, 10] (1: the colours as long as each other part), got {self.colour_weight}")
         if not 0 <= self.appearance_weight <= 10:
             raise ValueError(f"appearance_weight must be in [0, 10] (0: the fusion feature alone), got {self.appearance_weight}")
+
+    @property
+    def whitening_part_count(self) -> int:
+        """How many parts ``whiten_by_part`` whitens: the global part, the windows, and the colours where they are on."""
+        return 2 + (self.colour_window > 0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML friendly) for checkpoints."""
@@ -331,7 +344,8 @@ class FashionNet(nn.Module):
             # a buffer, so the weights' checksum (which every index records) changes with it
             self.register_buffer("appearance_weight", torch.tensor(float(config.appearance_weight)))
         if config.whiten_dim:
-            self._register_whitening(torch.zeros(self.descriptor_dim), torch.zeros(self.descriptor_dim, config.whiten_dim), config.whiten_mix)
+            groups = torch.zeros(config.whiten_dim, config.whitening_part_count) if config.whiten_by_part else None
+            self._register_whitening(torch.zeros(self.descriptor_dim), torch.zeros(self.descriptor_dim, config.whiten_dim), config.whiten_mix, groups)
 
     @property
     def descriptor_dim(self) -> int:
@@ -348,24 +362,59 @@ class FashionNet(nn.Module):
             return plain
         return self.config.whiten_dim + (plain if self.config.whiten_mix < 1 else 0)
 
-    def _register_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float) -> None:
+    def whitening_parts(self) -> list[slice]:
+        """The descriptor's parts that ``whiten_by_part`` whitens one by one: the appearance (the fusion
+        feature where the model has none), the landmark windows, and the colours where they are on.
+        The fusion feature is left out beside the appearance: it is learned from the global and local
+        features, so it would count them twice."""
+        fusion, windows_start = self.config.embedding_dim, self.config.embedding_dim + self.appearance_dim
+        windows_end = windows_start + self.windows_dim
+        parts = [slice(fusion, windows_start) if self.appearance_dim else slice(0, fusion), slice(windows_start, windows_end)]
+        if self.colour_dim:
+            parts.append(slice(windows_end, windows_end + self.colour_dim))
+        return parts
+
+    def _register_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float, groups: Optional[torch.Tensor] = None) -> None:
         # buffers, so they travel in the state dict and the weights' checksum (which every index records) changes with them
         self.register_buffer("whiten_mean", mean.float().clone())
         self.register_buffer("whiten_projection", projection.float().clone())
         self.register_buffer("whiten_mix", torch.tensor(float(mix)))
+        if groups is not None:  # (whiten_dim, parts) one-hot: which part each whitened dimension belongs to
+            self.register_buffer("whiten_groups", groups.float().clone())
+        elif "whiten_groups" in self._buffers:
+            del self._buffers["whiten_groups"]
 
-    def set_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float = 1.0) -> None:
-        """Install a learned whitening (fashionnet.whitening.fit_learned_whitening): from now on the
-        embedding is normalise((descriptor - mean) @ projection), joined with the plain one when
-        ``mix`` is below 1; ``config.whiten_dim`` and ``config.whiten_mix`` follow."""
+    def set_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float = 1.0, groups: Optional[torch.Tensor] = None) -> None:
+        """Install a learned whitening (fashionnet.whitening): from now on the embedding is
+        normalise((descriptor - mean) @ projection), joined with the plain one when ``mix`` is below 1;
+        with ``groups`` ((d, parts) one-hot, fashionnet.whitening.fit_partwise_whitening) each part's
+        dimensions are normalised on their own instead. ``config.whiten_dim``, ``whiten_mix`` and
+        ``whiten_by_part`` follow."""
         mean, projection = torch.as_tensor(mean), torch.as_tensor(projection)
         if mean.shape != (self.descriptor_dim,) or projection.ndim != 2 or projection.shape[0] != self.descriptor_dim:
             raise ValueError(f"whitening must be a mean ({self.descriptor_dim},) and a projection ({self.descriptor_dim}, d); "
                              f"got {tuple(mean.shape)} and {tuple(projection.shape)}")
-        config = dataclasses.replace(self.config, whiten_dim=int(projection.shape[1]), whiten_mix=float(mix))  # validates the mix
+        if groups is not None:
+            groups = torch.as_tensor(groups)
+            expected = (projection.shape[1], self.config.whitening_part_count)
+            if tuple(groups.shape) != expected or not torch.equal(groups.sum(dim=1), torch.ones(expected[0], dtype=groups.dtype)) \
+                    or not ((groups == 0) | (groups == 1)).all():
+                raise ValueError(f"whitening groups must be a one-hot {expected} matrix (one part per whitened dimension), got {tuple(groups.shape)}")
+        config = dataclasses.replace(self.config, whiten_dim=int(projection.shape[1]), whiten_mix=float(mix),
+                                     whiten_by_part=groups is not None)  # validates the mix
         device = self.fusion.weight.device
-        self._register_whitening(mean.to(device), projection.to(device), config.whiten_mix)
+        self._register_whitening(mean.to(device), projection.to(device), config.whiten_mix, None if groups is None else groups.to(device))
         self.config = config
+
+    def _whitened(self, descriptor: torch.Tensor) -> torch.Tensor:
+        """The whitened search embedding of (B, descriptor_dim) descriptors: unit length, and with
+        ``whiten_by_part`` each part's dimensions of length 1 / sqrt(parts)."""
+        z = (descriptor - self.whiten_mean.to(descriptor.dtype)) @ self.whiten_projection.to(descriptor.dtype)
+        if not self.config.whiten_by_part:
+            return F.normalize(z, dim=1)
+        groups = self.whiten_groups.to(z.dtype)
+        part_norms = ((z * z) @ groups).clamp_min(1e-24).sqrt()  # (B, parts)
+        return z / (part_norms @ groups.T) / groups.shape[1] ** 0.5
 
     def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """conv4, each channel's spatial mean and std at a middle trunk stage and at conv4, and the
@@ -461,7 +510,7 @@ class FashionNet(nn.Module):
             appearance = self.appearance_weight * F.normalize(features["appearance_feature"], dim=1)
             embedding = F.normalize(torch.cat([embedding, appearance.to(embedding.dtype)], dim=1), dim=1)
         if self.config.whiten_dim:
-            whitened = F.normalize((descriptor - self.whiten_mean.to(descriptor.dtype)) @ self.whiten_projection.to(descriptor.dtype), dim=1)
+            whitened = self._whitened(descriptor)
             mix = self.config.whiten_mix
             embedding = whitened if mix == 1 else torch.cat([(1 - mix) ** 0.5 * embedding, mix**0.5 * whitened], dim=1)
         return {
