@@ -326,12 +326,7 @@ class Predictor:
         model = self.model
         projection = model.whiten_projection.float()
         descriptor = out["descriptor"].float()
-        z = (descriptor - model.whiten_mean.float()) @ projection
-        if model.config.whiten_by_part:
-            groups = model.whiten_groups.float()
-            scale = 1.0 / (((z * z) @ groups).clamp_min(1e-24).sqrt() @ groups.T) / groups.shape[1] ** 0.5
-        else:
-            scale = 1.0 / z.norm(dim=1, keepdim=True).clamp_min(1e-12).expand_as(z)
+        scale = model.whitening_scales((descriptor - model.whiten_mean.float()) @ projection)
         v = (torch.as_tensor(q).to(projection.device) * scale) @ projection.T  # (B, D): what each descriptor entry adds per unit
         fusion_dim = model.fusion.out_features
         weight = model.fusion.weight.float()

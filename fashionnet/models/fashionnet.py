@@ -406,15 +406,20 @@ class FashionNet(nn.Module):
         self._register_whitening(mean.to(device), projection.to(device), config.whiten_mix, None if groups is None else groups.to(device))
         self.config = config
 
-    def _whitened(self, descriptor: torch.Tensor) -> torch.Tensor:
-        """The whitened search embedding of (B, descriptor_dim) descriptors: unit length, and with
-        ``whiten_by_part`` each part's dimensions of length 1 / sqrt(parts)."""
-        z = (descriptor - self.whiten_mean.to(descriptor.dtype)) @ self.whiten_projection.to(descriptor.dtype)
+    def whitening_scales(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, whiten_dim) factors that turn z = (descriptor - mean) @ projection into the whitened
+        embedding: 1 / |z| throughout a row, or with ``whiten_by_part`` 1 / (|z's part| x sqrt(parts))
+        for each part's dimensions."""
         if not self.config.whiten_by_part:
-            return F.normalize(z, dim=1)
+            return (1.0 / z.norm(dim=1, keepdim=True).clamp_min(1e-12)).expand_as(z)
         groups = self.whiten_groups.to(z.dtype)
         part_norms = ((z * z) @ groups).clamp_min(1e-24).sqrt()  # (B, parts)
-        return z / (part_norms @ groups.T) / groups.shape[1] ** 0.5
+        return 1.0 / (part_norms @ groups.T) / groups.shape[1] ** 0.5
+
+    def _whitened(self, descriptor: torch.Tensor) -> torch.Tensor:
+        """The whitened search embedding of (B, descriptor_dim) descriptors (unit length)."""
+        z = (descriptor - self.whiten_mean.to(descriptor.dtype)) @ self.whiten_projection.to(descriptor.dtype)
+        return z * self.whitening_scales(z)
 
     def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """conv4, each channel's spatial mean and std at a middle trunk stage and at conv4, and the
