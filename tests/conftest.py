@@ -5,6 +5,7 @@ Built once per test session (they cost seconds) so every layer is tested on real
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 import threading
@@ -35,6 +36,15 @@ TINY_TRAIN_ARGS = [
     "--items-per-batch", "6", "--images-per-item", "3", "--batches-per-epoch", "10", "--lr", "3e-3", "--warmup-steps", "2",
     "--workers", "0", "--no-progress", "--val-max-queries", "6", "--seed", "0",
 ]
+
+
+def load_script(name: str):
+    """A script in scripts/ loaded as a module (scripts/ is not a package), so tests call its main()."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

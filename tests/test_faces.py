@@ -212,13 +212,9 @@ def test_with_flip_averaging_faces_are_found_once_and_mirrored_for_the_mirror_im
 
 
 def test_draw_real_photos_script_draws_each_photo_without_and_with_the_cut(tiny_checkpoint, tmp_path):
-    import importlib.util
-    from pathlib import Path
+    from tests.conftest import load_script
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "draw_real_photos.py"
-    spec = importlib.util.spec_from_file_location("draw_real_photos", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("draw_real_photos")
     photos = [tmp_path / "a.png", tmp_path / "b.png"]
     portrait().save(photos[0])
     Image.new("RGB", (300, 200), (30, 30, 30)).save(photos[1])

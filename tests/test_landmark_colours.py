@@ -3,9 +3,6 @@ descriptor so the learned whitening can tell siblings apart by the colour of a t
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,11 +12,9 @@ from fashionnet.inference import Predictor
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import COLOUR_GRID
 from fashionnet.landmarks import VISIBLE
+from tests.conftest import load_script
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fit_whitening.py"
-_spec = importlib.util.spec_from_file_location("fit_whitening_colours", _SCRIPT)
-fit_whitening = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fit_whitening)
+fit_whitening = load_script("fit_whitening")
 
 SIDE = 64
 

@@ -4,9 +4,6 @@ small part that tells siblings apart is not drowned by a large one."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,11 +12,9 @@ from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint, state_
 from fashionnet.inference import Predictor
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.whitening import apply_whitening, fit_learned_whitening, fit_partwise_whitening
+from tests.conftest import load_script
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fit_whitening.py"
-_spec = importlib.util.spec_from_file_location("fit_whitening", _SCRIPT)
-fit_whitening = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fit_whitening)
+fit_whitening = load_script("fit_whitening")
 
 BIG, SMALL = 120, 6
 

@@ -3,9 +3,7 @@ the camera changes, installed in the model, fitted by training and by scripts/fi
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +14,9 @@ from fashionnet.inference import Predictor
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.training import main as train_main
 from fashionnet.whitening import apply_whitening, fit_learned_whitening
-from tests.conftest import TINY_TRAIN_ARGS
+from tests.conftest import TINY_TRAIN_ARGS, load_script
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fit_whitening.py"
-_spec = importlib.util.spec_from_file_location("fit_whitening", _SCRIPT)
-fit_whitening = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fit_whitening)
+fit_whitening = load_script("fit_whitening")
 
 
 def _siblings(rng, items=12, photos=4, detail=0.15, nuisance=1.0, jitter=0.03):
