@@ -244,3 +244,26 @@ def unit_rows(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
     x = np.ascontiguousarray(x)
     faiss.normalize_L2(x)
     return x
+
+
+def search_cpu(index: faiss.Index, q: np.ndarray, k: int, nprobe: int | None = None,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS search of a CPU index: visiting ``nprobe`` inverted lists (IVF only; None: the index's
+    own setting), and only the ``allowed`` ids where given (an ``IDSelectorBatch`` inside FAISS).
+    The caller holds the index's lock: an nprobe override is set on the index and restored."""
+    ivf = ivf_of(index)
+    if allowed is not None:
+        selector = faiss.IDSelectorBatch(allowed)
+        if ivf is not None:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=int(nprobe if nprobe is not None else ivf.nprobe))
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return index.search(q, k, params=params)
+    if ivf is None or nprobe is None:
+        return index.search(q, k)
+    default = ivf.nprobe
+    ivf.nprobe = nprobe
+    try:
+        return index.search(q, k)
+    finally:
+        ivf.nprobe = default

@@ -19,11 +19,14 @@ def query_friendly(metadata: pd.DataFrame) -> pd.DataFrame:
 def rows_of(table: pd.DataFrame, ids: np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The rows of ``table`` (indexed by id) for ``ids``, in their order, numbered from 0; only
     ``columns`` where given (those the table lacks are left out); all NaN for an unknown id."""
-    if columns is not None:
-        table = table[[c for c in columns if c in table.columns]]
+    wanted = None if columns is None else [table.columns.get_loc(c) for c in columns if c in table.columns]
     positions = table.index.get_indexer(ids)
-    # take() by position is cheaper than reindex() by label on a large table (the query path)
-    rows = table.take(positions) if (positions >= 0).all() else table.reindex(ids)
+    if (positions >= 0).all():
+        # by position, rows and columns in one step: cheaper than reindex() by label, and selecting
+        # columns first would copy them whole (the query path)
+        rows = table.take(positions) if wanted is None else table.iloc[positions, wanted]
+    else:
+        rows = table.reindex(ids) if wanted is None else table.reindex(ids).iloc[:, wanted]
     return rows.reset_index(drop=True)
 
 

@@ -108,14 +108,21 @@ class SearchEngine:
                     if len(self._allowed) > 64:
                         self._allowed.clear()
                     self._allowed[key] = allowed
-        def search(n: int) -> pd.DataFrame:  # item ids only: the chosen rows get the full metadata below
-            return index.search(embedding[None, :], n, nprobe=nprobe, allowed_ids=allowed, columns=("item_id",)).rows
 
-        found = first_view_of_each_item(search, k, len(index)) if per_item else search(k)
-        head = found[["query", "rank", "score", "id"]].reset_index(drop=True)
-        rows = self._with_image_files(pd.concat([head, index.metadata_of(head["id"].to_numpy())], axis=1))
-        rows["rank"] = range(1, len(rows) + 1)
-        return rows.drop(columns=["query"])
+        def nearest(n: int) -> tuple[np.ndarray, np.ndarray]:
+            scores, ids = index.nearest(embedding[None, :], n, nprobe=nprobe, allowed_ids=allowed)
+            found = ids[0] >= 0
+            return scores[0][found], ids[0][found]
+
+        def item_ids(ids: np.ndarray) -> np.ndarray:
+            rows = index.metadata_of(ids, columns=("item_id",))
+            return rows["item_id"].to_numpy(object) if "item_id" in rows else np.full(len(ids), None, object)
+
+        scores, ids = first_view_of_each_item(nearest, item_ids, k, len(index)) if per_item else nearest(k)
+        rows = index.metadata_of(ids)
+        for position, (name, values) in enumerate((("rank", np.arange(1, len(ids) + 1)), ("score", scores), ("id", ids))):
+            rows.insert(position, name, values)
+        return self._with_image_files(rows)
 
     def explain(self, prediction: Prediction, matches: pd.DataFrame) -> pd.DataFrame:
         """``matches`` plus each result's score split into its global, local (landmark-pooled) and
@@ -249,8 +256,9 @@ class SearchEngine:
         }
 
 
-def first_view_of_each_item(search, k: int, total: int) -> pd.DataFrame:
-    """The first k distinct items among ``search(n)``'s rows (best first), each at its best view.
+def first_view_of_each_item(nearest, item_ids, k: int, total: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the first k distinct items among ``nearest(n)``'s images (best first), each
+    at its best view; ``item_ids(ids)`` gives the images' item ids.
 
     Searches ITEM_OVERFETCH x k images, then more while fewer than k items came back and the index
     holds more. Images without an item id count as items of their own. Since every item among the k
@@ -258,11 +266,16 @@ def first_view_of_each_item(search, k: int, total: int) -> pd.DataFrame:
     """
     n = min(total, ITEM_OVERFETCH * k)
     while True:
-        rows = search(max(n, 1))
-        key = rows["item_id"].astype(object).where(rows["item_id"].notna(), "image:" + rows["id"].astype(str))
-        items = rows.loc[~key.duplicated()]
-        if len(items) >= k or n >= total:
-            return items.head(k)
+        scores, ids = nearest(max(n, 1))
+        seen, first = set(), []
+        for position, (item, image) in enumerate(zip(item_ids(ids), ids)):
+            key = item if pd.notna(item) else ("image", int(image))
+            if key not in seen:
+                seen.add(key)
+                first.append(position)
+        if len(first) >= k or n >= total:
+            first = first[:k]
+            return scores[first], ids[first]
         n = min(total, n * ITEM_OVERFETCH)
 
 

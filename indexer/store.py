@@ -43,8 +43,10 @@ from indexer.faiss_tools import (
     new_faiss_index,
     remove_ids,
     resolve_faiss_device,
+    search_cpu,
     trained_arrays,
 )
+from indexer.exact_search import search_one_flat
 from indexer.layout import INDEX_FILE, METADATA_FILE
 from indexer.rerank import Reranker
 from indexer.result_rows import query_friendly, result_rows, rows_of
@@ -425,57 +427,52 @@ class EmbeddingIndex:
         ``columns``: the metadata columns the rows carry (None: all; copying every column of many
         rows costs more than the search on a small index). Returns :class:`SearchResult`.
         """
-        if int(k) < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        q = self._as_vectors(queries, "queries")
-        allowed = None if allowed_ids is None else np.unique(np.asarray(allowed_ids, dtype=np.int64).ravel())
         with self._lock:
-            k_eff = min(int(k), self.ntotal if allowed is None else len(allowed))
-            k_ask = min(self._rerank.candidates(k_eff), self.ntotal if allowed is None else len(allowed))
-            if k_eff == 0:
-                scores, ids = np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-            else:
-                checked = None if nprobe is None else self._checked_nprobe(nprobe)
-                scores, ids = (self._search_locked(q, k_ask, checked) if allowed is None
-                               else self._search_selected(q, k_ask, checked, allowed))
-                if self._rerank.enabled:
-                    scores, ids = self._rerank.rerank(q, ids, k_eff, self._metric)
+            scores, ids = self._nearest_locked(queries, k, nprobe, allowed_ids)
             rows = result_rows(scores, ids, self._metadata, columns)
         valid = ids >= 0
         return SearchResult([s[v] for s, v in zip(scores, valid)], [i[v] for i, v in zip(ids, valid)], rows)
 
-    def _search_locked(self, q: np.ndarray, k: int, nprobe: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, queries: Any, k: int, nprobe: int | None = None, allowed_ids: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` without the metadata rows, for a caller that picks the rows it needs
+        itself (one query on the page): (Q, k) scores and ids, best first, id -1 where an
+        approximate index found fewer than k."""
+        with self._lock:
+            return self._nearest_locked(queries, k, nprobe, allowed_ids)
+
+    def _nearest_locked(self, queries: Any, k: int, nprobe: int | None, allowed_ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        if int(k) < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        q = self._as_vectors(queries, "queries")
+        allowed = None if allowed_ids is None else np.unique(np.asarray(allowed_ids, dtype=np.int64).ravel())
+        k_eff = min(int(k), self.ntotal if allowed is None else len(allowed))
+        k_ask = min(self._rerank.candidates(k_eff), self.ntotal if allowed is None else len(allowed))
+        if k_eff == 0:
+            return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+        checked = None if nprobe is None else self._checked_nprobe(nprobe)
+        scores, ids = self._search_locked(q, k_ask, checked, allowed)
+        if self._rerank.enabled:
+            scores, ids = self._rerank.rerank(q, ids, k_eff, self._metric)
+        return scores, ids
+
+    def _search_locked(self, q: np.ndarray, k: int, nprobe: int | None, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         ivf = ivf_of(self._index)
         probes = nprobe if nprobe is not None else (ivf.nprobe if ivf is not None else None)
-        if self._device == "cuda" and k <= GPU_MAX_K and (probes is None or probes <= GPU_MAX_K):
+        if (allowed is None and self._device == "cuda" and k <= GPU_MAX_K  # GPU indexes take no selectors
+                and (probes is None or probes <= GPU_MAX_K)):
             gpu = self._gpu.copy_of(self._index)
             if gpu is not None:
                 if probes is not None:
                     faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", probes)
                 return gpu.search(q, k)
-        if ivf is None or nprobe is None:
-            return self._index.search(q, k)
-        default = ivf.nprobe
-        ivf.nprobe = nprobe  # safe: the lock is held, and restored below
-        try:
-            return self._index.search(q, k)
-        finally:
-            ivf.nprobe = default
+        found = search_one_flat(self._index, q, k) if allowed is None else None
+        return found if found is not None else search_cpu(self._index, q, k, nprobe, allowed)
 
-    def _search_selected(self, q: np.ndarray, k: int, nprobe: int | None, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Search only ``allowed`` ids, on the CPU index (FAISS's GPU indexes take no selectors)."""
-        selector = faiss.IDSelectorBatch(allowed)
-        ivf = ivf_of(self._index)
-        if ivf is not None:
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=int(nprobe if nprobe is not None else ivf.nprobe))
-        else:
-            params = faiss.SearchParameters(sel=selector)
-        return self._index.search(q, k, params=params)
-
-    def metadata_of(self, ids: Any) -> pd.DataFrame:
-        """The metadata rows of these ids, in their order (all NaN for an id no longer stored)."""
+    def metadata_of(self, ids: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The metadata rows of these ids, in their order (all NaN for an id no longer stored),
+        numbered from 0; only ``columns`` where given."""
         with self._lock:
-            return rows_of(self._metadata, np.asarray(ids, dtype=np.int64).ravel())
+            return rows_of(self._metadata, np.asarray(ids, dtype=np.int64).ravel(), columns)
 
     # ------------------------------------------------------------------------------- save / load
 

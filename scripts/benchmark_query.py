@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy before torch and faiss load)
-import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
@@ -34,6 +33,7 @@ from fashionnet.images import load_image  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, get_backbone  # noqa: E402
 from fashionnet.models.batchnorm_folding import fold_batch_norms  # noqa: E402
+from fashionnet.runtime import set_threads  # noqa: E402
 from indexer.build import build_index, gallery_rows  # noqa: E402
 from indexer.search import SearchEngine  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402
@@ -60,8 +60,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-flip-average", action="store_true", help="embed each photo once, not with its mirror image (the default)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    set_threads(args.threads)
     rng = np.random.default_rng(args.seed)
 
     predictors = {runtime: Predictor.from_checkpoint(args.checkpoint, device="cpu", runtime=runtime, flip_average=not args.no_flip_average)

@@ -72,7 +72,7 @@ def test_reranked_search_returns_the_exact_top_k_with_exact_scores(data, saved):
     gallery, queries, exact = data
     index = EmbeddingIndex.load(saved, device="cpu")
     result = index.search(queries, K)
-    candidates = EmbeddingIndex.load(saved, device="cpu")._search_locked(queries, K * 20, None)[1]  # what PQ proposed
+    candidates = EmbeddingIndex.load(saved, device="cpu")._search_locked(queries, K * 20, None, None)[1]  # what PQ proposed
     covered = [set(e.tolist()) <= set(c.tolist()) for e, c in zip(exact, candidates)]
     assert sum(covered) >= len(queries) // 2  # the check below must see many queries
     for q, ok in enumerate(covered):

@@ -208,12 +208,17 @@ def test_item_results_list_each_item_once_at_its_best_view():
     index.add(vectors, pd.DataFrame({"item_id": pd.array(items, dtype="string")}))
     searched = []
 
-    def search(n):
+    def nearest(n):
         searched.append(n)
-        return index.search(query[None, :], n).rows
+        scores, ids = index.nearest(query[None, :], n)
+        return scores[0], ids[0]
+
+    def item_ids(ids):
+        return index.metadata_of(ids)["item_id"].to_numpy(object)
 
     k = 3
-    got = first_view_of_each_item(search, k, len(index))
+    scores_got, ids_got = first_view_of_each_item(nearest, item_ids, k, len(index))
+    got = pd.DataFrame({"id": ids_got, "score": scores_got, "item_id": item_ids(ids_got)})
     assert searched[0] == ITEM_OVERFETCH * k and len(searched) > 1  # the first 12 images were all "near"
     assert len(got) == k and got["item_id"].iloc[0] == "near"
     scores = vectors @ query
@@ -226,5 +231,5 @@ def test_item_results_list_each_item_once_at_its_best_view():
     assert keys == expected
     assert np.allclose(got["score"].to_numpy(), [best[key] for key in expected], atol=1e-5)
     # every item of the unannotated images counts alone; k above the number of items returns them all
-    everything = first_view_of_each_item(search, 100, len(index))
+    everything, _ = first_view_of_each_item(nearest, item_ids, 100, len(index))
     assert len(everything) == len(best) == 1 + 9 + 3
