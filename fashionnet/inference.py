@@ -31,7 +31,7 @@ from fashionnet.retrieval_time import average_views
 from fashionnet.runtime import resolve_device
 
 # Below this heatmap confidence a landmark is a guess: its heatmap is flat or split between places
-# (fashionnet.models.fashionnet.heatmap_confidence; a peak with a one-cell spread scores ~0.5). On the
+# (fashionnet.models.branches.heatmap_confidence; a peak with a one-cell spread scores ~0.5). On the
 # demo model's synthetic consumer photos, points below it missed by 0.11 of the photo (median), those
 # above by 0.05.
 LOW_CONFIDENCE = 0.25

@@ -123,6 +123,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "the input side (FashionNetConfig.colour_window; no weights, training is unchanged); 0: off")
     p.add_argument("--colour-weight", type=float, default=1.0,
                    help="the landmark colours' length in the whitened descriptor relative to its other parts (FashionNetConfig.colour_weight)")
+    p.add_argument("--detail-window", type=float, default=0.0,
+                   help="the whitening also reads the trunk's stride-4 and stride-8 maps at each landmark, in windows of this "
+                        "fraction of the input side (FashionNetConfig.detail_window; no weights, training is unchanged); 0: off")
     p.add_argument("--whiten-by-part", action="store_true",
                    help="fit the whitening on each part of the descriptor alone (appearance, landmark windows, landmark colours) "
                         "and give each part's cosine the same say (FashionNetConfig.whiten_by_part)")
@@ -483,7 +486,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                               num_categories=len(data.categories), num_attributes=len(data.attribute_names), image_size=args.image_size,
                               landmark_head=args.landmark_head, fine_pool=args.fine_pool, pool_spread=args.pool_spread,
                               appearance_weight=args.appearance_weight, colour_window=args.colour_window,
-                              colour_weight=args.colour_weight)
+                              colour_weight=args.colour_weight, detail_window=args.detail_window)
     model = create_model(config).to(device)
     if args.workers < 0:
         args.workers = 4 if device.type == "cuda" else 0

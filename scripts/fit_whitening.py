@@ -45,23 +45,30 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--colour-weight", type=float, default=None,
                    help="the landmark colours' length in the descriptor relative to its other parts "
                         "(FashionNetConfig.colour_weight); default: as the checkpoint has it")
+    p.add_argument("--detail-window", type=float, default=None,
+                   help="also read the trunk's finer maps at the landmarks (FashionNetConfig.detail_window, a fraction of the "
+                        "input side; 0: not); default: as the checkpoint has it")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
-def with_colours(model, config, colour_window: float, colour_weight: float):
-    """The same weights in a model whose descriptor has (or lacks) the landmark colours, at this
-    weight; the old whitening, which was fitted on the other descriptor, is dropped."""
+# What the descriptor reads without weights; a trained model can change them (buffers of the same names).
+DESCRIPTOR_SETTINGS = ("colour_window", "colour_weight", "detail_window")
+
+
+def with_descriptor_settings(model, config, **settings):
+    """The same weights in a model whose descriptor has (or lacks) the landmark colours or detail
+    windows as ``settings`` say; the old whitening, which was fitted on the other descriptor, is dropped."""
     try:
-        config = dataclasses.replace(config, colour_window=colour_window, colour_weight=colour_weight, whiten_dim=0)
+        config = dataclasses.replace(config, **settings, whiten_dim=0)
     except ValueError as exc:
-        raise SystemExit(f"--colour-window / --colour-weight: {exc}") from None
+        raise SystemExit(f"--colour-window / --colour-weight / --detail-window: {exc}") from None
     rebuilt = create_model(config, load_pretrained=False)
-    settings = (*WHITENING_BUFFERS, "colour_window", "colour_weight")  # buffers that record settings, not trained weights
-    state = {k: v for k, v in model.state_dict().items() if k not in settings}
-    state.update({k: v for k, v in rebuilt.state_dict().items() if k in settings})
+    recorded = (*WHITENING_BUFFERS, *DESCRIPTOR_SETTINGS)  # buffers that record settings, not trained weights
+    state = {k: v for k, v in model.state_dict().items() if k not in recorded}
+    state.update({k: v for k, v in rebuilt.state_dict().items() if k in recorded})
     rebuilt.load_state_dict(state)
     return rebuilt, config
 
@@ -74,10 +81,9 @@ def main(argv=None) -> Path:
         raise SystemExit(f"--out {args.out}: give a new path; the input checkpoint is kept as it is")
     ckpt = load_checkpoint(args.checkpoint)
     model, config = model_from_checkpoint(ckpt, args.checkpoint)
-    colour_window = config.colour_window if args.colour_window is None else args.colour_window
-    colour_weight = config.colour_weight if args.colour_weight is None else args.colour_weight
-    if (colour_window, colour_weight) != (config.colour_window, config.colour_weight):
-        model, config = with_colours(model, config, colour_window, colour_weight)
+    asked = {name: getattr(args, name) for name in DESCRIPTOR_SETTINGS if getattr(args, name) is not None}
+    if any(getattr(config, name) != value for name, value in asked.items()):
+        model, config = with_descriptor_settings(model, config, **asked)
     by_part = config.whiten_by_part if args.by_part is None else args.by_part
     model.eval()
     trained = ckpt.get("args", {})
@@ -97,7 +103,8 @@ def main(argv=None) -> Path:
     except ValueError as exc:
         raise SystemExit(f"{args.checkpoint}: {exc}") from None
     replace_model(ckpt, model)
-    ckpt.setdefault("args", {}).update(colour_window=config.colour_window, colour_weight=config.colour_weight, whiten_dim=args.dim, whiten_shrinkage=args.shrinkage, whiten_mix=args.mix,
+    ckpt.setdefault("args", {}).update(**{name: getattr(config, name) for name in DESCRIPTOR_SETTINGS},
+                                       whiten_dim=args.dim, whiten_shrinkage=args.shrinkage, whiten_mix=args.mix,
                                        whiten_by_part=by_part,
                                        whiten_augmented_views=args.augmented_views)
     args.out.parent.mkdir(parents=True, exist_ok=True)

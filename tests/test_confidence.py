@@ -10,7 +10,7 @@ from PIL import Image
 
 from fashionnet.inference import LOW_CONFIDENCE, Predictor
 from fashionnet.models import FashionNetConfig, create_model
-from fashionnet.models.fashionnet import heatmap_confidence
+from fashionnet.models.branches import heatmap_confidence
 
 
 def gaussian(h: int, w: int, row: float, col: float, sigma: float) -> torch.Tensor:

@@ -20,7 +20,7 @@ from fashionnet.models import (
 )
 from fashionnet.losses import LandmarkL2Loss
 from fashionnet.models import efficientnet_lite as lite
-from fashionnet.models.fashionnet import soft_argmax
+from fashionnet.models.branches import soft_argmax
 
 
 def tiny_model(**overrides) -> FashionNet:
@@ -155,10 +155,10 @@ def test_fine_pooling_reads_the_stride8_stage_at_the_landmarks():
 
 
 def test_fine_pooling_needs_a_stride8_stage():
-    from fashionnet.models.fashionnet import _stage_at_stride
+    from fashionnet.models.backbones import stage_at_stride
 
     with pytest.raises(ValueError, match="no stage at stride 8"):
-        _stage_at_stride(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=16)), 8, "one_conv")
+        stage_at_stride(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=16)), 8, "one_conv", "fine_pool")
 
 
 # ----------------------------------------------------------------------------- FashionNet

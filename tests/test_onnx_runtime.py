@@ -105,10 +105,11 @@ def test_tiny_model_onnx_matches_torch(tiny_predictors, synth_root):
     _assert_same_outputs(torch_predictor, onnx_predictor, _photos(synth_root, 6))
 
 
-@pytest.mark.parametrize("colour_window, runtime", [(0.0, "onnx"), (0.1, "onnx"), (0.1, "openvino")])
-def test_whitened_model_onnx_matches_torch(synth_root, tmp_path, colour_window, runtime):
-    """A whitened embedding (joined with the plain one) and its descriptor, landmark colours included
-    (at a colour weight of 3, and then whitened part by part), come through the export."""
+@pytest.mark.parametrize("colour_window, detail_window, runtime",
+                         [(0.0, 0.0, "onnx"), (0.1, 0.0, "onnx"), (0.1, 0.0, "openvino"), (0.1, 0.25, "onnx"), (0.1, 0.25, "openvino")])
+def test_whitened_model_onnx_matches_torch(synth_root, tmp_path, colour_window, detail_window, runtime):
+    """A whitened embedding (joined with the plain one) and its descriptor, landmark colours and
+    detail windows included (at a colour weight of 3, and then whitened part by part), come through the export."""
     from fashionnet.checkpoint import state_dict_checksum
     from fashionnet.models import FashionNetConfig, create_model
 
@@ -118,9 +119,10 @@ def test_whitened_model_onnx_matches_torch(synth_root, tmp_path, colour_window, 
     # OpenVINO cannot convert an empty (0-class) head, so the heads have classes
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=1.0,
                                           num_categories=3, num_attributes=4, colour_window=colour_window,
-                                          colour_weight=3.0 if colour_window else 1.0)).eval()
-    groups = torch.eye(3).repeat_interleave(2, dim=0) if colour_window else None  # 3 parts of 2 dimensions
-    model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 6), mix=0.5, groups=groups)
+                                          colour_weight=3.0 if colour_window else 1.0, detail_window=detail_window)).eval()
+    parts = model.config.whitening_part_count
+    groups = torch.eye(parts).repeat_interleave(2, dim=0) if colour_window else None  # parts of 2 dimensions each
+    model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 2 * parts), mix=0.5, groups=groups)
     labels = {"categories": ["a", "b", "c"], "attributes": ["w", "x", "y", "z"]}
     args = (model, model.config, labels, {"image_size": 96}, state_dict_checksum(model.state_dict()))
     torch_predictor = Predictor(*args, device="cpu")

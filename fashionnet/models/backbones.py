@@ -163,6 +163,28 @@ def _resolve_file(name: str, pretrained: Pretrained) -> Path | None:
     return Path(os.fspath(pretrained)).expanduser()
 
 
+def stage_at_stride(trunk: nn.Module, stride: int, backbone: str, purpose: str) -> tuple[int, int]:
+    """(index, channels) of the last trunk stage whose output has ``stride``, found by running a
+    small input through the stages in eval mode (batch-norm statistics stay untouched); ``purpose``
+    names the setting that asked, for the error."""
+    if not isinstance(trunk, nn.Sequential):
+        raise ValueError(f"{purpose} needs a trunk made of stages; {backbone}'s is not")
+    side = 8 * stride
+    found = None
+    was_training = trunk.training
+    trunk.eval()
+    with torch.no_grad():
+        x = torch.zeros(1, 3, side, side)
+        for i, stage in enumerate(trunk):
+            x = stage(x)
+            if x.shape[-1] == side // stride:
+                found = (i, int(x.shape[1]))
+    trunk.train(was_training)
+    if found is None:
+        raise ValueError(f"{purpose}: {backbone}'s trunk has no stage at stride {stride}")
+    return found
+
+
 # ----------------------------------------------------------------------------- builders
 
 

@@ -28,14 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fashionnet.landmarks import NUM_LANDMARKS, NUM_VISIBILITY_CLASSES, VISIBLE
-from fashionnet.models.backbones import get_backbone, list_backbones
+from fashionnet.landmarks import NUM_LANDMARKS, VISIBLE
+from fashionnet.models.backbones import get_backbone, list_backbones, stage_at_stride
+from fashionnet.models.branches import BoxHead, LandmarkBranch
 from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling, spread_windows
 
 LANDMARK_HEADS = ("heatmap", "fc")
 # Outputs only some configurations have (see FashionNet).
 OPTIONAL_OUTPUTS = ("landmark_confidence", "box", "appearance_feature", "descriptor")
 FINE_STRIDE = 8
+DETAIL_STRIDES, DETAIL_GRID = (4, 8), 2  # detail_window: the trunk stages it pools, and its bins per side
 # Spread windows: bounds in conv4 cells (the smallest still covers a cell of conv4 and two of the
 # stride-8 map; the largest a quarter of a 224-px input).
 SPREAD_MIN_CELLS, SPREAD_MAX_CELLS = 1.0, 3.5
@@ -82,6 +84,11 @@ class FashionNetConfig:
         side (0.075: 12 px at 160 px). Trims, cuffs and hem bands are thin bands of colour at the
         landmarks, which the stride-16 conv4 windows blur with their surroundings. No weights; only
         the whitening reads it, so it can be switched on for a trained model (scripts/fit_whitening.py).
+    detail_window: above 0, the descriptor also holds the trunk's stride-4 and stride-8 maps pooled at
+        each landmark (``roi_align``, 2 x 2 bins over a square window of this fraction of the input
+        side; 0.107: 24 px at 224 px), where a band a few pixels wide still fills cells that the
+        stride-16 windows blur. No weights; only the whitening reads it (its own part with
+        ``whiten_by_part``), so it can be switched on for a trained model (scripts/fit_whitening.py).
     colour_weight: the landmark colours' length in the descriptor, relative to its other parts (1:
         about unit length, as each of them). The whitening shrinks every direction towards the mean
         variance, so a part made of small numbers is heard less; a larger weight lets the colours count for more.
@@ -121,6 +128,7 @@ class FashionNetConfig:
     colour_window: float = 0.0
     colour_weight: float = 1.0
     whiten_by_part: bool = False
+    detail_window: float = 0.0
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -147,6 +155,8 @@ class FashionNetConfig:
             raise ValueError(f"whiten_dim {self.whiten_dim} is below the {self.whitening_part_count} parts whitened one by one")
         if not 0 <= self.colour_window <= 0.5:
             raise ValueError(f"colour_window must be in [0, 0.5] of the input side (0: no landmark colours), got {self.colour_window}")
+        if not 0 <= self.detail_window <= 0.5:
+            raise ValueError(f"detail_window must be in [0, 0.5] of the input side (0: no detail windows), got {self.detail_window}")
         if not 0 < self.colour_weight <= 10:
             raise ValueError(f"colour_weight must be in (0, 10] (1: the colours as long as each other part), got {self.colour_weight}")
         if not 0 <= self.appearance_weight <= 10:
@@ -154,8 +164,9 @@ class FashionNetConfig:
 
     @property
     def whitening_part_count(self) -> int:
-        """How many parts ``whiten_by_part`` whitens: the global part, the windows, and the colours where they are on."""
-        return 2 + (self.colour_window > 0)
+        """How many parts ``whiten_by_part`` whitens: the global part, the windows, and the colours and
+        the detail windows where they are on."""
+        return 2 + (self.colour_window > 0) + (self.detail_window > 0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML friendly) for checkpoints."""
@@ -179,112 +190,6 @@ def _linear_head(in_features: int, out_features: int) -> nn.Linear:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Initializing zero-element tensors is a no-op")
         return nn.Linear(in_features, out_features)
-
-
-def soft_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
-    """(B, N, H, W) logits -> (B, N, 2) expected (x, y) of their spatial softmax, in [0, 1] of the map.
-
-    Cell centres sit at (i + 0.5) / size, the convention the letterbox and roi pooling use.
-    """
-    b, n, h, w = heatmaps.shape
-    prob = torch.softmax(heatmaps.float().flatten(2), dim=-1).view(b, n, h, w)
-    xs = (torch.arange(w, device=heatmaps.device, dtype=prob.dtype) + 0.5) / w
-    ys = (torch.arange(h, device=heatmaps.device, dtype=prob.dtype) + 0.5) / h
-    return torch.stack([(prob.sum(dim=2) * xs).sum(dim=-1), (prob.sum(dim=3) * ys).sum(dim=-1)], dim=-1)
-
-
-# Radius, in heatmap cells, around the soft-argmax within which a sure heatmap holds its mass.
-CONFIDENCE_RADIUS = 1.5
-
-
-def heatmap_confidence(heatmaps: torch.Tensor, radius: float = CONFIDENCE_RADIUS) -> torch.Tensor:
-    """(B, N, H, W) logits -> (B, N) confidence in [0, 1]: the share of the spatial softmax's mass
-    within ``radius`` cells of its soft-argmax, times min(1, radius / spread), spread being the
-    root mean squared distance (cells) of the mass from that point.
-
-    One sharp peak scores near 1; a flat map, or two far-apart peaks (whose soft-argmax falls
-    between them, on no garment point), score near 0.
-    """
-    b, n, h, w = heatmaps.shape
-    prob = torch.softmax(heatmaps.float().flatten(2), dim=-1).view(b, n, h, w)
-    xs = torch.arange(w, device=heatmaps.device, dtype=prob.dtype) + 0.5
-    ys = torch.arange(h, device=heatmaps.device, dtype=prob.dtype) + 0.5
-    cx = (prob.sum(dim=2) * xs).sum(dim=-1)
-    cy = (prob.sum(dim=3) * ys).sum(dim=-1)
-    d2 = (xs.view(1, 1, 1, w) - cx[..., None, None]) ** 2 + (ys.view(1, 1, h, 1) - cy[..., None, None]) ** 2
-    near = (prob * (d2 <= radius * radius).to(prob.dtype)).sum(dim=(2, 3))
-    spread = (prob * d2).sum(dim=(2, 3)).clamp_min(1e-12).sqrt()
-    return (near * (radius / spread).clamp(max=1.0)).clamp(0.0, 1.0)
-
-
-class LandmarkBranch(nn.Module):
-    """Own conv5 copy -> 1x1 reduce -> fixed grid -> fc -> visibility logits, and landmarks either
-    from the same fc (head "fc", the paper's) or from soft-argmax heatmaps on the conv4 grid (head
-    "heatmap"), which keeps the spatial detail an fc over a 7 x 7 grid loses."""
-
-    def __init__(
-        self, conv5: nn.Module, conv5_channels: int, width: int, grid: int, hidden: int, dropout: float, head: str, trunk_channels: int
-    ):
-        super().__init__()
-        self.head = head
-        self.conv5 = conv5
-        self.reduce = nn.Sequential(nn.Conv2d(conv5_channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        # A fixed grid keeps the fc's input size independent of the image size.
-        self.grid = nn.AdaptiveAvgPool2d(grid)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(width * grid * grid, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
-        self.visibility = nn.Linear(hidden, NUM_LANDMARKS * NUM_VISIBILITY_CLASSES)
-        if head == "fc":
-            self.coordinates = nn.Linear(hidden, NUM_LANDMARKS * 2)
-            # start every landmark at the image centre with small spread rather than at random corners
-            nn.init.normal_(self.coordinates.weight, std=1e-3)
-            nn.init.zeros_(self.coordinates.bias)
-        else:
-            self.heatmaps = nn.Sequential(
-                nn.Conv2d(trunk_channels + width, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(width, NUM_LANDMARKS, 1),
-            )
-
-    def forward(self, conv4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """landmarks (B, 8, 2), visibility logits (B, 8, 3), and each landmark's heatmap confidence
-        (B, 8) (None for the fc head, which has no heatmap to judge)."""
-        conv5 = self.reduce(self.conv5(conv4))
-        h = self.fc(self.grid(conv5))
-        visibility_logits = self.visibility(h).view(-1, NUM_LANDMARKS, NUM_VISIBILITY_CLASSES)
-        if self.head == "fc":
-            return torch.sigmoid(self.coordinates(h)).view(-1, NUM_LANDMARKS, 2), visibility_logits, None
-        context = F.interpolate(conv5, size=conv4.shape[-2:], mode="bilinear", align_corners=False)
-        heatmaps = self.heatmaps(torch.cat([conv4, context], dim=1))
-        return soft_argmax(heatmaps).to(conv4.dtype), visibility_logits, heatmap_confidence(heatmaps)
-
-
-# Initial box (0.1, 0.1, 0.9, 0.9): most of the frame, as in shop photos; logits of 0.1 and 0.8 / 0.9.
-_BOX_INIT_BIAS = (-2.1972, -2.1972, 2.0794, 2.0794)
-
-
-class BoxHead(nn.Module):
-    """conv5 map -> 1x1 reduce -> fixed grid -> fc -> garment box (x1, y1, x2, y2) in [0, 1].
-
-    The fixed grid keeps where things are (a global average would not). The corners are
-    x1 = s(a), x2 = x1 + (1 - x1) s(b): ordered and inside the input by construction, without a
-    clamp that would stop the gradient of a box hanging over the border.
-    """
-
-    def __init__(self, channels: int, width: int, grid: int, hidden: int):
-        super().__init__()
-        self.reduce = nn.Sequential(nn.Conv2d(channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        self.grid = nn.AdaptiveAvgPool2d(grid)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(width * grid * grid, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4))
-        nn.init.normal_(self.fc[-1].weight, std=1e-3)
-        with torch.no_grad():
-            self.fc[-1].bias.copy_(torch.tensor(_BOX_INIT_BIAS))
-
-    def forward(self, conv5: torch.Tensor) -> torch.Tensor:
-        raw = self.fc(self.grid(self.reduce(conv5))).float()
-        low = torch.sigmoid(raw[:, :2])
-        high = low + (1.0 - low) * torch.sigmoid(raw[:, 2:])
-        return torch.cat([low, high], dim=1).to(conv5.dtype)
 
 
 class FashionNet(nn.Module):
@@ -323,7 +228,7 @@ class FashionNet(nn.Module):
         pooled = NUM_LANDMARKS * self.trunk_channels * config.pool_output**2
         self.fine_stage: Optional[int] = None
         if config.fine_pool:
-            self.fine_stage, fine_channels = _stage_at_stride(self.trunk, FINE_STRIDE, self.backbone_name)
+            self.fine_stage, fine_channels = stage_at_stride(self.trunk, FINE_STRIDE, self.backbone_name, "fine_pool")
             self.fine_pooling = LandmarkPooling(FINE_STRIDE, config.pool_window * self.trunk_stride / FINE_STRIDE, config.pool_output, "align")
             pooled += NUM_LANDMARKS * fine_channels * config.pool_output**2
         self.windows_dim = pooled
@@ -334,6 +239,13 @@ class FashionNet(nn.Module):
             self.register_buffer("colour_window", torch.tensor(float(config.colour_window)))  # in the checksum, as above
             if config.colour_weight != 1:  # only then, so checkpoints saved before the setting load unchanged
                 self.register_buffer("colour_weight", torch.tensor(float(config.colour_weight)))
+        self.detail_stages, self.detail_dim = [], 0
+        if config.detail_window > 0:  # weight-free like the colours: the trunk's finer maps at each landmark
+            found = [stage_at_stride(self.trunk, stride, self.backbone_name, "detail_window") for stride in DETAIL_STRIDES]
+            self.detail_stages = [stage for stage, _ in found]
+            self.detail_pooling = nn.ModuleList(LandmarkPooling(stride, 1.0, DETAIL_GRID, "align") for stride in DETAIL_STRIDES)
+            self.detail_dim = NUM_LANDMARKS * DETAIL_GRID**2 * sum(channels for _, channels in found)
+            self.register_buffer("detail_window", torch.tensor(float(config.detail_window)))  # in the checksum, as above
         self.local_fc = nn.Sequential(nn.Flatten(), nn.Linear(pooled, config.local_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout))
 
         self.fusion = nn.Linear(config.global_dim + config.local_dim, config.embedding_dim)
@@ -351,7 +263,7 @@ class FashionNet(nn.Module):
     def descriptor_dim(self) -> int:
         """Length of ``descriptor``: the fusion feature, the appearance where the model has it, every
         pooled landmark window the local branch reads, and the landmark colours where they are on."""
-        return self.config.embedding_dim + self.appearance_dim + self.windows_dim + self.colour_dim
+        return self.config.embedding_dim + self.appearance_dim + self.windows_dim + self.colour_dim + self.detail_dim
 
     @property
     def search_dim(self) -> int:
@@ -364,14 +276,18 @@ class FashionNet(nn.Module):
 
     def whitening_parts(self) -> list[slice]:
         """The descriptor's parts that ``whiten_by_part`` whitens one by one: the appearance (the fusion
-        feature where the model has none), the landmark windows, and the colours where they are on.
+        feature where the model has none), the landmark windows, and the colours and the detail
+        windows where they are on.
         The fusion feature is left out beside the appearance: it is learned from the global and local
         features, so it would count them twice."""
         fusion, windows_start = self.config.embedding_dim, self.config.embedding_dim + self.appearance_dim
         windows_end = windows_start + self.windows_dim
         parts = [slice(fusion, windows_start) if self.appearance_dim else slice(0, fusion), slice(windows_start, windows_end)]
+        colours_end = windows_end + self.colour_dim
         if self.colour_dim:
-            parts.append(slice(windows_end, windows_end + self.colour_dim))
+            parts.append(slice(windows_end, colours_end))
+        if self.detail_dim:
+            parts.append(slice(colours_end, colours_end + self.detail_dim))
         return parts
 
     def _register_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float, groups: Optional[torch.Tensor] = None) -> None:
@@ -421,9 +337,9 @@ class FashionNet(nn.Module):
         z = (descriptor - self.whiten_mean.to(descriptor.dtype)) @ self.whiten_projection.to(descriptor.dtype)
         return z * self.whitening_scales(z)
 
-    def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
         """conv4, each channel's spatial mean and std at a middle trunk stage and at conv4, and the
-        stride-8 map when ``fine_pool`` is on (else None).
+        outputs of the stages that ``fine_pool`` and ``detail_window`` read, by stage index.
 
         The statistics feed the out-of-distribution check (fashionnet.ood): the middle stage sees
         texture (noise, flat colour), the last one content. Costs a few reductions per forward.
@@ -434,29 +350,31 @@ class FashionNet(nn.Module):
 
         if not isinstance(self.trunk, nn.Sequential) or len(self.trunk) < 2:
             conv4 = self.trunk(images)
-            return conv4, stats(conv4), None  # fine_pool refuses such trunks (_stage_at_stride)
+            return conv4, stats(conv4), {}  # fine_pool and detail_window refuse such trunks (stage_at_stride)
         middle = (len(self.trunk) - 1) // 2
-        x, fine = images, None
+        x, taps = images, {}
         for i, stage in enumerate(self.trunk):
             x = stage(x)
             if i == middle:
                 middle_stats = stats(x)
-            if i == self.fine_stage:
-                fine = x
-        return x, torch.cat([middle_stats, stats(x)], dim=1), fine
+            if i == self.fine_stage or i in self.detail_stages:
+                taps[i] = x
+        return x, torch.cat([middle_stats, stats(x)], dim=1), taps
 
     def forward_features(self, images: torch.Tensor) -> dict[str, Any]:
         """Trunk, global branch and landmark branch: conv4, global_feature, landmarks, visibility_logits."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        conv4, trunk_stats, fine = self._run_trunk(images)
+        conv4, trunk_stats, taps = self._run_trunk(images)
         global_conv5 = self.global_conv5(conv4)
         appearance = global_conv5.mean(dim=(2, 3))
         global_feature = self.global_fc(appearance)
         landmarks, visibility_logits, confidence = self.landmark_branch(conv4)
         extra = {} if self.box_head is None else {"box": self.box_head(global_conv5)}
-        if fine is not None:
-            extra["fine"] = fine
+        if self.fine_stage is not None:
+            extra["fine"] = taps[self.fine_stage]
+        if self.detail_stages:
+            extra["detail_maps"] = [taps[i] for i in self.detail_stages]
         if self.appearance_dim:
             extra["appearance_feature"] = appearance
         if self.colour_dim:
@@ -509,7 +427,11 @@ class FashionNet(nn.Module):
             if self.colour_dim:
                 side = self.config.colour_window * (hw[0] + hw[1]) / 2
                 colours = self.colour_pooling(features["image"], pool_at, pooled_visible, hw, side)
-            extra["descriptor"] = descriptor = self._descriptor(fusion, features.get("appearance_feature"), windows, colours)
+            details = None
+            if self.detail_dim:
+                side = self.config.detail_window * (hw[0] + hw[1]) / 2
+                details = [pool(fmap, pool_at, pooled_visible, hw, side) for pool, fmap in zip(self.detail_pooling, features["detail_maps"])]
+            extra["descriptor"] = descriptor = self._descriptor(fusion, features.get("appearance_feature"), windows, colours, details)
         embedding = F.normalize(fusion, dim=1)
         if self.appearance_dim:
             appearance = self.appearance_weight * F.normalize(features["appearance_feature"], dim=1)
@@ -534,18 +456,24 @@ class FashionNet(nn.Module):
         }
 
     def _descriptor(self, fusion: torch.Tensor, appearance: Optional[torch.Tensor], windows: list[torch.Tensor],
-                    colours: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """[fusion, appearance, windows, colours], each but the colours L2-normalised (and each landmark
-        window before the windows are joined), so that no part and no landmark outweighs another by its
-        scale alone. The colours are divided by the square root of their count instead, which gives them
-        about unit length too but keeps how bright and how saturated they are."""
-        unit_windows = torch.cat([F.normalize(w.flatten(2), dim=2) for w in windows], dim=2).flatten(1)
+                    colours: Optional[torch.Tensor] = None, details: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
+        """[fusion, appearance, windows, colours, detail windows], each but the colours L2-normalised
+        (and each landmark window before the windows are joined), so that no part and no landmark
+        outweighs another by its scale alone. The colours are divided by the square root of their
+        count instead, which gives them about unit length too but keeps how bright and how saturated
+        they are."""
+        def unit_windows(pooled: list[torch.Tensor]) -> torch.Tensor:
+            joined = torch.cat([F.normalize(w.flatten(2), dim=2) for w in pooled], dim=2).flatten(1)
+            return F.normalize(joined, dim=1).to(fusion.dtype)
+
         parts = [F.normalize(fusion, dim=1)]
         if self.appearance_dim:
             parts.append(F.normalize(appearance, dim=1).to(fusion.dtype))
-        parts.append(F.normalize(unit_windows, dim=1).to(fusion.dtype))
+        parts.append(unit_windows(windows))
         if colours is not None:
             parts.append((colours.flatten(1) * (self.config.colour_weight / self.colour_dim**0.5)).to(fusion.dtype))
+        if details is not None:
+            parts.append(unit_windows(details))
         return torch.cat(parts, dim=1)
 
     def forward(
@@ -554,27 +482,6 @@ class FashionNet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Full forward; pools at ``pool_landmarks``/``pool_visibility`` (ground truth) when given."""
         return self.forward_head(self.forward_features(images), pool_landmarks, pool_visibility, with_descriptor)
-
-
-def _stage_at_stride(trunk: nn.Module, stride: int, backbone: str) -> tuple[int, int]:
-    """(index, channels) of the last trunk stage whose output has ``stride``, found by running a
-    small input through the stages in eval mode (batch-norm statistics stay untouched)."""
-    if not isinstance(trunk, nn.Sequential):
-        raise ValueError(f"fine_pool needs a trunk made of stages; {backbone}'s is not")
-    side = 8 * stride
-    found = None
-    was_training = trunk.training
-    trunk.eval()
-    with torch.no_grad():
-        x = torch.zeros(1, 3, side, side)
-        for i, stage in enumerate(trunk):
-            x = stage(x)
-            if x.shape[-1] == side // stride:
-                found = (i, int(x.shape[1]))
-    trunk.train(was_training)
-    if found is None:
-        raise ValueError(f"fine_pool: {backbone}'s trunk has no stage at stride {stride}")
-    return found
 
 
 def create_model(config: FashionNetConfig, load_pretrained: bool = True) -> FashionNet:
