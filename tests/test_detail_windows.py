@@ -10,7 +10,8 @@ from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint, state_
 from fashionnet.inference import Predictor
 from fashionnet.landmarks import OCCLUDED, VISIBLE
 from fashionnet.models import FashionNetConfig, create_model
-from tests.conftest import load_script
+from fashionnet.training import main as train_main
+from tests.conftest import TINY_TRAIN_ARGS, load_script
 
 SIDE = 96
 fit_whitening = load_script("fit_whitening")
@@ -94,3 +95,18 @@ def test_fit_whitening_switches_the_detail_windows_on_for_a_trained_model(tiny_c
     fit_whitening.main(["--checkpoint", str(on), "--out", str(off), "--detail-window", "0", *common])
     model, config = model_from_checkpoint(load_checkpoint(off), off)
     assert config.detail_window == 0 and model.detail_dim == 0 and model.whiten_projection.shape[0] == model.descriptor_dim
+
+
+def test_training_with_detail_windows_learns_the_same_weights(synth_root, tmp_path):
+    """No weights read them, so a run with them trains what a run without them does; only the
+    whitening fitted at the end, which reads them as a fourth part, differs."""
+    common = [*TINY_TRAIN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--batches-per-epoch", "2", "--joint-epochs", "1",
+              "--ood-images", "0", "--whiten-dim", "8", "--colour-window", "0.1", "--whiten-by-part"]
+    train_main([*common, "--output-dir", str(tmp_path / "without")])
+    train_main([*common, "--output-dir", str(tmp_path / "with"), "--detail-window", "0.25"])
+    without = load_checkpoint(tmp_path / "without" / "checkpoint.pt")["model"]
+    with_details = load_checkpoint(tmp_path / "with" / "checkpoint.pt")["model"]
+    trained = [name for name in without if not name.startswith("whiten_")]
+    assert set(with_details) - set(without) == {"detail_window"}
+    assert all(torch.equal(without[name], with_details[name]) for name in trained)
+    assert with_details["whiten_groups"].sum(dim=0).tolist() == [2, 2, 2, 2] and without["whiten_groups"].shape[1] == 3
