@@ -445,8 +445,9 @@ class EmbeddingIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         q = self._as_vectors(queries, "queries")
         allowed = None if allowed_ids is None else np.unique(np.asarray(allowed_ids, dtype=np.int64).ravel())
-        k_eff = min(int(k), self.ntotal if allowed is None else len(allowed))
-        k_ask = min(self._rerank.candidates(k_eff), self.ntotal if allowed is None else len(allowed))
+        searchable = self.ntotal if allowed is None else len(allowed)
+        k_eff = min(int(k), searchable)
+        k_ask = min(self._rerank.candidates(k_eff), searchable)
         if k_eff == 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
         checked = None if nprobe is None else self._checked_nprobe(nprobe)
