@@ -1,17 +1,23 @@
 """``indexer serve``: the search engine over HTTP (FastAPI on uvicorn).
 
     indexer serve IDX [--host 127.0.0.1] [--port 8000] [--max-upload-mb 20]
+                      [--api-key-file FILE] [--keys-for-reads] [--read-only]
+                      [--allowed-hosts NAME ...] [--cors-origins URL ...]
 
     POST   /search            multipart: image, k, clothes_type, category, attributes
     GET    /items/{item_id}   the item's gallery images
-    POST   /items             multipart: images (one or more files), item_id
-    DELETE /items/{item_id}   remove every image of the item
+    POST   /items             multipart: images (one or more files), item_id      (a write)
+    DELETE /items/{item_id}   remove every image of the item                      (a write)
     GET    /images/{id}       the gallery image file of one result
     GET    /health, /info     liveness and count; index, model and filter choices
     GET    /docs              the generated OpenAPI page
 
 Every answer is JSON; every error is ``{"error": {"code": ..., "message": ...}}`` with its status
-code. Endpoints are plain ``def`` functions, so FastAPI runs them in its thread pool: searches read
+code. Who may read and write is :mod:`indexer.access`; the upload limit is :mod:`indexer.body_limit`.
+Answers name files by paths relative to the catalogue's image root or to the index, never by the
+server's own paths.
+
+Endpoints are plain ``def`` functions, so FastAPI runs them in its thread pool: searches read
 ``engine.index`` (swapped whole on reload), and adds and removes go through the engine, which takes
 the index's cross-process writer lock and reloads the index afterwards.
 
@@ -25,12 +31,16 @@ import logging
 import math
 import re
 import secrets
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from indexer.access import API_KEY_ENV  # torch-free
+
 if TYPE_CHECKING:  # the model's modules load torch; `indexer --help` imports this module without them
+    from indexer.access import AccessPolicy
     from indexer.search import SearchEngine
 
 log = logging.getLogger("indexer.api")
@@ -104,11 +114,51 @@ def gallery_rows_json(rows) -> list[dict]:
         image_id = int(ids[i])
         entry = {"id": image_id, "item_id": plain(row.get("item_id")), "category": plain(categories[i]),
                  "clothes_type": None if plain(types[i]) is None else int(plain(types[i])),
-                 "image_url": f"/images/{image_id}", "image_path": plain(row.get("image_path"))}
+                 "image_url": f"/images/{image_id}", "image_path": public_image_path(row)}
         if "rank" in row:
             entry = {"rank": int(row["rank"]), **entry, "score": float(row["score"])}
         out.append(entry)
     return out
+
+
+def public_image_path(row) -> Optional[str]:
+    """Where a gallery image is, as a client may see it: relative to the catalogue's image root, or
+    to the index for photos added through the API (``uploads/...``); never the server's own path."""
+    from indexer.portable import INSIDE_INDEX
+
+    relpath = plain(row.get("image_relpath"))
+    if isinstance(relpath, str) and relpath:
+        return relpath[len(INSIDE_INDEX):] if relpath.startswith(INSIDE_INDEX) else relpath
+    path = plain(row.get("image_path"))
+    return Path(path).name if path else None
+
+
+PUBLIC_EXTRA = ("input_side", "image_size", "flip_average", "shard", "skipped_count", "checkpoint_in_index")
+
+
+def public_index_info(info: dict) -> dict:
+    """``EmbeddingIndex.info()`` without the server's paths (the index's own path, the checkpoint's,
+    the image and data roots, the build command and the skipped files)."""
+    public = {key: value for key, value in info.items() if key not in ("path", "extra")}
+    extra = info.get("extra") or {}
+    public["extra"] = {key: extra[key] for key in PUBLIC_EXTRA if key in extra}
+    return public
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"`/]+/)+([^\s'\"`/]*)")
+
+
+def path_hider(roots: dict[str, str]):
+    """A function that rewrites a message for clients: each of ``roots`` (absolute path -> what to
+    call it) by its name, then any other absolute path by its last part."""
+    ordered = sorted(((str(path), name) for path, name in roots.items() if path), key=lambda pair: -len(pair[0]))
+
+    def hide(message: str) -> str:
+        for path, name in ordered:
+            message = message.replace(path, name)
+        return _ABSOLUTE_PATH.sub(lambda m: f"<server path>/{m.group(1)}", message)
+
+    return hide
 
 
 def split_attributes(values) -> tuple[str, ...]:
@@ -121,8 +171,10 @@ def split_attributes(values) -> tuple[str, ...]:
 
 # ----------------------------------------------------------------------------- the application
 
-def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024):
-    """The FastAPI application answering for ``engine``."""
+def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024,
+               policy: Optional["AccessPolicy"] = None):
+    """The FastAPI application answering for ``engine``, under ``policy`` (default: a server on the
+    loopback with no keys, see :mod:`indexer.access`)."""
     from typing import Annotated
 
     from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -131,12 +183,24 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from fashionnet.images import ImageLoadError, load_image
+    from indexer.access import AccessGuard, AccessPolicy
+    from indexer.body_limit import BodyLimit
     from indexer.errors import IndexStoreError
     from indexer.uploads import UploadStore, real
 
     app = FastAPI(title="FashionNet clothes search", version=_version(),
                   description="Search a gallery of shop photos with a photo of clothes; add and remove shop items.")
+    policy = policy or AccessPolicy()
+    # the last added runs first: CORS answers preflights, the guard refuses before a body is read
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(AccessGuard, policy=policy)
+    if policy.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(policy.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    hide_paths = path_hider({str(engine.index_dir or ""): "<index>", str((engine.index.extra or {}).get("image_root") or ""): "<images>",
+                             str(getattr(engine.images, "override", None) or ""): "<images>"})
     writes = threading.Lock()  # one add or remove at a time within this server (processes queue on the index's lock)
     uploads = UploadStore(engine.index_dir) if engine.index_dir is not None else None
     last_refresh = [time.monotonic()]
@@ -173,16 +237,17 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
 
     @app.exception_handler(ValueError)  # the engine's word for a request it cannot answer, e.g. nprobe on a flat index
     def _refused(request: Request, exc: ValueError):
-        return JSONResponse(error_body("invalid_request", str(exc)), status_code=422)
+        return JSONResponse(error_body("invalid_request", hide_paths(str(exc))), status_code=422)
 
     @app.exception_handler(IndexStoreError)
     def _index_trouble(request: Request, exc: IndexStoreError):
         log.error("%s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(error_body("index_unavailable", str(exc)), status_code=503)
+        return JSONResponse(error_body("index_unavailable", hide_paths(str(exc))), status_code=503)
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception):
-        log.exception("%s %s failed", request.method, request.url.path)
+        # not log.exception: this handler runs outside the except block, where it would log "NoneType: None"
+        log.error("%s %s failed", request.method, request.url.path, exc_info=(type(exc), exc, exc.__traceback__))
         return JSONResponse(error_body("internal_error", f"the server could not answer: {type(exc).__name__}"), status_code=500)
 
     @app.get("/health", summary="Liveness and the number of gallery images")
@@ -193,10 +258,12 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
     def info():
         e = fresh_engine()
         p = e.predictor
-        return plain({"index": e.index.info(), "description": e.describe(),
+        return plain({"index": public_index_info(e.index.info()), "description": e.describe(),
                       "model": {"checksum": p.model_checksum, "backbone": p.config.backbone, "input_side": p.input_side,
                                 "embedding_dim": p.embedding_dim, "categories": len(p.category_names)},
-                      "filters": e.filter_choices(), "max_upload_bytes": max_upload_bytes})
+                      "filters": e.filter_choices(), "max_upload_bytes": max_upload_bytes,
+                      "access": {"read_only": policy.read_only, "keys_for_reads": policy.keys_for_reads,
+                                 "writes": not policy.read_only and (bool(policy.keys) or policy.writes_open_without_key)}})
 
     @app.post("/search", summary="Top-k gallery items (each at its best image) for a photo, optionally filtered")
     def search(image: Annotated[UploadFile, File(description="the query photo")],
@@ -278,54 +345,13 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
         except KeyError:
             raise ApiError(404, "unknown_image", f"no gallery image has id {image_id}") from None
         if not Path(path).is_file():
-            raise ApiError(404, "image_missing", f"gallery image {image_id} is not on disk at {path}")
+            log.warning("gallery image %s is not on disk at %s", image_id, path)
+            raise ApiError(404, "image_missing", f"gallery image {image_id} is not on disk on the server")
         return FileResponse(path)
 
     return app
 
 
-
-class BodyLimit:
-    """ASGI middleware: answers 413 (JSON) to a request body over ``max_bytes``, by its declared
-    Content-Length before reading it, or while counting a body sent without one."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, int(max_bytes)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
-        if declared is not None:
-            return await self.app(scope, receive, send)
-        # no declared length (chunked): read the body here, up to the limit, then hand it on
-        messages, size = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                return await self._refuse(send)
-            if not message.get("more_body", False):
-                break
-
-        async def replay():
-            return messages.pop(0) if messages else await receive()
-
-        return await self.app(scope, replay, send)
-
-    async def _refuse(self, send):
-        import json
-
-        body = json.dumps(error_body("too_large", f"the request body is over the {self.max_bytes / 1048576:g} MiB upload limit")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
 
 
 def _version() -> str:
@@ -346,6 +372,17 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for embedding and search (default auto: GPU when present)")
     s.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest request body accepted, in MiB")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    who = s.add_argument_group("access (see indexer/access.py)")
+    who.add_argument("--api-key-file", help="keys that may write (and read): one per line, 'KEY', 'write KEY' or 'read KEY'; "
+                                            f"or one write key in ${API_KEY_ENV}. Without a key, writes are accepted only on the loopback")
+    who.add_argument("--keys-for-reads", action="store_true", help="searches and item pages need a key too (/health and /docs stay open)")
+    who.add_argument("--read-only", action="store_true", help="answer searches only; every add and remove is refused")
+    who.add_argument("--allowed-hosts", nargs="+", metavar="NAME",
+                     help="Host names clients may use to reach this server, checked on every request ('*': any); "
+                          "default: the loopback names, the --host address and this machine's names (on 0.0.0.0 "
+                          "without this option, checked on writes only)")
+    who.add_argument("--cors-origins", nargs="+", metavar="URL", default=[],
+                     help="web sites (e.g. https://shop.example) whose pages may call this API from a browser, writes included")
     return s
 
 
@@ -366,10 +403,19 @@ def cmd_serve(args) -> int:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be above 0, got {args.max_upload_mb}")
+    from indexer.access import AccessPolicy, is_loopback
+
+    policy = AccessPolicy.from_options(args.host, key_file=args.api_key_file, read_only=args.read_only, keys_for_reads=args.keys_for_reads,
+                                       allowed_hosts=args.allowed_hosts, cors_origins=args.cors_origins)
     import uvicorn
 
     engine = open_engine(args)
-    app = create_app(engine, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
-    print(f"serving {engine.describe()} on http://{args.host}:{args.port} (docs at /docs)", flush=True)
+    app = create_app(engine, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), policy=policy)
+    if not is_loopback(args.host):
+        print(f"indexer serve: warning: listening on {args.host}, reachable from other machines: "
+              + ("searches need a key" if policy.keys_for_reads else "anyone who reaches the port can search this catalogue")
+              + ("" if policy.keys or policy.read_only else "; writes are refused until you pass --api-key-file")
+              + ("" if args.allowed_hosts else "; pass --allowed-hosts with the names clients use"), file=sys.stderr, flush=True)
+    print(f"serving {engine.describe()} on http://{args.host}:{args.port} (docs at /docs); {policy.describe()}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
     return 0

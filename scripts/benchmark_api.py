@@ -7,7 +7,13 @@ thread adds --adds new photos (POST /items) and another removes --removes items 
 Prints client-side p50/p95 latency, queries/s, error responses, and the final vector count beside
 the expected one. Prints figures; it is not a test.
 
-    python scripts/benchmark_api.py --index indexes/demo --clients 8 --queries 50
+The queries are worn photos by default (--query-photos worn): the consumer photos under the index's
+data root, people wearing the garments, and mirrored, cropped and rescaled copies of a real
+portrait (matplotlib's sample photo of Grace Hopper), so that concurrent searches go through the
+face check that cuts a worn garment's box below the wearer's face. ``gallery`` queries with the
+shop photos the index holds, which rarely reach that check.
+
+    python scripts/benchmark_api.py --index indexes/demo --clients 8 --queries 40
 """
 
 from __future__ import annotations
@@ -91,6 +97,29 @@ def new_photos(data_root: Path | None, gallery, n: int) -> list[Path]:
     return found
 
 
+def worn_photos(data_root: Path | None, folder: Path) -> list[Path]:
+    """Consumer photos under ``data_root`` (Consumer-to-shop names them comsumer_*), and variants of a
+    real portrait written into ``folder``."""
+    found = sorted(data_root.rglob("comsumer_*.jpg")) if data_root is not None and data_root.is_dir() else []
+    try:
+        from matplotlib import cbook
+        from PIL import Image, ImageOps
+
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            portrait = Image.open(f).convert("RGB")
+    except ImportError:
+        return found
+    w, h = portrait.size
+    variants = [portrait, ImageOps.mirror(portrait), portrait.resize((w // 2, h // 2)), portrait.crop((0, 0, w, h * 3 // 4)),
+                portrait.crop((w // 8, 0, w * 7 // 8, h)), ImageOps.mirror(portrait).resize((w * 3 // 4, h * 3 // 4)),
+                ImageOps.expand(portrait, border=60, fill=(235, 235, 235)), portrait.rotate(4, expand=True, fillcolor=(200, 200, 200))]
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, variant in enumerate(variants):
+        variant.save(folder / f"portrait_{n}.jpg", quality=92)
+        found.append(folder / f"portrait_{n}.jpg")
+    return found
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", default="indexes/demo", help="index to serve (a temporary copy of it)")
@@ -100,6 +129,8 @@ def main(argv=None) -> None:
     p.add_argument("--adds", type=int, default=10, help="photos added (one POST /items each) during the searches")
     p.add_argument("--removes", type=int, default=5, help="items removed during the searches")
     p.add_argument("--new-photos", help="folder of photos to add (default: the index's data root, photos it does not hold)")
+    p.add_argument("--query-photos", default="worn", choices=["worn", "gallery"],
+                   help="worn: consumer photos and real portraits (default); gallery: the shop photos the index holds")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     args = p.parse_args(argv)
 
@@ -112,17 +143,21 @@ def main(argv=None) -> None:
         adds = new_photos(root if str(root) else None, gallery, args.adds)
         items = gallery["item_id"].astype(str).drop_duplicates().tolist()
         doomed = items[-args.removes:] if args.removes else []
-        queries = gallery.loc[~gallery["item_id"].astype(str).isin(doomed), "image_path"].astype(str).tolist()
+        if args.query_photos == "worn":
+            queries = [str(p) for p in worn_photos(Path(root) if str(root) else None, Path(tmp) / "portraits")]
+        else:
+            queries = gallery.loc[~gallery["item_id"].astype(str).isin(doomed), "image_path"].astype(str).tolist()
         if not queries:
-            raise SystemExit("no query photos left after choosing the items to remove")
+            raise SystemExit("no query photos: none left after choosing the items to remove, or no worn photos found")
         expected = index.ntotal + len(adds) - int(gallery["item_id"].astype(str).isin(doomed).sum())
         photos = {path: Path(path).read_bytes() for path in queries}
         print(f"index {args.index} ({index.ntotal} images) copied to {index_dir}; {args.clients} clients x {args.queries} searches "
-              f"(k={args.k}), {len(adds)} adds and {len(doomed)} removes alongside")
+              f"(k={args.k}) of {len(queries)} {args.query_photos} photos, {len(adds)} adds and {len(doomed)} removes alongside")
 
         with server(index_dir, args.device, Path(tmp) / "server.log") as url:
             latencies: list[float] = []
             errors: list[str] = []
+            below_face = [0]
             lock = threading.Lock()
 
             def client(c: int) -> None:
@@ -133,11 +168,13 @@ def main(argv=None) -> None:
                     try:
                         response = session.post(f"{url}/search", files={"image": (Path(path).name, photos[path])}, data={"k": args.k}, timeout=120)
                         problem = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+                        cut = problem is None and bool(response.json()["prediction"].get("below_face"))
                     except requests.RequestException as exc:
-                        problem = f"{type(exc).__name__}: {exc}"
+                        problem, cut = f"{type(exc).__name__}: {exc}", False
                     elapsed = (time.perf_counter() - start) * 1000
                     with lock:
                         latencies.append(elapsed)
+                        below_face[0] += cut
                         if problem:
                             errors.append(f"search: {problem}")
 
@@ -168,6 +205,7 @@ def main(argv=None) -> None:
         a = np.asarray(latencies)
         print(f"searches: {len(a)} in {search_seconds:.1f} s = {len(a) / search_seconds:.1f} queries/s | "
               f"p50 {np.percentile(a, 50):.0f} ms | p95 {np.percentile(a, 95):.0f} ms | max {a.max():.0f} ms")
+        print(f"searches whose garment box was cut below a face: {below_face[0]}")
         print(f"error responses: {len(errors)}")
         for line in errors[:10]:
             print(f"  {line}")
