@@ -12,6 +12,9 @@ TORCH_PINS ?= $(if $(filter x86_64,$(shell uname -m)),torch==2.14.1 torchvision=
 DEMO_CKPT ?= runs/demo/checkpoint.pt
 DEMO_INDEX ?= indexes/demo
 PORT ?= 8501
+# The page listens on this machine only unless told otherwise: `make demo HOST=0.0.0.0` serves every
+# network interface. Taken from the command line only (csh and tcsh export HOST, the machine's name).
+HOST := $(if $(filter command line,$(origin HOST)),$(HOST),127.0.0.1)
 
 .PHONY: venv test test-fast screenshot mutation data demo demo-assets clean-venv
 
@@ -55,11 +58,12 @@ $(DEMO_INDEX)/manifest.json: $(DEMO_CKPT)
 
 demo-assets: venv $(DEMO_INDEX)/manifest.json
 
+# python -m webui sets the address, the port and the upload limit in code (webui/__main__.py).
 demo: demo-assets
 	@echo ""
-	@echo "  FashionNet search is starting at http://localhost:$(PORT)  (Ctrl+C stops it)"
+	@echo "  FashionNet search is starting at http://$(if $(filter 0.0.0.0 ::,$(HOST)),localhost,$(HOST)):$(PORT)  (Ctrl+C stops it)"
 	@echo ""
-	FASHIONNET_INDEX=$(DEMO_INDEX) $(VENV)/bin/streamlit run webui/app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m webui --host $(HOST) --port $(PORT) --index $(DEMO_INDEX)
 
 clean-venv:
 	rm -rf $(VENV)

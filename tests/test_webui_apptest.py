@@ -5,7 +5,8 @@ bytes, mime))`` registers the bytes with the test runtime's upload manager, and 
 hands the page an ``UploadedFile`` exactly as a browser upload would. The page is pointed at the
 session fixtures (the tiny model's FAISS index of the synthetic consumer-to-shop test gallery)
 through its environment variables. What the page shows is compared with what ``SearchEngine``
-answers for the same photo.
+answers for the same photo. Visitors search the server's index: a box to choose another is there
+only where the operator allows it, and messages name the index as the operator wrote it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from streamlit.testing.v1 import AppTest
 
 from indexer.layout import live_data_file
 from indexer.search import Filters, SearchEngine
-from webui.app import MAX_EXAMPLES, NO_CLOTHING_LANDMARK_PROB, no_clothing_found
+from webui.app import MAX_EXAMPLES, NO_CLOTHING_LANDMARK_PROB, for_visitors, no_clothing_found
+from webui.settings import ALLOW_INDEX_CHOICE_ENV
 
 APP = Path(__file__).resolve().parents[1] / "webui" / "app.py"
 RESULT_CAPTION = re.compile(r"^#(\d+) (\S+) · score (-?\d+\.\d+)$")
@@ -43,6 +45,12 @@ def _fresh_streamlit_caches():
     yield
     st.cache_resource.clear()
     st.cache_data.clear()
+
+
+@pytest.fixture(autouse=True)
+def _index_choice_not_allowed(monkeypatch):
+    """The server's default, whatever the environment running the tests says."""
+    monkeypatch.delenv(ALLOW_INDEX_CHOICE_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -189,12 +197,21 @@ def test_example_photo_filter_and_item_detail(page_env, test_consumer_photos, en
     assert detail == n_item >= 1
 
 
+def _shown_text(at: AppTest) -> str:
+    return "\n".join([e.value for e in at.error] + [c.value for c in at.code] + [m.value for m in at.markdown]
+                     + [c.value for c in at.caption])
+
+
 def test_missing_index_names_the_build_command(monkeypatch, tmp_path):
-    monkeypatch.setenv("FASHIONNET_INDEX", str(tmp_path / "no_index_here"))
+    # The operator's relative name is what visitors read, not the folder it is found in.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FASHIONNET_INDEX", "indexes/no_index_here")
     at = open_page()
-    assert "No search index" in at.error[0].value and "no_index_here" in at.error[0].value
-    assert any("indexer build" in code.value and "make demo" in code.value for code in at.code)
+    assert at.error[0].value.startswith("No search index at `indexes/no_index_here` yet")
+    assert any("indexer build" in code.value and "make demo" in code.value and "--out indexes/no_index_here" in code.value
+               for code in at.code)
     assert not at.file_uploader
+    assert str(tmp_path) not in _shown_text(at)
 
 
 def test_damaged_index_is_explained(monkeypatch, tmp_path, tiny_index):
@@ -202,10 +219,39 @@ def test_damaged_index_is_explained(monkeypatch, tmp_path, tiny_index):
     shutil.copytree(tiny_index, damaged)
     blob = live_data_file(damaged, "index.faiss").read_bytes()
     live_data_file(damaged, "index.faiss").write_bytes(blob[: len(blob) // 2])
-    monkeypatch.setenv("FASHIONNET_INDEX", str(damaged))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FASHIONNET_INDEX", "damaged")
     at = open_page()
-    assert "damaged" in at.error[0].value and "index.faiss" in at.error[0].value
+    assert "The index at `damaged` is damaged" in at.error[0].value and "damaged/" in at.error[0].value
+    assert "index.faiss" in at.error[0].value
     assert any("indexer build" in code.value for code in at.code)
+    assert str(tmp_path) not in _shown_text(at)
+
+
+def test_visitors_search_the_server_index_and_cannot_choose_another(page_env, engine):
+    at = open_page()
+    assert not at.text_input, "no box to type an index directory into"
+    assert engine.describe() in [c.value for c in at.sidebar.caption]
+    assert at.file_uploader and not at.error
+
+
+def test_the_operator_can_let_visitors_choose_the_index(page_env, monkeypatch, tiny_index, engine, tmp_path):
+    monkeypatch.setenv(ALLOW_INDEX_CHOICE_ENV, "1")
+    at = open_page()
+    box = at.text_input(key="index_dir")
+    assert box.value == str(tiny_index) and engine.describe() in [c.value for c in at.sidebar.caption]
+    box.set_value(str(tmp_path / "another_index")).run()
+    assert not at.exception
+    assert f"No search index at `{tmp_path / 'another_index'}`" in at.error[0].value and not at.file_uploader
+
+
+def test_messages_for_visitors_hide_server_paths(tmp_path):
+    index = tmp_path / "shop_index"
+    message = (f"{index}/versions/3/index.faiss is damaged; {tmp_path}/shop_index2 is another; "
+               "/srv/models/run7/checkpoint.pt: wrong shapes; see https://example.org/a/b")
+    assert for_visitors(message, index, "indexes/shop") == (
+        "indexes/shop/versions/3/index.faiss is damaged; …/shop_index2 is another; "
+        "…/checkpoint.pt: wrong shapes; see https://example.org/a/b")
 
 
 def test_no_clothing_needs_both_signals_near_chance():

@@ -1,4 +1,5 @@
-"""End to end in a real browser: `streamlit run webui/app.py` + headless Debian chromium via selenium.
+"""End to end in a real browser: the page served by `python -m webui` (what `make demo` runs, started
+here from a temporary folder) + headless Debian chromium via selenium.
 
 Uploads a consumer photo through the page's file input, waits for the results, checks that the
 landmark overlay and k result images were rendered (and actually decoded by the browser), and saves
@@ -10,24 +11,20 @@ missing browser is a failure.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.webui_server import START_TIMEOUT as SERVER_START_TIMEOUT
+from tests.webui_server import free_port, launcher_command, running_page
+from webui.settings import MAX_UPLOAD_MB
+
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT_ENV = "FASHIONNET_SCREENSHOT"
 WINDOW = (1400, 1800)
-SERVER_START_TIMEOUT = 90
 # The first query loads the model and the index into the server; two shared cores can be slow.
 RESULTS_TIMEOUT = 180
 
@@ -45,58 +42,14 @@ def _require_browser() -> None:
         pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with code {proc.returncode} before it was healthy:\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200 and response.read().strip() == b"ok":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit was not healthy after {SERVER_START_TIMEOUT} s:\n{log.read_text(errors='replace')[-4000:]}")
-
-
 @pytest.fixture
 def streamlit_url(tiny_index, synth_root, tmp_path):
-    """Start the page on a free port; always stop that server (by its own pid) afterwards."""
+    """Serve the page on a free port; always stop that server afterwards."""
     _require_browser()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "FASHIONNET_INDEX": str(tiny_index),
-        "FASHIONNET_EXAMPLES_DIR": str(synth_root / "consumer2shop"),
-        "FASHIONNET_DEVICE": "cpu",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    log = tmp_path / "streamlit.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "webui" / "app.py"),
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-    ]
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc, log)
+    port = free_port()
+    env = {"FASHIONNET_EXAMPLES_DIR": str(synth_root / "consumer2shop"), "FASHIONNET_DEVICE": "cpu"}
+    with running_page(launcher_command(port, "--index", str(tiny_index)), port, cwd=tmp_path, log=tmp_path / "streamlit.log", env=env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 @pytest.fixture
@@ -139,6 +92,9 @@ def test_upload_in_browser_renders_landmarks_and_results(streamlit_url, browser,
     browser.get(streamlit_url)
     upload = WebDriverWait(browser, SERVER_START_TIMEOUT).until(
         lambda d: d.find_elements("css selector", "[data-testid='stFileUploader'] input[type='file']"))[0]
+    # the browser is told the page's upload limit; visitors get no box to open another index
+    assert f"{MAX_UPLOAD_MB}MB per file" in browser.find_element("css selector", "[data-testid='stFileUploader']").text
+    assert not browser.find_elements("css selector", ".st-key-index_dir")
     upload.send_keys(str(photo))
 
     WebDriverWait(browser, RESULTS_TIMEOUT).until(

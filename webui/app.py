@@ -1,14 +1,17 @@
 """Query-by-photo page: photograph a garment, see its landmarks and the closest shop items.
 
-Run it with ``streamlit run webui/app.py``. The path a query takes:
+Serve it with ``python -m webui`` (``make demo``; ``webui/__main__.py``), or ``streamlit run
+webui/app.py``. The path a query takes:
 
     this page -> indexer.search.SearchEngine (FAISS index of shop images + the model that built it)
               -> fashionnet.inference.Predictor (decode, letterbox, run the model, map landmarks back)
               -> fashionnet.models.FashionNet (landmarks -> landmark pooling -> fused embedding)
 
-Settings come from the sidebar; their defaults from the environment:
+Settings come from the sidebar (results, filters) and from the server's environment:
 
 - ``FASHIONNET_INDEX``: index directory (default ``indexes/demo``, what ``make demo`` builds).
+  Visitors search this index; only with ``FASHIONNET_ALLOW_INDEX_CHOICE=1`` (``python -m webui
+  --allow-index-choice``) does the sidebar offer a box to open another index directory.
 - ``FASHIONNET_EXAMPLES_DIR``: example photos, either a DeepFashion root (its test-split consumer
   photos are used) or a plain folder of images. Default: the data root recorded in the index.
 - ``FASHIONNET_DEVICE``: auto / cpu / cuda for the model and the index (default auto).
@@ -21,7 +24,9 @@ Settings come from the sidebar; their defaults from the environment:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -35,6 +40,15 @@ except ImportError:  # `streamlit run webui/app.py` in a checkout that was not `
 import pandas as pd
 import streamlit as st
 from PIL import Image
+from streamlit import config as streamlit_config
+
+from webui.settings import DEFAULT_INDEX, MAX_UPLOAD_MB, configured_index, index_choice_allowed
+
+# Streamlit's upload handler reads server.maxUploadSize on every request: hold it to the page's
+# limit even where the server was started with more. This holds from the page's first run on
+# (before the model's imports); `python -m webui` and webui/.streamlit/config.toml set it at start.
+if streamlit_config.get_option("server.maxUploadSize") > MAX_UPLOAD_MB:
+    streamlit_config.set_option("server.maxUploadSize", MAX_UPLOAD_MB)
 
 from fashionnet.checkpoint import CheckpointError
 from fashionnet.data.readers import AnnotationError, detect_benchmark, read_benchmark
@@ -47,11 +61,9 @@ from indexer.search import SearchEngine
 from indexer.layout import MANIFEST_FILE
 from webui.render import VISIBILITY_STYLES, display_copy, draw_box, draw_landmarks, legend, thumbnail
 
-DEFAULT_INDEX = "indexes/demo"
 DEFAULT_K = 20
-# Our own limit, checked on the bytes we receive; .streamlit/config.toml sets the same value as
-# server.maxUploadSize so the browser refuses bigger files before sending them.
-MAX_UPLOAD_MB = 20
+# Our own limit, checked on the bytes we receive; the uploader tells the browser Streamlit's
+# server.maxUploadSize, held to MAX_UPLOAD_MB above.
 MAX_UPLOAD_BYTES = min(MAX_UPLOAD_MB * 1024 * 1024, MAX_IMAGE_BYTES)
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 RESULT_COLUMNS = 5
@@ -67,6 +79,10 @@ BUILD_HINT = (
     "make demo                      # synthetic data + tiny model + index at indexes/demo\n"
     "indexer build --checkpoint runs/<run>/checkpoint.pt --data-root <DeepFashion root> --out {index}"
 )
+# An absolute path in a message (not inside a relative path, a URL or the index's own path, which
+# for_visitors marks with NUL); its last part is kept.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\x00-])/(?:[^\s/'\"`\x00]+/)*([^\s/'\"`\x00]+)")
+LOG = logging.getLogger("webui")
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -91,12 +107,23 @@ def resolve_index_dir(text: str) -> Path:
     return path
 
 
-def load_engine_or_explain(index_dir: Path, device: str) -> Optional[SearchEngine]:
-    """The SearchEngine, or None after telling the user what is wrong and how to build an index."""
+def for_visitors(message: str, index_dir: Path, name: str) -> str:
+    """``message`` as visitors may read it: the index's path on the server written as ``name`` (as
+    the operator, or the visitor, gave it) and any other absolute path cut to its last part."""
+    for path in sorted({str(index_dir.resolve()), str(index_dir.absolute())}, key=len, reverse=True):
+        if path != index_dir.anchor:
+            message = re.sub(re.escape(path) + r"(?![\w-])", "\0", message)
+    return ABSOLUTE_PATH.sub(r"…/\1", message).replace("\0", name)
+
+
+def load_engine_or_explain(index_dir: Path, device: str, name: Optional[str] = None) -> Optional[SearchEngine]:
+    """The SearchEngine, or None after telling the user what is wrong and how to build an index.
+    Messages call the index ``name`` (default: its path); the server's log has them in full."""
+    name = name or str(index_dir)
     manifest = index_dir / MANIFEST_FILE
-    hint = BUILD_HINT.format(index=index_dir)
+    hint = BUILD_HINT.format(index=name)
     if not manifest.is_file():
-        st.error(f"No search index at `{index_dir}` yet. Build one, then reload this page:")
+        st.error(f"No search index at `{name}` yet. Build one, then reload this page:")
         st.code(hint, language="bash")
         return None
     try:
@@ -104,13 +131,15 @@ def load_engine_or_explain(index_dir: Path, device: str) -> Optional[SearchEngin
             return open_engine(str(index_dir.resolve()), manifest.stat().st_mtime_ns, device,
                                os.environ.get("FASHIONNET_CHECKPOINT") or None, os.environ.get("FASHIONNET_IMAGE_ROOT") or None)
     except IndexMismatchError as exc:
-        st.error(f"The index at `{index_dir}` does not match its model: {exc}")
+        problem, message = exc, "The index at `{name}` does not match its model: {exc}"
     except IndexLoadError as exc:
-        st.error(f"The index at `{index_dir}` is damaged or incomplete: {exc}")
+        problem, message = exc, "The index at `{name}` is damaged or incomplete: {exc}"
     except CheckpointError as exc:
-        st.error(f"The model checkpoint this index was built with cannot be loaded: {exc}")
+        problem, message = exc, "The model checkpoint this index was built with cannot be loaded: {exc}"
     except ValueError as exc:  # e.g. the index records no checkpoint
-        st.error(f"The index at `{index_dir}` cannot be used: {exc}")
+        problem, message = exc, "The index at `{name}` cannot be used: {exc}"
+    LOG.warning("index %s: %s", index_dir, problem)
+    st.error(message.format(name=name, exc=for_visitors(str(problem), index_dir, name)))
     st.markdown("Rebuild the index with:")
     st.code(hint, language="bash")
     return None
@@ -151,23 +180,29 @@ def show_gallery_image(path: str, caption: str, landmarks: Optional[list[Landmar
         st.image(shown, caption=caption, width="stretch")
         return True
     except (ImageLoadError, OSError) as exc:
-        st.warning(f"{caption}: image unavailable ({exc})")
+        LOG.warning("gallery image %s: %s", path, exc)
+        problem = exc.problem if isinstance(exc, ImageLoadError) else (exc.strerror or type(exc).__name__)
+        st.warning(f"{caption}: image unavailable ({problem})")
         return False
 
 
 # -------------------------------------------------------------------------------------- input
 
 
-def sidebar_settings() -> tuple[Path, int, Optional[int]]:
-    """Index directory, k and clothes-type filter (None = any) from the sidebar."""
+def sidebar_settings() -> tuple[Path, str, int, Optional[int]]:
+    """Index directory and its name as given, k and clothes-type filter (None = any) from the
+    sidebar. The index is the server's (FASHIONNET_INDEX); a box to type another is offered only
+    where the operator allows it (it would let any visitor open any index and probe paths)."""
     with st.sidebar:
         st.header("Settings")
-        index_text = st.text_input("Index directory", value=os.environ.get("FASHIONNET_INDEX", DEFAULT_INDEX), key="index_dir")
+        index_name = configured_index()
+        if index_choice_allowed():
+            index_name = st.text_input("Index directory", value=index_name, key="index_dir").strip() or DEFAULT_INDEX
         k = int(st.number_input("Results (k)", min_value=1, max_value=200, value=DEFAULT_K, step=1, key="k"))
         names = {"Any": None, **{name: code for code, name in CLOTHES_TYPE_NAMES.items()}}
         choice = st.selectbox("Clothes type", list(names), key="clothes_type",
                               help="upper-body (tees, jackets ...), lower-body (skirts, trousers ...) or full-body (dresses, jumpsuits)")
-    return resolve_index_dir(index_text), k, names[choice]
+    return resolve_index_dir(index_name), index_name, k, names[choice]
 
 
 def gallery_filters(engine: SearchEngine) -> tuple[Optional[str], list[str], bool]:
@@ -338,8 +373,8 @@ def main() -> None:
     st.title("Find clothes by photo")
     st.caption("FashionNet: landmarks (collar, sleeves, waistline, hem) guide the features that are searched in the shop catalogue.")
 
-    index_dir, k, clothes_type = sidebar_settings()
-    engine = load_engine_or_explain(index_dir, os.environ.get("FASHIONNET_DEVICE", "auto"))
+    index_dir, index_name, k, clothes_type = sidebar_settings()
+    engine = load_engine_or_explain(index_dir, os.environ.get("FASHIONNET_DEVICE", "auto"), index_name)
     if engine is None:
         st.stop()
     st.sidebar.caption(engine.describe())
@@ -351,7 +386,9 @@ def main() -> None:
         try:
             examples = example_photos(str(examples_source))
         except (AnnotationError, OSError) as exc:  # examples are optional: say why, keep the page
-            st.sidebar.warning(f"Example photos unavailable: {exc}")
+            LOG.warning("example photos in %s: %s", examples_source, exc)
+            folder = Path(examples_source)
+            st.sidebar.warning(f"Example photos unavailable: {for_visitors(str(exc), folder, folder.name or 'examples')}")
 
     data, name = query_photo(examples)
     if data is None:
