@@ -17,6 +17,7 @@ from the cascade's false detections on prints and hangers.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -42,22 +43,39 @@ COLLAR_SLOTS = (0, 1)
 
 
 @functools.lru_cache(maxsize=1)
-def _cascade():
+def _cascade_file() -> str:
     import cv2  # optional: the cut is skipped without it
 
     cv2.setNumThreads(1)  # one small photo at a time: a thread pool would only compete with the model's threads
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    if cascade.empty():
-        raise RuntimeError("OpenCV's frontal-face cascade did not load")
+    return cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+
+
+# OpenCV's CascadeClassifier is not thread-safe: two threads in detectMultiScale at once raised
+# errors, got each other's faces, and with four threads crashed the process. The server's worker
+# threads share one Predictor, so each thread loads its own cascade (about 16 ms, once).
+_per_thread = threading.local()
+
+
+def _cascade():
+    """This thread's frontal-face cascade (ImportError without OpenCV)."""
+    cascade = getattr(_per_thread, "cascade", None)
+    if cascade is None:
+        import cv2
+
+        cascade = cv2.CascadeClassifier(_cascade_file())
+        if cascade.empty():
+            raise RuntimeError("OpenCV's frontal-face cascade did not load")
+        _per_thread.cascade = cascade
     return cascade
 
 
 class FaceDetector:
-    """Frontal faces in a photo, as (x1, y1, x2, y2) boxes in its pixels."""
+    """Frontal faces in a photo, as (x1, y1, x2, y2) boxes in its pixels. Safe to share between
+    threads (each uses its own cascade)."""
 
     def __init__(self, detect_side: int = DETECT_SIDE):
         self.detect_side = int(detect_side)
-        self._cascade = _cascade()
+        _cascade()  # fails now, not at the first photo, when OpenCV is missing
 
     @staticmethod
     def available() -> bool:
@@ -76,7 +94,7 @@ class FaceDetector:
         scale = min(1.0, self.detect_side / max(gray.shape))
         if scale < 1:
             gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        found = self._cascade.detectMultiScale(cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5)
+        found = _cascade().detectMultiScale(cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5)
         if len(found) == 0:
             return np.zeros((0, 4))
         found = np.asarray(found, dtype=np.float64)

@@ -113,6 +113,10 @@ def _embeddings(out: dict[str, torch.Tensor]) -> np.ndarray:
 class Predictor:
     """Runs a trained FashionNet on images of any size or mode.
 
+    One Predictor may serve many threads at once (the HTTP API's workers share one): a call keeps
+    its caches to itself, and what calls share is read-only or thread-safe (the model in eval mode,
+    the face detector's per-thread cascades, the ONNX / OpenVINO runtimes).
+
     >>> p = Predictor.from_checkpoint("runs/default/checkpoint.pt")
     >>> pred = p.predict("photo.jpg")
     >>> pred.landmarks[0].name, pred.category, pred.embedding.shape

@@ -30,6 +30,7 @@ import copy
 import math
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -208,11 +209,13 @@ class OnnxForward:
 
     The session uses as many intra-op threads as torch does at the time of the call (the serving
     code sets 1; fashionnet.runtime) and sequential execution; a session is made per thread count.
+    Safe to share between threads: ``InferenceSession.run`` is, and sessions are made under a lock.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._sessions: dict[int, object] = {}
+        self._making = threading.Lock()  # two threads asking for a new thread count make one session
         # fail now, not at the first query, on an unreadable file
         self.keys = tuple(o.name for o in self.session().get_outputs())
 
@@ -220,17 +223,21 @@ class OnnxForward:
         import onnxruntime as ort
 
         threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
-        if threads not in self._sessions:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # Idle pool threads sleep instead of spinning: a spinning pool kept both cores busy
-            # while FAISS searched right after the forward (scripts/benchmark_query.py).
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._sessions[threads] = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        return self._sessions[threads]
+        session = self._sessions.get(threads)
+        if session is not None:
+            return session
+        with self._making:
+            if threads not in self._sessions:
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # Idle pool threads sleep instead of spinning: a spinning pool kept both cores busy
+                # while FAISS searched right after the forward (scripts/benchmark_query.py).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                self._sessions[threads] = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            return self._sessions[threads]
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from fashionnet import __version__
 from fashionnet.checkpoint import load_checkpoint, save_checkpoint
+from fashionnet.cli_errors import run_main
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_label_map
 from fashionnet.data.readers import read_attribute_names, read_benchmark
 from fashionnet.data.samplers import LookAlikeSampler, PKSampler
@@ -457,7 +458,11 @@ def resume_from(path: str, model, optimizer, scheduler, config: FashionNetConfig
     return int(ckpt["epoch"]) + 1, list(json.loads(ckpt.get("history_json", "[]")))
 
 
-def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+def main(argv: Optional[list[str]] = None) -> dict[str, Any] | int:
+    """Train; returns {"history", "checkpoint"}. Without ``argv`` it is the ``fashionnet-train``
+    command (``sys.exit(main())``): the exit status, a refused input as one line (fashionnet.cli_errors)."""
+    if argv is None:
+        return run_main(lambda: main(sys.argv[1:]))
     args = parse_args(argv)
     args.rank, args.world_size, local_rank = init_distributed()
     is_main = args.rank == 0
@@ -581,4 +586,4 @@ def _plain_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from fashionnet.images import ImageLoadError, load_image
@@ -61,7 +61,41 @@ def _collate(samples):
     bad = [(s[0], s[2]) for s in samples if s[1] is None]
     if not good:
         return None, [], [], [], bad
-    return torch.stack([s[1] for s in good]), [s[0] for s in good], [s[2] for s in good], [s[3] for s in good], bad
+    tensors = [s[1] for s in good]
+    out = None
+    if get_worker_info() is not None:
+        # The batch goes to shared memory here, in the worker's fetch, as default_collate does: left
+        # to the queue's feeder thread, a failure to get that memory (a full /dev/shm, a file size
+        # limit) was only printed, the batch dropped, and the main process waited for it forever.
+        out = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype).share_memory_()
+    return torch.stack(tensors, out=out), [s[0] for s in good], [s[2] for s in good], [s[3] for s in good], bad
+
+
+def _worker_problem(exc: BaseException) -> str:
+    """The first line of what a DataLoader worker raised, from the error the DataLoader re-raised
+    (its message holds the worker's traceback), else the error's own first line."""
+    lines = str(exc).splitlines()
+    starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    if starts:
+        after = [line for line in lines[starts[-1] + 1:] if line.strip() and not line.startswith(" ")]
+        if after:
+            return after[0].strip()
+    return next((line.strip() for line in lines if line.strip()), type(exc).__name__)
+
+
+def _batches(loader: DataLoader):
+    """The loader's batches; a worker's failure (an error it raised, or its death) as one RuntimeError."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            if loader.num_workers == 0:
+                raise
+            raise RuntimeError(f"a decoding worker failed: {_worker_problem(exc)}; try --workers 0") from exc
+        yield batch
 
 
 @dataclass
@@ -87,7 +121,7 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
                         persistent_workers=False, pin_memory=predictor.device.type == "cuda")
     embeddings, records, skipped = [], [], []
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        for batch, positions, geometries, digests, bad in loader:
+        for batch, positions, geometries, digests, bad in _batches(loader):
             skipped.extend((str(paths[i]), problem) for i, problem in bad)
             if batch is not None:
                 # the same two passes as a query: a small garment is cropped and embedded again

@@ -59,7 +59,9 @@ class SearchEngine:
         self.images = ImageLocator(self.index_dir, index.extra or {}, image_root)
         self._manifest_version = self._saved_version()
         self._swap = threading.Lock()
-        self._allowed: dict[tuple, np.ndarray] = {}  # (saved version, filters) -> allowed ids
+        # filters -> (the index they were read from, its allowed ids); the server's threads share it
+        self._allowed: dict[Filters, tuple[EmbeddingIndex, np.ndarray]] = {}
+        self._allowed_lock = threading.Lock()
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
@@ -100,14 +102,7 @@ class SearchEngine:
         index = self.index  # one consistent index even if a refresh swaps it meanwhile
         allowed = None
         if filters is not None and not filters.empty:
-            key = (self._manifest_version, filters)
-            allowed = self._allowed.get(key) if self.index is index else None
-            if allowed is None:
-                allowed = self.allowed_ids(filters, index)
-                if self.index is index:  # cache only for the index now current
-                    if len(self._allowed) > 64:
-                        self._allowed.clear()
-                    self._allowed[key] = allowed
+            allowed = self._allowed_ids_of(filters, index)
 
         def nearest(n: int) -> tuple[np.ndarray, np.ndarray]:
             scores, ids = index.nearest(embedding[None, :], n, nprobe=nprobe, allowed_ids=allowed)
@@ -135,6 +130,23 @@ class SearchEngine:
             if parts and name in parts[0]:
                 explained[f"score_{name}"] = [p[name] for p in parts]
         return explained
+
+    def _allowed_ids_of(self, filters: Filters, index: EmbeddingIndex) -> np.ndarray:
+        """:meth:`allowed_ids`, remembered per filters for the index now current. An entry holds the
+        index it was read from, so a search never takes ids read from another index, whatever the
+        order in which a refresh and concurrent searches run."""
+        with self._allowed_lock:
+            hit = self._allowed.get(filters)
+        if hit is not None and hit[0] is index:
+            return hit[1]
+        allowed = self.allowed_ids(filters, index)  # outside the lock: two threads may both compute it, alike
+        allowed.flags.writeable = False  # shared by every search with these filters
+        with self._allowed_lock:
+            if self.index is index:  # not for an index a refresh has already replaced
+                if len(self._allowed) >= 64:
+                    self._allowed.clear()
+                self._allowed[filters] = (index, allowed)
+        return allowed
 
     @staticmethod
     def allowed_ids(filters: Filters, index: EmbeddingIndex) -> np.ndarray:
@@ -173,7 +185,8 @@ class SearchEngine:
             fresh = EmbeddingIndex.load(self.index_dir, expected_model_checksum=self.predictor.model_checksum,
                                         expected_dim=self.predictor.embedding_dim, device=self.index.device)
             self.index, self._manifest_version = fresh, version  # searches in flight keep the old object
-            self._allowed.clear()
+            with self._allowed_lock:
+                self._allowed.clear()
             return True
 
     def add_images(self, paths: Sequence[str | os.PathLike], *, workers: int = 0, progress: bool = False):

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from indexer.embedding import file_sha256, list_image_files  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402
 
@@ -214,4 +215,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

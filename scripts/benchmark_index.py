@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from indexer.layout import INDEX_FILE, live_data_file  # noqa: E402
 from indexer.rerank import Reranker  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402
@@ -225,4 +226,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss  # noqa: E402
 from fashionnet.models import BareBackbone, FashionNetConfig, create_model, get_backbone, list_backbones  # noqa: E402
 
@@ -141,4 +142,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

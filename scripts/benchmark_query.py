@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.images import load_image  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, get_backbone  # noqa: E402
@@ -182,4 +183,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

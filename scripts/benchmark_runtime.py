@@ -42,6 +42,7 @@ import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy bef
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.checkpoint import state_dict_checksum  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, FashionNetConfig, create_model, get_backbone  # noqa: E402
@@ -220,4 +221,4 @@ def print_retrieval(predictor: Predictor, variants: dict, data_root: str, batch:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy before torch and faiss load)
 import numpy as np  # noqa: E402
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.images import load_image  # noqa: E402
 from fashionnet.runtime import set_threads  # noqa: E402
 from indexer.embedding import list_image_files  # noqa: E402
@@ -106,4 +107,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

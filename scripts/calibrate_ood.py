@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.landmark_prior import fit_box_layout  # noqa: E402
@@ -159,4 +160,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image, ImageDraw  # noqa: E402
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.images import load_image  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from webui.render import display_copy, draw_box, draw_landmarks  # noqa: E402
@@ -67,4 +68,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint, replace_model  # noqa: E402
 from fashionnet.training import get_args_parser as training_args_parser, read_training_frames, split_for_training, training_transform  # noqa: E402
 from fashionnet.models import create_model  # noqa: E402
@@ -114,4 +115,4 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

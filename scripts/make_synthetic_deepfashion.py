@@ -14,7 +14,8 @@ from pathlib import Path
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.data.synthetic import main  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_main(main))

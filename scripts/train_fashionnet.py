@@ -9,4 +9,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from fashionnet.training import main  # noqa: E402
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())  # the fashionnet-train command: a refused input as one line (fashionnet.cli_errors)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.evaluation import evaluate_checkpoint, write_report  # noqa: E402
 from fashionnet.training import main as train  # noqa: E402
 
@@ -87,4 +88,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

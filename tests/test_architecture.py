@@ -15,7 +15,8 @@ MAX_MODULE_LINES = 600
 
 # Lower layers first; a module may import its own layer and the layers before it.
 LAYERS = [
-    ("fashionnet.landmarks", "fashionnet.images", "fashionnet.metrics", "fashionnet.retrieval_time", "fashionnet.data", "fashionnet.schedule", "fashionnet.miners"),
+    ("fashionnet.landmarks", "fashionnet.images", "fashionnet.metrics", "fashionnet.retrieval_time", "fashionnet.data", "fashionnet.schedule", "fashionnet.miners",
+     "fashionnet.cli_errors"),
     ("fashionnet.models", "fashionnet.losses", "fashionnet.runtime", "fashionnet.distillation"),
     ("fashionnet.ood", "fashionnet.temperature", "fashionnet.checkpoint", "fashionnet.protocols", "fashionnet.onnx_runtime",
      "fashionnet.openvino_runtime",
