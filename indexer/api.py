@@ -298,21 +298,21 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
         if not ITEM_ID.match(item_id):
             raise ApiError(422, "invalid_item_id", "item_id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
         files = [(f.filename or f"upload-{i + 1}", f.file.read()) for i, f in enumerate(images)]
-        folder = uploads.new_upload()
-        added_paths: set[str] = set()
-        try:
-            saved, refused = uploads.save(folder, item_id, files)
-            duplicates, report = [], None
-            if saved:
-                with writes:
+        with writes, uploads.lock():  # held until the add commits: a tidy-up never sees an upload in flight
+            folder = uploads.new_upload()
+            added_paths: set[str] = set()
+            try:
+                saved, refused = uploads.save(folder, item_id, files)
+                duplicates, report = [], None
+                if saved:
                     report = engine.add_images([folder])
-                for path, problem in report.skipped:
-                    refused.append({"file": saved.get(real(path), path), "problem": problem})
-                duplicates = [{"file": saved.get(real(path), path), "problem": problem} for path, problem in report.duplicates]
-                not_added = {real(p) for p, _ in report.skipped} | {real(p) for p, _ in report.duplicates}
-                added_paths = set(saved) - not_added
-        finally:
-            uploads.discard(folder, keep=added_paths)
+                    for path, problem in report.skipped:
+                        refused.append({"file": saved.get(real(path), path), "problem": problem})
+                    duplicates = [{"file": saved.get(real(path), path), "problem": problem} for path, problem in report.duplicates]
+                    not_added = {real(p) for p, _ in report.skipped} | {real(p) for p, _ in report.duplicates}
+                    added_paths = set(saved) - not_added
+            finally:
+                uploads.discard(folder, keep=added_paths)
         count = int(report.count if report is not None else engine.index.ntotal)
         if not added_paths:
             status, code = (422, "invalid_image") if refused else (409, "duplicate")
@@ -329,11 +329,7 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
         if engine.index_dir is None:
             raise ApiError(409, "read_only", "this index was loaded from memory and cannot be changed")
         with writes:
-            engine.refresh()
-            paths = engine.item_images(item_id)["image_path"].astype(str).tolist()
-            removed = engine.remove_items([item_id])
-            if removed and uploads is not None:
-                uploads.forget(paths)
+            removed = engine.remove_items([item_id])  # deletes the item's uploaded files too
         if removed == 0:
             raise ApiError(404, "unknown_item", f"item {item_id!r} is not in the index; nothing removed")
         return {"item_id": item_id, "removed": removed, "count": int(engine.index.ntotal)}

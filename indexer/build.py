@@ -153,7 +153,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     if len(embedded.embeddings) == 0:
         raise ValueError(f"none of the {len(catalogue)} gallery images could be read; first problem: "
                          f"{embedded.skipped[0][1] if embedded.skipped else 'no images'}")
-    model_in_index = portable.copy_model_into(out, Path(checkpoint_path), predictor.model_checksum) if copy_model else None
+    model_in_index = portable.model_copy_name(predictor.model_checksum) if copy_model else None
     manifest_extra = {
         **portable.portable_extra(out, image_root, checkpoint_path, model_in_index),
         "input_side": predictor.input_side,
@@ -174,7 +174,10 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     if nprobe is not None:
         index.nprobe = nprobe
     index.add(embedded.embeddings, _metadata(catalogue, embedded.rows), show_progress=progress)
-    index.save(out, force=force)
+    with layout.WriterLock(out):  # a tidy-up in another process would delete a copy no manifest names yet
+        if copy_model:
+            portable.copy_model_into(out, Path(checkpoint_path), predictor.model_checksum)
+        index.save(out, force=force)
     return BuildReport(index, len(embedded.embeddings), embedded.skipped, embedded.images_per_second)
 
 

@@ -207,20 +207,17 @@ def cmd_add(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    from indexer.updates import locked_update
+    from indexer.updates import remove_items
 
-    removed = 0
-    with locked_update(args.index) as index:
-        for item in args.item:
-            ids = index.remove_where("item_id", item)
-            if len(ids) == 0:
-                print(f"item {item!r} is not in the index", file=sys.stderr)
-            removed += len(ids)
-        count = index.ntotal
+    result = remove_items(args.index, args.item)  # also deletes the items' photos kept in the index's uploads
+    for item, n in result.removed.items():
+        if n == 0:
+            print(f"item {item!r} is not in the index", file=sys.stderr)
+    removed = sum(result.removed.values())
     if not removed:
         print(f"indexer remove: nothing removed; the index at {args.index} is unchanged", file=sys.stderr)
         return 1
-    print(f"removed {removed} images; the index now holds {count}")
+    print(f"removed {removed} images; the index now holds {result.count}")
     return 0
 
 

@@ -6,19 +6,30 @@
       versions/000006-9a8b7c6d/      the version before, kept so a reader that has just read the old
                                      manifest can finish loading it
       .indexer.lock                  held by whoever changes the index (build, add, remove, merge)
+      model/fashionnet-index-<checksum>.pt   the checkpoint the index carries (indexer.portable)
+      uploads/<upload>/<item>/       photos added through the HTTP API (indexer.uploads)
       anything else                  the user's: never read, moved or deleted
+
+What the index owns carries its mark: every folder it creates holds a ``.fashionnet-index`` file
+(each version folder, written before anything else; ``uploads/``; ``model/`` when the index made
+it), and its checkpoint copies are named ``fashionnet-index-<checksum>.pt``. Only marked folders,
+files with those names and temporary manifests are ever deleted; nothing outside ``IDX`` is touched.
+A version folder the committed manifest names is the index's even without a mark (indexes written
+before marks existed): a save marks it before it may be removed.
 
 A save writes a complete new version folder and fsyncs it, then replaces ``manifest.json`` with
 ``os.replace``. A crash at any moment therefore leaves either the old or the new manifest, and each
-names a complete folder. Folders no manifest names (left by a crashed save) are deleted by the next
-writer, or by the next load that can take the lock at once.
+names a complete folder. Marked folders no manifest names (left by a crashed save) are deleted by
+the next writer, or by the next load that can take the lock at once; that load also deletes
+uploaded photos no row of the live index references (an upload whose add never committed).
 
-Indexes written before this layout keep ``index.faiss`` and ``metadata.parquet`` beside the manifest
-(no ``data_dir`` in it); they load as they are and move into ``versions/`` on their next save.
+A manifest without ``data_dir`` (a development layout with the data files beside it) still loads;
+its files are never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,13 +60,18 @@ VERSIONS_DIR = "versions"
 MODEL_DIR = "model"  # a checkpoint copy the index carries (indexer.portable)
 UPLOADS_DIR = "uploads"  # photos added through the HTTP API
 LOCK_FILE = ".indexer.lock"
+MARKER_FILE = ".fashionnet-index"  # in every folder the index created: such a folder is the index's
+MODEL_COPY_PREFIX = "fashionnet-index-"
+INSIDE_INDEX = "@index/"  # image_relpath prefix of files kept inside the index folder (HTTP uploads)
 METRIC_NAMES = ("ip", "l2")
 REQUIRED_MANIFEST_KEYS = ("format_version", "embedding_dim", "metric", "index_factory", "count", "next_id", "files")
 
 _VERSION_NAME = re.compile(r"^\d{6,}-[0-9a-f]{8}$")
 _TEMP_MANIFEST = re.compile(r"^\.manifest\.json\.[0-9a-f]{8}\.tmp$")
-# Left beside IDX by saves of earlier releases, which swapped whole directories.
-_LEGACY_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:old|saving)-[0-9a-z_]+$")
+_MODEL_COPY = re.compile(rf"^{MODEL_COPY_PREFIX}[0-9A-Za-z]+\.pt$")
+_MODEL_TEMP = re.compile(rf"^\.{MODEL_COPY_PREFIX}checkpoint\.[0-9A-Za-z_]+\.tmp$")
+_UPLOAD_NAME = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{8}$")  # one POST /items (indexer.uploads)
+_MARKER_TEXT = "This folder was written by a fashionnet index; the indexer may delete it.\n"
 _WAIT_NOTICE_S = 1.0
 
 log = logging.getLogger("indexer")
@@ -79,6 +95,45 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def mark(folder: Path) -> None:
+    """Say that ``folder`` is the index's (so it may be deleted when no manifest needs it)."""
+    (folder / MARKER_FILE).write_text(_MARKER_TEXT)
+
+
+def is_marked(folder: Path) -> bool:
+    return folder.is_dir() and not folder.is_symlink() and (folder / MARKER_FILE).is_file()
+
+
+def owned_folder(directory: Path, name: str) -> Path:
+    """``directory/name`` for the index to write in: made and marked if missing; an empty unmarked
+    one is marked. A folder of other files is refused, so the index never mixes its files in."""
+    folder = directory / name
+    try:
+        folder.mkdir()
+        mark(folder)
+    except FileExistsError:
+        if not is_marked(folder):
+            if not folder.is_dir() or folder.is_symlink() or any(folder.iterdir()):
+                raise IndexSaveError(f"{folder} is not the index's (it has no {MARKER_FILE} file), so the index does not "
+                                     "write there; move it out of the index folder") from None
+            mark(folder)
+    return folder
+
+
+def _remove_owned(folder: Path) -> None:
+    """Delete a marked folder, its mark last, so a crash half-way leaves it marked (or empty)."""
+    for entry in folder.iterdir():
+        if entry.name == MARKER_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    (folder / MARKER_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 # ----------------------------------------------------------------------------------------- lock
@@ -112,6 +167,11 @@ class WriterLock:
             self._lock.acquire()
         return self
 
+    @property
+    def held_here(self) -> bool:
+        """Whether this thread holds the lock already (it is re-entrant)."""
+        return self._lock.is_locked
+
     def try_acquire(self) -> bool:
         """Take the lock only if it is free now (and the directory is writable); True when taken."""
         try:
@@ -133,10 +193,7 @@ class WriterLock:
 def read_manifest(directory: Path) -> dict:
     """The committed manifest of ``directory``, checked for the keys every index has."""
     if not directory.exists():
-        leftovers = legacy_leftovers(directory)
-        hint = (f"; an interrupted save of an earlier release left complete copies at {', '.join(map(str, leftovers))}: "
-                f"open it again with this release to recover the newest") if leftovers else ""
-        raise IndexLoadError(f"no index at {directory}: the directory does not exist{hint}")
+        raise IndexLoadError(f"no index at {directory}: the directory does not exist")
     if not directory.is_dir():
         raise IndexLoadError(f"no index at {directory}: it is a file, not an index directory")
     path = directory / MANIFEST_FILE
@@ -217,9 +274,10 @@ def is_index_dir(directory: Path) -> bool:
 def check_save_target(target: Path, force: bool = False) -> None:
     """Refuse, before any work, a target the index cannot be written to without harming other files.
 
-    An index may be (re)written into an existing index directory, an empty or missing directory, or,
-    with ``force``, a directory of other files (which are left alone). A ``manifest.json`` that this
-    package did not write is never overwritten.
+    An index may be (re)written into an existing index directory, a missing directory, one holding
+    only the index's own files (:func:`foreign_entries`), or, with ``force``, a directory of other
+    files (which are left alone). A ``manifest.json`` that this package did not write is never
+    overwritten.
     """
     if target.exists() and not target.is_dir():
         raise IndexSaveError(f"cannot write the index to {target}: it is a file, not a directory")
@@ -229,9 +287,9 @@ def check_save_target(target: Path, force: bool = False) -> None:
             raise IndexSaveError(
                 f"cannot write the index to {target}: it holds a {MANIFEST_FILE} that is not an index manifest; choose another folder"
             )
-        others = [p.name for p in target.iterdir() if not _is_index_entry(p.name)]
-        if others and not has_manifest and not force:
-            shown = ", ".join(sorted(others)[:5]) + (" ..." if len(others) > 5 else "")
+        others = [] if has_manifest or force else foreign_entries(target)
+        if others:
+            shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
             raise IndexSaveError(
                 f"{target} is not empty ({shown}) and is not an index; choose an empty or new folder, or pass "
                 "--force (force=True) to write the index beside those files (they are left untouched)"
@@ -243,8 +301,26 @@ def check_save_target(target: Path, force: bool = False) -> None:
         raise IndexSaveError(f"cannot write the index to {target}: {existing} is not a writable folder")
 
 
-def _is_index_entry(name: str) -> bool:
-    return name in (MANIFEST_FILE, VERSIONS_DIR, LOCK_FILE, MODEL_DIR, UPLOADS_DIR, *DATA_FILES) or bool(_TEMP_MANIFEST.match(name))
+def foreign_entries(target: Path) -> list[str]:
+    """What in ``target`` the index did not write, as paths relative to it (sorted)."""
+    foreign = []
+    for entry in sorted(target.iterdir()):
+        name = entry.name
+        if name in (MANIFEST_FILE, LOCK_FILE) or _TEMP_MANIFEST.match(name) or (name == UPLOADS_DIR and is_marked(entry)):
+            continue
+        if name in (VERSIONS_DIR, MODEL_DIR, UPLOADS_DIR) and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{name}/{child.name}" for child in sorted(entry.iterdir()) if not _owned_child(name, child)]
+        else:
+            foreign.append(name)
+    return foreign
+
+
+def _owned_child(parent: str, child: Path) -> bool:
+    if parent == VERSIONS_DIR:
+        return bool(_VERSION_NAME.match(child.name)) and is_marked(child)
+    if parent == MODEL_DIR:
+        return child.name == MARKER_FILE or bool(_MODEL_COPY.match(child.name) or _MODEL_TEMP.match(child.name))
+    return False
 
 
 # --------------------------------------------------------------------------------------- commit
@@ -259,11 +335,17 @@ def commit_version(directory: Path, write_data: Callable[[Path], None], make_man
     """
     previous = _committed_or_none(directory)
     sequence = int(previous.get("version", 0)) + 1 if previous else 1
+    for relative in (previous.get("data_dir"), previous.get("previous_data_dir")) if previous else ():
+        # named by the index's own manifest, so the index's: marked, a later save may remove it
+        if isinstance(relative, str) and _is_version_path(relative) and (directory / relative).is_dir() \
+                and not (directory / relative).is_symlink() and not is_marked(directory / relative):
+            mark(directory / relative)
     versions = directory / VERSIONS_DIR
     versions.mkdir(exist_ok=True)
     folder = versions / f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
     try:
+        mark(folder)
         write_data(folder)
         for name in DATA_FILES:
             fsync_path(folder / name)
@@ -285,7 +367,7 @@ def commit_version(directory: Path, write_data: Callable[[Path], None], make_man
             if temporary.exists():
                 temporary.unlink()
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_owned(folder)
         raise
     fsync_path(directory)
     remove_stale(directory, manifest)
@@ -300,54 +382,133 @@ def _committed_or_none(directory: Path) -> Optional[dict]:
 
 
 def remove_stale(directory: Path, manifest: dict) -> list[str]:
-    """Delete what this package wrote that ``manifest`` no longer needs: version folders other than
-    the live and the previous one, temporary manifests, and old-layout data files. The caller holds
-    the writer lock. Returns what was removed (relative names)."""
+    """Delete what this package wrote that ``manifest`` no longer needs: marked version folders other
+    than the live and the previous one, temporary manifests, and checkpoint copies named as the
+    index names them. The caller holds the writer lock. Returns what was removed (relative names)."""
     keep = {manifest.get("data_dir"), manifest.get("previous_data_dir")}
     removed = []
     versions = directory / VERSIONS_DIR
-    if versions.is_dir():
+    if versions.is_dir() and not versions.is_symlink():
         for folder in versions.iterdir():
             relative = f"{VERSIONS_DIR}/{folder.name}"
-            if folder.is_dir() and _VERSION_NAME.match(folder.name) and relative not in keep:
-                shutil.rmtree(folder, ignore_errors=True)
+            if not _VERSION_NAME.match(folder.name) or relative in keep or folder.is_symlink() or not folder.is_dir():
+                continue
+            if is_marked(folder):
+                _remove_owned(folder)
                 removed.append(relative)
+            elif not any(folder.iterdir()):  # a save killed before its mark: rmdir deletes only an empty folder
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+                    removed.append(relative)
     for entry in directory.iterdir():
-        if _TEMP_MANIFEST.match(entry.name):
+        if _TEMP_MANIFEST.match(entry.name) and entry.is_file():
             entry.unlink(missing_ok=True)
             removed.append(entry.name)
     models = directory / MODEL_DIR
-    if models.is_dir():
+    if models.is_dir() and not models.is_symlink():
         keep_models = {(manifest.get("extra") or {}).get("checkpoint_in_index"), manifest.get("previous_model")}
-        for copy in models.glob("*.pt"):
-            if f"{MODEL_DIR}/{copy.name}" not in keep_models:
+        for copy in models.iterdir():
+            stale = _MODEL_COPY.match(copy.name) and f"{MODEL_DIR}/{copy.name}" not in keep_models
+            if (stale or _MODEL_TEMP.match(copy.name)) and copy.is_file():
                 copy.unlink(missing_ok=True)
                 removed.append(f"{MODEL_DIR}/{copy.name}")
-    if manifest.get("data_dir") and manifest.get("previous_data_dir") is not None:
-        # the old layout's files are removed once a versioned save has superseded them twice over
-        for name in DATA_FILES:
-            if (directory / name).is_file():
-                (directory / name).unlink()
-                removed.append(name)
     return removed
 
 
-def tidy_if_idle(directory: Path) -> list[str]:
-    """Recovery on open: if no writer is active, delete a crashed save's leftovers. Never waits."""
+def tidy_if_idle(directory: Path, manifest: Optional[dict] = None, metadata: Optional[pd.DataFrame] = None) -> list[str]:
+    """Recovery on open: if no writer is active, delete a crashed save's leftovers and, given the
+    ``metadata`` of the loaded ``manifest``, uploads that no row references. Never waits; does
+    nothing in a thread that holds the lock already (its upload may be on its way in)."""
     lock = WriterLock(directory)
-    if not lock.try_acquire():
+    if lock.held_here or not lock.try_acquire():
         return []
     try:
-        manifest = _committed_or_none(directory)
-        removed = remove_stale(directory, manifest) if manifest else []
-        for leftover in legacy_leftovers(directory, complete_only=False):
-            shutil.rmtree(leftover, ignore_errors=True)
-            removed.append(leftover.name)
+        current = _committed_or_none(directory)
+        removed = remove_stale(directory, current) if current else []
+        if current and manifest is not None and metadata is not None and current.get("data_dir") == manifest.get("data_dir"):
+            removed += remove_orphan_uploads(directory, metadata)  # only against the rows committed now
     finally:
         lock.release()
     if removed:
-        log.info("removed leftovers of an interrupted save in %s: %s", directory, ", ".join(removed))
+        log.info("removed leftovers of an interrupted save or add in %s: %s", directory, ", ".join(removed))
     return removed
+
+
+# ------------------------------------------------------------------------------------------ uploads
+
+
+def upload_files(directory: Path, rows: pd.DataFrame) -> set[str]:
+    """The files of ``rows`` that lie in the index's uploads folder, as paths relative to ``directory``."""
+    found = set()
+    inside = INSIDE_INDEX + UPLOADS_DIR + "/"
+    if "image_relpath" in rows:
+        relpaths = rows["image_relpath"].dropna().astype(str)
+        found |= {r[len(INSIDE_INDEX):] for r in relpaths[relpaths.str.startswith(inside)]}
+    if "image_path" in rows:  # rows without image_relpath (an index made without an image root)
+        paths = rows["image_path"].dropna().astype(str)
+        for base in {str(directory.absolute()), os.path.realpath(directory)}:
+            within = paths[paths.str.startswith(base + os.sep + UPLOADS_DIR + os.sep)]
+            found |= {Path(p[len(base) + 1:]).as_posix() for p in within}
+    return found
+
+
+def _is_upload_file(directory: Path, relative: str) -> bool:
+    """``relative`` names a file in an upload folder of the index's (marked) uploads folder."""
+    parts = relative.split("/")
+    if len(parts) < 3 or parts[0] != UPLOADS_DIR or not _UPLOAD_NAME.match(parts[1]) or ".." in parts:
+        return False
+    root = directory / UPLOADS_DIR
+    path = directory / relative
+    return is_marked(root) and path.is_file() and os.path.realpath(path).startswith(os.path.realpath(root) + os.sep)
+
+
+def delete_upload_files(directory: Path, relatives: set[str]) -> list[str]:
+    """Delete these uploaded files (paths relative to ``directory``) and the folders they leave
+    empty; anything that is not a file of the index's uploads is left alone. The caller holds the
+    writer lock."""
+    removed = []
+    root = directory / UPLOADS_DIR
+    for relative in sorted(relatives):
+        if not _is_upload_file(directory, relative):
+            continue
+        path = directory / relative
+        path.unlink(missing_ok=True)
+        removed.append(relative)
+        folder = path.parent
+        while folder != root and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    return removed
+
+
+def remove_orphan_uploads(directory: Path, metadata: pd.DataFrame) -> list[str]:
+    """Delete uploaded files that no row of ``metadata`` (the live index's) references: an add that
+    was killed before its commit. The caller holds the writer lock."""
+    root = directory / UPLOADS_DIR
+    if not is_marked(root) or not {"image_path", "image_relpath"} & set(metadata.columns):
+        return []
+    uploads = [u for u in root.iterdir() if _UPLOAD_NAME.match(u.name) and u.is_dir() and not u.is_symlink()]
+    on_disk = {(Path(folder) / name).relative_to(directory).as_posix() for upload in uploads for folder, _, files in os.walk(upload)
+               for name in files}
+    removed = delete_upload_files(directory, on_disk - referenced_files(directory, metadata, on_disk)) if on_disk else []
+    for upload in uploads:  # and folders an interrupted add left empty
+        for folder, _, _ in os.walk(upload, topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only an empty one
+    return removed
+
+
+def referenced_files(directory: Path, metadata: pd.DataFrame, candidates: set[str]) -> set[str]:
+    """Those of ``candidates`` (paths relative to ``directory``) that a row of ``metadata`` names
+    (a hashed lookup: this runs on every load, on galleries of any size)."""
+    found = set()
+    forms = [(metadata.get("image_relpath"), {INSIDE_INDEX + c: c for c in candidates})]
+    for base in {str(directory.absolute()), os.path.realpath(directory)}:
+        forms.append((metadata.get("image_path"), {base + os.sep + c.replace("/", os.sep): c for c in candidates}))
+    for column, names in forms:
+        if column is not None:
+            found |= {names[str(v)] for v in column[column.isin(list(names))]}
+    return found
 
 
 # ------------------------------------------------------------------------------ reading and checks
@@ -405,40 +566,6 @@ def check_built_by(directory: Path, manifest: dict, expected_model_checksum: str
             f"the index at {directory} holds {manifest['embedding_dim']}-d embeddings (model {built_by or '(unrecorded)'}) "
             f"but the current model makes {expected_dim}-d ones; {how}"
         )
-
-
-# ------------------------------------------------------------------------- earlier releases' leftovers
-
-
-def legacy_leftovers(directory: Path, complete_only: bool = True) -> list[Path]:
-    """Index copies (by default only complete ones) that an earlier release's interrupted save left
-    beside ``directory``, newest first."""
-    parent = directory.parent
-    if not parent.is_dir():
-        return []
-    found = []
-    for entry in parent.iterdir():
-        match = _LEGACY_LEFTOVER.match(entry.name)
-        if (match and match.group("name") == directory.name and entry.is_dir()
-                and (not complete_only or (entry / MANIFEST_FILE).is_file())):
-            found.append(entry)
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-def recover_legacy(directory: Path) -> Optional[Path]:
-    """When ``directory`` is missing but an earlier release's interrupted save left complete copies
-    beside it, move the newest readable one into place. Returns the copy recovered, if any."""
-    if directory.exists():
-        return None
-    for leftover in legacy_leftovers(directory):
-        if is_index_dir(leftover):
-            try:
-                os.rename(leftover, directory)
-            except OSError:
-                return None
-            log.warning("recovered the index at %s from %s, left by an interrupted save", directory, leftover.name)
-            return leftover
-    return None
 
 
 def live_data_file(directory: str | os.PathLike, name: str) -> Path:

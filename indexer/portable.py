@@ -2,7 +2,9 @@
 
 A build records the images' common root and each image's path relative to it (``image_relpath``),
 and the checkpoint's path, absolute and relative to the index. With ``--copy-model`` the index
-carries its checkpoint under ``model/<checksum>.pt``. On opening, each is looked for in turn:
+carries its checkpoint under ``model/fashionnet-index-<checksum>.pt`` (the manifest records the
+path, so copies named ``model/<checksum>.pt`` by earlier builds still load). On opening, each is
+looked for in turn:
 
 - images: an ``--image-root`` given now; the recorded absolute path; the recorded root taken
   relative to the index (an index and its images moved together);
@@ -21,10 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-from indexer.layout import MODEL_DIR
-
-
-INSIDE_INDEX = "@index/"  # image_relpath prefix of files kept inside the index folder (HTTP uploads)
+from indexer import layout
+from indexer.layout import INSIDE_INDEX, MODEL_COPY_PREFIX, MODEL_DIR
 
 
 def relative_for_index(paths: Iterable[str], root: Path, index_dir: Path) -> list[str]:
@@ -54,17 +54,23 @@ def _relative_or_none(target: Path, start: Path) -> Optional[str]:
 
 
 def model_copy_name(model_checksum: str) -> str:
-    return f"{MODEL_DIR}/{model_checksum}.pt"
+    return f"{MODEL_DIR}/{MODEL_COPY_PREFIX}{model_checksum}.pt"
 
 
 def copy_model_into(index_dir: Path, checkpoint: Path, model_checksum: str) -> str:
     """Copy the checkpoint into the index (atomically, named by checksum so a rebuild that dies
-    half-way never changes the model an existing index uses); returns its path inside the index."""
+    half-way never changes the model an existing index uses); returns its path inside the index.
+    The caller holds the writer lock, so no tidy-up deletes the copy before a manifest names it."""
     relative = model_copy_name(model_checksum)
     target = index_dir / relative
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=target.parent)
+        index_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir()
+            layout.mark(target.parent)
+        except FileExistsError:  # the user's own model/ folder: the copy goes beside their files, no mark
+            pass
+        fd, temporary = tempfile.mkstemp(prefix=f".{MODEL_COPY_PREFIX}checkpoint.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         try:
             shutil.copyfile(checkpoint, temporary)

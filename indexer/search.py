@@ -200,13 +200,11 @@ class SearchEngine:
         return report
 
     def remove_items(self, item_ids: Sequence[str]) -> int:
-        """Remove every gallery image of these items from the saved index, then reload it; returns how many."""
-        from indexer.updates import locked_update
+        """Remove every gallery image of these items from the saved index (and their files in the
+        index's uploads folder: :func:`indexer.updates.remove_items`), then reload it; returns how many."""
+        from indexer.updates import remove_items
 
-        removed = 0
-        with locked_update(self._require_dir()) as index:
-            for item in item_ids:
-                removed += len(index.remove_where("item_id", str(item)))
+        removed = sum(remove_items(self._require_dir(), item_ids).removed.values())
         self.refresh()
         return removed
 

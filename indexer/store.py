@@ -528,10 +528,9 @@ class EmbeddingIndex:
         Raises IndexLoadError for a missing or damaged directory, file or manifest and for index /
         metadata disagreements; IndexMismatchError when the model checksum or dimension differ.
         A load that races a save simply reads the version committed when it looks again; leftovers
-        of a crashed save are cleaned up when no writer is busy.
+        of a crashed save or add (:func:`indexer.layout.tidy_if_idle`) are cleaned up when no writer is busy.
         """
         directory = Path(directory).absolute()
-        layout.recover_legacy(directory)
         for attempt in range(_LOAD_ATTEMPTS):
             manifest = layout.read_manifest(directory)
             layout.check_built_by(directory, manifest, expected_model_checksum, expected_dim)
@@ -542,7 +541,7 @@ class EmbeddingIndex:
             except (IndexLoadError, OSError):
                 if attempt + 1 == _LOAD_ATTEMPTS or layout.read_manifest(directory) == manifest:
                     raise  # not a concurrent save: the index really is damaged
-        layout.tidy_if_idle(directory)
+        layout.tidy_if_idle(directory, manifest, metadata)
         return cls(
             index,
             metric=manifest["metric"],

@@ -1,4 +1,5 @@
-"""Changing a saved index from several processes: locked read-modify-write, and merging shards.
+"""Changing a saved index from several processes: locked read-modify-write, removing items, and
+merging shards.
 
 Every writer holds the index's writer lock (:mod:`indexer.layout`) from loading the newest saved
 version to saving its change, so concurrent ``indexer add`` / ``remove`` runs all land.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from tqdm.auto import tqdm
 
@@ -33,6 +34,40 @@ def locked_update(directory: str | os.PathLike, *, expected_model_checksum: str 
         yield index
         if index.unsaved_changes:
             index.save(directory)
+
+
+class Removal(NamedTuple):
+    """What :func:`remove_items` did: images removed per item id (in the order given), and the
+    images the index holds afterwards."""
+
+    removed: dict[str, int]
+    count: int
+
+
+def remove_items(directory: str | os.PathLike, item_ids: Iterable[str], **load_options) -> Removal:
+    """Remove every image of these items from the saved index, then delete those images' files that
+    live in the index's uploads folder (photos added through the HTTP API). Images elsewhere (a
+    shop's own photos) are never deleted. ``load_options`` go to :func:`locked_update`.
+
+    The one rule for ``indexer remove`` and the API's ``DELETE /items``. The files go after the
+    commit: a crash in between leaves files no row references, which the next open deletes.
+    """
+    directory = Path(directory).absolute()
+    layout.read_manifest(directory)  # a clear error for a missing index, before creating a lock file
+    removed: dict[str, int] = {}
+    with layout.WriterLock(directory):
+        with locked_update(directory, **load_options) as index:
+            before = index.metadata
+            ids = []
+            for item in map(str, item_ids):
+                found = index.remove_where("item_id", item)
+                removed[item] = removed.get(item, 0) + len(found)
+                ids += found.tolist()
+            gone = layout.upload_files(directory, before.loc[ids])
+            still = layout.referenced_files(directory, index.metadata, gone) if gone else set()  # a file two rows share stays
+            count = index.ntotal
+        layout.delete_upload_files(directory, gone - still)
+    return Removal(removed, count)
 
 
 def merge(

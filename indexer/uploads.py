@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from indexer import layout
 from indexer.layout import UPLOADS_DIR
 
 # decoded format -> the suffix the indexer's folder scan recognises
@@ -48,14 +49,25 @@ class UploadStore:
     One upload is saved as ``uploads/<upload>/<item_id>/<safe name>``: the indexer takes an image's
     item id from the first folder under the folder it is given, so adding ``uploads/<upload>``
     gives each image the requested item id and embeds only this upload's files.
+
+    Save and add while holding :meth:`lock`: a file in the (marked) uploads folder that no committed
+    row names is then an add that died, and the next open of the index deletes it
+    (:func:`indexer.layout.remove_orphan_uploads`); removing an item deletes its files
+    (:func:`indexer.updates.remove_items`).
     """
 
     def __init__(self, index_dir: Path):
-        self.root = (index_dir / UPLOADS_DIR).absolute()
+        self.index_dir = index_dir.absolute()
+        self.root = self.index_dir / UPLOADS_DIR
+
+    def lock(self) -> layout.WriterLock:
+        """The index's writer lock, to hold from saving an upload until its add is committed."""
+        return layout.WriterLock(self.index_dir)
 
     def new_upload(self) -> Path:
+        layout.owned_folder(self.index_dir, UPLOADS_DIR)  # made and marked, or refused if it holds other files
         folder = self.root / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
-        folder.mkdir(parents=True)
+        folder.mkdir()
         return folder
 
     def save(self, folder: Path, item_id: str, files: list[tuple[str, bytes]]) -> tuple[dict[str, str], list[dict]]:
@@ -80,17 +92,6 @@ class UploadStore:
                 load_image(data, source=client_name).save(target, format="PNG")
             saved[real(target)] = client_name
         return saved, refused
-
-    def forget(self, paths: list[str]) -> None:
-        """Delete the uploaded files among ``paths`` (those of a removed item); gallery files elsewhere stay."""
-        root = real(self.root) + os.sep
-        for path in map(real, paths):
-            if path.startswith(root) and os.path.isfile(path):
-                os.unlink(path)
-                folder = Path(path).parent
-                while real(folder).startswith(root) and folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
-                    folder = folder.parent
 
     def discard(self, folder: Path, keep: set[str]) -> None:
         """Delete this upload's files that were not added, and its folder if nothing is left."""

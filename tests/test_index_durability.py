@@ -186,35 +186,24 @@ def test_a_load_racing_saves_always_sees_a_complete_index(tmp_path):
     assert int(loads) == 300 and saves > 10, (out, err)
 
 
-def test_an_earlier_release_s_interrupted_save_is_recovered(tmp_path):
-    """Earlier releases swapped whole folders; a crash between the renames left the index only in a
-    hidden sibling. Opening the index now puts the newest complete copy back."""
-    ix = tmp_path / "ix"
-    _saved_index(ix, n=12)
-    os.rename(ix, tmp_path / ".ix.old-1a2b3c4d")
-    (tmp_path / ".ix.saving-junk").mkdir()  # an incomplete staging folder
-    assert len(EmbeddingIndex.load(ix, device="cpu")) == 12
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]
-
-
-def test_an_index_in_the_old_flat_layout_loads_and_moves_into_versions(tmp_path):
+def test_an_index_with_its_data_beside_the_manifest_loads_and_those_files_are_never_deleted(tmp_path):
     ix = tmp_path / "ix"
     _saved_index(ix, n=6)
     manifest = json.loads((ix / "manifest.json").read_text())
-    for name in layout.DATA_FILES:  # rewrite it as earlier releases laid it out
+    for name in layout.DATA_FILES:  # a manifest without data_dir, its files beside it
         shutil.copy(layout.live_data_file(ix, name), ix / name)
     shutil.rmtree(ix / layout.VERSIONS_DIR)
     for key in ("data_dir", "previous_data_dir", "version"):
         manifest.pop(key)
     (ix / "manifest.json").write_text(json.dumps(manifest))
+    flat = {name: (ix / name).read_bytes() for name in layout.DATA_FILES}
 
     index = EmbeddingIndex.load(ix, device="cpu")
     assert len(index) == 6
     index.add(_vectors(2, seed=3))
-    index.save(ix)
-    assert (ix / "index.faiss").exists()  # kept one more save, for a reader still loading it
-    index.save(ix)
-    assert not (ix / "index.faiss").exists() and not (ix / "metadata.parquet").exists()
+    for _ in range(3):  # the new versions go to versions/; the files beside the manifest stay
+        index.save(ix)
+    assert {name: (ix / name).read_bytes() for name in layout.DATA_FILES} == flat
     assert len(EmbeddingIndex.load(ix, device="cpu")) == 8
 
 
