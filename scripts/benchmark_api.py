@@ -55,6 +55,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_PIDS: dict[str, int] = {}
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def oversized_post(url: str, total: int) -> tuple[int, int]:
+    """POST ``total`` bytes chunked while declaring ``Content-Length: 100`` (a false length); returns
+    (the answer's status, the bytes sent before the server stopped reading)."""
+    host, port = url.split("//")[1].split(":")
+    block = b"x" * (1 << 20)
+    chunk = b"%x\r\n" % len(block) + block + b"\r\n"
+    sent, answer = 0, b""
+    with socket.create_connection((host, int(port)), timeout=120) as s:
+        s.sendall(f"POST /search HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                  "Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while sent < total:
+                s.sendall(chunk)
+                sent += len(block)
+            s.sendall(b"0\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError, socket.timeout):
+            while b"\r\n\r\n" not in answer:
+                data = s.recv(65536)
+                if not data:
+                    break
+                answer += data
+    return (int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/1.1 ") else 0), sent
+
+
 @contextlib.contextmanager
 def server(index_dir: Path, device: str, log_path: Path, start_timeout: float = 300):
     port = free_port()
@@ -74,6 +108,7 @@ def server(index_dir: Path, device: str, log_path: Path, start_timeout: float = 
             if time.monotonic() > deadline:
                 raise SystemExit(f"the server did not answer within {start_timeout} s")
             time.sleep(0.2)
+        SERVER_PIDS[url] = proc.pid
         yield url
     finally:
         proc.terminate()
@@ -101,7 +136,8 @@ def new_photos(data_root: Path | None, gallery, n: int) -> list[Path]:
 def worn_photos(data_root: Path | None, folder: Path) -> list[Path]:
     """Consumer photos under ``data_root`` (Consumer-to-shop names them comsumer_*), and variants of a
     real portrait written into ``folder``."""
-    found = sorted(data_root.rglob("comsumer_*.jpg")) if data_root is not None and data_root.is_dir() else []
+    consumers = sorted(data_root.rglob("comsumer_*.jpg")) if data_root is not None and data_root.is_dir() else []
+    found = consumers[:: max(1, len(consumers) // 24)][:24]  # spread over the items
     try:
         from matplotlib import cbook
         from PIL import Image, ImageOps
@@ -117,7 +153,7 @@ def worn_photos(data_root: Path | None, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     for n, variant in enumerate(variants):
         variant.save(folder / f"portrait_{n}.jpg", quality=92)
-        found.append(folder / f"portrait_{n}.jpg")
+        found.insert(min(len(found), 4 * n + 3), folder / f"portrait_{n}.jpg")  # every fourth query, so each client meets them
     return found
 
 
@@ -133,6 +169,8 @@ def main(argv=None) -> None:
     p.add_argument("--query-photos", default="worn", choices=["worn", "gallery"],
                    help="worn: consumer photos and real portraits (default); gallery: the shop photos the index holds")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--oversized", type=int, nargs="*", default=[25, 200, 1024], metavar="MIB",
+                   help="after the load, bodies of these sizes with a false Content-Length: the answer and the server's memory")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="benchmark_api.") as tmp:
@@ -202,6 +240,11 @@ def main(argv=None) -> None:
             for t in threads[args.clients:]:
                 t.join()
             final = requests.get(f"{url}/health", timeout=60).json()["count"]
+            oversized = []
+            baseline = rss_mib(SERVER_PIDS[url])
+            for mib in args.oversized:
+                status, sent = oversized_post(url, mib << 20)
+                oversized.append((mib, status, sent / 2**20, rss_mib(SERVER_PIDS[url]) - baseline))
 
         a = np.asarray(latencies)
         print(f"searches: {len(a)} in {search_seconds:.1f} s = {len(a) / search_seconds:.1f} queries/s | "
@@ -212,6 +255,10 @@ def main(argv=None) -> None:
             print(f"  {line}")
         saved = EmbeddingIndex.load(index_dir, device="cpu").ntotal
         print(f"final count: {final} served, {saved} saved, {expected} expected -> {'OK' if final == saved == expected else 'MISMATCH'}")
+        if oversized:
+            print(f"bodies with 'Content-Length: 100' sent chunked (server RSS before them: {baseline:.0f} MiB):")
+            for mib, status, sent, grown in oversized:
+                print(f"  {mib} MiB: answer {status}, {sent:.0f} MiB sent before the server stopped reading, RSS {grown:+.1f} MiB")
 
 
 if __name__ == "__main__":
