@@ -8,6 +8,10 @@ its k nearest (the paper's rule). Variants, all on the same images:
     (b) global    - trained FashionNet, global branch only
     (c) fashionnet - trained FashionNet, pooling at its predicted landmarks (what the product does)
     (d) gt_landmarks - trained FashionNet pooling at ground-truth landmarks (an upper bound)
+
+On the query photos it also checks what the page shows against the annotations
+(:func:`real_photo_measures`): the garment box, the clothes type, the landmarks marked sure and
+unsure, and what the mean layout placed in the predicted or the annotated box scores.
 """
 
 from __future__ import annotations
@@ -25,20 +29,20 @@ from tqdm.auto import tqdm
 from fashionnet.checkpoint import input_side, load_checkpoint, model_from_checkpoint
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none
 from fashionnet.data.readers import detect_benchmark, read_benchmark
-from fashionnet.data.schema import landmarks_of
+from fashionnet.data.schema import bboxes_of, landmarks_of
 from fashionnet.data.transforms import build_transforms, letterbox_geometry, to_original_coords
 from fashionnet.images import load_image
-from fashionnet.inference import Predictor
-from fashionnet.landmarks import LANDMARK_NAMES
-from fashionnet.metrics import (attribute_recall_at_k, category_accuracy, map_at_r, mean_layout, normalized_error, pdl, retrieval_metrics,
-                                topk_hit_rate)
+from fashionnet.inference import LOW_CONFIDENCE, Predictor
+from fashionnet.landmarks import CLOTHES_TYPE_NAMES, LANDMARK_NAMES
+from fashionnet.localisation import boxes_to_original
+from fashionnet.metrics import (attribute_recall_at_k, category_accuracy, garment_box_iou, map_at_r, mean_layout, mean_layout_in_box,
+                                normalized_error, normalized_error_by_confidence, pdl, retrieval_metrics, topk_hit_rate)
 from fashionnet.models import BareBackbone, get_backbone
 from fashionnet.protocols import protocol_frames
-from fashionnet.retrieval_time import average_views, best_view_ranking, expand_queries, item_centroids
+from fashionnet.retrieval_time import average_views, best_view_ranking, item_centroids
 from fashionnet.runtime import resolve_device
 
 KS = (1, 5, 10, 20, 30, 40, 50)
-QE_NEIGHBOURS = 2  # gallery rows a query is expanded with (alpha-QE, alpha = 3)
 VARIANTS = ("imagenet", "global", "fashionnet", "gt_landmarks")
 VARIANT_LABELS = {
     "imagenet": "(a) ImageNet backbone, GAP, untrained",
@@ -93,11 +97,15 @@ def _photo_loader(dataset: DeepFashionDataset, batch: dict):
 
 def localised_outputs(predictor: Predictor, dataset: DeepFashionDataset, batch: dict) -> dict[str, torch.Tensor]:
     """What the product computes for a batch: the first pass, then a second pass on a crop around
-    the garment where it is small (``Predictor.localise``). Landmarks come back in original pixels."""
+    the garment where it is small (``Predictor.localise``). Landmarks and the garment box come back
+    in original pixels."""
     first = predictor.forward_batch(batch["image"])
     geometries = [letterbox_geometry(int(w), int(h), predictor.input_side) for w, h in batch["original_size"].tolist()]
     out, geometries, cropped = predictor.localise(first, geometries, _photo_loader(dataset, batch))
-    heatmap_only, pixels, _ = predictor.landmark_pixels(out, geometries)
+    boxes = boxes_to_original(out, geometries)
+    clothes_types = predictor.predicted_clothes_types(predictor.category_probs(out))
+    heatmap_only, pixels, _ = predictor.landmark_pixels(out, geometries, boxes, clothes_types)
+    extra = {} if "landmark_confidence" not in out else {"landmark_confidence": out["landmark_confidence"]}
     return {
         "embedding": out["embedding"],
         "global": torch.nn.functional.normalize(out["global_feature"].float(), dim=1),
@@ -106,6 +114,10 @@ def localised_outputs(predictor: Predictor, dataset: DeepFashionDataset, batch: 
         "category_logits": out["category_logits"],
         "attribute_logits": out["attribute_logits"],
         "cropped": torch.as_tensor(cropped),
+        # Prediction.garment_box and Prediction.clothes_type, NaN / -1 where there is none
+        "garment_box": torch.tensor([[float("nan")] * 4 if b is None else list(b) for b in boxes], dtype=torch.float32),
+        "clothes_type": torch.tensor([-1 if t is None else int(t) for t in clothes_types], dtype=torch.int64),
+        **extra,
     }
 
 
@@ -117,7 +129,7 @@ def mirrored_outputs(predictor: Predictor, dataset: DeepFashionDataset, batch: d
 
 
 def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, q_flip, g_flip) -> dict[str, Any]:
-    """Top-k and mAP@R of variant (c) with flip averaging, query expansion, both, and item aggregation.
+    """Top-k and mAP@R of variant (c) with flip averaging and item aggregation.
     ``q_pred`` / ``g_pred`` hold the plain embeddings (``embedding_plain``), ``q_flip`` / ``g_flip``
     the mirror images' (:func:`mirrored_outputs`)."""
     qi, gi = q_items[q_pred["index"]], g_items[g_pred["index"]]
@@ -134,7 +146,6 @@ def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, q_flip, g_flip)
     out = {}
     for name, (q, g) in views.items():
         out[name] = scored(q, g)
-        out[f"{name}+qe"] = scored(expand_queries(q, g, k=QE_NEIGHBOURS), g)
         ids, centroids = item_centroids(g, gi)
         item_ks = tuple(k for k in ks if k <= len(ids))
         out[f"{name}+items"] = scored(q, centroids, ids, item_ks)
@@ -143,6 +154,46 @@ def measure_retrieval_time(q_pred, g_pred, q_items, g_items, ks, q_flip, g_flip)
         present = np.isin(qi, ids)
         out[f"{name}+best_view"] = {"top_k": {int(k): float(v) for k, v in topk_hit_rate(ranked, qi, item_ks, gallery_item_ids=ids).items()},
                                     "map_at_r": float(map_at_r(ranked[present], qi[present], ids, num_relevant=np.ones(present.sum(), dtype=np.int64)))}
+    return out
+
+
+def real_photo_measures(rows, pred: dict[str, np.ndarray], clothes_types_known: bool = True) -> dict[str, Any]:
+    """What the page shows of a photo, checked against its annotations (``rows``, one per row of
+    ``pred``, the :func:`localised_outputs` of those photos):
+
+    - "garment_box": IoU of the predicted garment box with the annotated one (:func:`garment_box_iou`);
+    - "clothes_type": share of photos whose predicted clothes type (that of the predicted category)
+      is the annotated one, overall and per type; left out when ``clothes_types_known`` is False
+      (a checkpoint without the category -> clothes type map);
+    - "landmarks_by_confidence": NE of the points the page marks sure and unsure (the Predictor's
+      rule, ``Landmark.low_confidence``), and the share of visible points marked sure;
+    - "mean_layout_in_box": NE of each clothes type's mean layout within the box (fitted on these
+      photos' annotated boxes) placed in the predicted box and in the annotated one, next to the
+      model's own NE, on the photos that have both boxes: what a box alone is worth for landmarks.
+    """
+    true_xy, vis = landmarks_of(rows)
+    sizes = pred["original_size"]
+    annotated_box = bboxes_of(rows).astype(np.float64)
+    predicted_box = pred["garment_box"].astype(np.float64)
+    types = rows["clothes_type"].fillna(-1).to_numpy(np.int64)
+    out: dict[str, Any] = {"garment_box": garment_box_iou(predicted_box, annotated_box)}
+    known = types >= 0
+    if clothes_types_known and known.any():
+        right = pred["clothes_type"] == types
+        out["clothes_type"] = {"accuracy": float(right[known].mean()), "num_photos": int(known.sum()),
+                               "accuracy_per_type": {CLOTHES_TYPE_NAMES.get(int(t), str(t)): float(right[types == t].mean())
+                                                     for t in np.unique(types[known])}}
+    if "landmark_confidence" in pred:
+        sure = ~(pred["landmark_confidence"] < LOW_CONFIDENCE)  # Landmark.low_confidence, negated
+        out["landmarks_by_confidence"] = normalized_error_by_confidence(pred["landmarks_px"], true_xy, vis, sizes, sure)
+    both = np.isfinite(annotated_box).all(axis=1) & np.isfinite(predicted_box).all(axis=1)
+    if both.any():
+        def ne(xy):
+            return normalized_error(xy[both], true_xy[both], vis[both], sizes[both])["average"]
+        out["mean_layout_in_box"] = {
+            "ne_predicted_box": ne(mean_layout_in_box(true_xy, vis, annotated_box, types, place_in=predicted_box)),
+            "ne_annotated_box": ne(mean_layout_in_box(true_xy, vis, annotated_box, types)),
+            "ne_model": ne(pred["landmarks_px"]), "num_photos": int(both.sum())}
     return out
 
 
@@ -197,7 +248,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
     need_pred = any(v in variants for v in ("global", "fashionnet"))
     # (b) and (c) go through the Predictor, as the page and the indexer do (crop where the garment is small)
     # flip averaging is done here rather than in the Predictor, so that both embeddings can be reported
-    predictor = Predictor.from_loaded(ckpt, checkpoint, model=model, device=device, fold_batch_norms=False, flip_average=False,
+    predictor = Predictor.from_loaded(ckpt, checkpoint, model=model, device=device, fold_batch_norms=False, flip_average=False, runtime="torch",
                                       **({} if crop_below is None else {"crop_below": crop_below}))
     q_pred = embed(lambda m, b, d: localised_outputs(predictor, q_set, b), q_set, "queries (predicted landmarks)") if need_pred else None
     g_pred = embed(lambda m, b, d: localised_outputs(predictor, g_set, b), g_set, "gallery (predicted landmarks)") if need_pred else None
@@ -248,16 +299,53 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, benchmark
                                 "ne_heatmap_only": heatmap_ne,
                                 "num_visible": ne["num_visible"], "mean_layout_ne": floor["average"],
                                 "mean_layout_ne_per_landmark": floor["per_landmark"], "ne_over_mean_layout": ne["average"] / floor["average"]}
+        results["real_photo"] = real_photo_measures(rows, q_pred, clothes_types_known=bool(predictor.category_clothes_types))
         labels = q_set.category_per_row[q_pred["index"]]
         known = labels >= 0
         if len(categories) and known.any():
             acc = category_accuracy(q_pred["category_logits"][known], labels[known], ks=(1, 3))
             results["category_accuracy"] = {f"top{k}": float(v) for k, v in acc.items()}
-        if len(attributes):
+        # photos without attribute annotations (e.g. real ones) would give a NaN recall
+        if len(attributes) and any(q_set.attributes[i] is not None for i in q_pred["index"]):
             attr = np.stack([np.asarray(q_set.attributes[i]) if q_set.attributes[i] is not None else np.zeros(len(attributes))
                              for i in q_pred["index"]])
             results["attribute_recall"] = {f"top{k}": float(attribute_recall_at_k(q_pred["attribute_logits"], attr, k=k)) for k in (3, 5)}
     return results
+
+
+def _number(value: float, form: str) -> str:
+    return "n/a" if value != value else format(value, form)
+
+
+def real_photo_lines(rp: dict[str, Any], num_queries: int) -> list[str]:
+    """The markdown table of :func:`real_photo_measures`."""
+    box = rp["garment_box"]
+    lines = [f"| what the page shows, on the {num_queries} query photos | |", "|---|---:|",
+             f"| garment box: mean IoU with the annotated box ({box['num_photos']} photos) | {_number(box['mean_iou'], '.3f')} |"]
+    lines += [f"| garment box: IoU at least {key.rsplit('_', 1)[1]} | {_number(100 * value, '.1f')}% |"
+              for key, value in box.items() if key.startswith("iou_at_least_")]
+    if "clothes_type" in rp:
+        ct = rp["clothes_type"]
+        per_type = ", ".join(f"{name} {_number(100 * v, '.1f')}%" for name, v in ct["accuracy_per_type"].items())
+        lines.append(f"| clothes type (upper / lower / full body) right, of {ct['num_photos']} photos ({per_type}) | "
+                     f"{_number(100 * ct['accuracy'], '.1f')}% |")
+    if "landmarks_by_confidence" in rp:
+        c = rp["landmarks_by_confidence"]
+        lines += [f"| landmark NE of the points marked sure ({c['num_sure']} visible points) | {_number(c['ne_sure'], '.4f')} |",
+                  f"| landmark NE of the points marked unsure ({c['num_unsure']}) | {_number(c['ne_unsure'], '.4f')} |",
+                  f"| visible points marked sure | {_number(100 * c['sure_share'], '.1f')}% |"]
+    if "mean_layout_in_box" in rp:
+        m = rp["mean_layout_in_box"]
+        lines += [f"| landmark NE of the clothes type's mean layout placed in the predicted box ({m['num_photos']} photos) | "
+                  f"{_number(m['ne_predicted_box'], '.4f')} |",
+                  f"| ... placed in the annotated box | {_number(m['ne_annotated_box'], '.4f')} |",
+                  f"| ... the model's own points, on the same photos | {_number(m['ne_model'], '.4f')} |"]
+    notes = []
+    if box["num_without_annotated_box"]:
+        notes.append(f"{box['num_without_annotated_box']} photos without an annotated box are left out of the box figures")
+    if box["num_without_predicted_box"]:
+        notes.append(f"{box['num_without_predicted_box']} photos got no predicted box (IoU 0)")
+    return lines + (["", "; ".join(notes)] if notes else [])
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -287,6 +375,8 @@ def markdown_table(results: dict[str, Any]) -> str:
             lines += ["", f"predicted NE is {lm['ne_over_mean_layout']:.2f} x the mean-layout floor"]
         if lm.get("ne_heatmap_only") is not None and lm["ne_heatmap_only"] != lm["ne"]:
             lines.append(f"(the heatmaps' points alone, without pulling unsure ones towards the garment box layout: NE {lm['ne_heatmap_only']:.4f})")
+    if "real_photo" in results:
+        lines += ["", *real_photo_lines(results["real_photo"], results["num_queries"])]
     if "retrieval_time" in results:
         rt = results["retrieval_time"]
         rks = sorted(rt["plain"]["top_k"])

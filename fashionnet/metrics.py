@@ -1,4 +1,5 @@
-"""Evaluation metrics: retrieval (top-k hit rate, mAP@R), landmarks (NE, PDL), category, attributes.
+"""Evaluation metrics: retrieval (top-k hit rate, mAP@R), landmarks (NE, PDL), garment boxes (IoU),
+category, attributes.
 
 Every function takes numpy arrays or torch tensors and returns plain Python floats / dicts.
 Rates are fractions in [0, 1] (multiply by 100 for the percentages papers print).
@@ -288,6 +289,98 @@ def mean_layout(true_xy: Any, visibility: Any, image_sizes: Any, groups: Any) ->
             rows = groups == group
             layout[rows] = np.where(np.isnan(np.nanmean(relative[rows], axis=0)), overall, np.nanmean(relative[rows], axis=0))
     return np.nan_to_num(layout, nan=0.5) * sizes
+
+
+def _boxes(boxes: Any, n: int) -> np.ndarray:
+    out = _to_numpy(boxes).astype(np.float64).reshape(-1, 4)
+    if len(out) != n:
+        raise ValueError(f"need one (x1, y1, x2, y2) box per image ({n}), got {len(out)}")
+    return out
+
+
+def mean_layout_in_box(true_xy: Any, visibility: Any, boxes: Any, groups: Any, place_in: Any | None = None) -> np.ndarray:
+    """Like :func:`mean_layout`, but relative to the garment box instead of the photo.
+
+    Each group's (e.g. clothes type's) layout is the mean of its rows' VISIBLE landmarks as
+    fractions of the row's ``boxes`` (x1, y1, x2, y2): ((x - x1) / (x2 - x1), (y - y1) / (y2 - y1)),
+    slot by slot, over the rows whose box is known (finite, wider and taller than 0). A slot no such
+    row of the group shows takes the mean over all of them, and then the box's centre. Each row gets
+    its group's layout placed in its ``place_in`` box (default: ``boxes``), in pixels: (N, 8, 2),
+    NaN for rows without that box.
+    """
+    true = np.asarray(true_xy, dtype=np.float64)
+    visible = np.asarray(visibility) == VISIBLE
+    fit = _boxes(boxes, len(true))
+    place = fit if place_in is None else _boxes(place_in, len(true))
+    groups = np.asarray(groups)
+    size = fit[:, 2:] - fit[:, :2]
+    usable = np.isfinite(fit).all(axis=1) & (size > 0).all(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = (true - fit[:, None, :2]) / size[:, None, :]
+    relative = np.where((visible & usable[:, None])[..., None], relative, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slots fall back below
+        overall = np.nan_to_num(np.nanmean(relative, axis=0), nan=0.5)
+        layout = np.empty_like(relative)
+        for group in np.unique(groups):
+            rows = groups == group
+            mean = np.nanmean(relative[rows], axis=0)
+            layout[rows] = np.where(np.isnan(mean), overall, mean)
+    return place[:, None, :2] + layout * (place[:, None, 2:] - place[:, None, :2])
+
+
+def box_iou(pred_boxes: Any, true_boxes: Any) -> np.ndarray:
+    """(N,) intersection over union of two (N, 4) sets of (x1, y1, x2, y2) boxes, row by row;
+    NaN where either box has a NaN coordinate."""
+    pred = _to_numpy(pred_boxes).astype(np.float64).reshape(-1, 4)
+    true = _boxes(true_boxes, len(pred))
+    width = np.minimum(pred[:, 2], true[:, 2]) - np.maximum(pred[:, 0], true[:, 0])
+    height = np.minimum(pred[:, 3], true[:, 3]) - np.maximum(pred[:, 1], true[:, 1])
+    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+    area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
+    union = area(pred) + area(true) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    iou[~(np.isfinite(pred).all(axis=1) & np.isfinite(true).all(axis=1))] = np.nan
+    return iou
+
+
+def garment_box_iou(pred_boxes: Any, true_boxes: Any, thresholds: Sequence[float] = (0.5, 0.75)) -> dict[str, Any]:
+    """How well predicted garment boxes match the annotated ones (both (N, 4) pixels, NaN rows unknown).
+
+    Photos without an annotated box are left out (and counted); a photo with one but no predicted
+    box scores IoU 0. Returns {"mean_iou", "iou_at_least_<t>" (share of photos) per threshold,
+    "num_photos", "num_without_annotated_box", "num_without_predicted_box"}; NaN rates without photos.
+    """
+    pred = _to_numpy(pred_boxes).astype(np.float64).reshape(-1, 4)
+    true = _boxes(true_boxes, len(pred))
+    annotated = np.isfinite(true).all(axis=1)
+    predicted = np.isfinite(pred).all(axis=1)
+    iou = np.nan_to_num(box_iou(pred, true)[annotated], nan=0.0)
+    out: dict[str, Any] = {"mean_iou": float(iou.mean()) if len(iou) else float("nan")}
+    for t in thresholds:
+        out[f"iou_at_least_{t:g}"] = float((iou >= t).mean()) if len(iou) else float("nan")
+    out.update(num_photos=int(annotated.sum()), num_without_annotated_box=int((~annotated).sum()),
+               num_without_predicted_box=int((annotated & ~predicted).sum()))
+    return out
+
+
+def normalized_error_by_confidence(pred_xy: Any, true_xy: Any, visibility: Any, image_sizes: Any, sure: Any) -> dict[str, Any]:
+    """:func:`normalized_error` of the points the model marked sure and of those it marked unsure.
+
+    ``sure``: (N, 8) booleans, the model's own flag per predicted point. Returns {"ne_sure",
+    "ne_unsure" (NaN where no visible point is in that group), "num_sure", "num_unsure" (visible
+    ground-truth points), "sure_share" (num_sure over all visible points)}.
+    """
+    vis = _to_numpy(visibility).astype(np.int64)
+    sure = _to_numpy(sure).astype(bool).reshape(vis.shape)
+    # hiding a point from normalized_error: any code other than VISIBLE
+    hidden = VISIBLE + 1
+    on_sure = normalized_error(pred_xy, true_xy, np.where(sure, vis, hidden), image_sizes)
+    on_unsure = normalized_error(pred_xy, true_xy, np.where(sure, hidden, vis), image_sizes)
+    total = on_sure["num_visible"] + on_unsure["num_visible"]
+    return {"ne_sure": on_sure["average"], "ne_unsure": on_unsure["average"], "num_sure": on_sure["num_visible"],
+            "num_unsure": on_unsure["num_visible"], "sure_share": on_sure["num_visible"] / total if total else float("nan")}
 
 
 def pdl(

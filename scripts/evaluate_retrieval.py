@@ -5,6 +5,10 @@
         --data-root data/synth/consumer2shop --out reports/
 
 Writes <benchmark>.json, <benchmark>.md (markdown table) and <benchmark>_topk.png into --out.
+The table also checks what the page shows of each query photo against its annotations
+("real_photo" in the JSON): the garment box's IoU, the clothes type, the NE of the points marked
+sure and unsure, and the NE of the mean layout placed in the predicted and the annotated box. On
+real photos (e.g. --data-root ../shared/realdev/robot_dev) these say where the model fails.
 """
 
 import argparse
@@ -30,7 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-queries", type=int, default=0, help="evaluate a random subset of queries (0: all)")
     p.add_argument("--retrieval-time", action="store_true",
-                   help="also measure (c) with flip averaging, query expansion and item aggregation, each alone and together")
+                   help="also measure (c) with flip averaging and item aggregation, each alone and together")
     p.add_argument("--crop-below", type=float, default=None,
                    help="crop photos whose predicted garment box covers less than this share and embed again, as the "
                         "product does (default: the Predictor's; 0: one pass)")

@@ -65,7 +65,7 @@ def consumer2shop(tiny_checkpoint, synth_root):
 
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint):
-    return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    return Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
 
 
 def test_consumer2shop_fashionnet_variant_matches_brute_force(consumer2shop, predictor):
@@ -188,3 +188,65 @@ def test_report_files(consumer2shop, tmp_path):
     table = paths["markdown"].read_text()
     assert "(c) FashionNet, predicted landmarks" in table and "top-1" in table
     assert paths["plot"].stat().st_size > 1000
+
+
+def test_real_photo_measures_match_the_predictor(consumer2shop, predictor):
+    root, results, queries, _ = consumer2shop
+    rp = results["real_photo"]
+    ious, type_right, sure, unsure = [], [], [], []
+    boxed = {}  # image -> (annotated box, predicted box, size)
+    for _, row in queries.iterrows():
+        pred = predictor.predict(root / row["image_path"])
+        w, h = Image.open(root / row["image_path"]).size
+        a = np.array([row["bbox_x1"], row["bbox_y1"], row["bbox_x2"], row["bbox_y2"]], dtype=float)
+        p = np.array(pred.garment_box, dtype=float)
+        inter = max(0, min(a[2], p[2]) - max(a[0], p[0])) * max(0, min(a[3], p[3]) - max(a[1], p[1]))
+        ious.append(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (p[2] - p[0]) * (p[3] - p[1]) - inter))
+        boxed[row["image_path"]] = (a, p, (w, h))
+        type_right.append(pred.clothes_type == row["clothes_type"])
+        for lm in pred.landmarks:
+            if row[f"{lm.name}_vis"] == 0:
+                (unsure if lm.low_confidence else sure).append(np.hypot((lm.x - row[f"{lm.name}_x"]) / w, (lm.y - row[f"{lm.name}_y"]) / h))
+    box = rp["garment_box"]
+    assert (box["num_photos"], box["num_without_annotated_box"], box["num_without_predicted_box"]) == (len(queries), 0, 0)
+    assert box["mean_iou"] == pytest.approx(np.mean(ious), abs=1e-4)
+    # a box within float noise of a threshold may fall either way
+    for t in (0.5, 0.75):
+        assert box[f"iou_at_least_{t:g}"] == pytest.approx(np.mean(np.array(ious) >= t), abs=1.01 / len(ious))
+    assert rp["clothes_type"]["accuracy"] == pytest.approx(np.mean(type_right))
+    by_confidence = rp["landmarks_by_confidence"]
+    assert (by_confidence["num_sure"], by_confidence["num_unsure"]) == (len(sure), len(unsure))
+    assert by_confidence["num_sure"] + by_confidence["num_unsure"] == results["landmarks"]["num_visible"]
+    assert by_confidence["sure_share"] == pytest.approx(len(sure) / (len(sure) + len(unsure)))
+    for key, errors in (("ne_sure", sure), ("ne_unsure", unsure)):
+        assert (np.isnan(by_confidence[key]) and not errors) or by_confidence[key] == pytest.approx(np.mean(errors), rel=1e-4)
+
+    # the mean layout within the annotated box, per clothes type and slot, from its definition
+    relative = {}
+    for _, row in queries.iterrows():
+        a, _, _ = boxed[row["image_path"]]
+        for name in LANDMARK_NAMES:
+            if row[f"{name}_vis"] == 0:
+                relative.setdefault((row["clothes_type"], name), []).append(
+                    ((row[f"{name}_x"] - a[0]) / (a[2] - a[0]), (row[f"{name}_y"] - a[1]) / (a[3] - a[1])))
+    in_box = {"ne_annotated_box": [], "ne_predicted_box": []}
+    for _, row in queries.iterrows():
+        a, p, (w, h) = boxed[row["image_path"]]
+        for name in LANDMARK_NAMES:
+            if row[f"{name}_vis"] == 0:
+                rx, ry = np.mean(relative[(row["clothes_type"], name)], axis=0)
+                for key, b in (("ne_annotated_box", a), ("ne_predicted_box", p)):
+                    x, y = b[0] + rx * (b[2] - b[0]), b[1] + ry * (b[3] - b[1])
+                    in_box[key].append(np.hypot((x - row[f"{name}_x"]) / w, (y - row[f"{name}_y"]) / h))
+    layout = rp["mean_layout_in_box"]
+    assert layout["num_photos"] == len(queries)
+    assert layout["ne_annotated_box"] == pytest.approx(np.mean(in_box["ne_annotated_box"]), rel=1e-5)
+    assert layout["ne_predicted_box"] == pytest.approx(np.mean(in_box["ne_predicted_box"]), rel=1e-4)
+    assert layout["ne_model"] == pytest.approx(results["landmarks"]["ne"], rel=1e-6)
+    for value in (box["mean_iou"], rp["clothes_type"]["accuracy"], by_confidence["sure_share"], layout["ne_annotated_box"]):
+        assert 0 <= value <= 1
+
+    table = markdown_table(results)
+    for line in ("garment box: mean IoU with the annotated box", "garment box: IoU at least 0.75", "clothes type (upper / lower / full body)",
+                 "points marked sure", "points marked unsure", "mean layout placed in the predicted box", "placed in the annotated box"):
+        assert line in table, line

@@ -219,3 +219,84 @@ def test_mean_layout_floor_hand_made():
     ne = normalized_error(layout, true, vis, sizes)
     expected = np.mean([np.hypot(0.1, 0.1), np.hypot(0.1, 0.1), 0.0, 0.0])
     assert ne["average"] == pytest.approx(expected)
+
+
+def test_box_iou_hand_made():
+    from fashionnet.metrics import box_iou
+
+    pred = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [np.nan] * 4])
+    true = np.array([[0, 0, 10, 10],    # the same box: 1
+                     [5, 0, 15, 10],    # half of each: intersection 50, union 150 -> 1/3
+                     [20, 20, 30, 30],  # apart: 0
+                     [0, 0, 10, 10]])   # no predicted box: unknown
+    iou = box_iou(pred, true)
+    np.testing.assert_allclose(iou[:3], [1.0, 1 / 3, 0.0])
+    assert np.isnan(iou[3])
+
+
+def test_garment_box_iou_leaves_out_unannotated_and_scores_missing_boxes_zero():
+    from fashionnet.metrics import garment_box_iou
+
+    nan = [np.nan] * 4
+    pred = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], nan, [0, 0, 10, 10]])
+    true = np.array([[0, 0, 10, 10],  # 1
+                     [5, 0, 15, 10],  # 1/3
+                     [0, 0, 10, 6],   # 60 / 100 = 0.6
+                     [0, 0, 10, 5],   # exactly 0.5: counts as at least 0.5
+                     [0, 0, 10, 10],  # no predicted box: 0
+                     nan])            # no annotation: left out
+    r = garment_box_iou(pred, true)
+    assert r["mean_iou"] == pytest.approx((1 + 1 / 3 + 0.6 + 0.5 + 0) / 5)
+    assert r["iou_at_least_0.5"] == pytest.approx(3 / 5)
+    assert r["iou_at_least_0.75"] == pytest.approx(1 / 5)
+    assert (r["num_photos"], r["num_without_annotated_box"], r["num_without_predicted_box"]) == (5, 1, 1)
+
+
+def test_mean_layout_in_box_lands_on_the_right_pixels():
+    from fashionnet.metrics import mean_layout_in_box
+
+    true = np.full((4, 8, 2), np.nan)
+    vis = np.full((4, 8), 3)
+    boxes = np.array([[0, 0, 100, 200], [100, 100, 300, 500], [0, 0, 100, 100], [np.nan] * 4], dtype=float)
+    true[0, 0], vis[0, 0] = (10, 20), 0     # top, relative to its box (0.1, 0.1)
+    true[1, 0], vis[1, 0] = (160, 220), 0   # top, relative (0.3, 0.3): the tops' mean is (0.2, 0.2)
+    true[1, 1], vis[1, 1] = (0, 0), 1       # occluded: not fitted
+    true[2, 1], vis[2, 1] = (50, 25), 0     # trousers, relative (0.5, 0.25)
+    true[3, 0], vis[3, 0] = (999, 999), 0   # a top without a box: not fitted
+    groups = [1, 1, 2, 1]
+    layout = mean_layout_in_box(true, vis, boxes, groups)
+    np.testing.assert_allclose(layout[0, 0], (20, 40))     # (0.2, 0.2) of 100 x 200 from (0, 0)
+    np.testing.assert_allclose(layout[1, 0], (140, 180))   # (0.2, 0.2) of 200 x 400 from (100, 100)
+    np.testing.assert_allclose(layout[0, 1], (50, 50))     # no top shows slot 1: the overall mean (0.5, 0.25)
+    np.testing.assert_allclose(layout[2, 0], (20, 20))     # trousers never show slot 0: overall (0.2, 0.2)
+    np.testing.assert_allclose(layout[2, 2], (50, 50))     # nobody shows slot 2: the box's centre
+    assert np.isnan(layout[3]).all()                       # nowhere to place it
+    elsewhere = np.array([[50, 50, 150, 250], [0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 200, 100]], dtype=float)
+    moved = mean_layout_in_box(true, vis, boxes, groups, place_in=elsewhere)
+    np.testing.assert_allclose(moved[0, 0], (70, 90))      # the same layout, fitted on `boxes`, in another box
+    np.testing.assert_allclose(moved[3, 0], (40, 20))      # the boxless top placed in a given box
+    # in the boxes it was fitted in: the tops' slot 0 is off by 0.1 of the box each way, the trousers' slot 1 exact
+    ne = normalized_error(layout[:3], true[:3], vis[:3], [[100, 200], [200, 400], [100, 100]])
+    expected = np.mean([np.hypot(0.1, 0.1), np.hypot(0.1, 0.1), 0.0])  # 0.1 of the box is 0.1 of these photos
+    assert ne["average"] == pytest.approx(expected)
+
+
+def test_normalized_error_split_by_the_models_confidence():
+    from fashionnet.metrics import normalized_error_by_confidence
+
+    true = np.zeros((1, 8, 2)) + 50
+    pred = true.copy()
+    pred[0, 0] += (10, 0)    # sure, 0.1 of the 100 x 100 photo
+    pred[0, 1] += (0, 20)    # sure, 0.2
+    pred[0, 2] += (30, 40)   # unsure, 0.5
+    pred[0, 4] += (0, 0)     # sure, 0
+    pred[0, 5] += (90, 0)    # not visible: left out whatever its flag
+    vis = np.array([[0, 0, 0, 0, 0, 1, 3, 3]])
+    sure = np.array([[True, True, False, False, True, False, True, True]])
+    r = normalized_error_by_confidence(pred, true, vis, (100, 100), sure)
+    assert r["ne_sure"] == pytest.approx(0.1)   # (0.1 + 0.2 + 0) / 3
+    assert r["ne_unsure"] == pytest.approx(0.25)  # (0.5 + 0) / 2
+    assert (r["num_sure"], r["num_unsure"]) == (3, 2)
+    assert r["sure_share"] == pytest.approx(3 / 5)
+    none_unsure = normalized_error_by_confidence(pred, true, vis, (100, 100), np.ones((1, 8), bool))
+    assert np.isnan(none_unsure["ne_unsure"]) and none_unsure["sure_share"] == 1.0
