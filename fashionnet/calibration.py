@@ -51,7 +51,7 @@ def store_whitening(ckpt: dict, model, data, device, args, augment) -> None:
     """Fit the learned whitening on the training photos (each once as it is and ``args.whiten_augmented_views``
     times through ``augment``), install it in ``model`` and ``ckpt`` (weights, config and checksum)."""
     try:
-        line = whiten_model(model, data.train_frame, data.root, args.image_size, device, args.whiten_dim, args.whiten_shrinkage, args.whiten_mix,
+        line = whiten_model(model, data.train_frame, data.root, args.image_size, device, args.whiten_dim, args.whiten_shrinkage,
                             augment=augment, augmented_views=args.whiten_augmented_views, seed=args.seed,
                             batch_size=args.eval_batch_size, workers=args.workers, progress=not args.no_progress,
                             by_part=args.whiten_by_part)

@@ -17,6 +17,12 @@ from fashionnet.models import FashionNetConfig, create_model
 
 CHECKPOINT_FORMAT = "fashionnet-checkpoint/1"
 REQUIRED_KEYS = ("format", "model", "model_config", "label_maps", "preprocessing", "epoch", "model_checksum")
+# Model settings that were measured, did no better, and were removed, each at the value that meant
+# "off"; whiten_mix was also a buffer of every whitened model.
+RETIRED_SETTINGS = {"fine_pool": False, "pool_spread": 0.0, "whiten_mix": 1.0, "colour_weight": 1.0}
+RETIRED_BUFFERS = ("whiten_mix", "colour_weight")
+# What a checkpoint saved before a setting existed was trained with (the settings' defaults have changed since).
+BEFORE_THE_SETTING = {"landmark_head": "fc", "box_head": False, "appearance_weight": 0.0, "colour_window": 0.0, "detail_window": 0.0}
 
 
 class CheckpointError(ValueError):
@@ -118,17 +124,27 @@ def _unreadable_reason(path: Path, exc: Exception) -> str:
             "(damaged, truncated, or another kind of file)")
 
 
+def without_retired_settings(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[dict, dict]:
+    """(model config, weights) of a loaded checkpoint less the retired settings (RETIRED_SETTINGS),
+    which it may hold at their "off" value; raises CheckpointError for one that was switched on."""
+    config = dict(ckpt["model_config"])
+    for name, off in RETIRED_SETTINGS.items():
+        if name in config and config.pop(name) != off:
+            raise CheckpointError(f"{path}: this model was trained with {name}={ckpt['model_config'][name]!r}, a setting this "
+                                  "version no longer has (it measured no better than without); retrain it with the defaults")
+    return config, {k: v for k, v in ckpt["model"].items() if k not in RETIRED_BUFFERS}
+
+
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> tuple[torch.nn.Module, FashionNetConfig]:
     """Rebuild the FashionNet a loaded checkpoint describes; refuses weights that do not fit it."""
+    saved, state = without_retired_settings(ckpt, path)
     try:
-        # checkpoints written before the heatmap head existed all used the fc head, and those written
-        # before the box head existed have none
-        config = FashionNetConfig.from_dict({"landmark_head": "fc", "box_head": False, **ckpt["model_config"]})
+        config = FashionNetConfig.from_dict({**BEFORE_THE_SETTING, **saved})
         model = create_model(config, load_pretrained=False)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: checkpoint has an unusable model_config: {exc}") from None
-    _check_shapes(model, ckpt["model"], path)
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    _check_shapes(model, state, path)
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path}: checkpoint does not fit the FashionNet it describes: "
                               f"missing keys {', '.join(missing[:5]) or 'none'}; unexpected keys {', '.join(unexpected[:5]) or 'none'}")

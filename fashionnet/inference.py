@@ -124,7 +124,7 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, config: FashionNetConfig, label_maps: dict, preprocessing: dict,
                  model_checksum: str, device: str | torch.device = "auto", top_attributes: int = 5, fold_batch_norms: bool = True,
-                 density: FeatureDensity | None = None, runtime: str = "torch", onnx_cache_dir: str | os.PathLike | None = None,
+                 density: FeatureDensity | None = None, runtime: str = "auto", onnx_cache_dir: str | os.PathLike | None = None,
                  category_temperature: float = 1.0, crop_below: float = CROP_BELOW_AREA, crop_margin: float = CROP_MARGIN,
                  landmark_prior: BoxLayoutPrior | None = None, face_detector: FaceDetector | None | str = "auto",
                  flip_average: bool = True):
@@ -312,14 +312,7 @@ class Predictor:
         """:meth:`score_parts` of each row of ``out``, each part (B,)."""
         q = np.asarray(query_embedding, dtype=np.float32)
         config = self.model.config
-        if not config.whiten_dim:
-            return self._plain_parts(out, q)
-        plain_dim = len(q) - config.whiten_dim
-        parts = self._whitened_parts(out, config.whiten_mix**0.5 * q[plain_dim:])
-        if plain_dim:  # joined with the plain embedding, which holds sqrt(1 - mix) of the vector
-            plain = self._plain_parts(out, (1 - config.whiten_mix) ** 0.5 * q[:plain_dim])
-            parts = {name: parts.get(name, 0.0) + plain.get(name, 0.0) for name in {*parts, *plain}}
-        return parts
+        return self._whitened_parts(out, q) if config.whiten_dim else self._plain_parts(out, q)
 
     def _whitened_parts(self, out: dict[str, torch.Tensor], q: np.ndarray) -> dict[str, np.ndarray]:
         """The parts of whitened(descriptor) . q (FashionNet._whitened): z = (descriptor - mean) @ projection

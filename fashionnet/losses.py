@@ -133,34 +133,6 @@ class TripletLoss(nn.Module):
         return F.relu(self.margin + dist[anchors, positives] - dist[anchors, negatives]).mean()
 
 
-class ProxySoftmaxLoss(nn.Module):
-    """Normalised-softmax item classification (Zhai & Wu, "Classification is a strong baseline for
-    deep metric learning", 2019): one learned proxy per training item, cross-entropy over cosine
-    similarities / ``temperature``.
-
-    Every step pulls each embedding towards its item's proxy and away from *all* other items', the
-    siblings included, so the hard negatives are always there however the batch was drawn.
-    Inputs: embeddings (B, D), item labels (B,) in [0, num_items).
-    """
-
-    def __init__(self, num_items: int, dim: int, temperature: float = 0.05):
-        super().__init__()
-        if num_items < 2:
-            raise ValueError(f"a proxy loss needs at least 2 training items, got {num_items}")
-        if not 0 < temperature <= 1:
-            raise ValueError(f"temperature must be in (0, 1], got {temperature}")
-        self.temperature = float(temperature)
-        self.proxies = nn.Parameter(torch.randn(num_items, dim) / dim**0.5)
-
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if len(embeddings) == 0:
-            return _zero_like_graph(embeddings)
-        if labels.min() < 0 or labels.max() >= len(self.proxies):
-            raise ValueError(f"item labels must be in [0, {len(self.proxies)}), got {int(labels.min())}..{int(labels.max())}")
-        logits = F.normalize(embeddings.float(), dim=1) @ F.normalize(self.proxies, dim=1).T
-        return F.cross_entropy(logits / self.temperature, labels)
-
-
 class BoxLoss(nn.Module):
     """Generalized IoU loss plus ``l1_weight`` x L1 (DETR's 5 : 2 balance) between predicted and target boxes (x1, y1, x2, y2)
     in [0, 1] of the input, mean over the samples with ``has_bbox``; zero when none has one or the

@@ -2,8 +2,6 @@
 
 * flip averaging: a photo and its mirror image describe the same garment, so their embeddings are
   averaged (the caller embeds both; :func:`average_views`);
-* alpha query expansion: a query is moved towards its nearest gallery images, weighted by their
-  similarity to the power alpha, then searched again (:func:`expand_queries`);
 * item aggregation: the gallery views of one item answer as one item, by the mean of their
   embeddings (:func:`item_centroids`) or by their best-matching view (:func:`best_view_ranking`,
   what the page and ``indexer query`` list: each item once, at its best view's score).
@@ -30,22 +28,6 @@ def average_views(*views: np.ndarray) -> np.ndarray:
     if len(shapes) != 1:
         raise ValueError(f"views must have one shape, got {sorted(shapes)}")
     return _unit_rows(np.mean([_unit_rows(v) for v in views], axis=0))
-
-
-def expand_queries(queries: np.ndarray, gallery: np.ndarray, k: int = 2, alpha: float = 3.0) -> np.ndarray:
-    """alpha-QE: each query plus its ``k`` nearest gallery rows weighted by max(sim, 0) ** alpha,
-    L2-normalised. ``k=0`` returns the queries unchanged (normalised)."""
-    queries, gallery = _unit_rows(queries), _unit_rows(gallery)
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
-    if k == 0 or len(gallery) == 0:
-        return queries
-    k = min(k, len(gallery))
-    sims = queries @ gallery.T
-    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    weights = np.maximum(np.take_along_axis(sims, nearest, axis=1), 0.0) ** alpha
-    expanded = queries + np.einsum("qk,qkd->qd", weights, gallery[nearest])
-    return _unit_rows(expanded)
 
 
 def best_view_ranking(queries: np.ndarray, gallery: np.ndarray, items: Any, depth: int) -> tuple[np.ndarray, np.ndarray]:

@@ -29,24 +29,22 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from fashionnet import __version__
-from fashionnet.checkpoint import load_checkpoint, save_checkpoint
+from fashionnet.checkpoint import load_checkpoint, save_checkpoint, without_retired_settings
 from fashionnet.cli_errors import run_main
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_label_map
 from fashionnet.data.readers import read_attribute_names, read_benchmark
-from fashionnet.data.samplers import LookAlikeSampler, PKSampler
+from fashionnet.data.samplers import PKSampler
 from fashionnet.data.schema import landmarks_of
 from fashionnet.data.style_augment import StyleAugment, StyledTransform
 from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AffineJitter, build_transforms
-from fashionnet.distillation import TrunkDistillation
 from fashionnet.evaluation import embed_dataset, landmarks_to_original_pixels, predicted_landmark_outputs
-from fashionnet.hard_negatives import XBM_LOSSES, CrossBatchMemory, ItemEmbeddingTable
 from fashionnet.runtime import init_distributed, resolve_device, seed_everything, seed_worker
-from fashionnet.losses import AttributeLoss, FashionNetLosses, ProxySoftmaxLoss, metric_embedding
+from fashionnet.losses import AttributeLoss, FashionNetLosses
 from fashionnet.metrics import normalized_error, retrieval_metrics
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.fashionnet import LANDMARK_HEADS
 from fashionnet.protocols import protocol_frames
-from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_MIX, DEFAULT_SHRINKAGE, WHITENING_BUFFERS
+from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_DIM, DEFAULT_SHRINKAGE, WHITENING_BUFFERS
 from fashionnet.calibration import store_calibration
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
 from fashionnet.training_log import TrainingLog
@@ -54,7 +52,7 @@ from fashionnet.training_log import TrainingLog
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train FashionNet (landmark-pooled retrieval features)", add_help=add_help)
     p.add_argument("--config", type=Path, help="YAML file of option: value pairs (flags given on the command line win)")
-    p.add_argument("--data-root", type=Path, nargs="+", default=[Path("data/synth/consumer2shop")],
+    p.add_argument("--data-root", type=Path, nargs="+", default=[Path("data/synth/consumer2shop"), Path("data/synth/inshop")],
                    help="benchmark root(s) holding Anno/, Eval/, img/. Several roots train on all of them; rows of one item id are "
                         "one item, so give layouts of the same catalogue (e.g. the synthetic inshop and consumer2shop)")
     p.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"], help="layout of a single --data-root")
@@ -66,9 +64,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--embedding-dim", type=int, default=256)
     p.add_argument("--landmark-head", default=FashionNetConfig.landmark_head, choices=LANDMARK_HEADS, help="soft-argmax heatmaps on conv4, or the paper's fc regression")
-    p.add_argument("--fine-pool", action="store_true", help="also pool the landmarks from the trunk's stride-8 stage (roi_align)")
-    p.add_argument("--pool-spread", type=float, default=0.0, help="windows of pool-spread x the landmarks' spread (0: fixed 3-cell windows)")
-    p.add_argument("--appearance-weight", type=float, default=2.0,
+    p.add_argument("--appearance-weight", type=float, default=FashionNetConfig.appearance_weight,
                    help="append the global conv5's average pool, weighted so, to the search embedding; the losses do not "
                         "see it (0: the fusion feature alone, as the paper)")
     p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")
@@ -79,8 +75,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="random zoom of training images (below 1: the garment smaller in the frame)")
     p.add_argument("--affine-degrees", type=float, default=10.0, help="random rotation of training images, +-degrees")
     p.add_argument("--affine-translate", type=float, default=0.05, help="random shift of training images, share of the side")
-    p.add_argument("--distill-weight", type=float, default=0.0,
-                   help="weight of the loss that keeps conv4 near the frozen pretrained trunk's (fashionnet.distillation); 0: off")
     # schedule (the paper's iterative weighting)
     p.add_argument("--rounds", type=int, default=2, help="landmark stage + joint stage, repeated this many times")
     p.add_argument("--landmark-epochs", type=int, default=1, help="epochs of the landmark-heavy stage per round")
@@ -92,47 +86,32 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="the same six weights for the joint stage")
     # optimisation
     # Long names: torchrun reads abbreviations of its own flags (--p would be its --print-completion).
-    p.add_argument("--items-per-batch", type=int, default=16, help="P of the P x K triplet batches")
+    p.add_argument("--items-per-batch", type=int, default=8, help="P of the P x K triplet batches")
     p.add_argument("--images-per-item", type=int, default=4, help="K of the P x K triplet batches")
     p.add_argument("--batches-per-epoch", type=int, default=0, help="0: about one pass over the training images")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--backbone-lr-factor", type=float, default=0.3, help="pretrained trunk learns at lr x this")
-    p.add_argument("--freeze-trunk-layers", type=int, default=0,
+    p.add_argument("--freeze-trunk-layers", type=int, default=4,
                    help="keep the first N layers of the pretrained trunk fixed (their BN statistics too); on a CPU, "
                         "skipping their backward pass is the cheapest speed-up (efficientnet_lite0: 4 = up to stride 4)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--warmup-steps", type=int, default=50)
     p.add_argument("--margin", type=float, default=0.2)
     p.add_argument("--miner", default="batch_hard", choices=["batch_hard", "semi_hard"])
-    # hard negatives beyond random batches (fashionnet.hard_negatives)
-    p.add_argument("--sampler", default="pk", choices=["pk", "look_alike"],
-                   help="pk: random items; look_alike: groups of look-alike items (same category, then nearest in the embedding "
-                        "space, refreshed each epoch) meet in every batch")
-    p.add_argument("--look-alike-group", type=int, default=2, help="items per look-alike group in a look_alike batch")
-    p.add_argument("--xbm-size", type=int, default=0, help="rows of the cross-batch memory of recent embeddings (0: off)")
-    p.add_argument("--xbm-weight", type=float, default=1.0, help="weight of the cross-batch memory loss")
-    p.add_argument("--xbm-loss", default="contrastive", choices=list(XBM_LOSSES))
-    p.add_argument("--proxy-weight", type=float, default=0.0,
-                   help="weight of the item-classification loss on learned proxies (losses.ProxySoftmaxLoss): every step sees "
-                        "every training item as a negative; 0: off")
-    p.add_argument("--proxy-temperature", type=float, default=0.05, help="softmax temperature of the proxy loss")
-    p.add_argument("--whiten-dim", type=int, default=0,
-                   help="after training, fit a learned whitening of [fusion, appearance, landmark windows] on the training photos "
-                        "and search with this many whitened dimensions (fashionnet.whitening); 0: off")
-    p.add_argument("--colour-window", type=float, default=0.0,
+    # after training (fashionnet.calibration); the defaults are the recipe both configs train
+    p.add_argument("--whiten-dim", type=int, default=DEFAULT_DIM,
+                   help="after training, fit a learned whitening of [fusion, appearance, landmark windows, colours, detail "
+                        "windows] on the training photos and search with this many whitened dimensions (fashionnet.whitening); 0: off")
+    p.add_argument("--colour-window", type=float, default=FashionNetConfig.colour_window,
                    help="the whitening also reads the image's colours around each landmark, in windows of this fraction of "
                         "the input side (FashionNetConfig.colour_window; no weights, training is unchanged); 0: off")
-    p.add_argument("--colour-weight", type=float, default=1.0,
-                   help="the landmark colours' length in the whitened descriptor relative to its other parts (FashionNetConfig.colour_weight)")
-    p.add_argument("--detail-window", type=float, default=0.0,
+    p.add_argument("--detail-window", type=float, default=FashionNetConfig.detail_window,
                    help="the whitening also reads the trunk's stride-4 and stride-8 maps at each landmark, in windows of this "
                         "fraction of the input side (FashionNetConfig.detail_window; no weights, training is unchanged); 0: off")
-    p.add_argument("--whiten-by-part", action="store_true",
-                   help="fit the whitening on each part of the descriptor alone (appearance, landmark windows, landmark colours) "
-                        "and give each part's cosine the same say (FashionNetConfig.whiten_by_part)")
+    p.add_argument("--whiten-by-part", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit the whitening on each part of the descriptor alone (appearance, landmark windows, landmark colours, "
+                        "detail windows) and give each part's cosine the same say (FashionNetConfig.whiten_by_part)")
     p.add_argument("--whiten-shrinkage", type=float, default=DEFAULT_SHRINKAGE, help="shrinkage of the whitening's within-item covariance")
-    p.add_argument("--whiten-mix", type=float, default=DEFAULT_MIX,
-                   help="share of the whitened cosine in the search score; below 1 the plain embedding is kept beside it")
     p.add_argument("--whiten-augmented-views", type=int, default=DEFAULT_AUGMENTED_VIEWS,
                    help="passes over the training photos through the training augmentation, besides the plain one, for the whitening")
     p.add_argument("--grad-clip", type=float, default=5.0)
@@ -268,16 +247,6 @@ class TrainingRun:
     grad_clip: float
     show_progress: bool
     log: Optional[TrainingLog] = None  # rank 0's curves; None on the other ranks
-    distill: Optional[TrunkDistillation] = None  # keeps conv4 near the pretrained trunk's
-    distill_weight: float = 0.0
-    xbm: Optional[CrossBatchMemory] = None  # negatives from earlier steps
-    xbm_weight: float = 0.0
-    proxy: Optional[ProxySoftmaxLoss] = None  # a learned proxy per training item
-    proxy_weight: float = 0.0
-    item_table: Optional[ItemEmbeddingTable] = None  # each item's embedding this epoch, for look-alike batches
-
-    def extra_terms(self) -> tuple[str, ...]:
-        return tuple(name for name, on in (("distill", self.distill), ("xbm", self.xbm), ("proxy", self.proxy)) if on is not None)
 
 
 def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
@@ -288,8 +257,7 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
     schedule = run.schedule
     weights = schedule.weights(epoch)
     gt_pool = schedule.pool_on_ground_truth(epoch)
-    terms_shown = (*LOSS_TERMS, *run.extra_terms())
-    sums = {t: 0.0 for t in (*terms_shown, "total")}
+    sums = {t: 0.0 for t in (*LOSS_TERMS, "total")}
     n = 0
     if run.log is not None:
         run.log.begin_epoch(epoch)
@@ -301,15 +269,6 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
             out = run.model(batch["image"], batch["landmarks"].nan_to_num(0.0) if gt_pool else None, batch["visibility"] if gt_pool else None)
             terms = run.losses(out, batch)
         total = sum(weights[t] * terms[t] for t in LOSS_TERMS)
-        if run.distill is not None:
-            terms["distill"] = run.distill(batch["image"])
-            total = total + run.distill_weight * terms["distill"]
-        if run.xbm is not None:
-            terms["xbm"] = run.xbm.loss(metric_embedding(out), batch["item"])
-            total = total + run.xbm_weight * terms["xbm"]
-        if run.proxy is not None:
-            terms["proxy"] = run.proxy(metric_embedding(out), batch["item"])
-            total = total + run.proxy_weight * terms["proxy"]
         if not torch.isfinite(total):
             raise FloatingPointError(f"epoch {epoch + 1}: loss became {total.item()} ({ {t: round(float(v), 4) for t, v in terms.items()} }); lower --lr")
         run.optimizer.zero_grad(set_to_none=True)
@@ -322,17 +281,13 @@ def train_one_epoch(run: TrainingRun, loader, epoch: int) -> dict[str, float]:
         lrs = [group["lr"] for group in run.optimizer.param_groups]  # the rates this step used
         run.scheduler.step()
         run.guard.check(out["landmarks"])
-        if run.xbm is not None:
-            run.xbm.enqueue(metric_embedding(out), batch["item"])
-        if run.item_table is not None:
-            run.item_table.add(metric_embedding(out), batch["item"])
         n += 1
-        values = {**{t: float(terms[t].detach()) for t in terms_shown}, "total": float(total.detach())}
+        values = {**{t: float(terms[t].detach()) for t in LOSS_TERMS}, "total": float(total.detach())}
         for t, v in values.items():
             sums[t] += v
         if run.log is not None:
             run.log.step(run.scheduler.last_epoch, values, lrs, len(batch["image"]))
-        bar.set_postfix({("lm" if t == "landmark" else t[:4]): f"{sums[t] / n:.3f}" for t in terms_shown}, refresh=False)
+        bar.set_postfix({("lm" if t == "landmark" else t[:4]): f"{sums[t] / n:.3f}" for t in LOSS_TERMS}, refresh=False)
     return {t: v / max(n, 1) for t, v in sums.items()}
 
 
@@ -358,28 +313,26 @@ def evaluate(model, query_set: DeepFashionDataset, gallery_set: DeepFashionDatas
 
 
 def build_sampler(train_set: DeepFashionDataset, args, batches: int) -> PKSampler:
-    """The batch sampler --sampler asks for; look-alike groups start as items of one category."""
-    common = dict(p=args.items_per_batch, k=args.images_per_item, seed=args.seed, num_batches=batches * args.world_size,
-                  rank=args.rank, world_size=args.world_size)
-    if args.sampler == "pk":
-        return PKSampler(train_set.item_per_row, **common)
-    category_of_item = np.full(len(train_set.item_labels), -1, dtype=np.int64)
-    category_of_item[train_set.item_per_row] = train_set.category_per_row
-    return LookAlikeSampler(train_set.item_per_row, category_of_item, group=args.look_alike_group, **common)
+    """P x K batches of random items, this rank's share of them."""
+    return PKSampler(train_set.item_per_row, p=args.items_per_batch, k=args.images_per_item, seed=args.seed,
+                     num_batches=batches * args.world_size, rank=args.rank, world_size=args.world_size)
 
 
-# Proxies start random and must find their items quickly (Zhai & Wu train them at a higher rate too).
-PROXY_LR_FACTOR = 10.0
-
-
-def build_optimizer(model, args, proxy: Optional[ProxySoftmaxLoss] = None) -> torch.optim.Optimizer:
+def build_optimizer(model, args) -> torch.optim.Optimizer:
     trunk = [p for n, p in model.named_parameters() if n.startswith("trunk.") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("trunk.") and p.requires_grad]
     trunk_lr = args.lr * (args.backbone_lr_factor if args.weights != "none" else 1.0)
     groups = [{"params": trunk, "lr": trunk_lr}, {"params": rest, "lr": args.lr}]
-    if proxy is not None:  # no weight decay: it would shrink the proxies, which only their direction matters for
-        groups.append({"params": list(proxy.parameters()), "lr": args.lr * PROXY_LR_FACTOR, "weight_decay": 0.0})
     return torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+
+
+def model_config(args: argparse.Namespace, num_categories: int, num_attributes: int) -> FashionNetConfig:
+    """The FashionNet the flags describe (its whitening is fitted and installed after training)."""
+    pretrained = False if args.weights == "none" else (True if args.weights == "imagenet" else args.weights)
+    return FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
+                            num_categories=num_categories, num_attributes=num_attributes, image_size=args.image_size,
+                            landmark_head=args.landmark_head, appearance_weight=args.appearance_weight,
+                            colour_window=args.colour_window, detail_window=args.detail_window)
 
 
 def warmup_cosine(total_steps: int, warmup: int):
@@ -437,22 +390,24 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     )
 
 
-def resume_from(path: str, model, optimizer, scheduler, config: FashionNetConfig,
-                proxy: Optional[ProxySoftmaxLoss] = None) -> tuple[int, list]:
-    """Load a checkpoint's model, optimizer, scheduler (and proxies); returns (first epoch to run, history)."""
+# Training options that were measured, did no better, and were removed, each at its "off" value.
+RETIRED_OPTIONS = {"distill_weight": 0.0, "proxy_weight": 0.0, "xbm_size": 0, "sampler": "pk"}
+
+
+def resume_from(path: str, model, optimizer, scheduler, config: FashionNetConfig) -> tuple[int, list]:
+    """Load a checkpoint's model, optimizer and scheduler; returns (first epoch to run, history)."""
     ckpt = load_checkpoint(path)
+    trained = ckpt.get("args", {})
+    retired = [f"{name}={trained[name]!r}" for name, off in RETIRED_OPTIONS.items() if trained.get(name, off) != off]
+    if retired:
+        raise SystemExit(f"--resume {path}: that run trained with {', '.join(retired)}, which this version no longer has; start a new run")
+    saved, state = without_retired_settings(ckpt, path)
     # the whitening is fitted after the last epoch, so a finished run's checkpoint has one its flags do not build
-    saved_config = {**ckpt["model_config"], "whiten_dim": config.whiten_dim, "whiten_mix": config.whiten_mix,
-                    "whiten_by_part": config.whiten_by_part}
+    saved_config = {**saved, "whiten_dim": config.whiten_dim, "whiten_by_part": config.whiten_by_part}
     if saved_config != config.to_dict():
         raise SystemExit(f"--resume {path}: the checkpoint's model config differs from these flags:\n"
-                         f"  checkpoint: {ckpt['model_config']}\n  flags:      {config.to_dict()}")
-    if (proxy is None) != ("proxies" not in ckpt):
-        raise SystemExit(f"--resume {path}: the checkpoint was trained {'with' if 'proxies' in ckpt else 'without'} the proxy loss; "
-                         f"give the same --proxy-weight setting (0 or above 0) as that run")
-    if proxy is not None:
-        proxy.proxies.data.copy_(ckpt["proxies"])
-    model.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.startswith(WHITENING_BUFFERS)})
+                         f"  checkpoint: {saved}\n  flags:      {config.to_dict()}")
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(WHITENING_BUFFERS)})
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     return int(ckpt["epoch"]) + 1, list(json.loads(ckpt.get("history_json", "[]")))
@@ -486,12 +441,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any] | int:
               f"val {len(data.val_queries)} queries, {len(data.val_gallery)} gallery | {len(data.categories)} categories, "
               f"{len(data.attribute_names)} attributes", flush=True)
 
-    pretrained = False if args.weights == "none" else (True if args.weights == "imagenet" else args.weights)
-    config = FashionNetConfig(backbone=args.backbone, pretrained=pretrained, embedding_dim=args.embedding_dim,
-                              num_categories=len(data.categories), num_attributes=len(data.attribute_names), image_size=args.image_size,
-                              landmark_head=args.landmark_head, fine_pool=args.fine_pool, pool_spread=args.pool_spread,
-                              appearance_weight=args.appearance_weight, colour_window=args.colour_window,
-                              colour_weight=args.colour_weight, detail_window=args.detail_window)
+    config = model_config(args, len(data.categories), len(data.attribute_names))
     model = create_model(config).to(device)
     if args.workers < 0:
         args.workers = 4 if device.type == "cuda" else 0
@@ -502,9 +452,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any] | int:
     batches = args.batches_per_epoch or max(1, len(data.train_frame) // (args.items_per_batch * args.images_per_item * args.world_size))
     sampler = build_sampler(data.train_set, args, batches)
     args.frozen_layers = frozen_trunk_layers(model, args.freeze_trunk_layers)
-    distill = TrunkDistillation(model).to(device) if args.distill_weight > 0 else None  # copies the trunk before any step
-    proxy = ProxySoftmaxLoss(len(data.train_set.item_labels), args.embedding_dim, args.proxy_temperature).to(device) if args.proxy_weight > 0 else None
-    optimizer = build_optimizer(model, args, proxy)
+    optimizer = build_optimizer(model, args)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(batches * schedule.total_epochs, args.warmup_steps))
     preprocessing = {"image_size": args.image_size, "letterbox": True, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -512,7 +460,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any] | int:
     start_epoch, history = 0, []
     resume = str(ckpt_path) if args.resume == "auto" and ckpt_path.exists() else ("" if args.resume == "auto" else args.resume)
     if resume:
-        start_epoch, history = resume_from(resume, model, optimizer, scheduler, config, proxy)
+        start_epoch, history = resume_from(resume, model, optimizer, scheduler, config)
         if is_main:
             print(f"resumed from {resume} at epoch {start_epoch + 1}", flush=True)
 
@@ -520,13 +468,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any] | int:
     if args.world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                                 find_unused_parameters=True)
-    xbm = CrossBatchMemory(args.xbm_size, args.embedding_dim, args.xbm_loss, args.margin) if args.xbm_size > 0 else None
-    item_table = ItemEmbeddingTable(len(data.train_set.item_labels), args.embedding_dim) if isinstance(sampler, LookAlikeSampler) else None
     run = TrainingRun(train_model, FashionNetLosses(attribute_loss, args.margin, args.miner).to(device), optimizer, scheduler, schedule,
                       LandmarkCollapseGuard(args.collapse_min_spread, args.collapse_patience),
                       torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), amp_dtype, device, args.frozen_layers,
-                      args.grad_clip, show_progress=not args.no_progress and is_main, distill=distill, distill_weight=args.distill_weight,
-                      xbm=xbm, xbm_weight=args.xbm_weight, item_table=item_table, proxy=proxy, proxy_weight=args.proxy_weight)
+                      args.grad_clip, show_progress=not args.no_progress and is_main)
     if is_main:
         run.log = TrainingLog(args.output_dir, args.log_every, start_epoch, args.tensorboard, args.world_size)
     started = time.time()
@@ -539,9 +484,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any] | int:
                             persistent_workers=False, pin_memory=device.type == "cuda")
         t0 = time.time()
         train_stats = train_one_epoch(run, loader, epoch)
-        if item_table is not None:  # next epoch's look-alikes: nearest items in this epoch's embedding space
-            sampler.set_item_embeddings(*(t.numpy() for t in item_table.means()))
-            item_table.reset()
         record = {"epoch": epoch + 1, "stage": schedule.stage(epoch), "train": train_stats,
                   "train_images_per_s": batches * args.items_per_batch * args.images_per_item * args.world_size / max(time.time() - t0, 1e-9)}
         if is_main:
@@ -553,16 +495,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any] | int:
             run.log.epoch(record, history)  # before the checkpoint: a resumed run drops rows of epochs it repeats
             save_checkpoint(ckpt_path, model_state=model.state_dict(), model_config=config.to_dict(), label_maps=data.label_maps,
                             preprocessing=preprocessing, epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            args=_plain_args(args), history_json=json.dumps(history), package_version=__version__,
-                            **({} if proxy is None else {"proxies": proxy.proxies.detach().cpu()}))
+                            args=_plain_args(args), history_json=json.dumps(history), package_version=__version__)
         if args.world_size > 1:
             dist.barrier()
         if args.time_limit_minutes and (time.time() - started) / 60 > args.time_limit_minutes and epoch + 1 < schedule.total_epochs:
             if is_main:
                 print(f"time limit of {args.time_limit_minutes} min reached after epoch {epoch + 1}; resume with --resume auto", flush=True)
             break
-    if distill is not None:
-        distill.remove()
     if is_main:
         run.log.write_history(history)
         run.log.close()

@@ -31,9 +31,8 @@ from fashionnet.data.transforms import build_transforms
 
 DEFAULT_DIM = 128
 # FashionNet's state-dict entries that hold an installed whitening
-WHITENING_BUFFERS = ("whiten_mean", "whiten_projection", "whiten_mix", "whiten_groups")
+WHITENING_BUFFERS = ("whiten_mean", "whiten_projection", "whiten_groups")
 DEFAULT_SHRINKAGE = 0.5
-DEFAULT_MIX = 1.0
 DEFAULT_AUGMENTED_VIEWS = 1
 
 
@@ -146,7 +145,7 @@ def training_descriptors(model, frame: pd.DataFrame, root, image_size: int, devi
 
 
 def whiten_model(model, frame: pd.DataFrame, root, image_size: int, device, dim: int = DEFAULT_DIM,
-                 shrinkage: float = DEFAULT_SHRINKAGE, mix: float = DEFAULT_MIX, augment=None,
+                 shrinkage: float = DEFAULT_SHRINKAGE, augment=None,
                  augmented_views: int = 0, seed: int = 0, batch_size: int = 64, workers: int = 0, progress: bool = True,
                  by_part: bool = False) -> str:
     """Fit the whitening on ``frame``'s training photos and install it in ``model`` (``by_part``: each
@@ -158,10 +157,10 @@ def whiten_model(model, frame: pd.DataFrame, root, image_size: int, device, dim:
     if by_part:
         parts = model.whitening_parts()
         mean, projection, groups = fit_partwise_whitening(descriptors, items, parts, dim, shrinkage)
-        model.set_whitening(torch.from_numpy(mean), torch.from_numpy(projection), mix, torch.from_numpy(groups))
+        model.set_whitening(torch.from_numpy(mean), torch.from_numpy(projection), torch.from_numpy(groups))
         how = f" in {len(parts)} parts of {', '.join(str(int(n)) for n in groups.sum(axis=0))}"
     else:
         mean, projection = fit_learned_whitening(descriptors, items, dim, shrinkage)
-        model.set_whitening(torch.from_numpy(mean), torch.from_numpy(projection), mix)
+        model.set_whitening(torch.from_numpy(mean), torch.from_numpy(projection))
     return (f"learned whitening: {descriptors.shape[1]} -> {dim} dimensions{how}, fitted on {len(descriptors)} views of "
             f"{len(frame)} training photos of {len(set(items))} items")

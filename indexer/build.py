@@ -120,7 +120,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     trained index, the shard) is checked first, so a mistake costs seconds, not the whole run.
     ``force`` allows writing into a folder of other files (they are left untouched).
     ``copy_model`` copies the checkpoint into the index, so the index works wherever it is copied.
-    ``rerank`` ("exact"/"sq8", default none) re-scores ``rerank_factor`` x k candidates of a new index
+    ``rerank`` ("exact", default none) re-scores ``rerank_factor`` x k candidates of a new index
     from memory-mapped vectors (:mod:`indexer.rerank`); a ``trained_index`` keeps its own setting.
     Without ``index_factory`` the index is exact, or IVF for a large catalogue (:func:`default_index_factory`).
     """

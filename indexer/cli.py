@@ -76,8 +76,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--index-factory", default=None, help="FAISS factory string, e.g. IVF4096,PQ32 or HNSW32 (default: exact inner product, "
                         "or IVF<nlist>,Flat from 50,000 images on)")
     b.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (stored as the default)")
-    b.add_argument("--rerank", default="none", choices=["none", "exact", "sq8"],
-                   help="re-score a compressed index's candidates from a memory-mapped file of float32 (exact) or 8-bit (sq8) vectors")
+    b.add_argument("--rerank", default="none", choices=["none", "exact"],
+                   help="re-score a compressed index's candidates from a memory-mapped file of their float32 vectors (exact)")
     b.add_argument("--rerank-factor", type=int, default=None, help="candidates per result re-scored with --rerank (default 10)")
     b.add_argument("--train-sample", type=int, default=100_000, help="vectors used to train IVF/PQ indexes")
     b.add_argument("--trained-index", help="start from this trained (IVF) index, so shards share a quantizer")

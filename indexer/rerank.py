@@ -1,4 +1,4 @@
-"""Re-ranking a compressed index's candidates with full (float32) or SQ8 vectors read from a
+"""Re-ranking a compressed index's candidates with their full (float32) vectors read from a
 memory-mapped file, so the vectors used for re-ranking cost disk, not RAM.
 
 A compressed index (IVF-PQ, ...) proposes ``factor x k`` candidates per query; :meth:`Reranker.rerank`
@@ -6,8 +6,7 @@ recomputes their scores from the stored vectors and keeps the best k. The vector
 index's version folder beside ``index.faiss``:
 
     rerank_ids.npy       int64 ids, ascending (ids are handed out in increasing order, never reused)
-    rerank_vectors.npy   one row per id: float32 ("exact") or uint8 codes ("sq8")
-    rerank_sq8.npy       ("sq8" only) float32 (2, dim): per-dimension lowest value and step
+    rerank_vectors.npy   one float32 row per id
 
 All are opened with ``numpy.load(mmap_mode="r")``. Vectors added since the last save are held in
 RAM until the next save rewrites the files (from the ids the index still holds, so removed vectors
@@ -24,12 +23,13 @@ import numpy as np
 
 from indexer.errors import IndexLoadError
 
-RERANK_MODES = ("none", "exact", "sq8")
+RERANK_MODES = ("none", "exact")
+# indexes saved with these still say so; 8-bit rows lost recall and time to float32 ones (README "Benchmarks")
+RETIRED_MODES = ("sq8",)
 DEFAULT_FACTOR = 10
 IDS_FILE = "rerank_ids.npy"
 VECTORS_FILE = "rerank_vectors.npy"
-SQ8_FILE = "rerank_sq8.npy"
-_CHUNK = 65_536  # rows per write / decode step
+_CHUNK = 65_536  # rows per write step
 _QUERY_CHUNK = 64  # queries re-ranked at once (bounds the gathered candidate block)
 
 
@@ -51,14 +51,9 @@ class Reranker:
         self.mode, self.factor = check_rerank(mode, factor)
         self.dim = int(dim)
         self._ids = np.empty(0, np.int64)  # ascending, mapped after a save or load
-        self._rows: np.ndarray = np.empty((0, self.dim), self._dtype)
-        self._sq8: np.ndarray | None = None  # (2, dim): lowest value, step
+        self._rows: np.ndarray = np.empty((0, self.dim), np.float32)
         self._new_ids: list[np.ndarray] = []
         self._new_rows: list[np.ndarray] = []  # float32, in RAM until the next save
-
-    @property
-    def _dtype(self) -> type:
-        return np.uint8 if self.mode == "sq8" else np.float32
 
     @property
     def enabled(self) -> bool:
@@ -67,9 +62,7 @@ class Reranker:
     @property
     def files(self) -> tuple[str, ...]:
         """The data files a save writes for this re-ranker."""
-        if not self.enabled:
-            return ()
-        return (IDS_FILE, VECTORS_FILE, SQ8_FILE) if self.mode == "sq8" else (IDS_FILE, VECTORS_FILE)
+        return (IDS_FILE, VECTORS_FILE) if self.enabled else ()
 
     @property
     def rows(self) -> np.ndarray:
@@ -81,9 +74,7 @@ class Reranker:
         return {"mode": self.mode, "factor": self.factor}
 
     def empty_copy(self) -> "Reranker":
-        fresh = Reranker(self.mode, self.factor, self.dim)
-        fresh._sq8 = self._sq8
-        return fresh
+        return Reranker(self.mode, self.factor, self.dim)
 
     # ------------------------------------------------------------------------------ contents
 
@@ -102,7 +93,7 @@ class Reranker:
             self.add(ids + offset, other.vectors(ids))
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """float32 vectors of ``ids`` (each must be stored), decoded from SQ8 where so stored."""
+        """float32 vectors of ``ids`` (each must be stored)."""
         ids = np.asarray(ids, np.int64)
         out = np.empty((len(ids), self.dim), np.float32)
         pos = np.searchsorted(self._ids, ids)
@@ -111,7 +102,7 @@ class Reranker:
         if saved.any():
             order = np.argsort(pos[saved], kind="stable")  # read the mapped file in ascending order
             where = np.flatnonzero(saved)[order]
-            out[where] = self._decode(self._rows[pos[saved][order]])
+            out[where] = self._rows[pos[saved][order]]
         if not saved.all():
             new_ids, new_rows = self._pending()
             want = ids[~saved]
@@ -131,16 +122,6 @@ class Reranker:
                 ids, rows = ids[order], rows[order]
             self._new_ids, self._new_rows = [ids], [rows]
         return self._new_ids[0], self._new_rows[0]
-
-    def _decode(self, rows: np.ndarray) -> np.ndarray:
-        if self.mode != "sq8":
-            return np.asarray(rows, np.float32)
-        return self._sq8[0] + (rows.astype(np.float32) + 0.5) * self._sq8[1]
-
-    def _encode(self, x: np.ndarray) -> np.ndarray:
-        if self.mode != "sq8":
-            return x
-        return np.clip(np.floor((x - self._sq8[0]) / self._sq8[1]), 0, 255).astype(np.uint8)
 
     # -------------------------------------------------------------------------------- search
 
@@ -196,25 +177,13 @@ class Reranker:
 
     def _scores_of_saved(self, queries: np.ndarray, positions: np.ndarray, metric: str) -> np.ndarray:
         """Scores of the mapped rows at ``positions`` (nq, k') for each query, computed by FAISS
-        straight from the mapped file for float32 rows."""
+        straight from the mapped file."""
         nq, width = positions.shape
         positions = np.ascontiguousarray(positions, np.int64)
-        if self.mode == "exact":
-            scores = np.empty((nq, width), np.float32)
-            by_idx = faiss.fvec_inner_products_by_idx if metric == "ip" else faiss.fvec_L2sqr_by_idx
-            by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(queries), faiss.swig_ptr(self._rows), faiss.swig_ptr(positions),
-                   self.dim, nq, width)
-            return scores
-        lo, step = self._sq8
         scores = np.empty((nq, width), np.float32)
-        for start in range(0, nq, _QUERY_CHUNK):
-            q = queries[start : start + _QUERY_CHUNK]
-            rows = lo + (self._rows[positions[start : start + _QUERY_CHUNK]].astype(np.float32) + 0.5) * step
-            if metric == "ip":
-                scores[start : start + len(q)] = np.einsum("qkd,qd->qk", rows, q)
-            else:
-                diff = rows - q[:, None, :]
-                scores[start : start + len(q)] = np.einsum("qkd,qkd->qk", diff, diff)
+        by_idx = faiss.fvec_inner_products_by_idx if metric == "ip" else faiss.fvec_L2sqr_by_idx
+        by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(queries), faiss.swig_ptr(self._rows), faiss.swig_ptr(positions),
+               self.dim, nq, width)
         return scores
 
     # ---------------------------------------------------------------------------- save / load
@@ -224,36 +193,19 @@ class Reranker:
         if not self.enabled:
             return
         keep = np.sort(np.asarray(keep_ids, np.int64))
-        if self.mode == "sq8" and self._sq8 is None:
-            self._sq8 = self._fit_sq8(keep)
         np.save(folder / IDS_FILE, keep)
-        rows = np.lib.format.open_memmap(folder / VECTORS_FILE, mode="w+", dtype=self._dtype, shape=(len(keep), self.dim))
+        rows = np.lib.format.open_memmap(folder / VECTORS_FILE, mode="w+", dtype=np.float32, shape=(len(keep), self.dim))
         for start in range(0, len(keep), _CHUNK):
             chunk = keep[start : start + _CHUNK]
-            rows[start : start + len(chunk)] = self._encode(self.vectors(chunk))
+            rows[start : start + len(chunk)] = self.vectors(chunk)
         rows.flush()
         del rows
-        if self.mode == "sq8":
-            np.save(folder / SQ8_FILE, self._sq8)
         for name in self.files:
             fd = os.open(folder / name, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-
-    def _fit_sq8(self, keep: np.ndarray) -> np.ndarray:
-        """Per-dimension range of the vectors to write, widened a little for vectors added later."""
-        lo = np.full(self.dim, np.inf, np.float32)
-        hi = np.full(self.dim, -np.inf, np.float32)
-        for start in range(0, len(keep), _CHUNK):
-            x = self.vectors(keep[start : start + _CHUNK])
-            lo, hi = np.minimum(lo, x.min(axis=0)), np.maximum(hi, x.max(axis=0))
-        if not len(keep):
-            lo, hi = np.full(self.dim, -1, np.float32), np.ones(self.dim, np.float32)
-        margin = 0.05 * (hi - lo) + 1e-6
-        lo, hi = lo - margin, hi + margin
-        return np.stack([lo, (hi - lo) / 256]).astype(np.float32)
 
     def open_saved(self, folder: Path, manifest: dict | None = None) -> None:
         """Map the files in ``folder`` (just written, or named by ``manifest``) and drop the
@@ -270,12 +222,11 @@ class Reranker:
         try:
             ids = np.load(folder / IDS_FILE, mmap_mode="r")
             rows = np.load(folder / VECTORS_FILE, mmap_mode="r")
-            sq8 = np.load(folder / SQ8_FILE) if self.mode == "sq8" else None
         except (OSError, ValueError) as e:
             raise IndexLoadError(f"the rerank files in {folder} cannot be read: {e}") from None
-        if rows.shape != (len(ids), self.dim) or rows.dtype != self._dtype:
-            raise IndexLoadError(f"{folder / VECTORS_FILE} holds {rows.dtype} {rows.shape}, expected {len(ids)} x {self.dim} {np.dtype(self._dtype)}")
-        self._ids, self._rows, self._sq8 = ids, rows, sq8
+        if rows.shape != (len(ids), self.dim) or rows.dtype != np.float32:
+            raise IndexLoadError(f"{folder / VECTORS_FILE} holds {rows.dtype} {rows.shape}, expected {len(ids)} x {self.dim} float32")
+        self._ids, self._rows = ids, rows
         self._new_ids, self._new_rows = [], []
 
     @classmethod
@@ -283,6 +234,9 @@ class Reranker:
         """The re-ranker a saved index records (none for indexes saved without one), checked to
         hold a vector for every id of the index."""
         settings = manifest.get("rerank") or {}
+        if settings.get("mode") in RETIRED_MODES:
+            raise IndexLoadError(f"{folder}: this index re-ranks with 8-bit ({settings['mode']}) vectors, which this version no "
+                                 "longer reads; rebuild it with --rerank exact")
         try:
             reranker = cls(settings.get("mode", "none"), settings.get("factor"), manifest["embedding_dim"])
         except ValueError as e:

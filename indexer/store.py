@@ -146,7 +146,7 @@ class EmbeddingIndex:
         ``index_factory`` None (or "Flat") gives exact inner-product search; otherwise any FAISS
         factory string ("IVF4096,Flat", "IVF4096,PQ32", "HNSW32", ...), built for ``metric``
         ("ip" inner product, "l2" squared distance). Factories that need training must be trained
-        with :meth:`train` before :meth:`add`. ``rerank`` "exact"/"sq8" re-scores ``rerank_factor`` x k
+        with :meth:`train` before :meth:`add`. ``rerank`` "exact" re-scores ``rerank_factor`` x k
         candidates from a memory-mapped vectors file (:mod:`indexer.rerank`). ``model_checksum`` / ``model_config`` / ``extra``
         (e.g. input_side, data_root, build_command) are stored in the manifest.
         """

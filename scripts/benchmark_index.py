@@ -10,7 +10,7 @@ embeddings of many items with several photos each) and a set of queries from the
 - EmbeddingIndex "IVF<nlist>,<pq>" (default PQ64x4fs: 32-byte codes) with the same sweep;
 - with --gpu, the exact and IVF-Flat indexes again, searched on FAISS GPU copies;
 - the same IVF-PQ index re-ranking rerank-factor x k candidates from a memory-mapped file of the
-  vectors (float32 "exact" and 8-bit "sq8", :mod:`indexer.rerank`), nprobe sweep --rerank-nprobe.
+  float32 vectors (:mod:`indexer.rerank`), nprobe sweep --rerank-nprobe.
 
 For each: recall@k against the numpy reference, batch throughput (queries/s, the best of --rounds
 interleaved rounds), build/train time,
@@ -166,19 +166,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{factory}: trained on {train_size:,} vectors in {train:.1f} s, built in {build:.1f} s")
             settings += [(factory, build, nprobe, index, *size) for nprobe in nprobes]
             if "PQ" in factory:
-                for mode in ("exact", "sq8"):
-                    # the same trained and filled FAISS index, now with a re-ranker saved beside it
-                    start = time.perf_counter()
-                    reranker = Reranker(mode, args.rerank_factor, args.dim)
-                    reranker.add(index.ids, gallery)
-                    reranked = EmbeddingIndex(faiss.read_index(str(live_data_file(workdir / name, INDEX_FILE))), metric="ip",
-                                              index_factory=factory, metadata=pd.DataFrame(index=pd.Index(index.ids, name="id")),
-                                              next_id=args.n, device="cpu", rerank=reranker)
-                    rsize = serialized_bytes_per_vector(reranked, workdir, f"bench_{mode}")  # writes and maps the rerank file
-                    print(f"{factory} + rerank {mode}: rerank file written and mapped in {time.perf_counter() - start:.1f} s")
-                    method = f"{factory} +{mode} x{args.rerank_factor}"
-                    settings += [(method, build, nprobe, reranked, *rsize) for nprobe in rerank_nprobes]
-                    del reranker
+                # the same trained and filled FAISS index, now with a re-ranker saved beside it
+                start = time.perf_counter()
+                reranker = Reranker("exact", args.rerank_factor, args.dim)
+                reranker.add(index.ids, gallery)
+                reranked = EmbeddingIndex(faiss.read_index(str(live_data_file(workdir / name, INDEX_FILE))), metric="ip",
+                                          index_factory=factory, metadata=pd.DataFrame(index=pd.Index(index.ids, name="id")),
+                                          next_id=args.n, device="cpu", rerank=reranker)
+                rsize = serialized_bytes_per_vector(reranked, workdir, "bench_exact")  # writes and maps the rerank file
+                print(f"{factory} + rerank exact: rerank file written and mapped in {time.perf_counter() - start:.1f} s")
+                settings += [(f"{factory} +exact x{args.rerank_factor}", build, nprobe, reranked, *rsize) for nprobe in rerank_nprobes]
+                del reranker
 
         if args.gpu:
             # The same index kinds with device="cuda": EmbeddingIndex searches a GPU copy, made on

@@ -25,7 +25,7 @@ from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint, replace_model  # noqa: E402
 from fashionnet.training import get_args_parser as training_args_parser, read_training_frames, split_for_training, training_transform  # noqa: E402
 from fashionnet.models import create_model  # noqa: E402
-from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_DIM, DEFAULT_MIX, DEFAULT_SHRINKAGE, WHITENING_BUFFERS, whiten_model  # noqa: E402
+from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_DIM, DEFAULT_SHRINKAGE, WHITENING_BUFFERS, whiten_model  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -37,15 +37,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--shrinkage", type=float, default=DEFAULT_SHRINKAGE)
     p.add_argument("--by-part", action=argparse.BooleanOptionalAction, default=None,
                    help="whiten each part of the descriptor alone (FashionNetConfig.whiten_by_part); default: as the checkpoint has it")
-    p.add_argument("--mix", type=float, default=DEFAULT_MIX, help="share of the whitened cosine in the search score (1: whitened alone)")
     p.add_argument("--augmented-views", type=int, default=DEFAULT_AUGMENTED_VIEWS,
                    help="extra passes over the training photos through the checkpoint's training augmentation")
     p.add_argument("--colour-window", type=float, default=None,
                    help="also read the landmark colours (FashionNetConfig.colour_window, a fraction of the input side; "
                         "0: not); default: as the checkpoint has it")
-    p.add_argument("--colour-weight", type=float, default=None,
-                   help="the landmark colours' length in the descriptor relative to its other parts "
-                        "(FashionNetConfig.colour_weight); default: as the checkpoint has it")
     p.add_argument("--detail-window", type=float, default=None,
                    help="also read the trunk's finer maps at the landmarks (FashionNetConfig.detail_window, a fraction of the "
                         "input side; 0: not); default: as the checkpoint has it")
@@ -56,7 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 # What the descriptor reads without weights; a trained model can change them (buffers of the same names).
-DESCRIPTOR_SETTINGS = ("colour_window", "colour_weight", "detail_window")
+DESCRIPTOR_SETTINGS = ("colour_window", "detail_window")
 
 
 def with_descriptor_settings(model, config, **settings):
@@ -65,7 +61,7 @@ def with_descriptor_settings(model, config, **settings):
     try:
         config = dataclasses.replace(config, **settings, whiten_dim=0)
     except ValueError as exc:
-        raise SystemExit(f"--colour-window / --colour-weight / --detail-window: {exc}") from None
+        raise SystemExit(f"--colour-window / --detail-window: {exc}") from None
     rebuilt = create_model(config, load_pretrained=False)
     recorded = (*WHITENING_BUFFERS, *DESCRIPTOR_SETTINGS)  # buffers that record settings, not trained weights
     state = {k: v for k, v in model.state_dict().items() if k not in recorded}
@@ -98,15 +94,14 @@ def main(argv=None) -> Path:
     augment = training_transform(argparse.Namespace(**{**vars(training_args_parser().parse_args([])), **trained, "image_size": side}))
     started = time.time()
     try:
-        line = whiten_model(model, train, root, side, "cpu", args.dim, args.shrinkage, args.mix, augment=augment,
+        line = whiten_model(model, train, root, side, "cpu", args.dim, args.shrinkage, augment=augment,
                             augmented_views=args.augmented_views, seed=int(trained.get("seed", 0)), batch_size=args.batch_size,
                             progress=not args.no_progress, by_part=by_part)
     except ValueError as exc:
         raise SystemExit(f"{args.checkpoint}: {exc}") from None
     replace_model(ckpt, model)
     ckpt.setdefault("args", {}).update(**{name: getattr(config, name) for name in DESCRIPTOR_SETTINGS},
-                                       whiten_dim=args.dim, whiten_shrinkage=args.shrinkage, whiten_mix=args.mix,
-                                       whiten_by_part=by_part,
+                                       whiten_dim=args.dim, whiten_shrinkage=args.shrinkage, whiten_by_part=by_part,
                                        whiten_augmented_views=args.augmented_views)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(ckpt, args.out)

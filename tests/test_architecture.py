@@ -17,7 +17,7 @@ MAX_MODULE_LINES = 600
 LAYERS = [
     ("fashionnet.landmarks", "fashionnet.images", "fashionnet.metrics", "fashionnet.retrieval_time", "fashionnet.data", "fashionnet.schedule", "fashionnet.miners",
      "fashionnet.cli_errors"),
-    ("fashionnet.models", "fashionnet.losses", "fashionnet.runtime", "fashionnet.distillation"),
+    ("fashionnet.models", "fashionnet.losses", "fashionnet.runtime"),
     ("fashionnet.ood", "fashionnet.temperature", "fashionnet.checkpoint", "fashionnet.protocols", "fashionnet.onnx_runtime",
      "fashionnet.openvino_runtime",
      "fashionnet.localisation", "fashionnet.landmark_prior", "fashionnet.faces", "fashionnet.whitening"),

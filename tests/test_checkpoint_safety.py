@@ -46,7 +46,7 @@ def test_one_changed_weight_behind_the_stored_checksum_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"tampered\.pt.*checksum"):
         load_checkpoint(bad)
     with pytest.raises(CheckpointError, match=r"tampered\.pt"):
-        Predictor.from_checkpoint(bad, device="cpu")
+        Predictor.from_checkpoint(bad, device="cpu", runtime="torch")
     # verify=False is the documented way to look inside such a file anyway.
     assert load_checkpoint(bad, verify=False)["model_checksum"] == stored
 

@@ -55,7 +55,7 @@ def test_predicted_landmarks_carry_their_heatmap_confidence():
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, box_head=False)).eval()
     model.landmark_branch.heatmaps = _FixedHeatmaps(2, 3)
     predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": 96}, "test", device="cpu",
-                          fold_batch_norms=False)
+                          fold_batch_norms=False, runtime="torch")
     pred = predictor.predict(Image.new("RGB", (192, 192), (90, 120, 200)))
     sure, *guesses = pred.landmarks
     assert sure.confidence > 0.99 and not sure.low_confidence
@@ -69,7 +69,7 @@ def test_predicted_landmarks_carry_their_heatmap_confidence():
 
 def test_fc_head_has_no_confidence_and_nothing_is_flagged():
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=64, landmark_head="fc")).eval()
-    predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": 64}, "test", device="cpu")
+    predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": 64}, "test", device="cpu", runtime="torch")
     pred = predictor.predict(Image.new("RGB", (80, 60), (10, 200, 10)))
     assert all(lm.confidence is None and not lm.low_confidence for lm in pred.landmarks)
     assert np.isfinite([lm.x for lm in pred.landmarks]).all()

@@ -53,9 +53,9 @@ def test_detail_windows_read_the_stride4_and_stride8_maps_at_the_landmarks():
     assert not torch.allclose(_detail_part(model, features, landmarks, hidden), base)
 
 
-def test_the_detail_windows_are_off_by_default_and_in_the_checksum():
+def test_the_detail_windows_are_on_by_default_and_in_the_checksum():
     plain = _tiny(detail_window=0.0)
-    assert FashionNetConfig().detail_window == 0 and plain.detail_dim == 0
+    assert FashionNetConfig().detail_window == 0.107 and plain.detail_dim == 0
     assert "detail_window" not in plain.state_dict()
     with torch.no_grad():
         assert "detail_maps" not in plain.forward_features(torch.rand(1, 3, SIDE, SIDE))
@@ -91,7 +91,7 @@ def test_fit_whitening_switches_the_detail_windows_on_for_a_trained_model(tiny_c
     assert all(torch.equal(value, trained[name]) for name, value in model.state_dict().items() if name in trained
                and not name.startswith("whiten_") and name not in ("colour_window", "detail_window"))
     photo = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[0]
-    assert Predictor.from_checkpoint(on, device="cpu").predict(photo).embedding.shape == (8,)
+    assert Predictor.from_checkpoint(on, device="cpu", runtime="torch").predict(photo).embedding.shape == (8,)
     fit_whitening.main(["--checkpoint", str(on), "--out", str(off), "--detail-window", "0", *common])
     model, config = model_from_checkpoint(load_checkpoint(off), off)
     assert config.detail_window == 0 and model.detail_dim == 0 and model.whiten_projection.shape[0] == model.descriptor_dim

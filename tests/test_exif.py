@@ -39,7 +39,7 @@ def upright(synth_root) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint):
-    return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    return Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
 
 
 @pytest.mark.parametrize("orientation", [6, 8])

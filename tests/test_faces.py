@@ -56,7 +56,7 @@ def forced_predictor(detector, label_maps=None, box=BOX) -> Predictor:
     force_box(model, box_in_input(box))
     flat_heatmaps(model)  # every landmark unsure, at the centre of what the model looks at
     return Predictor(model, model.config, label_maps or {"categories": [], "attributes": []}, {"image_size": SIDE}, "test",
-                     device="cpu", fold_batch_norms=False, face_detector=detector, flip_average=False)
+                     device="cpu", fold_batch_norms=False, face_detector=detector, flip_average=False, runtime="torch")
 
 
 def portrait() -> Image.Image:
@@ -167,7 +167,7 @@ def test_real_detector_cuts_grace_hoppers_garment_box_at_her_chin():
     force_box(model, box_in_input((4, 100, 508, 596), size=photo.size))  # from her forehead down
     flat_heatmaps(model)
     predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": SIDE}, "test",
-                          device="cpu", fold_batch_norms=False)
+                          device="cpu", fold_batch_norms=False, runtime="torch")
     assert isinstance(predictor.face_detector, FaceDetector)
     pred = predictor.predict(photo)
     assert pred.below_face and pred.cropped

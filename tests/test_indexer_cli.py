@@ -287,7 +287,7 @@ def test_flip_averaging_is_recorded_in_the_index_and_followed(capsys, tiny_index
     first = engine.query(shop / "item2" / photos[2].name, k=1, per_item=False).matches.iloc[0]
     assert first["item_id"] == "item2" and first["score"] == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(IndexMismatchError, match="mirror"):
-        SearchEngine(EmbeddingIndex.load(one_view), Predictor.from_checkpoint(tiny_checkpoint, device="cpu"))
+        SearchEngine(EmbeddingIndex.load(one_view), Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch"))
 
     code, _, err = run_cli(capsys, "merge", tmp_path / "merged", tiny_index, one_view)
     assert code != 0 and "flip averaging" in err and not (tmp_path / "merged").exists()

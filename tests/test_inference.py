@@ -31,7 +31,7 @@ class _FixedLandmarks(torch.nn.Module):
 
 def _predictor(model, size=96, **kw):
     config = model.config if hasattr(model, "config") else model.model.config
-    return Predictor(model, config, {"categories": [], "attributes": []}, {"image_size": size}, "test", device="cpu", **kw)
+    return Predictor(model, config, {"categories": [], "attributes": []}, {"image_size": size}, "test", device="cpu", runtime="torch", **kw)
 
 
 def test_landmarks_map_back_through_letterbox_to_original_pixels():
@@ -48,7 +48,7 @@ def test_landmarks_map_back_through_letterbox_to_original_pixels():
 
 
 def test_trained_predictor_returns_named_outputs(tiny_checkpoint, synth_root):
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
     path = next((synth_root / "consumer2shop" / "img").rglob("comsumer_*.jpg"))
     pred = predictor.predict(path)
     assert pred.category in predictor.category_names and 0 < pred.category_prob <= 1
@@ -61,7 +61,7 @@ def test_trained_predictor_returns_named_outputs(tiny_checkpoint, synth_root):
 
 
 def test_batch_api_matches_single_images(tiny_checkpoint, synth_root):
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
     paths = sorted((synth_root / "consumer2shop" / "img").rglob("*.jpg"))[:3]
     batch = predictor.predict_batch(paths)
     for path, b in zip(paths, batch):
@@ -76,7 +76,7 @@ def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
 
 @pytest.mark.parametrize("mode", ["CMYK", "I;16", "RGBA", "L", "P", "LA"])
 def test_odd_image_modes_embed_like_rgb(tiny_checkpoint, synth_root, mode):
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
     path = next((synth_root / "consumer2shop" / "img").rglob("shop_*.jpg"))
     rgb = Image.open(path).convert("RGB")
     if mode == "I;16":
@@ -97,7 +97,7 @@ def test_odd_image_modes_embed_like_rgb(tiny_checkpoint, synth_root, mode):
 
 
 def test_array_input_any_size(tiny_checkpoint):
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
     arr = (np.random.default_rng(0).random((37, 301, 3)) * 255).astype(np.uint8)
     pred = predictor.predict(arr)
     assert pred.original_size == (301, 37)
@@ -105,7 +105,7 @@ def test_array_input_any_size(tiny_checkpoint):
 
 
 def test_bad_images_give_clear_errors(tiny_checkpoint, tmp_path):
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     with pytest.raises(ImageLoadError, match=r"empty\.jpg: the file is empty"):
@@ -136,7 +136,7 @@ def test_slots_the_predicted_clothes_type_lacks_are_absent(tiny_checkpoint, synt
     from fashionnet.data.readers import read_consumer2shop
     from fashionnet.landmarks import present_mask
 
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
     frame = read_consumer2shop(synth_root / "consumer2shop")
     truth = dict(frame.groupby("category")["clothes_type"].first().astype(int))
     assert predictor.category_clothes_types == truth

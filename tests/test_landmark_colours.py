@@ -19,9 +19,10 @@ fit_whitening = load_script("fit_whitening")
 SIDE = 64
 
 
-def _tiny(colour_window: float, seed: int = 0, colour_weight: float = 1.0):
+def _tiny(colour_window: float, seed: int = 0):
     torch.manual_seed(seed)
-    config = FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=SIDE, colour_window=colour_window, colour_weight=colour_weight)
+    # no detail windows: the colours are then the descriptor's last part
+    config = FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=SIDE, colour_window=colour_window, detail_window=0.0)
     return create_model(config, load_pretrained=False).eval()
 
 
@@ -64,13 +65,16 @@ def test_the_grid_keeps_where_in_the_window_a_band_runs():
     assert grid[-1].min() > 0.3 and grid[0].abs().max() == 0
 
 
-def test_off_by_default_and_old_checkpoints_load_unchanged(tiny_checkpoint):
-    assert FashionNetConfig().colour_window == 0
+def test_on_by_default_and_checkpoints_without_them_load_unchanged(tiny_checkpoint):
+    assert FashionNetConfig().colour_window == 0.075
     plain, coloured = _tiny(0.0), _tiny(0.1)
     assert plain.colour_dim == 0 and "colour_window" not in plain.state_dict()
     assert coloured.descriptor_dim == plain.descriptor_dim + 8 * 3 * COLOUR_GRID**2
-    model, config = model_from_checkpoint(load_checkpoint(tiny_checkpoint), tiny_checkpoint)  # saved by a model without the option
+    ckpt = load_checkpoint(tiny_checkpoint)  # trained with --colour-window 0
+    model, config = model_from_checkpoint(ckpt, tiny_checkpoint)
     assert config.colour_window == 0 and model.colour_dim == 0
+    del ckpt["model_config"]["colour_window"]  # as saved before the setting existed
+    assert model_from_checkpoint(ckpt, tiny_checkpoint)[1].colour_window == 0
 
 
 def test_the_colour_window_is_in_the_checksum_an_index_records():
@@ -88,7 +92,7 @@ def test_score_parts_still_add_up_with_colours(synth_root):
     model = _tiny(0.1)
     model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 6))
     predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": SIDE}, "test", device="cpu",
-                          fold_batch_norms=False)
+                          fold_batch_norms=False, runtime="torch")
     photos = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:3]
     embeddings = np.stack([p.embedding for p in predictor.predict_batch(photos)])
     parts = predictor.score_parts(embeddings[0], photos[1:])  # the sum fails if any part of the descriptor is left out
@@ -106,41 +110,10 @@ def test_fit_whitening_script_switches_the_colours_on_and_off(tiny_checkpoint, s
     assert model.whiten_projection.shape[0] == model.descriptor_dim
     assert model.whiten_projection[-model.colour_dim:].abs().sum() > 0  # the whitening reads the colours
     photo = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[0]
-    assert Predictor.from_checkpoint(on, device="cpu").predict(photo).embedding.shape == (4,)
+    assert Predictor.from_checkpoint(on, device="cpu", runtime="torch").predict(photo).embedding.shape == (4,)
     fit_whitening.main(["--checkpoint", str(on), "--out", str(off), "--colour-window", "0", *common])
     model, config = model_from_checkpoint(load_checkpoint(off), off)
     assert config.colour_window == 0 and model.colour_dim == 0 and model.whiten_projection.shape[0] == model.descriptor_dim
     with pytest.raises(SystemExit, match="colour_window must be in"):
         fit_whitening.main(["--checkpoint", str(tiny_checkpoint), "--out", str(on), "--colour-window", "2", *common])
     assert "learned whitening" in capsys.readouterr().out
-
-
-def test_the_colour_weight_lengthens_the_colours_alone_and_is_in_the_checksum():
-    image = torch.zeros(1, 3, SIDE, SIDE)
-    image[0, 0, 24:40, 24:40] = 1.5
-    landmarks, visibility = torch.full((1, 8, 2), 0.5), torch.full((1, 8), VISIBLE)
-    plain, heavy = _tiny(0.1), _tiny(0.1, colour_weight=3.0)  # same seed: same weights
-    with torch.no_grad():
-        a = plain(image, landmarks, visibility, with_descriptor=True)["descriptor"][0]
-        b = heavy(image, landmarks, visibility, with_descriptor=True)["descriptor"][0]
-    n = plain.colour_dim
-    torch.testing.assert_close(b[-n:], 3 * a[-n:])
-    torch.testing.assert_close(b[:-n], a[:-n])
-    assert a[-n:].abs().max() > 0
-    assert "colour_weight" not in plain.state_dict()  # checkpoints saved before the setting load unchanged
-    assert state_dict_checksum(heavy.state_dict()) != state_dict_checksum(plain.state_dict())
-    with pytest.raises(ValueError, match="colour_weight must be in"):
-        FashionNetConfig(colour_window=0.1, colour_weight=0)
-
-
-def test_fit_whitening_script_sets_the_colour_weight(tiny_checkpoint, synth_root, tmp_path):
-    out = tmp_path / "heavy.pt"
-    common = ["--dim", "4", "--data-root", str(synth_root / "consumer2shop"), "--no-progress", "--augmented-views", "0"]
-    fit_whitening.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--colour-window", "0.1", "--colour-weight", "3", *common])
-    ckpt = load_checkpoint(out)
-    model, config = model_from_checkpoint(ckpt, out)
-    assert config.colour_weight == 3 and ckpt["args"]["colour_weight"] == 3
-    assert float(model.colour_weight) == 3 and model.whiten_projection.shape[0] == model.descriptor_dim
-    again = tmp_path / "again.pt"  # a later refit keeps it unless told otherwise
-    fit_whitening.main(["--checkpoint", str(out), "--out", str(again), *common])
-    assert model_from_checkpoint(load_checkpoint(again), again)[1].colour_weight == 3

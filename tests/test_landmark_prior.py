@@ -79,8 +79,8 @@ def test_predictor_puts_unsure_landmarks_on_the_garment_not_the_centre():
     force_box(model, canvas_box_in_input(GARMENT))
     flat_heatmaps(model)
     args = (model, model.config, {"categories": [], "attributes": []}, {"image_size": SIDE}, "test")
-    plain = Predictor(*args, device="cpu", fold_batch_norms=False, crop_below=0)
-    guided = Predictor(*args, device="cpu", fold_batch_norms=False, crop_below=0, landmark_prior=BoxLayoutPrior({"all": UPPER}))
+    plain = Predictor(*args, device="cpu", fold_batch_norms=False, crop_below=0, runtime="torch")
+    guided = Predictor(*args, device="cpu", fold_batch_norms=False, crop_below=0, landmark_prior=BoxLayoutPrior({"all": UPPER}), runtime="torch")
     photo = garment_photo()
     before, after = plain.predict(photo), guided.predict(photo)
     x1, y1, x2, y2 = after.garment_box
@@ -100,11 +100,11 @@ def test_training_stores_the_layout_and_a_damaged_one_is_refused(tiny_checkpoint
     ckpt = load_checkpoint(tiny_checkpoint)
     prior = BoxLayoutPrior.from_state(ckpt["landmark_prior"])
     assert prior.fitted_on > 0 and {"1", "2", "3"} & set(prior.layouts)
-    assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu").landmark_prior is not None
+    assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch").landmark_prior is not None
     bad = tmp_path / "bad.pt"
     extra = {k: v for k, v in ckpt.items() if k not in ("format", "model", "model_config", "label_maps", "preprocessing", "epoch", "model_checksum")}
     extra["landmark_prior"] = {"layouts": {"1": [[0.5, 0.5]] * NUM_LANDMARKS}}  # no "all" entry
     save_checkpoint(bad, model_state=ckpt["model"], model_config=ckpt["model_config"], label_maps=ckpt["label_maps"],
                     preprocessing=ckpt["preprocessing"], epoch=ckpt["epoch"], **extra)
     with pytest.raises(CheckpointError, match=r"bad\.pt.*landmark box layout"):
-        Predictor.from_checkpoint(bad, device="cpu")
+        Predictor.from_checkpoint(bad, device="cpu", runtime="torch")

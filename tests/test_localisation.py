@@ -72,7 +72,7 @@ def forced():
     flat_heatmaps(model)
     # one view: these tests compare the embedding with the crop's own forward pass
     predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": SIDE}, "test",
-                          device="cpu", fold_batch_norms=False, flip_average=False)
+                          device="cpu", fold_batch_norms=False, flip_average=False, runtime="torch")
     return model, predictor
 
 
@@ -161,7 +161,7 @@ def test_batch_mixes_cropped_and_whole_photos_in_order(forced):
 
 def test_model_without_box_head_is_never_cropped():
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=SIDE, box_head=False)).eval()
-    predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": SIDE}, "test", device="cpu")
+    predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": SIDE}, "test", device="cpu", runtime="torch")
     pred = predictor.predict(garment_photo())
     assert pred.garment_box is None and not pred.cropped
     assert pred.as_dict()["garment_box"] is None

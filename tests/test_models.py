@@ -101,64 +101,11 @@ def test_invisible_windows_are_zero():
     assert torch.all(per_window[visible] > 0)
 
 
-def test_per_photo_windows_follow_the_given_size():
-    """A (B,) window tensor sizes each photo's windows: photo 0 reaches a spot 2 cells away, photo 1 does not."""
-    fmap = hot_spot_map(10, 10, 5, 5).repeat(2, 1, 1, 1)
-    image_hw = (160, 160)
-    two_away = torch.tensor([[at_cell(5, 7, 16, image_hw)] * 8] * 2)
-    visible = torch.ones(2, 8, dtype=torch.bool)
-    for mode in ("max", "align"):
-        pooled = LandmarkPooling(16, window=3, output=1, mode=mode)(fmap, two_away, visible, image_hw, torch.tensor([5 * 16.0, 3 * 16.0]))
-        assert torch.all(pooled[0] > 0) and pooled[1].max() == 0.0, mode
-
-
-def test_spread_windows_scale_with_the_visible_landmarks():
-    from fashionnet.models.landmark_pooling import spread_windows
-
-    near = torch.tensor([[[0.2, 0.1], [0.8, 0.1], [0.5, 0.9]] + [[0.5, 0.5]] * 5])  # spread 0.8 of the image
-    far = 0.5 + (near - 0.5) / 4  # the same garment four times smaller
-    landmarks = torch.cat([near, far, near])
-    visible = torch.ones(3, 8, dtype=torch.bool)
-    visible[2, 1:] = False  # one visible landmark: no spread
-    far_outlier = landmarks.clone()
-    far_outlier[1, 7] = torch.tensor([0.0, 0.0])
-    visible_far = visible.clone()
-    visible_far[1, 7] = False  # an invisible landmark far away does not widen the window
-    w = spread_windows(torch.where(visible_far.unsqueeze(-1), landmarks, far_outlier), visible_far, (200, 200), 0.25, 8.0, 100.0, 48.0)
-    assert torch.allclose(w, torch.tensor([0.25 * 160, 0.25 * 40, 48.0]))
-    clamped = spread_windows(landmarks, visible, (200, 200), 0.25, 16.0, 30.0, 48.0)
-    assert torch.allclose(clamped, torch.tensor([30.0, 16.0, 48.0]))
-
-
-def test_fine_pooling_reads_the_stride8_stage_at_the_landmarks():
-    """The local branch sees a detail at the landmark through the stride-8 map, and not one elsewhere."""
-    model = tiny_model(fine_pool=True, image_size=96)
-    trunk_out = []
-    hook = model.trunk[model.fine_stage].register_forward_hook(lambda m, i, o: trunk_out.append(o))
-    images = torch.zeros(1, 3, 96, 96)
-    with torch.no_grad():
-        features = model.forward_features(images)
-    hook.remove()
-    assert features["fine"].shape[-1] == 96 // 8 and features["conv4"].shape[-1] == 96 // model.trunk_stride
-    assert torch.equal(features["fine"], trunk_out[0])
-    landmarks = torch.full((1, 8, 2), 0.25)
-    visible = torch.full((1, 8), VISIBLE)
-    base = model.forward_head(features, landmarks, visible)["local_feature"]
-    spot = {**features, "fine": features["fine"].clone()}
-    spot["fine"][0, :, 3, 3] += 50.0  # inside the 48-px windows around pixel (24, 24): cells 0-5
-    near = model.forward_head(spot, landmarks, visible)["local_feature"]
-    far = {**features, "fine": features["fine"].clone()}
-    far["fine"][0, :, 10, 10] += 50.0
-    assert not torch.allclose(near, base)
-    assert torch.allclose(model.forward_head(far, landmarks, visible)["local_feature"], base)
-    assert model.local_fc[1].in_features == 8 * model.trunk_channels * 4 + 8 * features["fine"].shape[1] * 4
-
-
-def test_fine_pooling_needs_a_stride8_stage():
+def test_detail_windows_need_a_trunk_stage_at_their_stride():
     from fashionnet.models.backbones import stage_at_stride
 
     with pytest.raises(ValueError, match="no stage at stride 8"):
-        stage_at_stride(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=16)), 8, "one_conv", "fine_pool")
+        stage_at_stride(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=16)), 8, "one_conv", "detail_window")
 
 
 # ----------------------------------------------------------------------------- FashionNet
@@ -169,7 +116,8 @@ def test_fashionnet_outputs_shapes_and_normalised_embedding():
     images = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         out = model(images)
-    assert out["embedding"].shape == (3, 16) and out["embedding"].dtype == torch.float32
+    assert model.search_dim == 16 + model.appearance_dim and model.appearance_dim  # the pooled appearance is appended by default
+    assert out["embedding"].shape == (3, model.search_dim) and out["embedding"].dtype == torch.float32
     assert torch.allclose(out["embedding"].norm(dim=1), torch.ones(3), atol=1e-5)
     assert out["landmarks"].shape == (3, 8, 2)
     assert out["landmarks"].min() >= 0 and out["landmarks"].max() <= 1
@@ -186,7 +134,7 @@ def test_fashionnet_runs_on_non_square_images_and_zero_heads():
     model = tiny_model(num_categories=0, num_attributes=0)
     with torch.no_grad():
         out = model(torch.randn(2, 3, 48, 80))
-    assert out["embedding"].shape == (2, 16)
+    assert out["embedding"].shape == (2, model.search_dim)
     assert out["category_logits"].shape == (2, 0) and out["attribute_logits"].shape == (2, 0)
 
 
@@ -229,11 +177,11 @@ def test_fashionnet_trains_on_cpu():
 def test_appended_appearance_is_the_weighted_pooled_conv5_and_the_losses_leave_it_alone():
     import torch.nn.functional as F
 
-    from fashionnet.checkpoint import state_dict_checksum
+    from fashionnet.checkpoint import BEFORE_THE_SETTING, state_dict_checksum
     from fashionnet.losses import metric_embedding
 
     images = torch.randn(3, 3, 64, 64)
-    plain, half, one = tiny_model(), tiny_model(appearance_weight=0.5), tiny_model(appearance_weight=1.0)
+    plain, half, one = tiny_model(appearance_weight=0.0), tiny_model(appearance_weight=0.5), tiny_model(appearance_weight=1.0)
     with torch.no_grad():
         p, h = plain(images), half(images)
         pooled = half.global_conv5(half.forward_features(images)["conv4"]).mean(dim=(2, 3))
@@ -249,7 +197,7 @@ def test_appended_appearance_is_the_weighted_pooled_conv5_and_the_losses_leave_i
     assert state_dict_checksum(half.state_dict()) != state_dict_checksum(one.state_dict())
     config = half.config.to_dict()
     del config["appearance_weight"]  # a checkpoint from before the option
-    assert FashionNetConfig.from_dict(config).appearance_weight == 0.0
+    assert FashionNetConfig.from_dict({**BEFORE_THE_SETTING, **config}).appearance_weight == 0.0
     with pytest.raises(ValueError, match="appearance_weight"):
         FashionNetConfig(backbone="tiny", appearance_weight=-1.0)
 

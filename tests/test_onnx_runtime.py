@@ -91,7 +91,7 @@ def test_exported_roi_pool_equals_torchvision(tmp_path):
 
 def torch_and_exported(checkpoint: Path, runtime: str, cache: Path) -> tuple[Predictor, Predictor, Path]:
     """The checkpoint's torch Predictor, the same through ``runtime`` exporting into ``cache``, and the cache."""
-    return (Predictor.from_checkpoint(checkpoint, device="cpu"),
+    return (Predictor.from_checkpoint(checkpoint, device="cpu", runtime="torch"),
             Predictor.from_checkpoint(checkpoint, device="cpu", runtime=runtime, onnx_cache_dir=cache), cache)
 
 
@@ -108,8 +108,8 @@ def test_tiny_model_onnx_matches_torch(tiny_predictors, synth_root):
 @pytest.mark.parametrize("colour_window, detail_window, runtime",
                          [(0.0, 0.0, "onnx"), (0.1, 0.0, "onnx"), (0.1, 0.0, "openvino"), (0.1, 0.25, "onnx"), (0.1, 0.25, "openvino")])
 def test_whitened_model_onnx_matches_torch(synth_root, tmp_path, colour_window, detail_window, runtime):
-    """A whitened embedding (joined with the plain one) and its descriptor, landmark colours and
-    detail windows included (at a colour weight of 3, and then whitened part by part), come through the export."""
+    """A whitened embedding and its descriptor, landmark colours and detail windows included (and
+    then whitened part by part), come through the export."""
     from fashionnet.checkpoint import state_dict_checksum
     from fashionnet.models import FashionNetConfig, create_model
 
@@ -119,13 +119,13 @@ def test_whitened_model_onnx_matches_torch(synth_root, tmp_path, colour_window, 
     # OpenVINO cannot convert an empty (0-class) head, so the heads have classes
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=1.0,
                                           num_categories=3, num_attributes=4, colour_window=colour_window,
-                                          colour_weight=3.0 if colour_window else 1.0, detail_window=detail_window)).eval()
+                                          detail_window=detail_window)).eval()
     parts = model.config.whitening_part_count
     groups = torch.eye(parts).repeat_interleave(2, dim=0) if colour_window else None  # parts of 2 dimensions each
-    model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 2 * parts), mix=0.5, groups=groups)
+    model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 2 * parts), groups=groups)
     labels = {"categories": ["a", "b", "c"], "attributes": ["w", "x", "y", "z"]}
     args = (model, model.config, labels, {"image_size": 96}, state_dict_checksum(model.state_dict()))
-    torch_predictor = Predictor(*args, device="cpu")
+    torch_predictor = Predictor(*args, device="cpu", runtime="torch")
     onnx_predictor = Predictor(*args, device="cpu", runtime=runtime, onnx_cache_dir=tmp_path)
     _assert_same_outputs(torch_predictor, onnx_predictor, _photos(synth_root, 4), runtime)
     batch = torch.stack([torch_predictor.preprocess(p)[0] for p in _photos(synth_root, 4)])
@@ -147,21 +147,8 @@ def test_efficientnet_lite0_exported_matches_torch(synth_root, tmp_path, runtime
     model = create_model(config).eval()
     labels = {"categories": [f"c{i}" for i in range(9)], "attributes": [f"a{i}" for i in range(12)]}
     args = (model, config, labels, {"image_size": 224}, state_dict_checksum(model.state_dict()))
-    _assert_same_outputs(Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime=runtime, onnx_cache_dir=tmp_path),
+    _assert_same_outputs(Predictor(*args, device="cpu", runtime="torch"), Predictor(*args, device="cpu", runtime=runtime, onnx_cache_dir=tmp_path),
                          _photos(synth_root, 4), runtime=runtime)
-
-
-def test_fine_pooling_with_spread_windows_exports_and_matches_torch(synth_root, tmp_path):
-    """roi_align on the stride-8 map and per-photo windows go through ONNX Runtime unchanged."""
-    from fashionnet.checkpoint import state_dict_checksum
-    from fashionnet.models import FashionNetConfig, create_model
-
-    torch.manual_seed(0)
-    config = FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, fine_pool=True, pool_spread=0.3)
-    model = create_model(config).eval()
-    args = (model, config, {"categories": [], "attributes": []}, {"image_size": 96}, state_dict_checksum(model.state_dict()))
-    _assert_same_outputs(Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime="onnx", onnx_cache_dir=tmp_path),
-                         _photos(synth_root, 4))
 
 
 def test_onnx_crops_a_small_garment_like_torch(tmp_path):
@@ -176,7 +163,7 @@ def test_onnx_crops_a_small_garment_like_torch(tmp_path):
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96)).eval()
     force_box(model, canvas_box_in_input(GARMENT))
     args = (model, model.config, {"categories": [], "attributes": []}, {"image_size": 96}, state_dict_checksum(model.state_dict()))
-    by_torch, by_onnx = Predictor(*args, device="cpu"), Predictor(*args, device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
+    by_torch, by_onnx = Predictor(*args, device="cpu", runtime="torch"), Predictor(*args, device="cpu", runtime="onnx", onnx_cache_dir=tmp_path)
     assert by_onnx.runtime == "onnx"
     photos = [garment_photo(), Image.new("RGB", (150, 600), (200, 30, 40))]
     got = by_onnx.predict_batch(photos)
@@ -266,7 +253,7 @@ def test_auto_runtime_takes_the_fastest_installed_and_torch_elsewhere(tiny_check
     import fashionnet.openvino_runtime as openvino_runtime
 
     expected = "openvino" if openvino_runtime.openvino_available() else "onnx"
-    assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="auto", onnx_cache_dir=tmp_path).runtime == expected
+    assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", onnx_cache_dir=tmp_path).runtime == expected  # the default: auto
     monkeypatch.setattr(openvino_runtime, "openvino_available", lambda: False)
     assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="auto", onnx_cache_dir=tmp_path).runtime == "onnx"
     monkeypatch.setattr(onnx_runtime, "onnx_available", lambda: False)

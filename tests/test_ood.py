@@ -56,7 +56,7 @@ def test_density_round_trips_through_a_checkpoint_safe_state(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_predictor(tiny_checkpoint) -> Predictor:
-    return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    return Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
 
 
 def test_training_stores_a_calibrated_density_in_the_checkpoint(tiny_checkpoint, tiny_predictor, synth_root):
@@ -92,7 +92,7 @@ def imagenet_predictor(small_synth_root) -> tuple[Predictor, pd.DataFrame, Path]
 
     config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, image_size=96, embedding_dim=32,
                               num_categories=0, num_attributes=0)
-    predictor = Predictor(create_model(config), config, {}, {"image_size": 96}, "imagenet-trunk", device="cpu")
+    predictor = Predictor(create_model(config), config, {}, {"image_size": 96}, "imagenet-trunk", device="cpu", runtime="torch")
     frame, root, _ = read_training_frames([small_synth_root / "consumer2shop", small_synth_root / "inshop"])
     predictor.density = calibrate_on_frames(predictor.model, frame[frame["split"] == "train"], frame[frame["split"] == "val"],
                                             root, 96, torch.device("cpu"))
@@ -127,5 +127,5 @@ def test_a_checkpoint_without_a_density_reports_none(tiny_checkpoint, tmp_path):
     ckpt.pop("ood")
     old = tmp_path / "old.pt"
     atomic_torch_save(ckpt, old)
-    prediction = Predictor.from_checkpoint(old, device="cpu").predict(non_garment_probes(1)["plain"][0])
+    prediction = Predictor.from_checkpoint(old, device="cpu", runtime="torch").predict(non_garment_probes(1)["plain"][0])
     assert prediction.unfamiliar is None and prediction.unfamiliarity is None

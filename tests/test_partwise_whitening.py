@@ -84,7 +84,7 @@ def test_bad_partwise_fits_name_the_part():
 def _tiny(colour_window=0.1, appearance_weight=0.5):
     torch.manual_seed(0)
     return create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=appearance_weight,
-                                         colour_window=colour_window)).eval()
+                                         colour_window=colour_window, detail_window=0.0)).eval()
 
 
 @pytest.mark.parametrize("colour_window, appearance_weight", [(0.1, 0.5), (0.0, 0.0)])
@@ -117,7 +117,7 @@ def test_the_model_embeds_part_by_part_and_an_index_can_tell():
     with pytest.raises(ValueError, match="one-hot \\(7, 3\\)"):
         model.set_whitening(mean, projection, groups=torch.eye(2).repeat(4, 1)[:7])
     with pytest.raises(ValueError, match="below the 3 parts"):
-        FashionNetConfig(colour_window=0.1, whiten_dim=2, whiten_by_part=True)
+        FashionNetConfig(colour_window=0.1, detail_window=0.0, whiten_dim=2, whiten_by_part=True)
     model.set_whitening(mean, projection)  # back to one whitening: the groups go
     assert not model.config.whiten_by_part and "whiten_groups" not in model.state_dict()
     assert state_dict_checksum(model.state_dict()) == whole
@@ -126,10 +126,10 @@ def test_the_model_embeds_part_by_part_and_an_index_can_tell():
 def test_score_parts_add_up_part_by_part(synth_root):
     model = _tiny()
     torch.manual_seed(2)
-    model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 6), mix=0.5,
+    model.set_whitening(torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, 6),
                         groups=torch.eye(3).repeat_interleave(2, dim=0))
     predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": 96}, "test", device="cpu",
-                          fold_batch_norms=False)
+                          fold_batch_norms=False, runtime="torch")
     photos = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:4]
     embeddings = np.stack([p.embedding for p in predictor.predict_batch(photos)])
     parts = predictor.score_parts(embeddings[0], photos[1:])
@@ -148,7 +148,7 @@ def test_fit_whitening_script_whitens_by_part_and_a_refit_keeps_it(tiny_checkpoi
         assert model.whiten_projection[part][:, cols].abs().sum() > 0
         assert model.whiten_projection[:, cols].abs().sum() == pytest.approx(model.whiten_projection[part][:, cols].abs().sum())
     photo = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[0]
-    assert Predictor.from_checkpoint(out, device="cpu").predict(photo).embedding.shape == (6,)
+    assert Predictor.from_checkpoint(out, device="cpu", runtime="torch").predict(photo).embedding.shape == (6,)
     fit_whitening.main(["--checkpoint", str(out), "--out", str(again), *common])
     assert model_from_checkpoint(load_checkpoint(again), again)[1].whiten_by_part
     fit_whitening.main(["--checkpoint", str(out), "--out", str(whole), "--no-by-part", *common])

@@ -1,4 +1,4 @@
-"""Retrieval-time improvements: flip averaging, query expansion and item aggregation."""
+"""Retrieval-time improvements: flip averaging and item aggregation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from fashionnet.evaluation import evaluate_checkpoint, markdown_table
 from fashionnet.metrics import retrieval_metrics
-from fashionnet.retrieval_time import best_view_ranking, average_views, expand_queries, item_centroids
+from fashionnet.retrieval_time import best_view_ranking, average_views, item_centroids
 
 
 def test_average_views_is_the_normalised_mean_of_unit_views():
@@ -18,19 +18,6 @@ def test_average_views_is_the_normalised_mean_of_unit_views():
     np.testing.assert_allclose(out[1], [0.0, 0.0], atol=1e-6)  # opposite views cancel
     with pytest.raises(ValueError, match="shape"):
         average_views(a, b[:1])
-
-
-def test_query_expansion_pulls_a_query_towards_its_neighbours_only():
-    gallery = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])
-    query = np.array([[0.9, 0.0, np.sqrt(1 - 0.81)]])
-    expanded = expand_queries(query, gallery, k=2, alpha=1.0)
-    sims = query @ gallery.T
-    # the two nearest rows are 0 and 1; row 2 (sim 0.436) is left out
-    manual = query[0] + sims[0, 0] * gallery[0] + sims[0, 1] * gallery[1]
-    np.testing.assert_allclose(expanded[0], manual / np.linalg.norm(manual), atol=1e-6)
-    np.testing.assert_allclose(expand_queries(query, gallery, k=0), query / np.linalg.norm(query), atol=1e-6)
-    with pytest.raises(ValueError):
-        expand_queries(query, gallery, k=-1)
 
 
 def test_item_centroids_average_each_items_views():
@@ -50,7 +37,7 @@ def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint
     root = synth_root / "consumer2shop"
     results = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, retrieval_time=True)
     rt = results["retrieval_time"]
-    assert set(rt) == {f"{view}{trick}" for view in ("plain", "flip", "flip_gallery") for trick in ("", "+qe", "+items", "+best_view")}
+    assert set(rt) == {f"{view}{trick}" for view in ("plain", "flip", "flip_gallery") for trick in ("", "+items", "+best_view")}
     # (c) is flip-averaged, as the product embeds by default; without it, it is the plain row
     assert results["flip_average"] and rt["flip"] == results["variants"]["fashionnet"] != rt["plain"]
     plain = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, flip_average=False)
@@ -61,7 +48,7 @@ def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint
         assert rates == sorted(rates) and 0 <= rates[0] <= rates[-1] <= 1, name
     # flip averaging and item aggregation recomputed from the Predictor's own answers
     queries, gallery = protocol_frames(read_benchmark(root), "consumer2shop")
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, flip_average=False)
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, flip_average=False, runtime="torch")
 
     def flipped(rows):
         photos = [Image.open(root / p).convert("RGB") for p in rows["image_path"]]
@@ -121,8 +108,8 @@ def test_predictor_averages_each_photo_with_its_mirror_image(tiny_checkpoint, sy
     from fashionnet.inference import Predictor
 
     photos = [Image.open(p).convert("RGB") for p in sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:4]]
-    flipped = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False)
-    plain = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, flip_average=False)
+    flipped = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, runtime="torch")
+    plain = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, flip_average=False, runtime="torch")
     assert flipped.flip_average and not plain.flip_average
     got = flipped.predict_batch(photos)
     one = plain.predict_batch(photos)
@@ -143,7 +130,7 @@ def test_index_and_query_paths_give_the_same_flip_averaged_embedding(tiny_checkp
     from indexer.embedding import embed_images
 
     paths = [str(p) for p in sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:6]]
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False)
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, runtime="torch")
     indexed = embed_images(predictor, paths, batch_size=4, workers=0, progress=False).embeddings
     queried = np.stack([predictor.predict(path).embedding for path in paths])
     np.testing.assert_allclose(queried, indexed, atol=1e-5)

@@ -111,7 +111,7 @@ def face_checking_predictor(detector: FaceDetector) -> Predictor:
     force_box(model, box_in_input((4, 100, 508, 596), size=SIZE))
     flat_heatmaps(model)
     return Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": SIDE}, "test",
-                     device="cpu", fold_batch_norms=False, face_detector=detector, flip_average=True)
+                     device="cpu", fold_batch_norms=False, face_detector=detector, flip_average=True, runtime="torch")
 
 
 def test_face_detector_from_eight_threads_finds_what_one_thread_finds():

@@ -47,7 +47,7 @@ def test_training_beats_chance_at_retrieval(trained_tiny, tiny_checkpoint, synth
     counts = gallery["item_id"].value_counts()
     chance_top1 = float(np.mean([counts.get(i, 0) / len(gallery) for i in queries["item_id"]]))
     # one view: what training learned, without the retrieval-time mirror image
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", flip_average=False)
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", flip_average=False, runtime="torch")
     embed = lambda rows: np.concatenate([p.embedding[None] for p in predictor.predict_batch([root / x for x in rows["image_path"]])])
     result = retrieval_metrics(embed(queries), queries["item_id"].to_numpy(), embed(gallery), gallery["item_id"].to_numpy(), ks=(1, 5),
                                show_progress=False)
@@ -100,7 +100,7 @@ def test_checkpoint_with_wrong_weights_is_refused(tiny_checkpoint, tmp_path):
     save_checkpoint(bad, model_state=state, model_config=ckpt["model_config"], label_maps=ckpt["label_maps"],
                     preprocessing=ckpt["preprocessing"], epoch=0)
     with pytest.raises(CheckpointError, match=r"renamed\.pt: checkpoint does not fit.*renamed\.weight"):
-        Predictor.from_checkpoint(bad)
+        Predictor.from_checkpoint(bad, runtime="torch")
 
 
 def test_damaged_checkpoint_is_refused(tiny_checkpoint, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fashionnet.models import FashionNetConfig
 from fashionnet.training import parse_args, read_training_frames
 
 
@@ -38,10 +39,34 @@ def test_empty_config_file_changes_nothing(tmp_path):
     assert vars(parse_args(["--config", str(cfg)])) == {**vars(parse_args([])), "config": cfg}
 
 
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
 def test_shipped_configs_parse():
-    for cfg in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
+    for cfg in CONFIGS:
         args = parse_args(["--config", str(cfg)])
         assert len(args.data_root) == 2, cfg
+
+
+def test_the_defaults_are_the_recommended_recipe_and_the_model_config_agrees():
+    args, config = parse_args([]), FashionNetConfig()
+    assert (args.whiten_dim, args.whiten_by_part, args.colour_window, args.detail_window, args.appearance_weight) == (128, True, 0.075, 0.107, 2.0)
+    assert args.freeze_trunk_layers == 4 and args.items_per_batch == 8 and len(args.data_root) == 2
+    for name in ("backbone", "embedding_dim", "image_size", "landmark_head", "appearance_weight", "colour_window", "detail_window"):
+        assert getattr(config, name) == getattr(args, name), name
+    assert not parse_args(["--no-whiten-by-part"]).whiten_by_part
+
+
+def test_shipped_configs_set_only_what_differs_from_the_defaults():
+    import yaml
+
+    def plain(value):
+        return [plain(v) for v in value] if isinstance(value, list) else str(value) if isinstance(value, Path) else value
+
+    defaults = vars(parse_args([]))
+    for cfg in CONFIGS:
+        values = yaml.safe_load(cfg.read_text())
+        assert not {k: v for k, v in values.items() if plain(defaults[k.replace("-", "_")]) == v}, cfg.name
 
 
 def test_two_layouts_of_one_catalogue_train_together(synth_root):

@@ -1,5 +1,5 @@
-"""What training does to keep what transfers to real photos: photographic style augmentation, a
-stronger zoom, and distillation of conv4 towards the frozen pretrained trunk."""
+"""What training does to keep what transfers to real photos: photographic style augmentation and
+a stronger zoom."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from PIL import Image
 
 from fashionnet.data.style_augment import StyleAugment, StyledTransform
 from fashionnet.data.transforms import build_transforms
-from fashionnet.distillation import TrunkDistillation
-from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.training import main, parse_args, training_transform
 from tests.conftest import TINY_TRAIN_ARGS
 
@@ -78,57 +76,12 @@ def test_training_transform_follows_the_flags():
     assert not isinstance(plain, StyledTransform)
 
 
-def test_distillation_is_zero_before_training_and_grows_when_the_trunk_drifts():
-    torch.manual_seed(0)
-    model = create_model(FashionNetConfig(backbone="tiny", num_categories=3, num_attributes=2, image_size=64)).eval()
-    distill = TrunkDistillation(model)
-    images = torch.randn(2, 3, 64, 64)
-    model(images)
-    assert float(distill(images).detach()) == pytest.approx(0.0, abs=1e-6)
-    with torch.no_grad():
-        for p in model.trunk.parameters():
-            p.add_(0.5 * torch.randn_like(p))
-    model(images)
-    drifted = distill(images)
-    assert float(drifted) > 0.01
-    with pytest.raises(RuntimeError, match="forward pass"):
-        distill(images)  # the student's conv4 is used once
-    distill.remove()
-    model(images)
-    with pytest.raises(RuntimeError):
-        distill(images)  # the hook is gone
-
-
-def test_distillation_gradient_pulls_the_student_back():
-    torch.manual_seed(0)
-    model = create_model(FashionNetConfig(backbone="tiny", num_categories=3, num_attributes=2, image_size=64))
-    distill = TrunkDistillation(model)
-    with torch.no_grad():
-        for p in model.trunk.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    images = torch.randn(4, 3, 64, 64)
-    optimizer = torch.optim.SGD(model.trunk.parameters(), lr=0.5)
-    losses = []
-    for _ in range(15):
-        model(images)
-        loss = distill(images)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    assert losses[-1] < 0.85 * losses[0] and losses == sorted(losses, reverse=True), losses
-    teacher_params = list(distill.teacher.parameters())
-    assert all(not p.requires_grad for p in teacher_params)
-
-
-def test_training_with_distillation_and_style_records_the_term(synth_root, tmp_path):
+def test_training_with_style_and_a_wide_zoom_stays_finite(synth_root, tmp_path):
     out = tmp_path / "run"
     main([*TINY_TRAIN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out), "--joint-epochs", "1",
-          "--batches-per-epoch", "3", "--ood-images", "0", "--distill-weight", "1.0", "--style-augment", "1.0",
-          "--affine-scale", "0.6", "1.1"])
+          "--batches-per-epoch", "3", "--ood-images", "0", "--style-augment", "1.0", "--affine-scale", "0.6", "1.1"])
     history = json.loads((out / "history.json").read_text())
-    distill = [epoch["train"]["distill"] for epoch in history]
-    assert all(np.isfinite(distill)) and max(distill) > 0
+    assert all(np.isfinite(epoch["train"]["total"]) for epoch in history)
 
 
 def test_styled_training_data_keeps_the_garment_box(synth_root):

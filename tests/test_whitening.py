@@ -72,52 +72,34 @@ def test_bad_fits_are_refused_with_the_reason():
         fit_learned_whitening(x, items[:-1], dim=2)
 
 
-def _whitened_tiny(mix=1.0, appearance_weight=0.5, dim=6):
+def _tiny(appearance_weight=0.5):
+    """A tiny model whose descriptor is fusion, appearance and landmark windows (no colours, no detail windows)."""
     torch.manual_seed(0)
-    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=appearance_weight)).eval()
+    return create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=appearance_weight,
+                                         colour_window=0.0, detail_window=0.0)).eval()
+
+
+def _whitened_tiny(appearance_weight=0.5, dim=6):
+    model = _tiny(appearance_weight)
+    mean, projection = torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, dim)
+    model.set_whitening(mean, projection)
+    return model, mean, projection
+
+
+def test_the_model_embeds_with_the_installed_whitening():
+    model, mean, projection = _whitened_tiny()
+    assert model.config.whiten_dim == 6 and model.search_dim == 6
     with torch.no_grad():
-        plain = model(torch.randn(1, 3, 96, 96))["embedding"].shape[1]
-        mean, projection = torch.randn(model.descriptor_dim) * 0.01, torch.randn(model.descriptor_dim, dim)
-    model.set_whitening(mean, projection, mix)
-    return model, plain, mean, projection
-
-
-@pytest.mark.parametrize("mix", [1.0, 0.4])
-def test_the_model_embeds_with_the_installed_whitening(mix):
-    model, plain_dim, mean, projection = _whitened_tiny(mix)
-    assert model.config.whiten_dim == 6 and model.config.whiten_mix == mix
-    assert model.search_dim == 6 + (plain_dim if mix < 1 else 0)
-    x, y = torch.randn(2, 3, 96, 96), torch.randn(2, 3, 96, 96)
-    with torch.no_grad():
-        out_x, out_y = model(x), model(y)
-    whitened = [apply_whitening(o["descriptor"].numpy(), mean.numpy(), projection.numpy()) for o in (out_x, out_y)]
-    emb_x, emb_y = out_x["embedding"].numpy(), out_y["embedding"].numpy()
-    assert emb_x.shape == (2, model.search_dim)
-    np.testing.assert_allclose(np.linalg.norm(emb_x, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(emb_x[:, -6:] / mix**0.5, whitened[0], atol=1e-5)
-    if mix < 1:  # the score mixes the two cosines
-        model.set_whitening(mean, projection, 1.0)
-        model.config = FashionNetConfig(**{**model.config.to_dict(), "whiten_dim": 0})
-        with torch.no_grad():
-            plain_x, plain_y = model(x)["embedding"].numpy(), model(y)["embedding"].numpy()
-        expected = (1 - mix) * (plain_x * plain_y).sum(1) + mix * (whitened[0] * whitened[1]).sum(1)
-        np.testing.assert_allclose((emb_x * emb_y).sum(1), expected, atol=1e-5)
-
-
-def test_the_mix_changes_the_checksum_an_index_records():
-    """Indexes refuse a model whose checksum differs from the one they were built with; two mixes of
-    one whitening embed differently, so their checksums must differ too."""
-    from fashionnet.checkpoint import state_dict_checksum
-
-    model, _, mean, projection = _whitened_tiny(1.0)
-    whole = state_dict_checksum(model.state_dict())
-    model.set_whitening(mean, projection, 0.5)
-    assert state_dict_checksum(model.state_dict()) != whole
+        out = model(torch.randn(2, 3, 96, 96))
+    whitened = apply_whitening(out["descriptor"].numpy(), mean.numpy(), projection.numpy())
+    embedding = out["embedding"].numpy()
+    assert embedding.shape == (2, model.search_dim)
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(embedding, whitened, atol=1e-5)
 
 
 def test_the_descriptor_is_fusion_appearance_and_every_landmark_window():
-    torch.manual_seed(0)
-    model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96, appearance_weight=0.5)).eval()
+    model = _tiny()
     windows = 8 * model.trunk_channels * model.config.pool_output**2
     assert model.descriptor_dim == 16 + model.appearance_dim + windows
     with torch.no_grad():
@@ -132,15 +114,13 @@ def test_a_whitening_that_does_not_fit_the_descriptor_is_refused():
     model = create_model(FashionNetConfig(backbone="tiny", embedding_dim=16, image_size=96))
     with pytest.raises(ValueError, match=f"mean \\({model.descriptor_dim},\\)"):
         model.set_whitening(torch.zeros(3), torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="whiten_mix"):
-        FashionNetConfig(whiten_dim=4, whiten_mix=0.0)
 
 
-@pytest.mark.parametrize("mix, flip_average", [(1.0, True), (0.5, False), (0.5, True)])
-def test_score_parts_of_a_whitened_embedding_add_up(synth_root, mix, flip_average):
-    model, *_ = _whitened_tiny(mix)
+@pytest.mark.parametrize("flip_average", [True, False])
+def test_score_parts_of_a_whitened_embedding_add_up(synth_root, flip_average):
+    model, *_ = _whitened_tiny()
     predictor = Predictor(model, model.config, {"categories": [], "attributes": []}, {"image_size": 96}, "test", device="cpu",
-                          fold_batch_norms=False, flip_average=flip_average)
+                          fold_batch_norms=False, flip_average=flip_average, runtime="torch")
     photos = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:4]
     embeddings = np.stack([p.embedding for p in predictor.predict_batch(photos)])
     assert embeddings.shape[1] == predictor.embedding_dim == model.search_dim
@@ -160,7 +140,7 @@ def test_fit_whitening_script_writes_a_new_checkpoint_and_keeps_the_old(tiny_che
     assert config.whiten_dim == 4 and ckpt["model_checksum"] != load_checkpoint(tiny_checkpoint)["model_checksum"]
     assert model.whiten_projection.abs().sum() > 0
     assert "learned whitening" in capsys.readouterr().out
-    predictor = Predictor.from_checkpoint(out, device="cpu")
+    predictor = Predictor.from_checkpoint(out, device="cpu", runtime="torch")
     photo = sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[0]
     assert predictor.predict(photo).embedding.shape == (4,)
     with pytest.raises(SystemExit, match="give a new path"):
@@ -173,10 +153,10 @@ def test_fit_whitening_script_writes_a_new_checkpoint_and_keeps_the_old(tiny_che
 def test_training_fits_the_whitening_and_a_finished_run_resumes(synth_root, tmp_path, capsys):
     out = tmp_path / "run"
     common = [*TINY_TRAIN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out),
-              "--batches-per-epoch", "2", "--ood-images", "0", "--whiten-dim", "4", "--whiten-mix", "0.5", "--colour-window", "0.1", "--whiten-by-part"]
+              "--batches-per-epoch", "2", "--ood-images", "0", "--whiten-dim", "4", "--colour-window", "0.1", "--whiten-by-part"]
     train_main([*common, "--joint-epochs", "1"])
     ckpt = load_checkpoint(out / "checkpoint.pt")
-    assert ckpt["model_config"]["whiten_dim"] == 4 and ckpt["model_config"]["whiten_mix"] == 0.5
+    assert ckpt["model_config"]["whiten_dim"] == 4
     assert ckpt["model_config"]["whiten_by_part"] and ckpt["model"]["whiten_groups"].sum(dim=0).tolist() == [2, 1, 1]
     model, _ = model_from_checkpoint(ckpt, out / "checkpoint.pt")
     assert model.colour_dim and model.whiten_projection[-model.colour_dim:].abs().sum() > 0  # fitted with the landmark colours

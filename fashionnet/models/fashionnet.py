@@ -9,10 +9,9 @@
     global conv5 GAP (the "appearance") appended when that weight is above 0 <------+
 
     with ``whiten_dim`` the embedding is instead the learned whitening (fashionnet.whitening) of
-    the descriptor [fusion, appearance, the landmark windows], each part L2-normalised
+    the descriptor [fusion, appearance, the landmark windows, colours and detail windows], each part L2-normalised
 
-With ``fine_pool`` the local branch also pools the trunk's stride-8 stage, where thin details
-(bands, prints) still span several cells. At query time the local branch pools at the *predicted* landmarks (windows of landmarks predicted
+At query time the local branch pools at the *predicted* landmarks (windows of landmarks predicted
 not visible are zeroed). Ground-truth landmarks can be passed instead (early training, and the
 upper bound at evaluation).
 """
@@ -31,16 +30,12 @@ from torch import nn
 from fashionnet.landmarks import NUM_LANDMARKS, VISIBLE
 from fashionnet.models.backbones import get_backbone, list_backbones, stage_at_stride
 from fashionnet.models.branches import BoxHead, LandmarkBranch
-from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling, spread_windows
+from fashionnet.models.landmark_pooling import POOL_MODES, LandmarkPooling
 
 LANDMARK_HEADS = ("heatmap", "fc")
 # Outputs only some configurations have (see FashionNet).
 OPTIONAL_OUTPUTS = ("landmark_confidence", "box", "appearance_feature", "descriptor")
-FINE_STRIDE = 8
 DETAIL_STRIDES, DETAIL_GRID = (4, 8), 2  # detail_window: the trunk stages it pools, and its bins per side
-# Spread windows: bounds in conv4 cells (the smallest still covers a cell of conv4 and two of the
-# stride-8 map; the largest a quarter of a 224-px input).
-SPREAD_MIN_CELLS, SPREAD_MAX_CELLS = 1.0, 3.5
 # Landmark colours: each window's mean colour on a COLOUR_GRID x COLOUR_GRID grid of the input image.
 COLOUR_GRID = 3
 
@@ -62,12 +57,7 @@ class FashionNetConfig:
         benchmark the fc head stalled at NE 0.064 on consumer photos (README "Results").
         Visibility always comes from the fc.
     num_categories / num_attributes: head sizes; 0 gives an empty (B, 0) head.
-    fine_pool: also pool each landmark window from the trunk's stride-8 stage (roi_align, bilinear
-        average) and feed it to the local branch beside the conv4 windows.
-    pool_spread: 0 keeps windows of ``pool_window`` conv4 cells; above 0 every window of a photo is
-        ``pool_spread`` x the spread of its visible landmarks (the larger side of their bounding box),
-        clamped to 1 - 3.5 conv4 cells, so windows follow the garment's size in the photo.
-    appearance_weight: above 0, the search embedding appends the global conv5's average pool (the
+    appearance_weight: above 0 (default 2), the search embedding appends the global conv5's average pool (the
         backbone's own pooled feature, fine-tuned), L2-normalised and weighted by this, to the
         normalised fusion feature. The losses still train the fusion feature alone; the pooled map
         keeps much of what the ImageNet trunk knows, so it carries retrieval to styles the fusion
@@ -76,30 +66,25 @@ class FashionNetConfig:
         conv5 map (sized like the landmark branch: landmark_width, landmark_grid, landmark_hidden).
         Checkpoints saved before it existed load with False and predict no box.
     whiten_dim: above 0, the search embedding is the learned whitening of the descriptor
-        [fusion, appearance, every pooled landmark window the local branch reads], projected to this many dimensions
-        (fashionnet.whitening fits it on training photos after training; until then the
-        projection is zero). 0: the embedding above.
-    colour_window: above 0, the descriptor also holds the input image's colours around each
+        [fusion, appearance, every pooled landmark window the local branch reads, colours, detail windows],
+        projected to this many dimensions (fashionnet.whitening fits it on training photos after
+        training and sets this; until then the projection is zero). 0: the embedding above.
+    colour_window: above 0 (default 0.075), the descriptor also holds the input image's colours around each
         landmark: the mean colour of a 3 x 3 grid over a square window of this fraction of the input
         side (0.075: 12 px at 160 px). Trims, cuffs and hem bands are thin bands of colour at the
         landmarks, which the stride-16 conv4 windows blur with their surroundings. No weights; only
         the whitening reads it, so it can be switched on for a trained model (scripts/fit_whitening.py).
-    detail_window: above 0, the descriptor also holds the trunk's stride-4 and stride-8 maps pooled at
+    detail_window: above 0 (default 0.107), the descriptor also holds the trunk's stride-4 and stride-8 maps pooled at
         each landmark (``roi_align``, 2 x 2 bins over a square window of this fraction of the input
         side; 0.107: 24 px at 224 px), where a band a few pixels wide still fills cells that the
         stride-16 windows blur. No weights; only the whitening reads it (its own part with
         ``whiten_by_part``), so it can be switched on for a trained model (scripts/fit_whitening.py).
-    colour_weight: the landmark colours' length in the descriptor, relative to its other parts (1:
-        about unit length, as each of them). The whitening shrinks every direction towards the mean
-        variance, so a part made of small numbers is heard less; a larger weight lets the colours count for more.
-    whiten_mix: with whitening, the share of the whitened embedding in the search score: the
-        embedding joins sqrt(1 - mix) x the embedding above and sqrt(mix) x the whitened one, so a
-        cosine is (1 - mix) x the plain cosine + mix x the whitened cosine. 1: whitened alone.
     whiten_by_part: the whitening is fitted on each part of the descriptor alone (the appearance, or
         the fusion feature where the model has no appearance; the landmark windows; the landmark
         colours) and each part's whitened vector is normalised on its own, so a cosine is the mean of
         the parts' cosines (:meth:`FashionNet.whitening_parts`). One whitening over thousands of
         dimensions, fitted on a few hundred items, lets the largest part drown the small ones.
+        Like ``whiten_dim`` it describes the whitening installed (``FashionNet.set_whitening``).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -120,15 +105,11 @@ class FashionNetConfig:
     landmark_head: str = "heatmap"
     dropout: float = 0.0
     box_head: bool = True
-    fine_pool: bool = False
-    pool_spread: float = 0.0
-    appearance_weight: float = 0.0
+    appearance_weight: float = 2.0
     whiten_dim: int = 0
-    whiten_mix: float = 1.0
-    colour_window: float = 0.0
-    colour_weight: float = 1.0
+    colour_window: float = 0.075
     whiten_by_part: bool = False
-    detail_window: float = 0.0
+    detail_window: float = 0.107
 
     def __post_init__(self):
         if self.backbone not in list_backbones():
@@ -145,20 +126,14 @@ class FashionNetConfig:
             raise ValueError(f"landmark_head must be one of {LANDMARK_HEADS}, got {self.landmark_head!r}")
         if self.pool_window <= 0:
             raise ValueError(f"pool_window must be > 0, got {self.pool_window}")
-        if self.pool_spread < 0:
-            raise ValueError(f"pool_spread must be >= 0 (0: fixed windows), got {self.pool_spread}")
         if self.whiten_dim < 0:
             raise ValueError(f"whiten_dim must be >= 0 (0: no whitening), got {self.whiten_dim}")
-        if not 0 < self.whiten_mix <= 1:
-            raise ValueError(f"whiten_mix must be in (0, 1] (1: the whitened embedding alone), got {self.whiten_mix}")
         if self.whiten_by_part and 0 < self.whiten_dim < self.whitening_part_count:
             raise ValueError(f"whiten_dim {self.whiten_dim} is below the {self.whitening_part_count} parts whitened one by one")
         if not 0 <= self.colour_window <= 0.5:
             raise ValueError(f"colour_window must be in [0, 0.5] of the input side (0: no landmark colours), got {self.colour_window}")
         if not 0 <= self.detail_window <= 0.5:
             raise ValueError(f"detail_window must be in [0, 0.5] of the input side (0: no detail windows), got {self.detail_window}")
-        if not 0 < self.colour_weight <= 10:
-            raise ValueError(f"colour_weight must be in (0, 10] (1: the colours as long as each other part), got {self.colour_weight}")
         if not 0 <= self.appearance_weight <= 10:
             raise ValueError(f"appearance_weight must be in [0, 10] (0: the fusion feature alone), got {self.appearance_weight}")
 
@@ -226,19 +201,12 @@ class FashionNet(nn.Module):
 
         self.landmark_pooling = LandmarkPooling(self.trunk_stride, config.pool_window, config.pool_output, config.pool_mode)
         pooled = NUM_LANDMARKS * self.trunk_channels * config.pool_output**2
-        self.fine_stage: Optional[int] = None
-        if config.fine_pool:
-            self.fine_stage, fine_channels = stage_at_stride(self.trunk, FINE_STRIDE, self.backbone_name, "fine_pool")
-            self.fine_pooling = LandmarkPooling(FINE_STRIDE, config.pool_window * self.trunk_stride / FINE_STRIDE, config.pool_output, "align")
-            pooled += NUM_LANDMARKS * fine_channels * config.pool_output**2
         self.windows_dim = pooled
         self.colour_dim = NUM_LANDMARKS * 3 * COLOUR_GRID**2 if config.colour_window > 0 else 0
         if self.colour_dim:
             # stride 1: pools the image itself; a fixed sampling ratio so ONNX Runtime reads the same pixels
             self.colour_pooling = LandmarkPooling(1, 1.0, COLOUR_GRID, "align", sampling_ratio=2)
             self.register_buffer("colour_window", torch.tensor(float(config.colour_window)))  # in the checksum, as above
-            if config.colour_weight != 1:  # only then, so checkpoints saved before the setting load unchanged
-                self.register_buffer("colour_weight", torch.tensor(float(config.colour_weight)))
         self.detail_stages, self.detail_dim = [], 0
         if config.detail_window > 0:  # weight-free like the colours: the trunk's finer maps at each landmark
             found = [stage_at_stride(self.trunk, stride, self.backbone_name, "detail_window") for stride in DETAIL_STRIDES]
@@ -257,7 +225,7 @@ class FashionNet(nn.Module):
             self.register_buffer("appearance_weight", torch.tensor(float(config.appearance_weight)))
         if config.whiten_dim:
             groups = torch.zeros(config.whiten_dim, config.whitening_part_count) if config.whiten_by_part else None
-            self._register_whitening(torch.zeros(self.descriptor_dim), torch.zeros(self.descriptor_dim, config.whiten_dim), config.whiten_mix, groups)
+            self._register_whitening(torch.zeros(self.descriptor_dim), torch.zeros(self.descriptor_dim, config.whiten_dim), groups)
 
     @property
     def descriptor_dim(self) -> int:
@@ -267,12 +235,9 @@ class FashionNet(nn.Module):
 
     @property
     def search_dim(self) -> int:
-        """Length of ``embedding``: the fusion feature plus the appearance when it is appended, the
-        whitened dimensions, or both joined (``whiten_mix`` below 1)."""
-        plain = self.config.embedding_dim + self.appearance_dim
-        if not self.config.whiten_dim:
-            return plain
-        return self.config.whiten_dim + (plain if self.config.whiten_mix < 1 else 0)
+        """Length of ``embedding``: the fusion feature plus the appearance when it is appended, or the
+        whitened dimensions."""
+        return self.config.whiten_dim or self.config.embedding_dim + self.appearance_dim
 
     def whitening_parts(self) -> list[slice]:
         """The descriptor's parts that ``whiten_by_part`` whitens one by one: the appearance (the fusion
@@ -290,22 +255,20 @@ class FashionNet(nn.Module):
             parts.append(slice(colours_end, colours_end + self.detail_dim))
         return parts
 
-    def _register_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float, groups: Optional[torch.Tensor] = None) -> None:
+    def _register_whitening(self, mean: torch.Tensor, projection: torch.Tensor, groups: Optional[torch.Tensor] = None) -> None:
         # buffers, so they travel in the state dict and the weights' checksum (which every index records) changes with them
         self.register_buffer("whiten_mean", mean.float().clone())
         self.register_buffer("whiten_projection", projection.float().clone())
-        self.register_buffer("whiten_mix", torch.tensor(float(mix)))
         if groups is not None:  # (whiten_dim, parts) one-hot: which part each whitened dimension belongs to
             self.register_buffer("whiten_groups", groups.float().clone())
         elif "whiten_groups" in self._buffers:
             del self._buffers["whiten_groups"]
 
-    def set_whitening(self, mean: torch.Tensor, projection: torch.Tensor, mix: float = 1.0, groups: Optional[torch.Tensor] = None) -> None:
+    def set_whitening(self, mean: torch.Tensor, projection: torch.Tensor, groups: Optional[torch.Tensor] = None) -> None:
         """Install a learned whitening (fashionnet.whitening): from now on the embedding is
-        normalise((descriptor - mean) @ projection), joined with the plain one when ``mix`` is below 1;
-        with ``groups`` ((d, parts) one-hot, fashionnet.whitening.fit_partwise_whitening) each part's
-        dimensions are normalised on their own instead. ``config.whiten_dim``, ``whiten_mix`` and
-        ``whiten_by_part`` follow."""
+        normalise((descriptor - mean) @ projection); with ``groups`` ((d, parts) one-hot,
+        fashionnet.whitening.fit_partwise_whitening) each part's dimensions are normalised on their
+        own instead. ``config.whiten_dim`` and ``whiten_by_part`` follow."""
         mean, projection = torch.as_tensor(mean), torch.as_tensor(projection)
         if mean.shape != (self.descriptor_dim,) or projection.ndim != 2 or projection.shape[0] != self.descriptor_dim:
             raise ValueError(f"whitening must be a mean ({self.descriptor_dim},) and a projection ({self.descriptor_dim}, d); "
@@ -316,10 +279,9 @@ class FashionNet(nn.Module):
             if tuple(groups.shape) != expected or not torch.equal(groups.sum(dim=1), torch.ones(expected[0], dtype=groups.dtype)) \
                     or not ((groups == 0) | (groups == 1)).all():
                 raise ValueError(f"whitening groups must be a one-hot {expected} matrix (one part per whitened dimension), got {tuple(groups.shape)}")
-        config = dataclasses.replace(self.config, whiten_dim=int(projection.shape[1]), whiten_mix=float(mix),
-                                     whiten_by_part=groups is not None)  # validates the mix
+        config = dataclasses.replace(self.config, whiten_dim=int(projection.shape[1]), whiten_by_part=groups is not None)
         device = self.fusion.weight.device
-        self._register_whitening(mean.to(device), projection.to(device), config.whiten_mix, None if groups is None else groups.to(device))
+        self._register_whitening(mean.to(device), projection.to(device), None if groups is None else groups.to(device))
         self.config = config
 
     def whitening_scales(self, z: torch.Tensor) -> torch.Tensor:
@@ -339,7 +301,7 @@ class FashionNet(nn.Module):
 
     def _run_trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
         """conv4, each channel's spatial mean and std at a middle trunk stage and at conv4, and the
-        outputs of the stages that ``fine_pool`` and ``detail_window`` read, by stage index.
+        outputs of the stages that ``detail_window`` reads, by stage index.
 
         The statistics feed the out-of-distribution check (fashionnet.ood): the middle stage sees
         texture (noise, flat colour), the last one content. Costs a few reductions per forward.
@@ -350,14 +312,14 @@ class FashionNet(nn.Module):
 
         if not isinstance(self.trunk, nn.Sequential) or len(self.trunk) < 2:
             conv4 = self.trunk(images)
-            return conv4, stats(conv4), {}  # fine_pool and detail_window refuse such trunks (stage_at_stride)
+            return conv4, stats(conv4), {}  # detail_window refuses such trunks (stage_at_stride)
         middle = (len(self.trunk) - 1) // 2
         x, taps = images, {}
         for i, stage in enumerate(self.trunk):
             x = stage(x)
             if i == middle:
                 middle_stats = stats(x)
-            if i == self.fine_stage or i in self.detail_stages:
+            if i in self.detail_stages:
                 taps[i] = x
         return x, torch.cat([middle_stats, stats(x)], dim=1), taps
 
@@ -371,8 +333,6 @@ class FashionNet(nn.Module):
         global_feature = self.global_fc(appearance)
         landmarks, visibility_logits, confidence = self.landmark_branch(conv4)
         extra = {} if self.box_head is None else {"box": self.box_head(global_conv5)}
-        if self.fine_stage is not None:
-            extra["fine"] = taps[self.fine_stage]
         if self.detail_stages:
             extra["detail_maps"] = [taps[i] for i in self.detail_stages]
         if self.appearance_dim:
@@ -410,14 +370,7 @@ class FashionNet(nn.Module):
         if pool_at.shape[1:] != (NUM_LANDMARKS, 2) or pooled_visible.shape[1:] != (NUM_LANDMARKS,):
             raise ValueError(f"expected landmarks (B, {NUM_LANDMARKS}, 2) and visibility (B, {NUM_LANDMARKS}), got {tuple(pool_at.shape)} and {tuple(pooled_visible.shape)}")
         hw = features["input_height_width"]
-        window = None
-        if self.config.pool_spread > 0:
-            cell = float(self.trunk_stride)
-            window = spread_windows(pool_at, pooled_visible, hw, self.config.pool_spread, SPREAD_MIN_CELLS * cell,
-                                    SPREAD_MAX_CELLS * cell, self.config.pool_window * cell)
-        windows = [self.landmark_pooling(features["conv4"], pool_at, pooled_visible, hw, window)]
-        if "fine" in features:
-            windows.append(self.fine_pooling(features["fine"], pool_at, pooled_visible, hw, window))
+        windows = [self.landmark_pooling(features["conv4"], pool_at, pooled_visible, hw)]
         pooled = torch.cat([w.flatten(1) for w in windows], dim=1)
         local_feature = self.local_fc(pooled)
         fusion = self.fusion(torch.cat([features["global_feature"], local_feature], dim=1))
@@ -432,14 +385,13 @@ class FashionNet(nn.Module):
                 side = self.config.detail_window * (hw[0] + hw[1]) / 2
                 details = [pool(fmap, pool_at, pooled_visible, hw, side) for pool, fmap in zip(self.detail_pooling, features["detail_maps"])]
             extra["descriptor"] = descriptor = self._descriptor(fusion, features.get("appearance_feature"), windows, colours, details)
-        embedding = F.normalize(fusion, dim=1)
-        if self.appearance_dim:
-            appearance = self.appearance_weight * F.normalize(features["appearance_feature"], dim=1)
-            embedding = F.normalize(torch.cat([embedding, appearance.to(embedding.dtype)], dim=1), dim=1)
         if self.config.whiten_dim:
-            whitened = self._whitened(descriptor)
-            mix = self.config.whiten_mix
-            embedding = whitened if mix == 1 else torch.cat([(1 - mix) ** 0.5 * embedding, mix**0.5 * whitened], dim=1)
+            embedding = self._whitened(descriptor)
+        else:
+            embedding = F.normalize(fusion, dim=1)
+            if self.appearance_dim:
+                appearance = self.appearance_weight * F.normalize(features["appearance_feature"], dim=1)
+                embedding = F.normalize(torch.cat([embedding, appearance.to(embedding.dtype)], dim=1), dim=1)
         return {
             **extra,
             "embedding": embedding,
@@ -471,7 +423,8 @@ class FashionNet(nn.Module):
             parts.append(F.normalize(appearance, dim=1).to(fusion.dtype))
         parts.append(unit_windows(windows))
         if colours is not None:
-            parts.append((colours.flatten(1) * (self.config.colour_weight / self.colour_dim**0.5)).to(fusion.dtype))
+            # a product, as when the existing indexes were built, so their vectors stay bit for bit
+            parts.append((colours.flatten(1) * (1.0 / self.colour_dim**0.5)).to(fusion.dtype))
         if details is not None:
             parts.append(unit_windows(details))
         return torch.cat(parts, dim=1)

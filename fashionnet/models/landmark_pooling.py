@@ -5,9 +5,6 @@ input pixels exactly once; the boxes are then handed to torchvision's RoI ops wi
 ``spatial_scale = 1 / stride``, so the library does the only pixel -> feature-cell conversion.
 (A known public implementation divided by the image size a second time, so every window landed in
 the top-left corner; the tests pin the window to the right cell on non-square maps.)
-
-Windows are a fixed number of feature cells, or sized per photo by the garment (:func:`spread_windows`):
-a garment photographed from afar then gets windows as small, relative to the image, as the garment is.
 """
 
 from __future__ import annotations
@@ -19,19 +16,18 @@ from torchvision.ops import roi_align, roi_pool
 POOL_MODES = ("max", "align")
 
 
-def landmark_boxes(landmarks: torch.Tensor, image_hw: tuple[int, int], window_px: float | torch.Tensor, stride: int, mode: str) -> torch.Tensor:
+def landmark_boxes(landmarks: torch.Tensor, image_hw: tuple[int, int], window_px: float, stride: int, mode: str) -> torch.Tensor:
     """(B*L, 5) RoI boxes ``[batch_index, x1, y1, x2, y2]`` in input pixels, one per landmark.
 
-    The window is ``window_px`` pixels wide (a number, or one per photo as a (B,) tensor) and centred
-    on the landmark. Non-finite landmarks (absent slots in ground truth) are put at 0; their windows
-    are zeroed by the caller anyway.
+    The window is ``window_px`` pixels wide and centred on the landmark. Non-finite landmarks
+    (absent slots in ground truth) are put at 0; their windows are zeroed by the caller anyway.
     """
     b, l, _ = landmarks.shape
     h, w = image_hw
     lm = torch.nan_to_num(landmarks.detach().float(), nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
     scale = torch.tensor([w, h], dtype=lm.dtype, device=lm.device)
     centre = lm * scale  # the one normalised -> pixel conversion
-    window_px = torch.as_tensor(window_px).detach().to(lm).view(-1, 1, 1)  # one size, or one per photo
+    window_px = torch.as_tensor(window_px).detach().to(lm).view(-1, 1, 1)
     if mode == "max":
         # roi_pool addresses feature cell i at pixel i * stride (its corner, not its centre) and
         # includes both end cells: shift by half a cell and shrink by one cell so a window of
@@ -44,23 +40,6 @@ def landmark_boxes(landmarks: torch.Tensor, image_hw: tuple[int, int], window_px
     boxes = torch.cat([centre - half, centre + half], dim=-1).reshape(b * l, 4)
     batch_index = torch.arange(b, device=lm.device, dtype=lm.dtype).repeat_interleave(l).unsqueeze(1)
     return torch.cat([batch_index, boxes], dim=1)
-
-
-def spread_windows(landmarks: torch.Tensor, visible: torch.Tensor, image_hw: tuple[int, int], fraction: float,
-                   min_px: float, max_px: float, default_px: float) -> torch.Tensor:
-    """(B,) window sides in pixels: ``fraction`` x the garment's landmark spread, clamped.
-
-    The spread is the larger of the width and height of the visible landmarks' bounding box, in
-    input pixels. A photo with fewer than two visible landmarks has no spread and gets ``default_px``.
-    """
-    h, w = image_hw
-    lm = torch.nan_to_num(landmarks.detach().float(), nan=0.0).clamp(0.0, 1.0) * torch.tensor([w, h], dtype=torch.float32, device=landmarks.device)
-    seen = visible.unsqueeze(-1)
-    low = torch.where(seen, lm, torch.full_like(lm, float("inf"))).amin(dim=1)
-    high = torch.where(seen, lm, torch.full_like(lm, float("-inf"))).amax(dim=1)
-    spread = (high - low).amax(dim=1)
-    window = (fraction * spread).clamp(min_px, max_px)
-    return torch.where(visible.sum(dim=1) >= 2, window, torch.full_like(window, default_px))
 
 
 class LandmarkPooling(nn.Module):
@@ -86,8 +65,8 @@ class LandmarkPooling(nn.Module):
         self.sampling_ratio = int(sampling_ratio)
 
     def forward(self, feature_map: torch.Tensor, landmarks: torch.Tensor, visible: torch.Tensor, image_hw: tuple[int, int],
-                window_px: torch.Tensor | float | None = None) -> torch.Tensor:
-        """``window_px``: the window side in input pixels, one for all or (B,) one per photo (default: ``window`` cells)."""
+                window_px: float | None = None) -> torch.Tensor:
+        """``window_px``: the window side in input pixels (default: ``window`` cells)."""
         b, c = feature_map.shape[:2]
         l = landmarks.shape[1]
         boxes = landmark_boxes(landmarks, image_hw, self.window * self.stride if window_px is None else window_px, self.stride, self.mode)
