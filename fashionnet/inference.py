@@ -159,7 +159,7 @@ class Predictor:
         self.face_detector = default_face_detector() if face_detector == "auto" else face_detector
         # the embedding is the mean of the photo's and its mirror image's (both passes each): a
         # garment and its mirror image are the same garment, and the mean retrieves better on
-        # photos unlike the training ones (README "Real photos"); it costs a second forward pass
+        # photos unlike the training ones (docs/experiments/flip_averaging.md); it costs a second forward pass
         self.flip_average = bool(flip_average)
         # category logits are divided by it, so probabilities match held-out accuracy (fashionnet.temperature)
         self.category_temperature = float(category_temperature)

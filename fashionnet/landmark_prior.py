@@ -7,7 +7,7 @@ predicted box of the predicted clothes type (fitted on the training annotations'
 
     xy = a * predicted + (1 - a) * box layout,   a = confidence / threshold  (a = 1 at or above it)
 
-On the synthetic test splits this lowered landmark NE too (README "Real photos"). The layout is
+On the synthetic test splits this lowered landmark NE too (docs/experiments/box_layout_fallback.md). The layout is
 stored in the checkpoint (``landmark_prior``) by training and by ``scripts/calibrate_ood.py``.
 """
 

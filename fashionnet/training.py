@@ -68,7 +68,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="append the global conv5's average pool, weighted so, to the search embedding; the losses do not "
                         "see it (0: the fusion feature alone, as the paper)")
     p.add_argument("--crop-to-bbox", action="store_true", help="crop training images to their bbox (never used at query time)")
-    # what transfers to real photos (README "Real photos")
+    # what transfers to real photos (docs/experiments/transfer_recipe.md)
     p.add_argument("--style-augment", type=float, default=0.0,
                    help="strength of the photographic augmentation (grey, white balance, exposure, noise, blur, JPEG); 0: off")
     p.add_argument("--affine-scale", type=float, nargs=2, default=[0.9, 1.1], metavar=("MIN", "MAX"),

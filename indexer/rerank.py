@@ -24,7 +24,7 @@ import numpy as np
 from indexer.errors import IndexLoadError
 
 RERANK_MODES = ("none", "exact")
-# indexes saved with these still say so; 8-bit rows lost recall and time to float32 ones (README "Benchmarks")
+# indexes saved with these still say so; 8-bit rows lost recall and time to float32 ones (docs/experiments/tried_and_removed.md)
 RETIRED_MODES = ("sq8",)
 DEFAULT_FACTOR = 10
 IDS_FILE = "rerank_ids.npy"

@@ -115,7 +115,7 @@ def test_test_split_garment_photos_are_not_flagged(imagenet_predictor):
     flagged = [p for p, pred in zip(photos, predictions) if pred.unfamiliar]
     # new items of the small benchmark at 96 px against a threshold set on about a hundred held-out
     # photos of other items: allow 8% (a miss here is a false alarm, not a refusal; at full size the
-    # demo model flags 1 of 600 test photos, README "Photos unlike the training data")
+    # demo model flags 1 of 600 test photos, docs/experiments/unfamiliar_photos.md)
     assert len(photos) > 150 and len(flagged) <= 0.08 * len(photos), (len(flagged), len(photos), flagged[:5])
     assert isinstance(predictions[0].as_dict()["unfamiliar"], bool)
 

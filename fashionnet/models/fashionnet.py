@@ -54,14 +54,14 @@ class FashionNetConfig:
     landmark_head: how the landmark branch turns its features into coordinates. "fc" is the paper's
         fc regression; "heatmap" (default) predicts one heatmap per landmark on the conv4 grid,
         from conv4 plus the branch's upsampled conv5, and takes its soft-argmax. On the synthetic
-        benchmark the fc head stalled at NE 0.064 on consumer photos (README "Results").
+        benchmark the fc head stalled at NE 0.064 on consumer photos (docs/experiments/landmark_head.md).
         Visibility always comes from the fc.
     num_categories / num_attributes: head sizes; 0 gives an empty (B, 0) head.
     appearance_weight: above 0 (default 2), the search embedding appends the global conv5's average pool (the
         backbone's own pooled feature, fine-tuned), L2-normalised and weighted by this, to the
         normalised fusion feature. The losses still train the fusion feature alone; the pooled map
         keeps much of what the ImageNet trunk knows, so it carries retrieval to styles the fusion
-        layers never saw (README "Real photos"). The embedding grows by the conv5 width.
+        layers never saw (docs/experiments/appearance_weight.md). The embedding grows by the conv5 width.
     box_head: predict the garment's box (x1, y1, x2, y2) in [0, 1] of the input from the global
         conv5 map (sized like the landmark branch: landmark_width, landmark_grid, landmark_hidden).
         Checkpoints saved before it existed load with False and predict no box.
