@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from fashionnet import __version__
 from fashionnet.checkpoint import load_checkpoint, save_checkpoint, without_retired_settings
 from fashionnet.cli_errors import run_main
+from fashionnet.cli_options import data_root_option, device_option, hidden_alias
 from fashionnet.data.dataset import DeepFashionDataset, collate_skip_none, make_label_map
 from fashionnet.data.readers import read_attribute_names, read_benchmark
 from fashionnet.data.samplers import PKSampler
@@ -49,20 +50,23 @@ from fashionnet.calibration import store_calibration
 from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, LandmarkCollapseGuard, StageWeights
 from fashionnet.training_log import TrainingLog
 
+DEFAULT_DATA_ROOTS = (Path("data/synth/consumer2shop"), Path("data/synth/inshop"))
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train FashionNet (landmark-pooled retrieval features)", add_help=add_help)
     p.add_argument("--config", type=Path, help="YAML file of option: value pairs (flags given on the command line win)")
-    p.add_argument("--data-root", type=Path, nargs="+", default=[Path("data/synth/consumer2shop"), Path("data/synth/inshop")],
-                   help="benchmark root(s) holding Anno/, Eval/, img/. Several roots train on all of them; rows of one item id are "
-                        "one item, so give layouts of the same catalogue (e.g. the synthetic inshop and consumer2shop)")
+    data_root_option(p, several=True, help="benchmark root(s) holding Anno/, Eval/, img/ (default: "
+                     + " ".join(map(str, DEFAULT_DATA_ROOTS)) + "). Several roots train on all of them; rows of one item id are "
+                     "one item, so give layouts of the same catalogue (e.g. the synthetic inshop and consumer2shop)")
     p.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"], help="layout of a single --data-root")
     p.add_argument("--output-dir", type=Path, default=Path("runs/fashionnet"), help="checkpoints and logs go here")
     p.add_argument("--resume", default="", help="checkpoint to continue from, or 'auto' for OUTPUT_DIR/checkpoint.pt if present")
     # model
     p.add_argument("--backbone", default="efficientnet_lite0", help="vgg16, resnet50, efficientnet_lite0 or tiny")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (offline package / torchvision cache), 'none', or a .pth path")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--embedding-dim", type=int, default=256)
+    p.add_argument("--image-size", type=int, default=224, help="side of the square training and query images, in pixels")
+    p.add_argument("--embedding-dim", type=int, default=256, help="width of the retrieval embedding before whitening")
     p.add_argument("--landmark-head", default=FashionNetConfig.landmark_head, choices=LANDMARK_HEADS, help="soft-argmax heatmaps on conv4, or the paper's fc regression")
     p.add_argument("--appearance-weight", type=float, default=FashionNetConfig.appearance_weight,
                    help="append the global conv5's average pool, weighted so, to the search embedding; the losses do not "
@@ -89,15 +93,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--items-per-batch", type=int, default=8, help="P of the P x K triplet batches")
     p.add_argument("--images-per-item", type=int, default=4, help="K of the P x K triplet batches")
     p.add_argument("--batches-per-epoch", type=int, default=0, help="0: about one pass over the training images")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the heads")
     p.add_argument("--backbone-lr-factor", type=float, default=0.3, help="pretrained trunk learns at lr x this")
     p.add_argument("--freeze-trunk-layers", type=int, default=4,
                    help="keep the first N layers of the pretrained trunk fixed (their BN statistics too); on a CPU, "
                         "skipping their backward pass is the cheapest speed-up (efficientnet_lite0: 4 = up to stride 4)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--warmup-steps", type=int, default=50)
-    p.add_argument("--margin", type=float, default=0.2)
-    p.add_argument("--miner", default="batch_hard", choices=["batch_hard", "semi_hard"])
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    p.add_argument("--warmup-steps", type=int, default=50, help="steps of linear learning-rate warm-up")
+    p.add_argument("--margin", type=float, default=0.2, help="triplet loss margin")
+    p.add_argument("--miner", default="batch_hard", choices=["batch_hard", "semi_hard"], help="how triplets are mined in a batch")
     # after training (fashionnet.calibration); the defaults are the recipe both configs train
     p.add_argument("--whiten-dim", type=int, default=DEFAULT_DIM,
                    help="after training, fit a learned whitening of [fusion, appearance, landmark windows, colours, detail "
@@ -114,21 +118,22 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--whiten-shrinkage", type=float, default=DEFAULT_SHRINKAGE, help="shrinkage of the whitening's within-item covariance")
     p.add_argument("--whiten-augmented-views", type=int, default=DEFAULT_AUGMENTED_VIEWS,
                    help="passes over the training photos through the training augmentation, besides the plain one, for the whitening")
-    p.add_argument("--grad-clip", type=float, default=5.0)
+    p.add_argument("--grad-clip", type=float, default=5.0, help="clip the gradient norm to this")
     # machinery
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    device_option(p)
     p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (auto: on for CUDA)")
     p.add_argument("--workers", type=int, default=-1, help="DataLoader worker processes (-1: 0 on CPU, where workers compete with "
                    "the model for the same cores, and 4 on CUDA)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
-    p.add_argument("--val-max-queries", type=int, default=300, help="cap validation queries per epoch (0: all)")
+    p.add_argument("--max-queries", dest="val_max_queries", type=int, default=300, help="cap validation queries per epoch (0: all)")
+    hidden_alias(p, "--val-max-queries", dest="val_max_queries", type=int)  # configs/demo.yaml and older scripts
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of training items held out when the layout has no val split")
-    p.add_argument("--collapse-min-spread", type=float, default=0.01)
-    p.add_argument("--collapse-patience", type=int, default=50)
+    p.add_argument("--collapse-min-spread", type=float, default=0.01, help="spread of the predicted landmarks (normalised image units) below which they count as collapsed")
+    p.add_argument("--collapse-patience", type=int, default=50, help="collapsed checks in a row before training stops with an error")
     p.add_argument("--time-limit-minutes", type=float, default=0.0, help="stop after the epoch that passes this budget (0: no limit)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--log-every", type=int, default=10, help="a row of OUTPUT_DIR/train_log.csv every N steps (0: one per epoch)")
     p.add_argument("--tensorboard", action="store_true", help="also write scalars to OUTPUT_DIR/tensorboard/ (needs the tensorboard package)")
     p.add_argument("--ood-images", type=int, default=1200,
@@ -144,12 +149,21 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
         with open(args.config) as fh:
             values = yaml.safe_load(fh) or {}
-        known = {a.dest for a in parser._actions}
-        unknown = sorted(set(k.replace("-", "_") for k in values) - known)
+        # a key is a flag without its dashes (max-queries, max_queries) or the name argparse gives it (val_max_queries)
+        known = {a.dest: a.dest for a in parser._actions}
+        known.update({o.lstrip("-").replace("-", "_"): a.dest for a in parser._actions for o in a.option_strings
+                      if o.startswith("--") and not (o.startswith("--no-") and isinstance(a, argparse.BooleanOptionalAction))})
+        unknown = sorted(k for k in values if k.replace("-", "_") not in known)
         if unknown:
             parser.error(f"{args.config}: unknown option(s) {', '.join(unknown)}")
-        parser.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+        values = {known[k.replace("-", "_")]: v for k, v in values.items()}
+        config_roots = values.pop("data_root", None)  # --data-root adds to a default list, so it is filled in below
+        parser.set_defaults(**values)
         args = parser.parse_args(argv)
+        if args.data_root is None and config_roots is not None:
+            args.data_root = [Path(r) for r in ([config_roots] if isinstance(config_roots, (str, Path)) else config_roots)]
+    if args.data_root is None:
+        args.data_root = list(DEFAULT_DATA_ROOTS)
     for name in ("landmark_stage_weights", "joint_stage_weights"):
         if len(getattr(args, name)) not in (len(LOSS_TERMS) - 1, len(LOSS_TERMS)):
             parser.error(f"--{name.replace('_', '-')} takes {len(LOSS_TERMS) - 1} or {len(LOSS_TERMS)} weights "

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from fashionnet.cli_options import device_option, runtime_option  # argparse only
 from indexer.access import API_KEY_ENV  # torch-free
 
 if TYPE_CHECKING:  # the model's modules load torch; `indexer --help` imports this module without them
@@ -360,14 +361,16 @@ def _version() -> str:
 
 def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     s = subparsers.add_parser("serve", help="answer searches, adds and removes over HTTP (JSON API, docs at /docs)")
-    s.add_argument("index")
+    s.add_argument("index", help="index folder to serve (adds and removes update it in place)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--checkpoint", help="default: the checkpoint the index was built with")
     s.add_argument("--image-root", help="folder the gallery images are under now, if they moved since the build")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for embedding and search (default auto: GPU when present)")
+    device_option(s, "for embedding and search: auto (default: the GPU when present), cpu or cuda")
+    runtime_option(s)
     s.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest request body accepted, in MiB")
-    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log detail (default info)")
     who = s.add_argument_group("access (see indexer/access.py)")
     who.add_argument("--api-key-file", help="keys that may write (and read): one per line, 'KEY', 'write KEY' or 'read KEY'; "
                                             f"or one write key in ${API_KEY_ENV}. Without a key, writes are accepted only on the loopback")
@@ -386,7 +389,7 @@ def open_engine(args) -> "SearchEngine":
     """SearchEngine.open with the options this version of it takes."""
     from indexer.search import SearchEngine
 
-    kwargs = {"checkpoint": args.checkpoint, "device": args.device}
+    kwargs = {"checkpoint": args.checkpoint, "device": args.device, "runtime": getattr(args, "runtime", "auto")}
     if getattr(args, "image_root", None):
         if "image_root" not in inspect.signature(SearchEngine.open).parameters:
             raise ValueError("--image-root needs a SearchEngine that can look for images elsewhere; this one cannot")

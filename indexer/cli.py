@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 import fashionnet
+from fashionnet.cli_options import data_root_option, device_option, runtime_option
 from indexer.api import add_serve_parser, cmd_serve  # torch-free until a server starts
 from indexer.errors import IndexStoreError
 
@@ -28,16 +29,15 @@ FORCE_HELP = "write into a folder that holds other files (they are left untouche
 INDEX_CHECKPOINT_HELP = "default: the checkpoint the index was built with"
 
 
+DEVICE_HELP = "for embedding and search: auto (default: the GPU when present), cpu or cuda"
+
+
 def _device_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for embedding and search (default auto: GPU when present)")
+    device_option(p, DEVICE_HELP)
 
 
 def _runtime_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx", "openvino"],  # fashionnet.onnx_runtime.RUNTIMES
-                   help="run the model with torch, ONNX Runtime or OpenVINO (CPU only; pip install fashionnet-search[onnx] "
-                        "and [openvino]; exported once per model to $FASHIONNET_ONNX_CACHE or ~/.cache/fashionnet/onnx; "
-                        "falls back with a warning: openvino to onnx, onnx to torch). "
-                        "Default auto: on a CPU the fastest one installed (openvino, then onnx), else torch")
+    runtime_option(p)
 
 
 def _progress_option(p: argparse.ArgumentParser) -> None:
@@ -67,11 +67,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="embed a gallery into a new index (written atomically)")
     b.add_argument("--checkpoint", required=True, help="trained FashionNet checkpoint")
     src = b.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data-root", help="DeepFashion layout root (In-shop or Consumer-to-shop)")
+    data_root_option(src, several=False, type=str, help="DeepFashion layout root (In-shop or Consumer-to-shop) to index")
     src.add_argument("--images", nargs="+", help="files or folders of shop photos with no annotations")
-    b.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"])
+    b.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"],
+                   help="layout of --data-root (default auto: told from its annotation files)")
     b.add_argument("--split", default="auto", help="gallery split (auto: In-shop 'gallery', Consumer-to-shop 'test'; 'all': every shop image)")
-    b.add_argument("--out", required=True, help="index directory to write (an existing index there is replaced atomically)")
+    b.add_argument("--out", required=True, help="the index folder written: the FAISS index, its manifest and metadata (an existing index there is replaced atomically)")
     b.add_argument("--force", action="store_true", help=FORCE_HELP)
     b.add_argument("--index-factory", default=None, help="FAISS factory string, e.g. IVF4096,PQ32 or HNSW32 (default: exact inner product, "
                         "or IVF<nlist>,Flat from 50,000 images on)")
@@ -89,37 +90,37 @@ def get_args_parser() -> argparse.ArgumentParser:
     _embedding_options(b)
 
     a = sub.add_parser("add", help="embed images or folders and add them to an index")
-    a.add_argument("index")
-    a.add_argument("paths", nargs="+")
+    a.add_argument("index", help="index folder to add to (updated in place)")
+    a.add_argument("paths", nargs="+", help="image files or folders of images")
     a.add_argument("--checkpoint", help=INDEX_CHECKPOINT_HELP)
     _embedding_options(a)
 
     r = sub.add_parser("remove", help="remove every image of an item")
-    r.add_argument("index")
+    r.add_argument("index", help="index folder to remove from (updated in place)")
     r.add_argument("--item", required=True, action="append", help="item id (repeat for several)")
 
     q = sub.add_parser("query", help="top-k shop items for a photo, or for many (--out)")
-    q.add_argument("index")
+    q.add_argument("index", help="index folder to search")
     q.add_argument("inputs", nargs="+", metavar="IMAGE", help="a photo; or photos, folders and .txt lists of paths with --out")
-    q.add_argument("-k", type=int, default=20)
+    q.add_argument("-k", type=int, default=20, help="results per photo (default 20)")
     q.add_argument("--per-image", action="store_true", help="the k nearest images, even several of one item (default: k items, each at its best image)")
     q.add_argument("--checkpoint", help=INDEX_CHECKPOINT_HELP)
     q.add_argument("--image-root", help="where the gallery images are now, if the index was moved away from them")
     _filter_options(q)
-    q.add_argument("--nprobe", type=int, default=None)
+    q.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (default: the one stored in the index)")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table (one photo)")
-    q.add_argument("--out", help="write every photo's top k to this .csv or .jsonl file")
+    q.add_argument("--out", help="file written with every photo's top k, one row per result (.csv or .jsonl)")
     _device_option(q)
     _runtime_option(q)
     _progress_option(q)
 
     i = sub.add_parser("info", help="describe an index")
-    i.add_argument("index")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("index", help="index folder to describe")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     m = sub.add_parser("merge", help="combine shard indexes into one")
-    m.add_argument("out")
-    m.add_argument("shards", nargs="+")
+    m.add_argument("out", help="the merged index folder written")
+    m.add_argument("shards", nargs="+", help="shard index folders built with --shard (left as they are)")
     m.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     add_serve_parser(sub)

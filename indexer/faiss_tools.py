@@ -27,8 +27,8 @@ def resolve_faiss_device(device: str) -> str:
     has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
     if device == "cuda" and not has_gpu:
         raise IndexDeviceError(
-            "device='cuda' was asked for but FAISS sees no GPU (a CPU-only FAISS build, or no CUDA device); "
-            "use device='cpu' or 'auto'"
+            "the cuda device was asked for but FAISS sees no GPU (a CPU-only FAISS build, or no CUDA device); "
+            "use the cpu or auto device"
         )
     return "cuda" if device != "cpu" and has_gpu else "cpu"
 

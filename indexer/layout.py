@@ -292,7 +292,7 @@ def check_save_target(target: Path, force: bool = False) -> None:
             shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
             raise IndexSaveError(
                 f"{target} is not empty ({shown}) and is not an index; choose an empty or new folder, or pass "
-                "--force (force=True) to write the index beside those files (they are left untouched)"
+                "--force to write the index beside those files (they are left untouched)"
             )
     existing = target
     while not existing.exists():

@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import device_option  # noqa: E402
 from indexer.embedding import file_sha256, list_image_files  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402
 
@@ -157,21 +158,25 @@ def worn_photos(data_root: Path | None, folder: Path) -> list[Path]:
     return found
 
 
-def main(argv=None) -> None:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", default="indexes/demo", help="index to serve (a temporary copy of it)")
-    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--clients", type=int, default=8, help="concurrent search clients")
     p.add_argument("--queries", type=int, default=50, help="searches per client")
-    p.add_argument("-k", type=int, default=20)
+    p.add_argument("-k", type=int, default=20, help="results per search")
     p.add_argument("--adds", type=int, default=10, help="photos added (one POST /items each) during the searches")
     p.add_argument("--removes", type=int, default=5, help="items removed during the searches")
     p.add_argument("--new-photos", help="folder of photos to add (default: the index's data root, photos it does not hold)")
     p.add_argument("--query-photos", default="worn", choices=["worn", "gallery"],
                    help="worn: consumer photos and real portraits (default); gallery: the shop photos the index holds")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    device_option(p, "where the server runs the model and the search: auto (default: the GPU when present), cpu or cuda")
     p.add_argument("--oversized", type=int, nargs="*", default=[25, 200, 1024], metavar="MIB",
                    help="after the load, bodies of these sizes with a false Content-Length: the answer and the server's memory")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = get_args_parser().parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="benchmark_api.") as tmp:
         index_dir = Path(tmp) / "index"

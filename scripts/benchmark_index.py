@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import hidden_alias  # noqa: E402
 from indexer.layout import INDEX_FILE, live_data_file  # noqa: E402
 from indexer.rerank import Reranker  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402
@@ -101,12 +102,13 @@ def serialized_bytes_per_vector(index: EmbeddingIndex, workdir: Path, name: str 
     return live_data_file(path, INDEX_FILE).stat().st_size / len(index), rerank / len(index)
 
 
-def main(argv: list[str] | None = None) -> None:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="gallery vectors")
-    parser.add_argument("--queries", type=int, default=1_000)
-    parser.add_argument("--dim", type=int, default=256)
-    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--queries", type=int, default=1_000, help="query vectors")
+    parser.add_argument("--dim", type=int, default=256, help="dimensions of the synthetic vectors (an embedding's width)")
+    parser.add_argument("-k", type=int, default=20, help="results per query")
+    hidden_alias(parser, "--k", dest="k", type=int)
     parser.add_argument("--clusters", type=int, default=None, help="mixture components (default n / 100)")
     # Two images of one cluster have cosine about 1 / (1 + noise^2): 0.8 at 0.5 (photos of one item
     # or style), 0.5 at 1.0 (a much harder, overlapping mixture).
@@ -121,12 +123,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-size", type=int, default=None, help="training sample (default 50 x nlist)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="time each search setting at least this long")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds over all settings; each keeps its best")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic vectors")
     parser.add_argument("--workdir", type=Path, default=None, help="where serialized indexes are written (a temp dir)")
     parser.add_argument("--skip-ivf-flat", action="store_true",
                         help="leave IVF-Flat out: at 1M x 1,536 its float copy of the gallery (6 GB) would not fit beside the others")
     parser.add_argument("--gpu", action="store_true", help="also time the exact and IVF-Flat indexes searched on the GPU")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_args_parser().parse_args(argv)
     nprobes = [int(p) for p in args.nprobe.split(",")]
     rerank_nprobes = [int(p) for p in args.rerank_nprobe.split(",")]
     clusters = args.clusters or max(10, args.n // 100)

@@ -22,27 +22,33 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import device_option  # noqa: E402
+from fashionnet.runtime import resolve_device  # noqa: E402
 from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss  # noqa: E402
 from fashionnet.models import BareBackbone, FashionNetConfig, create_model, get_backbone, list_backbones  # noqa: E402
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbone", default="efficientnet_lite0", choices=list_backbones())
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--backbone", default="efficientnet_lite0", choices=list_backbones(), help="trunk to time")
+    p.add_argument("--image-size", type=int, default=224, help="side of the square input images, in pixels")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--batches", type=int, default=20, help="timed inference batches per model")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     p.add_argument("--train-batches", type=int, default=5, help="timed training steps (0 to skip)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
+    device_option(p)
     p.add_argument("--pretrained", action="store_true", help="load pretrained weights (speed does not depend on them)")
     p.add_argument("--landmark-conv5-units", type=int, default=None, help="override the landmark branch depth")
-    p.add_argument("--pool-mode", default="max", choices=["max", "align"])
+    p.add_argument("--pool-mode", default="max", choices=["max", "align"], help="landmark pooling: max pooling or RoIAlign")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast for every forward (as training does on CUDA)")
-    p.add_argument("--num-categories", type=int, default=50)
-    p.add_argument("--num-attributes", type=int, default=1000)
-    return p.parse_args(argv)
+    p.add_argument("--num-categories", type=int, default=50, help="width of the category head")
+    p.add_argument("--num-attributes", type=int, default=1000, help="width of the attribute head")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return get_args_parser().parse_args(argv)
 
 
 def _sync(device: torch.device) -> None:
@@ -73,7 +79,7 @@ def synthetic_targets(batch: int, num_categories: int, num_attributes: int, devi
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(0)
 
     config = FashionNetConfig(

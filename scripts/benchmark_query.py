@@ -30,6 +30,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import RUNTIMES, data_root_option, hidden_alias  # noqa: E402
 from fashionnet.images import load_image  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, get_backbone  # noqa: E402
@@ -45,22 +46,33 @@ def percentiles(ms: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):7.1f} ms | p95 {np.percentile(a, 95):7.1f} ms | mean {a.mean():7.1f} ms"
 
 
-def main(argv=None) -> None:
+DEFAULT_DATA_ROOT = "data/synth/consumer2shop"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data-root", default="data/synth/consumer2shop")
-    p.add_argument("--gallery-size", type=int, default=100_000)
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--checkpoint", required=True, help="trained FashionNet checkpoint")
+    data_root_option(p, several=False, type=str, help=f"Consumer-to-shop layout whose photos are indexed and queried (default {DEFAULT_DATA_ROOT})")
+    p.add_argument("--gallery-size", type=int, default=100_000, help="gallery vectors: the real ones padded with clustered synthetic ones")
+    p.add_argument("--queries", type=int, default=200, help="consumer photos queried, one at a time")
+    p.add_argument("-k", type=int, default=20, help="results per query")
+    hidden_alias(p, "--k", dest="k", type=int)
     p.add_argument("--index-factory", nargs="+", default=["Flat", "IVF1024,Flat"],
                    help="FAISS factories to compare over the same vectors (Flat: exact, the indexer's default)")
     p.add_argument("--nprobe", type=int, default=16, help="inverted lists visited by IVF indexes")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runtime", nargs="+", default=["torch"], choices=["torch", "onnx", "openvino"],
-                   help="how the Predictor runs the model (fashionnet.onnx_runtime, fashionnet.openvino_runtime)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch and FAISS CPU threads")
+    p.add_argument("--runtime", action="extend", nargs="+", default=None, choices=RUNTIMES,
+                   help="how the Predictor runs the model (fashionnet.onnx_runtime, fashionnet.openvino_runtime); several are "
+                        "compared, the first embeds the gallery (default auto: on a CPU the fastest one installed)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic vectors and the query sample")
     p.add_argument("--no-flip-average", action="store_true", help="embed each photo once, not with its mirror image (the default)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = get_args_parser().parse_args(argv)
+    args.data_root = args.data_root or DEFAULT_DATA_ROOT
+    args.runtime = args.runtime or ["auto"]
     set_threads(args.threads)
     rng = np.random.default_rng(args.seed)
 

@@ -10,7 +10,7 @@ One photo at a time, as a query is served, at 1 and at 2 intra-op threads, for
   - with --int8, the export with int8 convolutions (ONNX Runtime static quantisation, QDQ, weights
     per channel, activation ranges calibrated on 64 synthetic shop photos rendered on the spot),
   - with --bf16, OpenVINO in bfloat16 (what it runs by default on CPUs with AMX),
-then batch throughput at --batch. With --retrieval, every variant also embeds the Consumer-to-shop
+then batch throughput at --batch-size. With --retrieval, every variant also embeds the Consumer-to-shop
 test queries and gallery of --data-root, and the top-k of each is printed side by side (one pass,
 no crop), so a quantised model's accuracy is measured, not only its cosine to torch. Variants take turns in --rounds rounds, so a change in the
 machine's load hits all of them alike. The model is an ImageNet EfficientNet-Lite0 FashionNet
@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import data_root_option, hidden_alias  # noqa: E402
 from fashionnet.checkpoint import state_dict_checksum  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, FashionNetConfig, create_model, get_backbone  # noqa: E402
@@ -95,21 +96,30 @@ def quantize_int8(float_path: Path, out_path: Path, predictor: Predictor, photos
     return out_path
 
 
-def main(argv=None) -> None:
+DEFAULT_DATA_ROOT = "data/synth/consumer2shop"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="a trained FashionNet (default: ImageNet EfficientNet-Lite0, untrained heads)")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--data-root", default="data/synth/consumer2shop", help="photos to feed (random images when absent)")
+    p.add_argument("--image-size", type=int, default=224, help="side of the square input images, in pixels (without --checkpoint)")
+    data_root_option(p, several=False, type=str, help=f"photos to feed (default {DEFAULT_DATA_ROOT}; random images when absent)")
     p.add_argument("--queries", type=int, default=100, help="single-photo forwards per variant per round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3, help="rounds the variants take turns in")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts to compare")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch in the throughput runs")
+    hidden_alias(p, "--batch", dest="batch_size", type=int)
     p.add_argument("--batches", type=int, default=3, help="batches per variant per thread count")
     p.add_argument("--int8", action="store_true", help="also time an int8 export, calibrated on synthetic shop photos")
     p.add_argument("--bf16", action="store_true", help="also time OpenVINO in bfloat16")
     p.add_argument("--retrieval", action="store_true", help="also compare the variants' Consumer-to-shop retrieval (needs --data-root)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    return p
+
+
+def main(argv=None) -> None:
+    args = get_args_parser().parse_args(argv)
+    args.data_root = args.data_root or DEFAULT_DATA_ROOT
     cache = tempfile.mkdtemp(prefix="fashionnet-onnx-bench-")
 
     if args.checkpoint:
@@ -148,7 +158,7 @@ def main(argv=None) -> None:
         variants["OpenVINO, bfloat16"] = OpenVinoForward(onnx_file, output_names=onnx_pred._onnx.keys, precision="bf16")
 
     tensors = photos_as_tensors(torch_pred, args.data_root, args.queries, args.seed)
-    batch = torch.cat([tensors[i % len(tensors)] for i in range(args.batch)])
+    batch = torch.cat([tensors[i % len(tensors)] for i in range(args.batch_size)])
 
     with torch.inference_mode():
         reference = torch_pred.forward_batch(batch)["embedding"].numpy()
@@ -177,7 +187,7 @@ def main(argv=None) -> None:
                 for _ in range(args.batches):
                     t = time.perf_counter()
                     fn(batch)
-                    throughput.setdefault((threads, name), []).append(args.batch / (time.perf_counter() - t))
+                    throughput.setdefault((threads, name), []).append(args.batch_size / (time.perf_counter() - t))
 
     print(f"{backbone} at {torch_pred.input_side} px, {torch_pred.folded_batch_norms} BatchNorms folded in the torch Predictor; "
           f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; "
@@ -189,14 +199,14 @@ def main(argv=None) -> None:
         for name in variants:
             ms = single[(threads, name)]
             print(f"    {name:34s} {stats(ms)} | p50 {np.percentile(ms, 50) / base:4.2f}x bare backbone")
-        print(f"  [{threads} thread{'s' if threads > 1 else ''}] batch {args.batch}")
+        print(f"  [{threads} thread{'s' if threads > 1 else ''}] batch {args.batch_size}")
         for name in list(variants)[1:]:
             print(f"    {name:34s} {np.median(throughput[(threads, name)]):7.1f} images/s")
-    print(f"  agreement with the torch Predictor on a batch of {args.batch} photos:")
+    print(f"  agreement with the torch Predictor on a batch of {args.batch_size} photos:")
     for name, (diff, cos) in agreement.items():
         print(f"    {name:34s} embedding max abs diff {diff:.2e}, min cosine {cos:.6f}")
     if args.retrieval:
-        print_retrieval(torch_pred, dict(list(variants.items())[1:]), args.data_root, args.batch)
+        print_retrieval(torch_pred, dict(list(variants.items())[1:]), args.data_root, args.batch_size)
 
 
 def print_retrieval(predictor: Predictor, variants: dict, data_root: str, batch: int) -> None:

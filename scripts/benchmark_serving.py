@@ -25,6 +25,7 @@ import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy bef
 import numpy as np  # noqa: E402
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import device_option, runtime_option  # noqa: E402
 from fashionnet.images import load_image  # noqa: E402
 from fashionnet.runtime import set_threads  # noqa: E402
 from indexer.embedding import list_image_files  # noqa: E402
@@ -71,19 +72,25 @@ def concurrent(engine: SearchEngine, photos: list, clients: int, per_client: int
     return times, clients * per_client / (time.perf_counter() - start)
 
 
-def main(argv=None) -> None:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--index", default="indexes/demo")
+    p.add_argument("--index", default="indexes/demo", help="index to search (read only)")
     p.add_argument("--photos", default="data/synth/consumer2shop", help="folder of query photos (searched recursively)")
-    p.add_argument("--queries", type=int, default=100)
+    p.add_argument("--queries", type=int, default=100, help="queries per run")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch/FAISS intra-op threads to compare")
     p.add_argument("--load", type=int, default=1, help="busy-loop processes competing for the CPU in the loaded runs")
     p.add_argument("--clients", type=int, default=8, help="concurrent client threads in the concurrency run")
-    args = p.parse_args(argv)
+    device_option(p, "where the model and the search run: auto (default: the GPU when present), cpu or cuda")
+    runtime_option(p)
+    return p
+
+
+def main(argv=None) -> None:
+    args = get_args_parser().parse_args(argv)
 
     files = [path for path, _ in list_image_files([args.photos])][:50]
     photos = [load_image(f) for f in files]  # decoded once: the figures are about the model and search
-    engine = SearchEngine.open(args.index, device="cpu")
+    engine = SearchEngine.open(args.index, device=args.device, runtime=args.runtime)
     print(f"index {args.index}: {engine.index.ntotal} vectors; {len(photos)} photos; {args.queries} queries per run")
     for threads in args.threads:
         set_threads(threads)

@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import data_root_option, device_option  # noqa: E402
 from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from fashionnet.landmark_prior import fit_box_layout  # noqa: E402
@@ -48,19 +49,19 @@ TEST_SPLITS = ("test", "query", "gallery")
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--data-root", required=True, nargs="+", type=Path, help="the layouts the checkpoint was trained on")
+    p.add_argument("--checkpoint", required=True, type=Path, help="trained checkpoint; the calibration is written into it (unless --no-write)")
+    data_root_option(p, several=True, required=True, help="the layouts the checkpoint was trained on")
     p.add_argument("--max-images", type=int, default=1200, help="training photos drawn for the fit (a quarter of them held out)")
-    p.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE)
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    p.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE, help="quantile of the held-out training photos' scores the threshold is set at")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="factor on that quantile's score (the threshold is quantile x margin)")
     p.add_argument("--no-write", action="store_true", help="measure only; leave the checkpoint as it is")
     p.add_argument("--report", action="store_true", help="report flag rates on test photos and non-garment images")
     p.add_argument("--photos", nargs="*", type=Path, default=[], help="folders of extra photos to report on")
-    p.add_argument("--max-test-photos", type=int, default=600)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto: the GPU when torch sees one")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-test-photos", type=int, default=600, help="test photos reported on with --report")
+    device_option(p)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 

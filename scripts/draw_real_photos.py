@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image, ImageDraw  # noqa: E402
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import device_option  # noqa: E402
 from fashionnet.images import load_image  # noqa: E402
 from fashionnet.inference import Predictor  # noqa: E402
 from webui.render import display_copy, draw_box, draw_landmarks  # noqa: E402
@@ -39,15 +40,20 @@ def panel(predictor: Predictor, photo: Image.Image, title: str, side: int) -> Im
     return out
 
 
-def main(argv=None) -> None:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--photos", nargs="+", required=True)
-    p.add_argument("--out", required=True, help="image file to write (.jpg or .png)")
+    p.add_argument("--checkpoint", required=True, help="trained FashionNet checkpoint")
+    p.add_argument("--photos", nargs="+", required=True, help="photos to draw, one row each")
+    p.add_argument("--out", required=True, help="the contact sheet written: each photo without and with the face cut (.jpg or .png)")
     p.add_argument("--side", type=int, default=360, help="longer side of each panel, in pixels")
-    args = p.parse_args(argv)
-    with_cut = Predictor.from_checkpoint(args.checkpoint, device="cpu")
-    without_cut = Predictor.from_checkpoint(args.checkpoint, device="cpu", face_detector=None)
+    device_option(p)
+    return p
+
+
+def main(argv=None) -> None:
+    args = get_args_parser().parse_args(argv)
+    with_cut = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    without_cut = Predictor.from_checkpoint(args.checkpoint, device=args.device, face_detector=None)
     if with_cut.face_detector is None:
         print("OpenCV is not installed: both columns are without the face cut", file=sys.stderr)
     rows = []

@@ -18,20 +18,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import data_root_option, device_option  # noqa: E402
 from fashionnet.evaluation import VARIANTS, evaluate_checkpoint, markdown_table, write_report  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data-root", required=True, action="append", help="benchmark root; repeat to evaluate several")
-    p.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--checkpoint", required=True, help="trained FashionNet checkpoint to evaluate")
+    data_root_option(p, several=True, type=str, required=True, help="benchmark root(s), each evaluated on its own")
+    p.add_argument("--benchmark", default="auto", choices=["auto", "inshop", "consumer2shop"],
+                   help="layout of the roots (default auto: told from each root's annotation files)")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="what to evaluate (default: all)")
     p.add_argument("--baseline-weights", default="imagenet", help="weights for variant (a): 'imagenet' or a .pth path")
-    p.add_argument("--out", type=Path, default=Path("reports"))
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto: the GPU when torch sees one")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("reports"),
+                   help="folder written: per root NAME.json (all metrics), the table as markdown, and NAME_topk.png (default reports)")
+    device_option(p)
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=2, help="processes decoding images (0: decode in the main process)")
     p.add_argument("--max-queries", type=int, default=0, help="evaluate a random subset of queries (0: all)")
     p.add_argument("--retrieval-time", action="store_true",
                    help="also measure (c) with flip averaging and item aggregation, each alone and together")
@@ -40,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "product does (default: the Predictor's; 0: one pass)")
     p.add_argument("--no-flip-average", action="store_true",
                    help="evaluate (c) with the plain embedding, not averaged with the mirror image's as the product does")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 

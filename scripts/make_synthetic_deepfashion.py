@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fashionnet.cli_errors import run_main  # noqa: E402
 from fashionnet.data.synthetic import main  # noqa: E402
+from fashionnet.data.synthetic.cli import get_args_parser  # noqa: E402,F401  (tests/test_cli_vocabulary.py)
 
 if __name__ == "__main__":
     sys.exit(run_main(main))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fashionnet.training import main  # noqa: E402
+from fashionnet.training import get_args_parser, main  # noqa: E402,F401  (get_args_parser: tests/test_cli_vocabulary.py)
 
 if __name__ == "__main__":
     sys.exit(main())  # the fashionnet-train command: a refused input as one line (fashionnet.cli_errors)

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli_options import device_option  # noqa: E402
 from fashionnet.evaluation import evaluate_checkpoint, write_report  # noqa: E402
 from fashionnet.training import main as train  # noqa: E402
 
@@ -39,13 +40,15 @@ RECIPES = {
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("data/synth"), help="generator output: inshop/, consumer2shop/, style_shift/")
-    p.add_argument("--out", type=Path, default=Path("runs/transfer_study"))
+    p.add_argument("--out", type=Path, default=Path("runs/transfer_study"),
+                   help="folder written: OUT/RECIPE/ (checkpoint, logs, reports) per recipe, summary.txt and recipes.json")
     p.add_argument("--config", default="configs/demo.yaml", help="the shared training flags")
-    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES), help="recipes to train and compare (default: all)")
     p.add_argument("--minutes", type=float, default=0.0,
                    help="training budget of each recipe (0: the config's epochs, the same work for every recipe)")
     p.add_argument("--eval-only", action="store_true", help="evaluate checkpoints already in OUT")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="processes decoding images in the evaluation (0: the main process)")
+    device_option(p)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p
 
@@ -69,11 +72,12 @@ def main(argv=None) -> None:
         if not args.eval_only:
             train(["--config", args.config, "--data-root", str(args.data / "consumer2shop"), str(args.data / "inshop"),
                    "--output-dir", str(run_dir), "--time-limit-minutes", str(args.minutes), "--no-progress", "--threads", str(args.threads),
+                   "--device", args.device,
                    *RECIPES[name]])
         minutes = (time.time() - started) / 60
         reports = {}
         for split in ("style_shift", "consumer2shop"):
-            results = evaluate_checkpoint(run_dir / "checkpoint.pt", args.data / split, workers=args.workers,
+            results = evaluate_checkpoint(run_dir / "checkpoint.pt", args.data / split, workers=args.workers, device=args.device,
                                           variants=("imagenet", "fashionnet"), progress=False)
             write_report(results, run_dir / "reports")
             reports[split] = results

@@ -488,7 +488,7 @@ def test_index_the_gpu_cannot_hold_is_searched_on_the_cpu_with_one_warning(fake_
 
 def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
-    with pytest.raises(IndexDeviceError, match=r"device='cuda' was asked for but FAISS sees no GPU.*use device='cpu' or 'auto'"):
+    with pytest.raises(IndexDeviceError, match=r"the cuda device was asked for but FAISS sees no GPU.*use the cpu or auto device"):
         EmbeddingIndex.create(DIM, device="cuda")
     assert EmbeddingIndex.create(DIM).device == "cpu"
 
@@ -575,8 +575,8 @@ def test_exact_sentences_of_index_errors(monkeypatch):
     with pytest.raises(ValueError, match="^merge needs at least one index directory$"):
         merge([], "unused")
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
-    with pytest.raises(IndexDeviceError, match=r"^device='cuda' was asked for but FAISS sees no GPU \(a CPU-only FAISS build, "
-                                               r"or no CUDA device\); use device='cpu' or 'auto'$"):
+    with pytest.raises(IndexDeviceError, match=r"^the cuda device was asked for but FAISS sees no GPU \(a CPU-only FAISS build, "
+                                               r"or no CUDA device\); use the cpu or auto device$"):
         EmbeddingIndex.create(DIM, device="cuda")
 
 

@@ -1,5 +1,5 @@
 """Serve the query-by-photo page: ``python -m webui [--host 127.0.0.1] [--port 8501] [--index DIR]
-[--allow-index-choice]`` (what ``make demo`` runs).
+[--allow-index-choice] [--device auto]`` (what ``make demo`` runs).
 
 Streamlit reads ``.streamlit/config.toml`` from the working directory (and the script's folder),
 and ``STREAMLIT_*`` variables override it. The settings that keep the page safe to serve (listen
@@ -15,12 +15,17 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from fashionnet.cli_options import device_option, runtime_option
 from webui.settings import ALLOW_INDEX_CHOICE_ENV, DEFAULT_HOST, DEFAULT_INDEX, DEFAULT_PORT, INDEX_ENV, MAX_UPLOAD_MB
 
 APP = Path(__file__).resolve().with_name("app.py")
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+DEVICE_ENV = "FASHIONNET_DEVICE"  # read by webui/app.py
+RUNTIME_ENV = "FASHIONNET_RUNTIME"  # read by webui/app.py
+
+
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m webui", description="Serve the FashionNet query-by-photo page.")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only; 0.0.0.0: every network interface)")
@@ -29,7 +34,15 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--allow-index-choice", action="store_true",
                         help=f"show visitors a box to open any index directory on this server (trusted users only; "
                              f"also {ALLOW_INDEX_CHOICE_ENV}=1)")
-    return parser.parse_args(argv)
+    device_option(parser, f"where the page runs the model and the search: auto (default: ${DEVICE_ENV} if set, else the GPU "
+                          "when present), cpu or cuda")
+    runtime_option(parser, f"how the page runs the model: auto (default: ${RUNTIME_ENV} if set, else the fastest CPU runtime "
+                           "installed), torch, onnx or openvino")
+    return parser
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    return get_args_parser().parse_args(argv)
 
 
 def streamlit_options(args: argparse.Namespace) -> dict[str, object]:
@@ -64,6 +77,10 @@ def page_environment(args: argparse.Namespace) -> dict[str, str]:
         env[INDEX_ENV] = args.index
     if args.allow_index_choice:
         env[ALLOW_INDEX_CHOICE_ENV] = "1"
+    if args.device != "auto":
+        env[DEVICE_ENV] = args.device
+    if args.runtime != "auto":
+        env[RUNTIME_ENV] = args.runtime
     return env
 
 

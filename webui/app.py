@@ -15,6 +15,7 @@ Settings come from the sidebar (results, filters) and from the server's environm
 - ``FASHIONNET_EXAMPLES_DIR``: example photos, either a DeepFashion root (its test-split consumer
   photos are used) or a plain folder of images. Default: the data root recorded in the index.
 - ``FASHIONNET_DEVICE``: auto / cpu / cuda for the model and the index (default auto).
+- ``FASHIONNET_RUNTIME``: auto / torch / onnx / openvino for the model (default auto).
 - ``FASHIONNET_CHECKPOINT``: the model to use instead of the one the index records (an index
   moved to another machine); ``FASHIONNET_IMAGE_ROOT``: where its gallery images are now.
 - ``FASHIONNET_THREADS``: CPU threads per query (default 1: steady under other load; see
@@ -90,13 +91,13 @@ LOG = logging.getLogger("webui")
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def open_engine(index_dir: str, manifest_stamp: int, device: str, checkpoint: Optional[str] = None,
-                image_root: Optional[str] = None) -> SearchEngine:
+                image_root: Optional[str] = None, runtime: str = "auto") -> SearchEngine:
     """Load the index and its model once per (directory, manifest version, device, overrides).
 
     ``manifest_stamp`` (the manifest's mtime) makes a rebuilt index replace the cached one.
     Failures raise and are not cached, so the page recovers as soon as the index is fixed.
     """
-    return SearchEngine.open(index_dir, checkpoint=checkpoint, device=device, image_root=image_root)
+    return SearchEngine.open(index_dir, checkpoint=checkpoint, device=device, image_root=image_root, runtime=runtime)
 
 
 def resolve_index_dir(text: str) -> Path:
@@ -129,7 +130,8 @@ def load_engine_or_explain(index_dir: Path, device: str, name: Optional[str] = N
     try:
         with st.spinner("Loading the model and the index ..."):
             return open_engine(str(index_dir.resolve()), manifest.stat().st_mtime_ns, device,
-                               os.environ.get("FASHIONNET_CHECKPOINT") or None, os.environ.get("FASHIONNET_IMAGE_ROOT") or None)
+                               os.environ.get("FASHIONNET_CHECKPOINT") or None, os.environ.get("FASHIONNET_IMAGE_ROOT") or None,
+                               os.environ.get("FASHIONNET_RUNTIME") or "auto")
     except IndexMismatchError as exc:
         problem, message = exc, "The index at `{name}` does not match its model: {exc}"
     except IndexLoadError as exc:

