@@ -17,11 +17,12 @@ from fashionnet.models import FashionNetConfig, create_model
 
 CHECKPOINT_FORMAT = "fashionnet-checkpoint/1"
 REQUIRED_KEYS = ("format", "model", "model_config", "label_maps", "preprocessing", "epoch", "model_checksum")
-# Model settings that were measured, did no better, and were removed, each at the value that meant
-# "off"; whiten_mix was also a buffer of every whitened model.
+# Model settings removed because they did no better (docs/experiments/tried_and_removed.md), each at
+# the value that meant "off", so an old checkpoint still loads when it has them off; whiten_mix was
+# also a buffer of every whitened model.
 RETIRED_SETTINGS = {"fine_pool": False, "pool_spread": 0.0, "whiten_mix": 1.0, "colour_weight": 1.0}
 RETIRED_BUFFERS = ("whiten_mix", "colour_weight")
-# What a checkpoint saved before a setting existed was trained with (the settings' defaults have changed since).
+# What a checkpoint that lacks a setting was trained with: the value that matches the model before the setting existed, not its default.
 BEFORE_THE_SETTING = {"landmark_head": "fc", "box_head": False, "appearance_weight": 0.0, "colour_window": 0.0, "detail_window": 0.0}
 
 

@@ -28,8 +28,8 @@ from fashionnet.landmarks import LOWER_BODY
 Box = tuple[float, float, float, float]
 
 # the cascade looks at the photo shrunk to this longer side, where its 24-pixel window finds faces
-# of an eighth of the photo's longer side and larger: the head of a worn top's wearer, in about
-# 13 ms on one core (25 ms at 256 px)
+# of an eighth of the photo's longer side and larger: the head of a worn top's wearer, cheaply,
+# since the cost grows with the side (docs/experiments/face_cut.md)
 DETECT_SIDE = 192
 # a face counts when its top lies above this share of the box's height from the box's top ...
 FACE_TOP_WITHIN = 0.15
@@ -50,9 +50,9 @@ def _cascade_file() -> str:
     return cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
 
 
-# OpenCV's CascadeClassifier is not thread-safe: two threads in detectMultiScale at once raised
-# errors, got each other's faces, and with four threads crashed the process. The server's worker
-# threads share one Predictor, so each thread loads its own cascade (about 16 ms, once).
+# OpenCV's CascadeClassifier is not thread-safe: threads in detectMultiScale at once raise errors,
+# get each other's faces or crash the process. The server's worker threads share one Predictor, so
+# each thread loads its own cascade (once; docs/experiments/face_cut.md).
 _per_thread = threading.local()
 
 

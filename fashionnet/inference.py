@@ -31,9 +31,9 @@ from fashionnet.retrieval_time import average_views
 from fashionnet.runtime import resolve_device
 
 # Below this heatmap confidence a landmark is a guess: its heatmap is flat or split between places
-# (fashionnet.models.branches.heatmap_confidence; a peak with a one-cell spread scores ~0.5). On the
-# demo model's synthetic consumer photos, points below it missed by 0.11 of the photo (median), those
-# above by 0.05.
+# (fashionnet.models.branches.heatmap_confidence; a peak with a one-cell spread scores ~0.5). On
+# synthetic photos the points below it miss by far more than those above; how well it tells on real
+# photos: docs/experiments/view_agreement.md.
 LOW_CONFIDENCE = 0.25
 
 

@@ -42,7 +42,8 @@ from torch import nn
 
 from fashionnet.models.fashionnet import OPTIONAL_OUTPUTS
 
-# "onnx": ONNX Runtime (about 0.3 x torch's forward time per query, scripts/benchmark_query.py).
+# "onnx": ONNX Runtime (fewer, fused kernels: much less time per query than torch on a CPU;
+# docs/experiments/cpu_runtimes.md).
 # "openvino": OpenVINO compiling the same ONNX file (fashionnet.openvino_runtime), faster again on
 # Intel CPUs (scripts/benchmark_runtime.py). "auto": on a CPU, the first of openvino, onnx that is
 # installed, else torch.
@@ -233,8 +234,8 @@ class OnnxForward:
                 options.inter_op_num_threads = 1
                 options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                # Idle pool threads sleep instead of spinning: a spinning pool kept both cores busy
-                # while FAISS searched right after the forward (scripts/benchmark_query.py).
+                # Idle pool threads sleep instead of spinning: a spinning pool takes the cores from
+                # FAISS, which searches right after the forward (docs/experiments/query_latency_fixes.md).
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._sessions[threads] = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
             return self._sessions[threads]

@@ -7,9 +7,9 @@ CPUs its convolution kernels are faster than ONNX Runtime's for this network
 (scripts/benchmark_runtime.py measures the three runtimes side by side), so "auto" takes it where it
 is installed.
 
-The precision is pinned to f32: OpenVINO would otherwise run bfloat16 on CPUs with AMX, several
-times faster again but with embeddings that moved by a cosine of up to 0.03 on the benchmark's
-check, which changes search results. ``openvino`` is optional: ``pip install
+The precision is pinned to f32: OpenVINO would otherwise run bfloat16 on CPUs with AMX, faster
+but with embeddings far enough from float32's to change search results, so an index built in one
+precision would drift when queried in the other (docs/experiments/cpu_runtimes.md). ``openvino`` is optional: ``pip install
 fashionnet-search[openvino]``.
 """
 

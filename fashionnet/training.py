@@ -404,7 +404,7 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     )
 
 
-# Training options that were measured, did no better, and were removed, each at its "off" value.
+# Training options removed because they did no better (docs/experiments/tried_and_removed.md), each at its "off" value.
 RETIRED_OPTIONS = {"distill_weight": 0.0, "proxy_weight": 0.0, "xbm_size": 0, "sampler": "pk"}
 
 

@@ -23,8 +23,8 @@ from indexer.updates import locked_update
 
 METADATA_COLUMNS = ("image_path", "item_id", "category", "clothes_type", "source")
 MAX_RECORDED_SKIPS = 1000  # per manifest: the count is always exact, the list is capped
-# Without --index-factory a catalogue this large gets an IVF index: exact search over 100,000
-# 1,536-d vectors took longer than the model's forward pass (docs/experiments/index_types.md).
+# Without --index-factory a catalogue this large gets an IVF index: exact search over it would cost
+# more per query than the model's forward pass (docs/experiments/index_types.md).
 AUTO_IVF_FROM = 50_000
 IVF_MIN_POINTS_PER_LIST = 39  # FAISS warns below this many training points per list
 

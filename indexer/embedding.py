@@ -66,7 +66,7 @@ def _collate(samples):
     if get_worker_info() is not None:
         # The batch goes to shared memory here, in the worker's fetch, as default_collate does: left
         # to the queue's feeder thread, a failure to get that memory (a full /dev/shm, a file size
-        # limit) was only printed, the batch dropped, and the main process waited for it forever.
+        # limit) is only printed and the batch dropped, so the main process would wait for it forever.
         out = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype).share_memory_()
     return torch.stack(tensors, out=out), [s[0] for s in good], [s[2] for s in good], [s[3] for s in good], bad
 

@@ -2,11 +2,10 @@
 
 FAISS scans a flat index for a small batch with its own kernel, one thread per query. For the one
 query a page or an API call asks, numpy's BLAS product over the same memory (viewed, not copied)
-takes about half the time, on one thread. One thread on purpose: a multi-threaded OpenBLAS leaves
-its workers spinning after each call, and on a small CPU they take the cores from the model's next
-forward pass (scripts/benchmark_query.py saw the model stage go from 36 to 55 ms). For two and
-four queries FAISS's threads over the queries were faster in a scratch timing, so batches stay with
-FAISS. The results are the same neighbours.
+is quicker, on one thread. One thread on purpose: a multi-threaded OpenBLAS leaves its workers
+spinning after each call, and on a small CPU they take the cores from the model's next forward
+pass. From two queries on, FAISS's threads over the queries pay off, so batches stay with FAISS
+(docs/experiments/exact_search_one_query.md). The results are the same neighbours.
 """
 
 from __future__ import annotations

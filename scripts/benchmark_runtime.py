@@ -18,13 +18,9 @@ machine's load hits all of them alike. The model is an ImageNet EfficientNet-Lit
 
     python scripts/benchmark_runtime.py --queries 100 --rounds 3 --int8
 
-Measured on 2 shared CPUs (load average about 7), 1 thread, p50 of one photo: bare backbone
-66.7 ms, torch Predictor 67.6 ms, ONNX Runtime 25.5 ms (0.38x the bare backbone), int8 linear
-layers 20.9 ms (min cosine to torch 0.99983); batch 32: torch 5.7, ONNX Runtime 19.0 images/s.
-With --retrieval on the demo model at 160 px (one thread, another job running): int8 dynamic
-quantisation of the whole graph (convolutions too) ran 2.99x the bare backbone, against 0.44x for
-ONNX Runtime in float32, and lost accuracy: Consumer-to-shop top-1 / top-5 / top-20 13.4 / 40.5 / 70.9
-against 15.8 / 44.9 / 74.1 (float32 ONNX equal to torch), min cosine to torch 0.689.
+--int8 and --bf16 are here to measure, not offered to the Predictor: int8 lost retrieval accuracy
+and was no faster than float32 ONNX Runtime, and bfloat16 embeddings drift from float32's. Results:
+docs/experiments/cpu_runtimes.md and docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -23,9 +23,10 @@ from fashionnet.cli_options import device_option  # noqa: E402
 from fashionnet.evaluation import evaluate_checkpoint, write_report  # noqa: E402
 from fashionnet.training import main as train  # noqa: E402
 
-# The study's recipes spell out their flags, so each stays the recipe the README measured whatever
-# configs/demo.yaml (the --config) holds now: "today" is the recipe before the study, "style*" the
-# ones it compared, all with equal joint-stage weights. "chosen" takes the config as it is.
+# The study's recipes spell out their flags, so a rerun trains the recipes that
+# docs/experiments/transfer_recipe.md reports whatever configs/demo.yaml (the --config) holds:
+# "today" is the recipe the study started from, "style*" the ones it compared, all with equal
+# joint-stage weights. "chosen" takes the config as it is.
 EQUAL_WEIGHTS = ["--joint-stage-weights", "1", "1", "1", "1", "1", "1"]
 STYLE = ["--style-augment", "1.0", "--affine-scale", "0.55", "1.15", "--affine-degrees", "15", "--affine-translate", "0.15", *EQUAL_WEIGHTS]
 RECIPES = {

@@ -70,7 +70,7 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 RESULT_COLUMNS = 5
 QUERY_DISPLAY_SIDE = 440  # px, long side of the query photo as shown
 MAX_EXAMPLES = 24
-# Checkpoints without an out-of-distribution density (fashionnet.ood) fall back to an older rule:
+# Checkpoints without an out-of-distribution density (fashionnet.ood) fall back to a simpler rule:
 # "no clothing" when both signals are near chance. No landmark is visible with this probability ...
 NO_CLOTHING_LANDMARK_PROB = 0.05
 # ... and the top category is barely above a uniform guess (this factor x 1 / number of categories).

@@ -301,7 +301,7 @@ class ColorJitterParams:
     """Arguments of ``torchvision.transforms.v2.ColorJitter`` for training images.
 
     Hue stays fixed by default: a garment's colour is part of its identity for retrieval (and the
-    hue shift is also the slow part, ~8x the cost of the other three on PIL images).
+    hue shift is also by far the slowest of the four on PIL images).
     """
 
     brightness: float = 0.2

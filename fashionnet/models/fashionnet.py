@@ -54,7 +54,7 @@ class FashionNetConfig:
     landmark_head: how the landmark branch turns its features into coordinates. "fc" is the paper's
         fc regression; "heatmap" (default) predicts one heatmap per landmark on the conv4 grid,
         from conv4 plus the branch's upsampled conv5, and takes its soft-argmax. On the synthetic
-        benchmark the fc head stalled at NE 0.064 on consumer photos (docs/experiments/landmark_head.md).
+        benchmark the fc head's points stayed far off on consumer photos (docs/experiments/landmark_head.md).
         Visibility always comes from the fc.
     num_categories / num_attributes: head sizes; 0 gives an empty (B, 0) head.
     appearance_weight: above 0 (default 2), the search embedding appends the global conv5's average pool (the
@@ -423,7 +423,7 @@ class FashionNet(nn.Module):
             parts.append(F.normalize(appearance, dim=1).to(fusion.dtype))
         parts.append(unit_windows(windows))
         if colours is not None:
-            # a product, as when the existing indexes were built, so their vectors stay bit for bit
+            # a product, not a division: the indexes already built used it, and their vectors must stay bit for bit
             parts.append((colours.flatten(1) * (1.0 / self.colour_dim**0.5)).to(fusion.dtype))
         if details is not None:
             parts.append(unit_windows(details))
