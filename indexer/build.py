@@ -14,7 +14,7 @@ import pandas as pd
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.inference import Predictor
 from fashionnet.protocols import gallery_frame
-from indexer import layout, portable
+from indexer import layout, ownership, portable
 from indexer.embedding import embed_images, file_sha256, folder_catalogue
 from indexer.search import check_compatible
 from indexer.rerank import check_rerank
@@ -126,7 +126,7 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     """
     check_rerank(rerank, rerank_factor)
     out = Path(out).absolute()
-    layout.check_save_target(out, force=force)
+    ownership.check_save_target(out, force=force)
     if shard is not None:
         i, n = shard
         if not 0 <= i < n:

@@ -129,12 +129,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def cmd_build(args) -> int:
     from fashionnet.inference import Predictor
-    from indexer import layout
+    from indexer import layout, ownership
     from indexer.build import build_index, gallery_rows, parse_shard
     from indexer.embedding import folder_catalogue
 
     # cheap checks first: a wrong --out or --shard must not cost a model load or an embedding run
-    layout.check_save_target(Path(args.out).absolute(), force=args.force)
+    ownership.check_save_target(Path(args.out).absolute(), force=args.force)
     shard = parse_shard(args.shard)
     for name in ("batch_size", "train_sample"):
         if getattr(args, name) < 1:

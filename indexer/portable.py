@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-from indexer import layout
-from indexer.layout import INSIDE_INDEX, MODEL_COPY_PREFIX, MODEL_DIR
+from indexer import ownership
+from indexer.layout import MODEL_DIR
+from indexer.ownership import INSIDE_INDEX, MODEL_COPY_PREFIX
 
 
 def relative_for_index(paths: Iterable[str], root: Path, index_dir: Path) -> list[str]:
@@ -67,7 +68,7 @@ def copy_model_into(index_dir: Path, checkpoint: Path, model_checksum: str) -> s
         index_dir.mkdir(parents=True, exist_ok=True)
         try:
             target.parent.mkdir()
-            layout.mark(target.parent)
+            ownership.mark(target.parent)
         except FileExistsError:  # the user's own model/ folder: the copy goes beside their files, no mark
             pass
         fd, temporary = tempfile.mkstemp(prefix=f".{MODEL_COPY_PREFIX}checkpoint.", suffix=".tmp", dir=target.parent)

@@ -1,6 +1,7 @@
 """A FAISS index of L2-normalised embeddings with a metadata row per vector, saved as a directory.
 
-The files, their crash-safe commit and the writer lock are :mod:`indexer.layout`'s; changing a
+Searching is :mod:`indexer.index_search`'s; saving, loading and describing :mod:`indexer.index_files`'s;
+the files, their crash-safe commit and the writer lock are :mod:`indexer.layout`'s; changing a
 saved index from several processes is :mod:`indexer.updates`'s; FAISS's class zoo is
 :mod:`indexer.faiss_tools`'s.
 
@@ -13,28 +14,23 @@ run on a GPU copy; k above FAISS's GPU limit falls back to the CPU index.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable
 
 import faiss
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-import fashionnet
-from indexer import layout
-from indexer.errors import IndexLoadError, IndexMismatchError, IndexSaveError
+from indexer.errors import IndexMismatchError
 from indexer.faiss_tools import (
     FLAT_FACTORY,
     unit_rows,
     GpuSearchCopy,
     METRICS,
-    bytes_per_vector,
     describe_index,
     export_id_mapped_vectors,
     ivf_of,
@@ -43,43 +39,25 @@ from indexer.faiss_tools import (
     new_faiss_index,
     remove_ids,
     resolve_faiss_device,
-    search_cpu,
     trained_arrays,
 )
-from indexer.exact_search import search_one_flat
-from indexer.layout import INDEX_FILE, METADATA_FILE
+from indexer.index_files import SavedIndex
+from indexer.index_search import GPU_MAX_K, IndexSearch, SearchResult
 from indexer.rerank import Reranker
-from indexer.result_rows import query_friendly, result_rows, rows_of
+from indexer.result_rows import query_friendly
 
-
-# FAISS's GPU k-selection handles k (and nprobe) up to GPU_MAX_SELECTION_K = 2048
-# (faiss/gpu/utils/DeviceDefs.cuh); larger searches go to the CPU index.
-GPU_MAX_K = 2048
+__all__ = ["EmbeddingIndex", "SearchResult", "GPU_MAX_K", "RESULT_COLUMNS"]
 
 # Columns search() adds to each result row; metadata may not use them.
 RESULT_COLUMNS = ("query", "rank", "score", "id")
-_LOAD_ATTEMPTS = 5  # a load that races a save re-reads the manifest this many times
 _ADD_BATCH = 65536  # vectors per FAISS add call, so big builds show progress
-
-
-class SearchResult(NamedTuple):
-    """What :meth:`EmbeddingIndex.search` returns.
-
-    ``scores`` and ``ids`` hold one array per query, best first (shorter than k only where an
-    approximate index found fewer neighbours; no -1 placeholder ever appears). ``rows`` is one
-    DataFrame row per result: query (0-based), rank (1-based), score, id, then the metadata columns.
-    """
-
-    scores: list[np.ndarray]
-    ids: list[np.ndarray]
-    rows: pd.DataFrame
 
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class EmbeddingIndex:
+class EmbeddingIndex(IndexSearch, SavedIndex):
     """FAISS index of L2-normalised vectors + a metadata row per vector, saved as a directory.
 
     Build with :meth:`create` (then :meth:`train` for IVF/PQ factories), fill with :meth:`add`,
@@ -414,182 +392,6 @@ class EmbeddingIndex:
         """(vectors, ids) as stored (reconstructed, so lossy for PQ codes); e.g. a brute-force reference."""
         with self._lock:
             return export_id_mapped_vectors(self._index)
-
-    # ----------------------------------------------------------------------------------- search
-
-    def search(self, queries: Any, k: int, nprobe: int | None = None, allowed_ids: Any = None,
-               columns: Sequence[str] | None = None) -> SearchResult:
-        """The k nearest stored vectors of each query (queries are normalised here).
-
-        k is clamped to the number of stored vectors. ``nprobe`` overrides the default number of
-        inverted lists visited, for IVF indexes only. ``allowed_ids`` restricts the search to those
-        ids inside FAISS (an ``IDSelectorBatch``), so a filter never needs a wider search.
-        ``columns``: the metadata columns the rows carry (None: all; copying every column of many
-        rows costs more than the search on a small index). Returns :class:`SearchResult`.
-        """
-        with self._lock:
-            scores, ids = self._nearest_locked(queries, k, nprobe, allowed_ids)
-            rows = result_rows(scores, ids, self._metadata, columns)
-        valid = ids >= 0
-        return SearchResult([s[v] for s, v in zip(scores, valid)], [i[v] for i, v in zip(ids, valid)], rows)
-
-    def nearest(self, queries: Any, k: int, nprobe: int | None = None, allowed_ids: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`search` without the metadata rows, for a caller that picks the rows it needs
-        itself (one query on the page): (Q, k) scores and ids, best first, id -1 where an
-        approximate index found fewer than k."""
-        with self._lock:
-            return self._nearest_locked(queries, k, nprobe, allowed_ids)
-
-    def _nearest_locked(self, queries: Any, k: int, nprobe: int | None, allowed_ids: Any) -> tuple[np.ndarray, np.ndarray]:
-        if int(k) < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        q = self._as_vectors(queries, "queries")
-        allowed = None if allowed_ids is None else np.unique(np.asarray(allowed_ids, dtype=np.int64).ravel())
-        searchable = self.ntotal if allowed is None else len(allowed)
-        k_eff = min(int(k), searchable)
-        k_ask = min(self._rerank.candidates(k_eff), searchable)
-        if k_eff == 0:
-            return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-        checked = None if nprobe is None else self._checked_nprobe(nprobe)
-        scores, ids = self._search_locked(q, k_ask, checked, allowed)
-        if self._rerank.enabled:
-            scores, ids = self._rerank.rerank(q, ids, k_eff, self._metric)
-        return scores, ids
-
-    def _search_locked(self, q: np.ndarray, k: int, nprobe: int | None, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        ivf = ivf_of(self._index)
-        probes = nprobe if nprobe is not None else (ivf.nprobe if ivf is not None else None)
-        if (allowed is None and self._device == "cuda" and k <= GPU_MAX_K  # GPU indexes take no selectors
-                and (probes is None or probes <= GPU_MAX_K)):
-            gpu = self._gpu.copy_of(self._index)
-            if gpu is not None:
-                if probes is not None:
-                    faiss.GpuParameterSpace().set_index_parameter(gpu, "nprobe", probes)
-                return gpu.search(q, k)
-        found = search_one_flat(self._index, q, k) if allowed is None else None
-        return found if found is not None else search_cpu(self._index, q, k, nprobe, allowed)
-
-    def metadata_of(self, ids: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The metadata rows of these ids, in their order (all NaN for an id no longer stored),
-        numbered from 0; only ``columns`` where given."""
-        with self._lock:
-            return rows_of(self._metadata, np.asarray(ids, dtype=np.int64).ravel(), columns)
-
-    # ------------------------------------------------------------------------------- save / load
-
-    def _manifest(self, folder: Path) -> dict:
-        return layout.build_manifest(
-            folder, self._index, (INDEX_FILE, METADATA_FILE, *self._rerank.files), created_utc=self._created_utc,
-            model_checksum=self.model_checksum, model_config=self.model_config, metric=self._metric,
-            index_factory=self._factory, next_id=self._next_id, rerank=self._rerank.settings(),
-            metadata_columns=[str(c) for c in self._metadata.columns], extra=self.extra)
-
-    def _write_data(self, folder: Path) -> None:
-        faiss.write_index(self._index, str(folder / INDEX_FILE))  # always the CPU index
-        self._metadata.reset_index().to_parquet(folder / METADATA_FILE, index=False)
-        self._rerank.write(folder, self.ids)  # re-ranking vectors (indexer.rerank), if any
-
-    @property
-    def unsaved_changes(self) -> int:
-        """How many add/remove/train calls changed the index since it was loaded or last saved."""
-        return self._changes
-
-    def save(self, directory: str | os.PathLike, force: bool = False) -> Path:
-        """Commit the index to ``directory`` atomically and return its path.
-
-        A crash at any point leaves the previous index (or none, for a new directory) or the new
-        one, never a mix (:mod:`indexer.layout`). Other files in ``directory`` are never touched; a
-        directory of other files is refused unless ``force``.
-        """
-        target = Path(directory).absolute()
-        layout.check_save_target(target, force=force)
-        try:
-            with layout.WriterLock(target), self._lock:
-                manifest = layout.commit_version(target, self._write_data, self._manifest)
-                self._rerank.open_saved(target / manifest["data_dir"])  # map the new file
-                self._changes = 0
-        except IndexSaveError:
-            raise
-        except Exception as e:
-            raise IndexSaveError(f"could not save the index to {target}: {e}. Any index previously there is unchanged.") from e
-        self._path = target
-        return target
-
-    @classmethod
-    def load(
-        cls,
-        directory: str | os.PathLike,
-        expected_model_checksum: str | None = None,
-        expected_dim: int | None = None,
-        device: str = "auto",
-    ) -> "EmbeddingIndex":
-        """Open a saved index, checking it is complete, undamaged and built by the expected model.
-
-        Raises IndexLoadError for a missing or damaged directory, file or manifest and for index /
-        metadata disagreements; IndexMismatchError when the model checksum or dimension differ.
-        A load that races a save simply reads the version committed when it looks again; leftovers
-        of a crashed save or add (:func:`indexer.layout.tidy_if_idle`) are cleaned up when no writer is busy.
-        """
-        directory = Path(directory).absolute()
-        for attempt in range(_LOAD_ATTEMPTS):
-            manifest = layout.read_manifest(directory)
-            layout.check_built_by(directory, manifest, expected_model_checksum, expected_dim)
-            try:
-                index, metadata = layout.read_index_files(directory, manifest)
-                rerank = Reranker.for_manifest(layout.data_folder(directory, manifest), manifest, metadata.index)
-                break
-            except (IndexLoadError, OSError):
-                if attempt + 1 == _LOAD_ATTEMPTS or layout.read_manifest(directory) == manifest:
-                    raise  # not a concurrent save: the index really is damaged
-        layout.tidy_if_idle(directory, manifest, metadata)
-        return cls(
-            index,
-            metric=manifest["metric"],
-            index_factory=manifest["index_factory"],
-            metadata=metadata,
-            next_id=manifest["next_id"],
-            model_checksum=manifest.get("model_checksum"),
-            model_config=manifest.get("model_config"),
-            extra=manifest.get("extra"),
-            created_utc=manifest.get("created_utc"),
-            device=device,
-            path=directory,
-            rerank=rerank,
-        )
-
-    # ------------------------------------------------------------------------------------- info
-
-    def info(self) -> dict[str, Any]:
-        """Summary for ``indexer info``: size, structure, model, memory estimate."""
-        with self._lock:
-            per_vector = bytes_per_vector(self._index)
-            ivf = ivf_of(self._index)
-            info = {
-                "path": str(self._path) if self._path else None,
-                "count": self.ntotal,
-                "dim": self.dim,
-                "metric": self._metric,
-                "index_factory": self._factory,
-                "index_type": describe_index(self._index),
-                "is_trained": self.is_trained,
-                "nlist": int(ivf.nlist) if ivf is not None else None,
-                "nprobe": int(ivf.nprobe) if ivf is not None else None,
-                "device": self._device,
-                "next_id": self._next_id,
-                "model_checksum": self.model_checksum,
-                "model_config": self.model_config,
-                "created_utc": self._created_utc,
-                "package_version": fashionnet.__version__,
-                "metadata_columns": [str(c) for c in self._metadata.columns],
-                "bytes_per_vector_estimate": round(per_vector, 1),
-                "rerank": self._rerank.settings(),
-                "memory_bytes_estimate": int(per_vector * self.ntotal),
-                "extra": self.extra,
-            }
-        if self._path is not None:
-            with contextlib.suppress(IndexLoadError, OSError):
-                info["index_file_bytes"] = layout.live_data_file(self._path, INDEX_FILE).stat().st_size
-        return info
 
     def __repr__(self) -> str:
         return f"EmbeddingIndex({describe_index(self._index)}, dim={self.dim}, count={self.ntotal}, device={self._device!r})"

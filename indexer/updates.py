@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from tqdm.auto import tqdm
 
-from indexer import layout
+from indexer import layout, ownership
 from indexer.store import EmbeddingIndex
 
 
@@ -63,10 +63,10 @@ def remove_items(directory: str | os.PathLike, item_ids: Iterable[str], **load_o
                 found = index.remove_where("item_id", item)
                 removed[item] = removed.get(item, 0) + len(found)
                 ids += found.tolist()
-            gone = layout.upload_files(directory, before.loc[ids])
-            still = layout.referenced_files(directory, index.metadata, gone) if gone else set()  # a file two rows share stays
+            gone = ownership.upload_files(directory, before.loc[ids])
+            still = ownership.referenced_files(directory, index.metadata, gone) if gone else set()  # a file two rows share stays
             count = index.ntotal
-        layout.delete_upload_files(directory, gone - still)
+        ownership.delete_upload_files(directory, gone - still)
     return Removal(removed, count)
 
 
@@ -89,7 +89,7 @@ def merge(
     dirs = [Path(d) for d in index_dirs]
     if not dirs:
         raise ValueError("merge needs at least one index directory")
-    layout.check_save_target(Path(out_dir).absolute(), force=force)
+    ownership.check_save_target(Path(out_dir).absolute(), force=force)
     merged = EmbeddingIndex.load(dirs[0], expected_model_checksum=expected_model_checksum, device=device)
     for shard_dir in tqdm(dirs[1:], desc="merging shards", unit="shard", disable=len(dirs) < 3):
         shard = EmbeddingIndex.load(shard_dir, expected_dim=merged.dim, device="cpu")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from indexer import layout
+from indexer import layout, ownership
 from indexer.layout import UPLOADS_DIR
 
 # decoded format -> the suffix the indexer's folder scan recognises
@@ -52,7 +52,7 @@ class UploadStore:
 
     Save and add while holding :meth:`lock`: a file in the (marked) uploads folder that no committed
     row names is then an add that died, and the next open of the index deletes it
-    (:func:`indexer.layout.remove_orphan_uploads`); removing an item deletes its files
+    (:func:`indexer.ownership.remove_orphan_uploads`); removing an item deletes its files
     (:func:`indexer.updates.remove_items`).
     """
 
@@ -65,7 +65,7 @@ class UploadStore:
         return layout.WriterLock(self.index_dir)
 
     def new_upload(self) -> Path:
-        layout.owned_folder(self.index_dir, UPLOADS_DIR)  # made and marked, or refused if it holds other files
+        ownership.owned_folder(self.index_dir, UPLOADS_DIR)  # made and marked, or refused if it holds other files
         folder = self.root / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
         folder.mkdir()
         return folder

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer import layout
+from indexer import layout, ownership
 from indexer.errors import IndexSaveError
 from indexer.store import EmbeddingIndex
 from indexer.uploads import UploadStore
@@ -99,18 +99,18 @@ def test_forced_builds_and_adds_keep_the_user_s_files_byte_for_byte(capsys, tiny
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["extra"]["checkpoint_in_index"].startswith("model/fashionnet-index-")
     assert (out / manifest["extra"]["checkpoint_in_index"]).is_file()
-    assert not (out / "model" / layout.MARKER_FILE).exists()  # the user's folder: the index only put its copy in it
+    assert not (out / "model" / ownership.MARKER_FILE).exists()  # the user's folder: the index only put its copy in it
 
 
 def test_an_index_folder_the_index_made_holds_only_marked_or_named_entries(capsys, tiny_checkpoint, shop, tmp_path):
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, "build", "--checkpoint", tiny_checkpoint, "--images", shop, "--out", out, "--copy-model", *FAST)
     assert code == 0, err
-    assert (out / "model" / layout.MARKER_FILE).is_file()
-    assert all((v / layout.MARKER_FILE).is_file() for v in (out / layout.VERSIONS_DIR).iterdir())
+    assert (out / "model" / ownership.MARKER_FILE).is_file()
+    assert all((v / ownership.MARKER_FILE).is_file() for v in (out / layout.VERSIONS_DIR).iterdir())
     (out / "manifest.json").unlink()  # as if the first save died before its commit: still all the index's
-    assert layout.foreign_entries(out) == []
-    layout.check_save_target(out)
+    assert ownership.foreign_entries(out) == []
+    ownership.check_save_target(out)
 
 
 # ------------------------------------------------------------------ folders beside the index (defect 5)
@@ -175,7 +175,7 @@ def test_remove_deletes_uploaded_photos_and_no_photo_outside_the_index(capsys, t
     code, out, err = run_cli(capsys, "remove", index_dir, "--item", "sku-up")
     assert code == 0 and "removed 2 images" in out, err
     assert not any(p.exists() for p in uploaded) and not uploaded[0].parents[1].exists()
-    assert (index_dir / "uploads" / layout.MARKER_FILE).is_file()
+    assert (index_dir / "uploads" / ownership.MARKER_FILE).is_file()
 
     code, out, err = run_cli(capsys, "remove", index_dir, "--item", shop_item)
     assert code == 0, err
@@ -202,7 +202,7 @@ def test_only_marked_or_index_named_leftovers_are_removed_on_open(tiny_index, tm
     shutil.copytree(tiny_index, index_dir)
     crashed = index_dir / "versions" / "000099-deadbeef"
     crashed.mkdir()
-    layout.mark(crashed)
+    ownership.mark(crashed)
     (crashed / "index.faiss").write_bytes(b"half written")
     look_alike = index_dir / "versions" / "000098-cafebabe"
     look_alike.mkdir()
@@ -222,7 +222,7 @@ def test_only_marked_or_index_named_leftovers_are_removed_on_open(tiny_index, tm
 def test_unmarked_version_folders_the_manifest_named_are_retired_by_later_saves(tiny_index, tmp_path):
     index_dir = tmp_path / "idx"
     shutil.copytree(tiny_index, index_dir)
-    for marker in (index_dir / "versions").glob(f"*/{layout.MARKER_FILE}"):
+    for marker in (index_dir / "versions").glob(f"*/{ownership.MARKER_FILE}"):
         marker.unlink()  # an index saved before folders were marked
     index = EmbeddingIndex.load(index_dir, device="cpu")
     for _ in range(3):
