@@ -1,6 +1,10 @@
-"""Running the `indexer` command inside a test, as a user would from a shell."""
+"""Running the `indexer` command inside a test, as a user would from a shell, and the servers
+tests start in subprocesses."""
 
 from __future__ import annotations
+
+import socket
+import subprocess
 
 from indexer.cli import main as indexer
 
@@ -10,3 +14,20 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
     code = indexer([str(a) for a in args])
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Stop a server subprocess: terminate, then kill if it does not exit within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)

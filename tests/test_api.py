@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import torch
 from indexer.cli import main as indexer
 from indexer.search import SearchEngine
 from indexer.store import EmbeddingIndex
+from tests.cli_helpers import free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 REQUEST_TIMEOUT = 30
@@ -32,12 +32,6 @@ parser = argparse.ArgumentParser(prog="indexer")
 add_serve_parser(parser.add_subparsers(dest="command", required=True))
 sys.exit(cmd_serve(parser.parse_args(sys.argv[1:])))
 """
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SERVERS: dict[str, subprocess.Popen] = {}  # base URL -> the server process, for tests that watch it
@@ -66,12 +60,7 @@ def serving(index_dir: Path, log_path: Path, *options: str, start_timeout: float
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop(proc)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
 
 

@@ -16,32 +16,20 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from indexer.embedding import embed_images
 from indexer.store import EmbeddingIndex
+from tests.test_indexer_cli_reliability import _photos
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_S = 30
 
 
-def _photos(folder: Path, n: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(11)
-    paths = []
-    for i in range(n):
-        path = folder / f"new_{i:02d}.jpg"
-        Image.fromarray(rng.integers(0, 256, size=(60, 50, 3), dtype=np.uint8)).save(path, quality=90)
-        paths.append(path)
-    return paths
-
-
 def test_add_whose_decoding_workers_cannot_share_a_batch_fails_fast_with_one_line(index_copy, tmp_path):
     photos = tmp_path / "photos"
-    _photos(photos, 6)  # one batch of 6 x 3 x 96 x 96 floats: 650 KiB, above the 80 KiB limit
+    _photos(photos, 6, seed=11)  # one batch of 6 x 3 x 96 x 96 floats: 650 KiB, above the 80 KiB limit
     manifest = (index_copy / "manifest.json").read_bytes()
     count = len(EmbeddingIndex.load(index_copy))
     # torch runtime: an ONNX export would be one more file above the limit, beside the point here
@@ -86,7 +74,7 @@ class _Dies:
     (_Dies(), "DataLoader worker (pid"),
 ])
 def test_a_worker_that_raises_or_dies_ends_embedding_with_one_runtime_error(tmp_path, transform, problem):
-    paths = [str(p) for p in _photos(tmp_path, 4)]
+    paths = [str(p) for p in _photos(tmp_path, 4, seed=11)]
     predictor = SimpleNamespace(transform=transform, device=torch.device("cpu"), embedding_dim=8)
     with pytest.raises(RuntimeError) as caught:
         embed_images(predictor, paths, batch_size=2, workers=2, progress=False)

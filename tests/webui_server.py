@@ -17,18 +17,14 @@ from typing import Iterator, Optional
 
 import pytest
 
+from tests.cli_helpers import free_port, stop  # noqa: F401  (free_port: the webui tests import it from here)
+
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "webui" / "app.py"
 START_TIMEOUT = 90
 # Streamlit's XSRF check is a double submit: the same token in this cookie and the X-Xsrftoken header.
 XSRF_COOKIE = "_streamlit_xsrf"
 XSRF_TOKEN = f"2|00000000|{'5a' * 16}|{int(time.time())}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launcher_command(port: int, *args: str) -> list[str]:
@@ -71,12 +67,7 @@ def running_page(command: list[str], port: int, cwd: Path, log: Path, env: Optio
         _wait_healthy(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop(proc)
 
 
 def listening_addresses(port: int) -> set[str]:
