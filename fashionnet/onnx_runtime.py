@@ -30,7 +30,6 @@ import copy
 import math
 import os
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fashionnet.models.fashionnet import OPTIONAL_OUTPUTS
+from fashionnet.runtime import PerThreadCount
 
 # "onnx": ONNX Runtime (fewer, fused kernels: much less time per query than torch on a CPU;
 # docs/experiments/cpu_runtimes.md).
@@ -215,30 +215,26 @@ class OnnxForward:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._sessions: dict[int, object] = {}
-        self._making = threading.Lock()  # two threads asking for a new thread count make one session
+        self._sessions = PerThreadCount(self._make_session)
         # fail now, not at the first query, on an unreadable file
         self.keys = tuple(o.name for o in self.session().get_outputs())
 
     def session(self, threads: int | None = None):
+        """The session for ``threads`` intra-op threads (default: torch's count now)."""
+        return self._sessions.get(threads)
+
+    def _make_session(self, threads: int):
         import onnxruntime as ort
 
-        threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
-        session = self._sessions.get(threads)
-        if session is not None:
-            return session
-        with self._making:
-            if threads not in self._sessions:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                # Idle pool threads sleep instead of spinning: a spinning pool takes the cores from
-                # FAISS, which searches right after the forward (docs/experiments/query_latency_fixes.md).
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._sessions[threads] = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-            return self._sessions[threads]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads sleep instead of spinning: a spinning pool takes the cores from
+        # FAISS, which searches right after the forward (docs/experiments/query_latency_fixes.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())

@@ -16,11 +16,12 @@ fashionnet-search[openvino]``.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fashionnet.runtime import PerThreadCount
 
 
 def openvino_available() -> bool:
@@ -40,8 +41,7 @@ class OpenVinoForward:
     def __init__(self, path: str | os.PathLike, output_names: tuple[str, ...] | None = None, precision: str = "f32"):
         self.path = Path(path)
         self.precision = precision  # "bf16" only for measuring (scripts/benchmark_runtime.py --bf16)
-        self._compiled: dict[int, object] = {}
-        self._compiling = threading.Lock()  # two threads asking for a new thread count compile once
+        self._compiled = PerThreadCount(self._compile)
         outputs = self.compiled().outputs  # fails now on a bad file
         # The graph's output names in order (ONNX Runtime's): OpenVINO may give an output tensor
         # several names, when it is also the input of another node.
@@ -50,18 +50,15 @@ class OpenVinoForward:
             raise ValueError(f"{self.path} has {len(outputs)} outputs, {len(self.keys)} names given")
 
     def compiled(self, threads: int | None = None):
+        """The model compiled for ``threads`` CPU threads (default: torch's count now)."""
+        return self._compiled.get(threads)
+
+    def _compile(self, threads: int):
         import openvino as ov
 
-        threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
-        compiled = self._compiled.get(threads)
-        if compiled is not None:
-            return compiled
-        with self._compiling:
-            if threads not in self._compiled:
-                core = ov.Core()
-                config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
-                self._compiled[threads] = core.compile_model(core.read_model(str(self.path)), "CPU", config)
-            return self._compiled[threads]
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        return core.compile_model(core.read_model(str(self.path)), "CPU", config)
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         compiled = self.compiled()

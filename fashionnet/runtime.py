@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import threading
+from typing import Callable, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -82,3 +84,25 @@ def seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % (2**32)
     np.random.seed(s)
     random.seed(s)
+
+
+T = TypeVar("T")
+
+
+class PerThreadCount(Generic[T]):
+    """Objects made once per CPU thread count (an inference session, a compiled model), safe to ask
+    for from many threads: two asking for a new count at once make one."""
+
+    def __init__(self, make: Callable[[int], T]):
+        self._make, self._made, self._making = make, {}, threading.Lock()
+
+    def get(self, threads: int | None = None) -> T:
+        """The object for ``threads`` (default: torch's thread count now, as the serving code sets it)."""
+        threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
+        made = self._made.get(threads)
+        if made is None:
+            with self._making:
+                made = self._made.get(threads)
+                if made is None:
+                    made = self._made[threads] = self._make(threads)
+        return made
