@@ -17,13 +17,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "Predictor": "fashionnet.inference",
-    "Prediction": "fashionnet.inference",
-    "Landmark": "fashionnet.inference",
+    "Predictor": "fashionnet.inference.predictor",
+    "Prediction": "fashionnet.inference.prediction",
+    "Landmark": "fashionnet.inference.prediction",
     "create_model": "fashionnet.models",
     "get_backbone": "fashionnet.models",
     "FashionNetConfig": "fashionnet.models",
-    "load_checkpoint": "fashionnet.checkpoint",
+    "load_checkpoint": "fashionnet.models.checkpoint",
     "read_benchmark": "fashionnet.data.readers",
 }
 __all__ = ["__version__", *_PUBLIC]

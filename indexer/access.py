@@ -39,8 +39,9 @@ from typing import Optional
 API_KEY_ENV = "INDEXER_API_KEY"
 MIN_KEY_LENGTH = 16
 ROLES = ("read", "write")
-READ_POSTS = frozenset({"/search"})  # POST routes that change nothing
+READ_POSTS = frozenset({"/search", "/search/batch"})  # POST routes that change nothing
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+DOCS_ASSETS = "/docs-assets"  # the docs pages' scripts and styles, served locally (open like the pages)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -209,7 +210,8 @@ def check_request(policy: AccessPolicy, method: str, path: str, headers: dict[by
                                                 "its operator can allow that site with --cors-origins")
     if write and policy.read_only:
         return Refusal(403, "read_only", "this server answers searches only (--read-only)")
-    if not write and (not policy.keys_for_reads or path.rstrip("/") in OPEN_PATHS or path == "/"):
+    if not write and (not policy.keys_for_reads or path.rstrip("/") in OPEN_PATHS or path == "/"
+                      or path.startswith(DOCS_ASSETS + "/")):
         return None
     if write and not policy.keys:
         if policy.writes_open_without_key:

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+import pandas as pd
 from tqdm.auto import tqdm
 
-from fashionnet.images import ImageLoadError
+from fashionnet.data.images import ImageLoadError
 from indexer.embedding import IMAGE_SUFFIXES, list_image_files
-from indexer.search import Filters, SearchEngine
+from indexer.close_match import with_match
+from indexer.search import Filters, SearchEngine, gallery_column
 
 OUTPUT_FORMATS = (".csv", ".jsonl")
-ROW_FIELDS = ("query", "rank", "score", "id", "item_id", "category", "clothes_type", "image_path",
+ROW_FIELDS = ("query", "rank", "score", "match", "id", "item_id", "category", "clothes_type", "image_path",
               "query_category", "query_category_prob", "query_unfamiliar")
 
 
@@ -70,11 +72,13 @@ def check_output(out: Optional[str | os.PathLike]) -> Optional[Path]:
 
 
 def query_many(engine: SearchEngine, photos: Sequence[str], out: Path, k: int = 20, filters: Optional[Filters] = None,
-               nprobe: Optional[int] = None, progress: bool = True, per_item: bool = True) -> BatchReport:
-    """Query every photo and write its top k to ``out`` (.csv or .jsonl), one row per result."""
+               nprobe: Optional[int] = None, progress: bool = True, per_item: bool = True, min_score: Optional[float] = None) -> BatchReport:
+    """Query every photo and write its top k to ``out`` (.csv or .jsonl), one row per result, as
+    ``indexer query`` shows them (:func:`shown_rows`), each with whether it is a close match."""
     report = BatchReport()
     filters = filters or Filters()
     started = time.perf_counter()
+    close = engine.close_match
     as_csv = out.suffix.lower() == ".csv"
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, extrasaction="ignore") if as_csv else None
@@ -86,7 +90,8 @@ def query_many(engine: SearchEngine, photos: Sequence[str], out: Path, k: int = 
             except ImageLoadError as exc:
                 report.skipped.append((photo, exc.problem))
                 continue
-            matches = engine.search_embedding(prediction.embedding, k, filters, nprobe, per_item)
+            matches = engine.search_embedding(prediction.embedding, k, filters, nprobe, per_item, min_score=min_score)
+            matches, _ = with_match(shown_rows(matches), close, prediction.unfamiliar)
             for row in matches.to_dict(orient="records"):
                 record = {name: _plain(row.get(name)) for name in ROW_FIELDS}
                 record.update(query=photo, query_category=prediction.category, query_category_prob=round(prediction.category_prob, 6),
@@ -102,11 +107,19 @@ def query_many(engine: SearchEngine, photos: Sequence[str], out: Path, k: int = 
     return report
 
 
+def shown_rows(matches):
+    """Result rows with category and clothes type as the page shows them: the gallery's label where
+    it has one, else the model's prediction for that gallery photo."""
+    rows = matches.copy()
+    if len(rows):
+        rows["category"] = gallery_column(rows, "category").astype(object)
+        rows["clothes_type"] = [None if pd.isna(t) else int(t) for t in gallery_column(rows, "clothes_type")]
+    return rows
+
+
 def _plain(value):
     """JSON/CSV-friendly scalars (pandas NA and numpy numbers become None and Python numbers)."""
     try:
-        import pandas as pd
-
         if value is None or pd.isna(value):
             return None
     except (TypeError, ValueError):

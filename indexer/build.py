@@ -12,13 +12,16 @@ import numpy as np
 import pandas as pd
 
 from fashionnet.data.readers import detect_benchmark, read_benchmark
-from fashionnet.inference import Predictor
-from fashionnet.protocols import gallery_frame
+from fashionnet.evaluation.protocols import gallery_frame
+from fashionnet.inference.predictor import Predictor
 from indexer import layout, ownership, portable
+from indexer.close_match import CloseMatch, record_close_match
+from indexer.catalogue_metadata import Applied, Catalogue, apply_catalogue, inherit_item_values
+from indexer.compatibility import check_index_fits_model
 from indexer.embedding import embed_images, file_sha256, folder_catalogue
-from indexer.search import check_compatible
 from indexer.rerank import check_rerank
 from indexer.store import EmbeddingIndex
+from indexer.unfamiliar import Flagged, flagged_photos, refusals, without_flagged
 from indexer.updates import locked_update
 
 METADATA_COLUMNS = ("image_path", "item_id", "category", "clothes_type", "source")
@@ -46,6 +49,9 @@ class BuildReport:
     added: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     images_per_second: float = 0.0
+    catalogue: Optional[Applied] = None  # what --metadata matched, when given
+    flagged: list[Flagged] = field(default_factory=list)  # photos that do not look like garment photos (indexed, flagged)
+    close_match: Optional[CloseMatch] = None  # recorded in the manifest (indexer.close_match)
 
 
 @dataclass
@@ -57,6 +63,9 @@ class AddReport:
     count: int  # vectors in the index afterwards
     skipped: list[tuple[str, str]] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    catalogue: Optional[Applied] = None  # what the catalogue metadata matched, when given
+    flagged: list[Flagged] = field(default_factory=list)  # photos that do not look like garment photos
+    refused: list[tuple[str, str]] = field(default_factory=list)  # flagged photos left out (reject_unfamiliar), with why
 
 
 def parse_shard(spec: Optional[str]) -> Optional[tuple[int, int]]:
@@ -104,6 +113,12 @@ def _metadata(catalogue: pd.DataFrame, embedded_rows: pd.DataFrame) -> pd.DataFr
         base["image_sha256"] = embedded_rows["image_sha256"].to_numpy()
     base["image_sha256"] = base["image_sha256"].astype("string")
     base["clothes_type"] = pd.array(base["clothes_type"], dtype="Int64")
+    for column in layout.CATALOGUE_ONLY_COLUMNS:
+        if column in base:
+            if base[column].isna().all():
+                base = base.drop(columns=column)  # not given: the index stays readable by older versions
+            else:
+                base[column] = base[column].astype("string")
     return pd.concat([base, embedded_rows.drop(columns=["position", "image_sha256"]).reset_index(drop=True)], axis=1)
 
 
@@ -111,7 +126,9 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
                 nprobe: Optional[int] = None, shard: Optional[tuple[int, int]] = None, trained_index: Optional[str] = None,
                 batch_size: int = 32, workers: int = 2, device: str = "auto", checkpoint_path: Optional[str] = None,
                 progress: bool = True, train_sample: int = 100_000, extra: Optional[dict] = None, force: bool = False,
-                copy_model: bool = False, rerank: Optional[str] = None, rerank_factor: Optional[int] = None) -> BuildReport:
+                copy_model: bool = False, rerank: Optional[str] = None, rerank_factor: Optional[int] = None,
+                shop_metadata: Optional[Catalogue] = None, metadata_bases: Sequence[str | os.PathLike] = (),
+                match_recall: Optional[float] = None) -> BuildReport:
     """Embed ``catalogue`` (columns image_path, item_id, ...) into a FAISS index saved atomically at ``out``.
 
     ``shard=(i, n)`` embeds every n-th row starting at i (merge the shards with ``indexer merge``).
@@ -123,10 +140,17 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     ``rerank`` ("exact", default none) re-scores ``rerank_factor`` x k candidates of a new index
     from memory-mapped vectors (:mod:`indexer.rerank`); a ``trained_index`` keeps its own setting.
     Without ``index_factory`` the index is exact, or IVF for a large catalogue (:func:`default_index_factory`).
+    ``shop_metadata``: the shop's own labels and fields (:mod:`indexer.catalogue_metadata`), its
+    ``image`` keys relative to ``metadata_bases``; rows that match no photo are reported, not fatal.
+    The index records its close-match score (:mod:`indexer.close_match`, at ``match_recall``) where the
+    checkpoint carries held-out photos for it; a shard does not (merged shards fit it when opened).
     """
     check_rerank(rerank, rerank_factor)
     out = Path(out).absolute()
     ownership.check_save_target(out, force=force)
+    applied = None
+    if shop_metadata is not None:  # before the shard's slice: every row is matched against the whole build
+        catalogue, applied = apply_catalogue(shop_metadata, catalogue, metadata_bases)
     if shard is not None:
         i, n = shard
         if not 0 <= i < n:
@@ -174,15 +198,22 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     if nprobe is not None:
         index.nprobe = nprobe
     index.add(embedded.embeddings, _metadata(catalogue, embedded.rows), show_progress=progress)
+    close = record_close_match(index, predictor.match_reference if shard is None else None, match_recall)
     with layout.WriterLock(out):  # a tidy-up in another process would delete a copy no manifest names yet
         if copy_model:
             portable.copy_model_into(out, Path(checkpoint_path), predictor.model_checksum)
         index.save(out, force=force)
-    return BuildReport(index, len(embedded.embeddings), embedded.skipped, embedded.images_per_second)
+    flagged = flagged_photos(embedded, catalogue["image_path"].tolist(), _threshold(predictor))
+    return BuildReport(index, len(embedded.embeddings), embedded.skipped, embedded.images_per_second, applied, flagged, close)
+
+
+def _threshold(predictor: Predictor) -> Optional[float]:
+    return predictor.density.threshold if predictor.density is not None else None
 
 
 def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,
-               progress: bool = True, index: Optional[EmbeddingIndex] = None) -> AddReport:
+               progress: bool = True, index: Optional[EmbeddingIndex] = None, shop_metadata: Optional[Catalogue] = None,
+               reject_unfamiliar: bool = False) -> AddReport:
     """Embed image files / folders and add them to the saved index at ``index_dir``.
 
     Images already in the index (same file, or the same picture under another name) and repeats
@@ -190,34 +221,49 @@ def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequen
     itself runs under it on the newest saved version, so concurrent adds and removes all land. An
     add that adds nothing leaves the index as it was. ``index`` is the index at ``index_dir`` when the
     caller has loaded it already (used for the early checks only; the add reloads under the lock).
+    ``shop_metadata`` gives the new photos the shop's labels and fields (``image`` keys relative to
+    ``paths``); a new photo of an item already in the index takes the item's where it has none.
+    Photos that do not look like garment photos are added and flagged (``flagged``), or with
+    ``reject_unfamiliar`` left out (``refused``). The index's close-match score is fitted again.
     """
     index = index if index is not None else EmbeddingIndex.load(index_dir, device="cpu")
-    check_compatible(index, predictor)
+    check_index_fits_model(index.info().get("path"), index.built_by, model_checksum=predictor.model_checksum,
+                           embedding_dim=predictor.embedding_dim, flip_average=predictor.flip_average)
     catalogue = folder_catalogue(paths)
     if catalogue.empty:
         raise ValueError(f"no image files found in {', '.join(map(str, paths))}")
     catalogue["image_sha256"] = [file_sha256(p) for p in catalogue["image_path"]]
     if (index.extra or {}).get("image_root"):  # paths relative to the gallery's root, as the build stored them
         catalogue["image_relpath"] = portable.relative_for_index(catalogue["image_path"], Path(index.extra["image_root"]), Path(index_dir))
+    applied = None
+    if shop_metadata is not None:
+        bases = [p if Path(p).is_dir() else Path(p).parent for p in paths]
+        catalogue, applied = apply_catalogue(shop_metadata, catalogue, [*bases, index.extra.get("image_root") or Path.cwd()])
     catalogue, duplicates = _without_duplicates(catalogue, index.metadata)
     skipped: list[tuple[str, str]] = []
     if catalogue.empty:
-        return AddReport(0, index.ntotal, skipped, duplicates)
+        return AddReport(0, index.ntotal, skipped, duplicates, applied)
     embedded = embed_images(predictor, catalogue["image_path"].tolist(), batch_size=batch_size, workers=workers, progress=progress,
                             desc="embedding new images")
     skipped = embedded.skipped
+    flagged = flagged_photos(embedded, catalogue["image_path"].tolist(), _threshold(predictor))
+    refused = refusals(flagged) if reject_unfamiliar else []
+    if reject_unfamiliar:
+        embedded = without_flagged(embedded)
     if len(embedded.embeddings) == 0:
-        return AddReport(0, index.ntotal, skipped, duplicates)
+        return AddReport(0, index.ntotal, skipped, duplicates, applied, flagged, refused)
     with locked_update(index_dir, expected_model_checksum=index.model_checksum, expected_dim=index.dim) as fresh:
         # another writer may have added some of these images since the check above
-        rows = _metadata(catalogue, embedded.rows)
-        fresh_rows, late = _without_duplicates(rows, fresh.metadata)
+        gallery = fresh.metadata
+        rows = _metadata(inherit_item_values(catalogue, gallery), embedded.rows)
+        fresh_rows, late = _without_duplicates(rows, gallery)
         duplicates += late
         keep = rows["image_path"].isin(fresh_rows["image_path"]).to_numpy()
         if keep.any():
             fresh.add(embedded.embeddings[keep], rows[keep].reset_index(drop=True), show_progress=progress)
             _record_skips(fresh, skipped, duplicates)
-        return AddReport(int(keep.sum()), fresh.ntotal, skipped, duplicates)
+            record_close_match(fresh, predictor.match_reference)  # a larger catalogue: its look-alikes score higher
+        return AddReport(int(keep.sum()), fresh.ntotal, skipped, duplicates, applied, flagged, refused)
 
 
 def _without_duplicates(candidates: pd.DataFrame, indexed: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:

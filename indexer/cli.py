@@ -3,7 +3,7 @@
     indexer build --checkpoint C --data-root D [--benchmark inshop|consumer2shop] [--split gallery] --out IDX
     indexer build --checkpoint C --images shop_photos/ --out IDX [--copy-model]
     indexer add IDX PATHS... ; indexer remove IDX --item ID
-    indexer query IDX IMAGE -k 20 [--json] [--clothes-type 1] [--category Tees] [--attribute floral]
+    indexer query IDX IMAGE... -k 20 [--json] [--min-score S] [--clothes-type 1] [--category Tees] [--attribute floral]
     indexer query IDX photos/ --out results.csv|.jsonl   # many photos
     indexer info IDX ; indexer merge OUT SHARD...
 
@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Optional
 
 import fashionnet
-from fashionnet.cli_options import data_root_option, device_option, runtime_option
+from fashionnet.cli.options import data_root_option, device_option, runtime_option
 from indexer.api import add_serve_parser, cmd_serve  # torch-free until a server starts
 from indexer.errors import IndexStoreError
+from indexer.filter_values import CLOTHES_TYPE_CHOICES, clothes_type_argument
 
 FORCE_HELP = "write into a folder that holds other files (they are left untouched)"
 INDEX_CHECKPOINT_HELP = "default: the checkpoint the index was built with"
@@ -53,9 +54,17 @@ def _embedding_options(p: argparse.ArgumentParser) -> None:
     _progress_option(p)
 
 
+METADATA_HELP = ("the shop's own data per photo or item: a .csv with a header row or a .jsonl file, keyed by 'image' (the "
+                 "photo's path relative to the folder given, e.g. sku-42/front.jpg) or 'item_id' (every photo of the item); "
+                 "optional columns category, clothes_type (1-3 or upper, lower, full), attributes ('|' or ',' between names) "
+                 "and any others (title, price, seller, ...), returned with each result. Filters read these before the "
+                 "model's predictions; rows matching no photo are listed, not fatal")
+
+
 def _filter_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--clothes-type", type=int, choices=[1, 2, 3], help="only results of this clothes type (1 upper, 2 lower, 3 full)")
-    p.add_argument("--category", help="only results of this category (annotated, else predicted), e.g. Tees")
+    p.add_argument("--clothes-type", type=clothes_type_argument, metavar="TYPE",
+                   help=f"only results of this clothes type: {CLOTHES_TYPE_CHOICES} (1 upper, 2 lower, 3 full body)")
+    p.add_argument("--category", help="only results of this category (the shop's label, else predicted), e.g. Tees")
     p.add_argument("--attribute", action="append", default=[], help="only results with this attribute (repeat: all must hold)")
 
 
@@ -83,7 +92,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-sample", type=int, default=100_000, help="vectors used to train IVF/PQ indexes")
     b.add_argument("--trained-index", help="start from this trained (IVF) index, so shards share a quantizer")
     b.add_argument("--shard", help="embed only slice i of n (i/n), for building on several machines")
+    b.add_argument("--metadata", metavar="FILE", help=METADATA_HELP)
     b.add_argument("--copy-model", action="store_true", help="copy the checkpoint into the index, so a copied index carries its model")
+    b.add_argument("--match-recall", type=float, default=None, metavar="P",
+                   help="share of photos of items in the catalogue that reach the close-match score fitted for it "
+                        "(default 0.9; higher calls more photos of items it lacks a match too; docs/experiments/close_match.md)")
     b.add_argument("--no-flip-average", action="store_true",
                    help="embed each photo once, not averaged with its mirror image (half the time; recorded in the index, "
                         "so queries and later adds follow it)")
@@ -93,6 +106,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     a.add_argument("index", help="index folder to add to (updated in place)")
     a.add_argument("paths", nargs="+", help="image files or folders of images")
     a.add_argument("--checkpoint", help=INDEX_CHECKPOINT_HELP)
+    a.add_argument("--metadata", metavar="FILE", help=METADATA_HELP.replace("folder given", "folder given to add"))
+    a.add_argument("--reject-unfamiliar", action="store_true",
+                   help="leave out photos that do not look like garment photos, naming each (default: add them, flagged)")
     _embedding_options(a)
 
     r = sub.add_parser("remove", help="remove every image of an item")
@@ -101,14 +117,17 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("query", help="top-k shop items for a photo, or for many (--out)")
     q.add_argument("index", help="index folder to search")
-    q.add_argument("inputs", nargs="+", metavar="IMAGE", help="a photo; or photos, folders and .txt lists of paths with --out")
+    q.add_argument("inputs", nargs="+", metavar="IMAGE", help="photos, folders of photos or .txt lists of paths: each answered in turn, "
+                                                             "with one model load")
     q.add_argument("-k", type=int, default=20, help="results per photo (default 20)")
     q.add_argument("--per-image", action="store_true", help="the k nearest images, even several of one item (default: k items, each at its best image)")
     q.add_argument("--checkpoint", help=INDEX_CHECKPOINT_HELP)
     q.add_argument("--image-root", help="where the gallery images are now, if the index was moved away from them")
     _filter_options(q)
     q.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (default: the one stored in the index)")
-    q.add_argument("--json", action="store_true", help="print JSON instead of a table (one photo)")
+    q.add_argument("--min-score", type=float, default=None, help="leave out results scored below this")
+    q.add_argument("--exclude-unfamiliar", action="store_true", help="leave out gallery photos flagged as not looking like garment photos")
+    q.add_argument("--json", action="store_true", help="print JSON instead of tables (a list of answers for several photos)")
     q.add_argument("--out", help="file written with every photo's top k, one row per result (.csv or .jsonl)")
     _device_option(q)
     _runtime_option(q)
@@ -128,7 +147,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def cmd_build(args) -> int:
-    from fashionnet.inference import Predictor
+    from fashionnet.inference.predictor import Predictor
     from indexer import layout, ownership
     from indexer.build import build_index, gallery_rows, parse_shard
     from indexer.embedding import folder_catalogue
@@ -145,6 +164,7 @@ def cmd_build(args) -> int:
         raise ValueError(f"--rerank-factor must be at least 1, got {args.rerank_factor}")
     if args.trained_index:
         layout.read_manifest(Path(args.trained_index).absolute())
+    shop_metadata = _read_metadata(args.metadata)
     catalogue = gallery_rows(args.data_root, args.benchmark, args.split) if args.data_root else folder_catalogue(args.images)
     if catalogue.empty:
         raise ValueError(f"no images found in {' '.join(args.images)}")
@@ -153,11 +173,41 @@ def cmd_build(args) -> int:
     report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
                          trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
                          checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
-                         copy_model=args.copy_model, progress=not args.no_progress, rerank=args.rerank, rerank_factor=args.rerank_factor, extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None})
+                         copy_model=args.copy_model, progress=not args.no_progress, rerank=args.rerank, rerank_factor=args.rerank_factor, extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None},
+                         shop_metadata=shop_metadata, metadata_bases=_metadata_bases([args.data_root] if args.data_root else args.images),
+                         match_recall=args.match_recall)
     print(f"indexed {report.added} images into {args.out} ({report.index.index_factory}, dim {report.index.dim}; "
           f"{report.images_per_second:.1f} images/s, {predictor.runtime} on {predictor.device.type}, {_threads()} threads)")
+    print(report.close_match.describe() if report.close_match is not None else
+          "no close-match score: the checkpoint carries no held-out photos for it (scripts/fit_close_match.py adds them)")
     _report_skipped(report.skipped)
+    _report_flagged(report.flagged)
+    _report_metadata(args.metadata, report.catalogue)
     return 0
+
+
+def _read_metadata(path: Optional[str]):
+    """The --metadata file read and checked (before any model load), or None."""
+    if not path:
+        return None
+    from indexer.catalogue_metadata import read_catalogue
+
+    return read_catalogue(path)
+
+
+def _metadata_bases(paths) -> list[Path]:
+    """The folders --metadata image keys are relative to: each folder given, a file's own folder."""
+    return [Path(p) if Path(p).is_dir() else Path(p).parent for p in paths]
+
+
+def _report_metadata(path: Optional[str], applied) -> None:
+    if applied is None:
+        return
+    print(f"{path}: catalogue data given to {applied.matched_photos} photos")
+    if applied.unmatched:
+        print(f"{len(applied.unmatched)} row(s) of {path} match no photo of this run (left out):", file=sys.stderr)
+        for line in applied.describe(path):
+            print(f"  {line}", file=sys.stderr)
 
 
 def _report_skipped(skipped, what: str = "unreadable image(s)", shown: int = 50) -> None:
@@ -173,7 +223,7 @@ def _use_the_machine() -> None:
     """Embedding a catalogue is a batch job: give the forward pass every core."""
     import os
 
-    from fashionnet.runtime import set_threads
+    from fashionnet.device import set_threads
 
     set_threads(int(os.environ.get("FASHIONNET_THREADS") or os.cpu_count() or 1))
 
@@ -185,7 +235,7 @@ def _threads() -> int:
 
 
 def cmd_add(args) -> int:
-    from fashionnet.inference import Predictor
+    from fashionnet.inference.predictor import Predictor
     from indexer.build import add_images
     from indexer.search import default_checkpoint
     from indexer.store import EmbeddingIndex
@@ -193,18 +243,35 @@ def cmd_add(args) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
+    shop_metadata = _read_metadata(args.metadata)
     index = EmbeddingIndex.load(args.index, device="cpu")
     predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device, runtime=args.runtime,
                                           flip_average=index.flip_average)
     report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers,
-                        progress=not args.no_progress, index=index)
+                        progress=not args.no_progress, index=index, shop_metadata=shop_metadata, reject_unfamiliar=args.reject_unfamiliar)
     _report_skipped(report.skipped)
     _report_skipped(report.duplicates, "image(s) already in the index")
+    _report_metadata(args.metadata, report.catalogue)
+    if args.reject_unfamiliar:
+        _report_skipped(report.refused, "photo(s) refused (--reject-unfamiliar)")
+    else:
+        _report_flagged(report.flagged)
     if report.added == 0:
         print(f"indexer add: nothing added; the index at {args.index} is unchanged ({report.count} images)", file=sys.stderr)
         return 1
-    print(f"added {report.added} images; the index now holds {report.count}")
+    flagged = f" ({len(report.flagged)} flagged as not garment photos)" if report.flagged and not args.reject_unfamiliar else ""
+    print(f"added {report.added} images{flagged}; the index now holds {report.count}")
     return 0
+
+
+def _report_flagged(flagged, shown: int = 50) -> None:
+    """Name each added photo the model flagged (stored with its row; searches may leave it out)."""
+    if flagged:
+        print(f"{len(flagged)} photo(s) added but flagged (searches can leave them out with --exclude-unfamiliar):", file=sys.stderr)
+        for photo in flagged[:shown]:
+            print(f"  {photo.path}: {photo.problem}", file=sys.stderr)
+        if len(flagged) > shown:
+            print(f"  ... and {len(flagged) - shown} more (the index's rows say which)", file=sys.stderr)
 
 
 def cmd_remove(args) -> int:
@@ -223,39 +290,9 @@ def cmd_remove(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from indexer.batch_query import check_output, print_report, query_inputs, query_many
-    from indexer.search import Filters, SearchEngine
+    from indexer.query_command import run_query
 
-    if args.k < 1:
-        raise ValueError(f"-k must be at least 1, got {args.k}")
-    out = check_output(args.out)
-    if out is None and len(args.inputs) > 1:
-        raise ValueError("several photos need --out results.csv (or .jsonl)")
-    photos = query_inputs(args.inputs) if out is not None else list(args.inputs)
-    if not photos:
-        raise ValueError(f"no photos found in {' '.join(args.inputs)}")
-    engine = SearchEngine.open(args.index, args.checkpoint, device=args.device, image_root=args.image_root, runtime=args.runtime)
-    filters = Filters(args.clothes_type, args.category, tuple(args.attribute))
-    if out is not None:
-        report = query_many(engine, photos, out, k=args.k, filters=filters, nprobe=args.nprobe, progress=not args.no_progress,
-                            per_item=not args.per_image)
-        print_report(report, out)
-        return 0 if report.queries else 1
-    result = engine.query(photos[0], k=args.k, clothes_type=args.clothes_type, nprobe=args.nprobe, category=args.category,
-                          attributes=args.attribute, per_item=not args.per_image)
-    cols = [c for c in ("rank", "score", "item_id", "category", "clothes_type", "image_path") if c in result.matches]
-    if args.json:
-        print(json.dumps({"query": str(photos[0]), "prediction": result.prediction.as_dict(),
-                          "results": json.loads(result.matches[cols].to_json(orient="records"))}, indent=2))
-    else:
-        p = result.prediction
-        print(f"query {photos[0]}: predicted {p.category or '?'} ({p.category_prob:.2f})"
-              + ("; it looks unlike the training photos" if p.unfamiliar else ""))
-        if result.matches.empty:
-            print("no gallery image passes these filters")
-        else:
-            print(result.matches[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    return 0
+    return run_query(args)
 
 
 def cmd_info(args) -> int:
@@ -271,7 +308,7 @@ def cmd_info(args) -> int:
             print(f"{key:26s} {info.get(key)}")
         extra = info.get("extra") or {}
         for key in ("checkpoint", "checkpoint_in_index", "image_root", "data_root", "input_side", "image_size",  # image_size: older indexes
-                    "skipped_count"):
+                    "skipped_count", "close_match"):
             if key in extra:
                 print(f"{key:26s} {extra[key]}")
         print(f"{'flip_average':26s} {index.flip_average}")

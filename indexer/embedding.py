@@ -4,6 +4,7 @@ and unreadable images are skipped and reported instead of ending the job."""
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 from tqdm.auto import tqdm
 
-from fashionnet.images import ImageLoadError, load_image
-from fashionnet.inference import Predictor
+from fashionnet.data.images import ImageLoadError, load_image
+from fashionnet.inference.predictor import Predictor
 from fashionnet.landmarks import LANDMARK_NAMES
 
 ATTRIBUTE_SEPARATOR = "|"
@@ -112,13 +113,20 @@ class EmbeddedImages:
         return len(self.embeddings) / self.seconds if self.seconds > 0 else 0.0
 
 
+# forkserver where the platform has it (Linux, macOS); elsewhere the platform's default, spawn
+WORKER_START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+
+
 def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 32, workers: int = 2,
                  progress: bool = True, desc: str = "embedding") -> EmbeddedImages:
     """Embed ``paths`` in batches. Landmarks come back in each image's own pixels."""
     started = time.perf_counter()
     dataset = _ImageFiles(paths, predictor.transform)
+    # Workers are started fresh, not forked: a process forked from one that already runs OpenVINO's
+    # thread pool hangs on its first decode.
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-                        persistent_workers=False, pin_memory=predictor.device.type == "cuda")
+                        persistent_workers=False, pin_memory=predictor.device.type == "cuda",
+                        multiprocessing_context=WORKER_START if workers > 0 else None)
     embeddings, records, skipped = [], [], []
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
         for batch, positions, geometries, digests, bad in _batches(loader):
@@ -131,7 +139,9 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
                     record = {"position": pos, "image_sha256": digest, "predicted_category": pred.category,
                               "predicted_category_prob": pred.category_prob, "predicted_clothes_type": pred.clothes_type,
                               "predicted_attributes": ATTRIBUTE_SEPARATOR.join(n for n, p in pred.attributes if p >= ATTRIBUTE_THRESHOLD),
-                              "cropped": pred.cropped, "below_face": pred.below_face}
+                              "cropped": pred.cropped, "below_face": pred.below_face,
+                              # stored with the row: searches may leave flagged photos out
+                              "unfamiliar": pred.unfamiliar, "unfamiliarity": pred.unfamiliarity}
                     for lm in pred.landmarks:
                         record[f"pred_{lm.name}_x"] = lm.x
                         record[f"pred_{lm.name}_y"] = lm.y
@@ -144,12 +154,13 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
     dim = predictor.embedding_dim
     emb = np.stack(embeddings).astype(np.float32) if embeddings else np.zeros((0, dim), np.float32)
     rows = pd.DataFrame.from_records(records, columns=_row_columns()) if records else pd.DataFrame(columns=_row_columns())
+    rows = rows.astype({"unfamiliar": "boolean", "unfamiliarity": "float64"})  # NA where the model has no density
     return EmbeddedImages(emb, rows, skipped, time.perf_counter() - started)
 
 
 def _row_columns() -> list[str]:
     cols = ["position", "image_sha256", "predicted_category", "predicted_category_prob", "predicted_clothes_type", "predicted_attributes",
-            "cropped", "below_face"]
+            "cropped", "below_face", "unfamiliar", "unfamiliarity"]
     for name in LANDMARK_NAMES:
         cols += [f"pred_{name}_x", f"pred_{name}_y", f"pred_{name}_vis"]
     return cols

@@ -17,6 +17,8 @@ import faiss
 
 import fashionnet
 from indexer import layout, ownership
+from indexer.commit import commit_version
+from indexer.compatibility import check_index_fits_model
 from indexer.errors import IndexLoadError, IndexSaveError
 from indexer.faiss_tools import bytes_per_vector, describe_index, ivf_of
 from indexer.layout import INDEX_FILE, METADATA_FILE
@@ -35,7 +37,8 @@ class SavedIndex:
             folder, self._index, (INDEX_FILE, METADATA_FILE, *self._rerank.files), created_utc=self._created_utc,
             model_checksum=self.model_checksum, model_config=self.model_config, metric=self._metric,
             index_factory=self._factory, next_id=self._next_id, rerank=self._rerank.settings(),
-            metadata_columns=[str(c) for c in self._metadata.columns], extra=self.extra)
+            metadata_columns=[str(c) for c in self._metadata.columns], extra=self.extra,
+            format_version=layout.format_version_for(self._metadata.columns))
 
     def _write_data(self, folder: Path) -> None:
         faiss.write_index(self._index, str(folder / INDEX_FILE))  # always the CPU index
@@ -58,7 +61,7 @@ class SavedIndex:
         ownership.check_save_target(target, force=force)
         try:
             with layout.WriterLock(target), self._lock:
-                manifest = layout.commit_version(target, self._write_data, self._manifest)
+                manifest = commit_version(target, self._write_data, self._manifest)
                 self._rerank.open_saved(target / manifest["data_dir"])  # map the new file
                 self._changes = 0
         except IndexSaveError:
@@ -86,7 +89,7 @@ class SavedIndex:
         directory = Path(directory).absolute()
         for attempt in range(_LOAD_ATTEMPTS):
             manifest = layout.read_manifest(directory)
-            layout.check_built_by(directory, manifest, expected_model_checksum, expected_dim)
+            check_index_fits_model(directory, manifest, model_checksum=expected_model_checksum, embedding_dim=expected_dim)
             try:
                 index, metadata = layout.read_index_files(directory, manifest)
                 rerank = Reranker.for_manifest(layout.data_folder(directory, manifest), manifest, metadata.index)

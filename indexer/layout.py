@@ -11,7 +11,7 @@
       anything else                  the user's: never read, moved or deleted
 
 What the index owns (its marks, removing what no manifest needs, the uploads tidy-up) is
-:mod:`indexer.ownership`'s.
+:mod:`indexer.ownership`'s; the commit of a new version, which uses both, :mod:`indexer.commit`'s.
 
 A save writes a complete new version folder and fsyncs it, then replaces ``manifest.json`` with
 ``os.replace``. A crash at any moment therefore leaves either the old or the new manifest, and each
@@ -31,10 +31,9 @@ import logging
 import os
 import re
 import threading
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import faiss
 import numpy as np
@@ -42,10 +41,15 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 import fashionnet
-from indexer.errors import IndexLoadError, IndexMismatchError
+from indexer.errors import IndexLoadError
 from indexer.faiss_tools import describe_index, ivf_of, stored_ids
 
-FORMAT_VERSION = 1
+# 2: the metadata may hold a shop's catalogue columns (indexer.catalogue_metadata), which filters read
+# before the model's predictions. An index without them is still written as 1, readable by older
+# versions; one with them as 2, which older versions refuse rather than filter by predictions alone.
+FORMAT_VERSION = 2
+CATALOGUE_FORMAT_VERSION = 2
+CATALOGUE_ONLY_COLUMNS = ("catalogue_attributes", "catalogue_fields")
 INDEX_FILE = "index.faiss"
 METADATA_FILE = "metadata.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -163,12 +167,12 @@ def read_manifest(directory: Path) -> dict:
     if manifest["metric"] not in METRIC_NAMES:
         raise IndexLoadError(f"{path} names an unknown metric {manifest['metric']!r}")
     data_dir = manifest.get("data_dir")
-    if data_dir is not None and (not isinstance(data_dir, str) or not _is_version_path(data_dir)):
+    if data_dir is not None and (not isinstance(data_dir, str) or not is_version_path(data_dir)):
         raise IndexLoadError(f"{path} names an invalid data folder {data_dir!r}")
     return manifest
 
 
-def _is_version_path(relative: str) -> bool:
+def is_version_path(relative: str) -> bool:
     parts = relative.split("/")
     return len(parts) == 2 and parts[0] == VERSIONS_DIR and bool(VERSION_NAME.match(parts[1]))
 
@@ -209,6 +213,11 @@ def build_manifest(folder: Path, index: faiss.Index, data_files: tuple[str, ...]
     }
 
 
+def format_version_for(columns) -> int:
+    """The oldest format that holds a table with these metadata columns."""
+    return CATALOGUE_FORMAT_VERSION if set(map(str, columns)) & set(CATALOGUE_ONLY_COLUMNS) else 1
+
+
 def is_index_dir(directory: Path) -> bool:
     """True when ``directory`` holds a manifest this package wrote."""
     try:
@@ -216,59 +225,6 @@ def is_index_dir(directory: Path) -> bool:
         return True
     except IndexLoadError:
         return False
-
-
-# --------------------------------------------------------------------------------------- commit
-
-
-def commit_version(directory: Path, write_data: Callable[[Path], None], make_manifest: Callable[[Path], dict]) -> dict:
-    """Write a new version of the index in ``directory`` and make it the live one. The caller holds
-    the writer lock.
-
-    ``write_data(folder)`` writes the data files into a fresh version folder; ``make_manifest(folder)``
-    returns the manifest for them (checksums included). Returns the committed manifest.
-    """
-    from indexer import ownership  # imported here: ownership builds on this module's names and lock
-
-    previous = committed_or_none(directory)
-    sequence = int(previous.get("version", 0)) + 1 if previous else 1
-    for relative in (previous.get("data_dir"), previous.get("previous_data_dir")) if previous else ():
-        # named by the index's own manifest, so the index's: marked, a later save may remove it
-        if isinstance(relative, str) and _is_version_path(relative) and (directory / relative).is_dir() \
-                and not (directory / relative).is_symlink() and not ownership.is_marked(directory / relative):
-            ownership.mark(directory / relative)
-    versions = directory / VERSIONS_DIR
-    versions.mkdir(exist_ok=True)
-    folder = versions / f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    try:
-        ownership.mark(folder)
-        write_data(folder)
-        for name in DATA_FILES:
-            fsync_path(folder / name)
-        fsync_path(folder)
-        fsync_path(versions)
-        manifest = make_manifest(folder)
-        manifest["version"] = sequence
-        manifest["data_dir"] = f"{VERSIONS_DIR}/{folder.name}"
-        manifest["previous_data_dir"] = previous.get("data_dir") if previous else None
-        manifest["previous_model"] = (previous.get("extra") or {}).get("checkpoint_in_index") if previous else None
-        temporary = directory / f".{MANIFEST_FILE}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(temporary, "w") as f:
-                f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, directory / MANIFEST_FILE)  # the commit point
-        finally:
-            if temporary.exists():
-                temporary.unlink()
-    except BaseException:
-        ownership.remove_owned(folder)
-        raise
-    fsync_path(directory)
-    ownership.remove_stale(directory, manifest)
-    return manifest
 
 
 def committed_or_none(directory: Path) -> Optional[dict]:
@@ -316,23 +272,6 @@ def read_index_files(directory: Path, manifest: dict) -> tuple[faiss.Index, pd.D
     if not np.array_equal(stored, np.sort(metadata.index.to_numpy(np.int64))):
         raise IndexLoadError(f"index at {directory} is inconsistent: the ids in {INDEX_FILE} and {METADATA_FILE} differ")
     return index, metadata
-
-
-def check_built_by(directory: Path, manifest: dict, expected_model_checksum: str | None, expected_dim: int | None) -> None:
-    built_by = manifest.get("model_checksum")
-    config = manifest.get("model_config") or {}
-    rebuild = (manifest.get("extra") or {}).get("build_command") or "indexer build"
-    how = f"rebuild it with the current model: run `{rebuild}` writing to {directory}"
-    if expected_model_checksum is not None and built_by != expected_model_checksum:
-        raise IndexMismatchError(
-            f"the index at {directory} was built by model {built_by or '(unrecorded)'} "
-            f"(config {json.dumps(config, sort_keys=True)}), not by the current model {expected_model_checksum}; {how}"
-        )
-    if expected_dim is not None and manifest["embedding_dim"] != int(expected_dim):
-        raise IndexMismatchError(
-            f"the index at {directory} holds {manifest['embedding_dim']}-d embeddings (model {built_by or '(unrecorded)'}) "
-            f"but the current model makes {expected_dim}-d ones; {how}"
-        )
 
 
 def live_data_file(directory: str | os.PathLike, name: str) -> Path:

@@ -2,7 +2,8 @@
 
 The web page, ``indexer query`` and the HTTP API all use :class:`SearchEngine`, so they answer
 alike. Filters (clothes type, category, attributes) restrict the search inside FAISS; each reads the
-gallery's annotation where it has one and the model's prediction where it does not.
+gallery's own label where it has one (the shop's catalogue metadata or an annotation,
+:mod:`indexer.catalogue_metadata`) and the model's prediction where it does not.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from fashionnet.images import ImageInput
-from fashionnet.inference import Prediction, Predictor
-from fashionnet.runtime import serving_threads, set_threads
+from fashionnet.data.images import ImageInput
+from fashionnet.device import serving_threads, set_threads
+from fashionnet.inference.prediction import Prediction
+from fashionnet.inference.predictor import Predictor
 from indexer import layout
+from indexer.catalogue_metadata import ATTRIBUTES_COLUMN
+from indexer.close_match import CloseMatch, CloseMatchOf, with_match
+from indexer.compatibility import check_index_fits_model
 from indexer.embedding import ATTRIBUTE_SEPARATOR
-from indexer.errors import IndexMismatchError
+from indexer.filter_values import CLOTHES_TYPES, UnknownFilterValue, check_known, parse_clothes_type
 from indexer.portable import ImageLocator, find_checkpoint
 from indexer.store import EmbeddingIndex
 
@@ -34,16 +39,19 @@ class Filters:
     clothes_type: Optional[int] = None  # 1 upper, 2 lower, 3 full body
     category: Optional[str] = None
     attributes: tuple[str, ...] = field(default_factory=tuple)  # every one must be among the image's attributes
+    familiar_only: bool = False  # leave out the photos flagged unfamiliar when they were added
 
     @property
     def empty(self) -> bool:
-        return self.clothes_type is None and not self.category and not self.attributes
+        return self.clothes_type is None and not self.category and not self.attributes and not self.familiar_only
 
 
 @dataclass
 class QueryResult:
     prediction: Prediction
-    matches: pd.DataFrame  # rank, score, id, image_path, item_id, category, clothes_type, ...
+    matches: pd.DataFrame  # rank, score, match, id, image_path, item_id, category, clothes_type, ...
+    match: Optional[bool] = None  # is any result a close match (indexer.close_match)? None: the index cannot tell
+    close_match: Optional[CloseMatch] = None
 
 # Item results search this many images per item asked for; a catalogue photographs an item a few times.
 ITEM_OVERFETCH = 4
@@ -52,7 +60,8 @@ ITEM_OVERFETCH = 4
 class SearchEngine:
     def __init__(self, index: EmbeddingIndex, predictor: Predictor, index_dir: Optional[str | os.PathLike] = None,
                  image_root: Optional[str | os.PathLike] = None):
-        check_compatible(index, predictor)
+        check_index_fits_model(index.info().get("path"), index.built_by, model_checksum=predictor.model_checksum,
+                               embedding_dim=predictor.embedding_dim, flip_average=predictor.flip_average)
         self.index = index
         self.predictor = predictor
         self.index_dir = Path(index_dir).absolute() if index_dir is not None else None
@@ -62,6 +71,8 @@ class SearchEngine:
         # filters -> (the index they were read from, its allowed ids); the server's threads share it
         self._allowed: dict[Filters, tuple[EmbeddingIndex, np.ndarray]] = {}
         self._allowed_lock = threading.Lock()
+        self._known: tuple[Optional[EmbeddingIndex], dict] = (None, {})  # known_values() of one index
+        self._close_match = CloseMatchOf(predictor.match_reference)
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
@@ -71,11 +82,11 @@ class SearchEngine:
         looked for (an index moved to another machine; :mod:`indexer.portable`). ``runtime``: "onnx"
         or "openvino" runs the model with ONNX Runtime or OpenVINO on the CPU (exported once per
         model; falls back with a warning), "auto" (default) takes the fastest one installed on a
-        CPU (fashionnet.onnx_runtime.resolve_runtime), else torch.
+        CPU (fashionnet.runtimes.selection.resolve_runtime), else torch.
 
         Sets this process's torch and FAISS CPU threads for serving: ``threads``, else
         $FASHIONNET_THREADS, else 1 per query, which keeps latency steady when other processes
-        load the CPU and lets concurrent queries share the cores (fashionnet.runtime).
+        load the CPU and lets concurrent queries share the cores (fashionnet.device).
         """
         set_threads(threads if threads is not None else serving_threads())
         index = EmbeddingIndex.load(index_dir, device=device)
@@ -85,18 +96,37 @@ class SearchEngine:
 
     # ------------------------------------------------------------------------- searching
 
-    def query(self, image: ImageInput, k: int = 20, clothes_type: Optional[int] = None, nprobe: Optional[int] = None,
-              category: Optional[str] = None, attributes: Sequence[str] = (), per_item: bool = True) -> QueryResult:
+    def query(self, image: ImageInput, k: int = 20, clothes_type: Optional[int | str] = None, nprobe: Optional[int] = None,
+              category: Optional[str] = None, attributes: Sequence[str] = (), per_item: bool = True, offset: int = 0,
+              min_score: Optional[float] = None, exclude_unfamiliar: bool = False) -> QueryResult:
         """Top-k gallery matches for one photo, optionally filtered (see :class:`Filters`): k items,
-        each at its best-matching image, or with ``per_item=False`` the k nearest images."""
+        each at its best-matching image, or with ``per_item=False`` the k nearest images; ``offset``
+        skips that many first (a later page), ``min_score`` leaves out results scored below it,
+        ``exclude_unfamiliar`` the gallery photos flagged unfamiliar. Each result says whether it is
+        a close match (:attr:`close_match`). A filter value neither the gallery nor the model knows
+        raises UnknownFilterValue (a ValueError)."""
+        filters = Filters(parse_clothes_type(clothes_type), category or None, tuple(attributes), exclude_unfamiliar)
+        self.check_filters(filters)
         prediction = self.predictor.predict(image)
-        filters = Filters(clothes_type, category or None, tuple(attributes))
-        return QueryResult(prediction, self.search_embedding(prediction.embedding, k, filters, nprobe, per_item))
+        close = self.close_match
+        rows = self.search_embedding(prediction.embedding, k, filters, nprobe, per_item, offset, min_score)
+        matches, match = with_match(rows, close, prediction.unfamiliar)
+        return QueryResult(prediction, matches, match, close)
+
+    @property
+    def close_match(self) -> Optional[CloseMatch]:
+        """The best score from which a result is a close match in this catalogue (None: unknown)."""
+        return self._close_match(self.index)
 
     def search_embedding(self, embedding, k: int = 20, filters: Optional[Filters | int] = None, nprobe: Optional[int] = None,
-                         per_item: bool = False) -> pd.DataFrame:
+                         per_item: bool = False, offset: int = 0, min_score: Optional[float] = None) -> pd.DataFrame:
         """Top-k rows for an embedding. ``filters`` may also be a bare clothes type (1, 2, 3).
-        ``per_item``: k distinct items, each at its best view (:func:`first_view_of_each_item`)."""
+        ``per_item``: k distinct items, each at its best view (:func:`first_view_of_each_item`).
+        ``offset``: the rows ranked offset+1 to offset+k. ``min_score``: only rows scored at least this."""
+        if offset < 0:
+            raise ValueError(f"offset must be 0 or more, got {offset}")
+        if min_score is not None and self.index.metric != "ip":
+            raise ValueError(f"min_score needs cosine scores; this index ranks by {self.index.metric} distance")
         if isinstance(filters, (int, np.integer)):
             filters = Filters(clothes_type=int(filters))
         index = self.index  # one consistent index even if a refresh swaps it meanwhile
@@ -113,9 +143,15 @@ class SearchEngine:
             rows = index.metadata_of(ids, columns=("item_id",))
             return rows["item_id"].to_numpy(object) if "item_id" in rows else np.full(len(ids), None, object)
 
-        scores, ids = first_view_of_each_item(nearest, item_ids, k, len(index)) if per_item else nearest(k)
+        wanted = k + offset  # the rows before the page are searched too: ranks are the same on every page
+        scores, ids = first_view_of_each_item(nearest, item_ids, wanted, len(index)) if per_item else nearest(wanted)
+        ranks = np.arange(1, len(ids) + 1)[offset:]
+        scores, ids = scores[offset:], ids[offset:]
+        if min_score is not None:  # scores come best first, so this cuts the tail
+            keep = scores >= float(min_score)
+            scores, ids, ranks = scores[keep], ids[keep], ranks[keep]
         rows = index.metadata_of(ids)
-        for position, (name, values) in enumerate((("rank", np.arange(1, len(ids) + 1)), ("score", scores), ("id", ids))):
+        for position, (name, values) in enumerate((("rank", ranks), ("score", scores), ("id", ids))):
             rows.insert(position, name, values)
         return self._with_image_files(rows)
 
@@ -148,6 +184,32 @@ class SearchEngine:
                 self._allowed[filters] = (index, allowed)
         return allowed
 
+    def check_filters(self, filters: Filters) -> None:
+        """UnknownFilterValue for a category or attribute that neither this gallery (its own labels
+        or the model's predictions) nor the model knows; the error lists the known ones."""
+        known = None
+        if filters.clothes_type is not None and int(filters.clothes_type) not in CLOTHES_TYPES:
+            raise UnknownFilterValue("clothes_type", filters.clothes_type, [f"{n} ({name})" for n, name in CLOTHES_TYPES.items()])
+        if filters.category:
+            known = self.known_values()
+            check_known("category", filters.category, known["category"])
+        for name in filters.attributes:
+            known = known or self.known_values()
+            check_known("attributes", name, known["attributes"])
+
+    def known_values(self) -> dict[str, list[str]]:
+        """Categories and attributes a filter may name: those of the gallery and of the model
+        (read once per loaded index: a query checks its filters against them)."""
+        index, known = self._known
+        if index is not self.index:
+            index = self.index
+            choices = self.filter_choices()
+            p = self.predictor
+            known = {"category": sorted(set(choices["category"]) | set(p.category_names), key=str.lower),
+                     "attributes": sorted(set(choices["attributes"]) | {a.lower() for a in p.attribute_names})}
+            self._known = (index, known)
+        return known
+
     @staticmethod
     def allowed_ids(filters: Filters, index: EmbeddingIndex) -> np.ndarray:
         """Ids of the gallery images that pass ``filters``."""
@@ -161,6 +223,8 @@ class SearchEngine:
             have = gallery_attributes(gallery)
             for name in filters.attributes:
                 keep &= np.array([name.lower() in names for names in have], dtype=bool)
+        if filters.familiar_only and "unfamiliar" in gallery:
+            keep &= ~gallery["unfamiliar"].astype("boolean").fillna(False).to_numpy(bool)
         return gallery.index.to_numpy(np.int64)[keep]
 
     # ------------------------------------------------------------------ keeping it current
@@ -189,15 +253,27 @@ class SearchEngine:
                 self._allowed.clear()
             return True
 
-    def add_images(self, paths: Sequence[str | os.PathLike], *, workers: int = 0, progress: bool = False):
+    def add_images(self, paths: Sequence[str | os.PathLike], *, workers: int = 0, progress: bool = False, shop_metadata=None,
+                   reject_unfamiliar: bool = False):
         """Embed and add image files or folders to the saved index (duplicates skipped), then reload it.
+        ``shop_metadata``: an :class:`indexer.catalogue_metadata.Catalogue` for the new photos.
+        ``reject_unfamiliar``: leave out the photos flagged unfamiliar (they are added, flagged, otherwise).
         Returns :class:`indexer.build.AddReport`."""
-        from indexer.build import add_images  # build imports this module for check_compatible
+        from indexer.build import add_images  # build's embedding machinery loads only when an add needs it
 
         report = add_images(self._require_dir(), self.predictor, [str(p) for p in paths], workers=workers, progress=progress,
-                            index=self.index)
+                            index=self.index, shop_metadata=shop_metadata, reject_unfamiliar=reject_unfamiliar)
         self.refresh()
         return report
+
+    def update_item(self, item_id: str, values: dict, fields_patch: Optional[dict] = None) -> int:
+        """Set the shop's data of every image of an item in the saved index (:func:`indexer.catalogue_metadata.update_item`),
+        then reload it; returns how many images changed (0: no such item)."""
+        from indexer.catalogue_metadata import update_item
+
+        changed = update_item(self._require_dir(), item_id, values, fields_patch)
+        self.refresh()
+        return changed
 
     def remove_items(self, item_ids: Sequence[str]) -> int:
         """Remove every gallery image of these items from the saved index (and their files in the
@@ -301,26 +377,14 @@ def gallery_column(gallery: pd.DataFrame, name: str) -> pd.Series:
 
 
 def gallery_attributes(gallery: pd.DataFrame) -> list[set[str]]:
-    """Each gallery image's attribute names (lower case): annotated where known, else predicted."""
-    column = "attributes_text" if "attributes_text" in gallery else "predicted_attributes"
-    if column not in gallery:
-        return [set() for _ in range(len(gallery))]
-    return [set(str(v).lower().split(ATTRIBUTE_SEPARATOR)) - {""} if isinstance(v, str) else set() for v in gallery[column]]
+    """Each gallery image's attribute names (lower case): the catalogue's where the image has them,
+    else the model's predicted ones."""
+    own = [c for c in (ATTRIBUTES_COLUMN, "attributes_text") if c in gallery]  # attributes_text: older indexes
+    column = gallery[own[0]].astype(object) if own else pd.Series(None, index=gallery.index, dtype=object)
+    if "predicted_attributes" in gallery:
+        column = column.where(column.notna(), gallery["predicted_attributes"].astype(object))
+    return [set(str(v).lower().split(ATTRIBUTE_SEPARATOR)) - {""} if isinstance(v, str) else set() for v in column]
 
-
-def check_compatible(index: EmbeddingIndex, predictor: Predictor) -> None:
-    """Refuse to mix an index with a model that did not build it."""
-    where = index.info().get("path") or "the index"
-    if index.dim != predictor.embedding_dim:
-        raise IndexMismatchError(f"{where} holds {index.dim}-d embeddings but the checkpoint makes {predictor.embedding_dim}-d ones; "
-                                 "rebuild the index with this checkpoint (indexer build ...)")
-    if index.model_checksum and index.model_checksum != predictor.model_checksum:
-        raise IndexMismatchError(f"{where} was built by model {index.model_checksum}, but the checkpoint is model {predictor.model_checksum}; "
-                                 "its embeddings are not comparable. Rebuild the index with this checkpoint (indexer build ...)")
-    if index.flip_average != predictor.flip_average:
-        said = {True: "averaged with their mirror images", False: "of the photos alone"}
-        raise IndexMismatchError(f"{where} holds embeddings {said[index.flip_average]}, but this Predictor makes embeddings "
-                                 f"{said[predictor.flip_average]}; make it with flip_average={index.flip_average}")
 
 
 def default_checkpoint(index: EmbeddingIndex, given: Optional[str]) -> str:

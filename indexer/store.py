@@ -18,7 +18,7 @@ import json
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import faiss
 import numpy as np
@@ -187,6 +187,12 @@ class EmbeddingIndex(IndexSearch, SavedIndex):
         return bool(self.extra.get("flip_average", False))
 
     @property
+    def built_by(self) -> dict:
+        """What the index recorded of the model that built it, under its manifest's keys
+        (:func:`indexer.compatibility.check_index_fits_model` reads them)."""
+        return {"model_checksum": self.model_checksum, "model_config": self.model_config, "embedding_dim": self.dim, "extra": self.extra}
+
+    @property
     def is_trained(self) -> bool:
         return bool(self._index.is_trained)
 
@@ -298,6 +304,25 @@ class EmbeddingIndex(IndexSearch, SavedIndex):
             self._changes += 1
             self._gpu.drop()
         return ids
+
+    def set_metadata(self, ids: Sequence[int], columns: dict[str, Sequence[Any]]) -> None:
+        """Replace the metadata values of ``ids``: one value per id for each of ``columns`` (a new
+        column starts empty for the other rows), e.g. a shop's corrected category."""
+        ids = np.asarray(ids, dtype=np.int64)
+        bad = [c for c in columns if not isinstance(c, str) or c in RESULT_COLUMNS or c in ("image_path", "item_id")]
+        if bad:
+            raise ValueError(f"these metadata columns cannot be set: {bad}")
+        with self._lock:
+            unknown = ids[~np.isin(ids, self._metadata.index.to_numpy())]
+            if len(unknown):
+                raise KeyError(f"no vectors with ids {unknown[:10].tolist()}")
+            table = self._metadata.copy()  # searches in flight keep reading the old table
+            for column, values in columns.items():
+                if column not in table:
+                    table[column] = pd.array([pd.NA] * len(table), dtype="Int64") if column == "clothes_type" else None
+                table.loc[ids, column] = pd.Series(list(values), index=ids, dtype=table[column].dtype)
+            self._metadata = query_friendly(table)
+            self._changes += 1
 
     # ----------------------------------------------------------------------------------- remove
 

@@ -72,7 +72,7 @@ class UploadStore:
 
     def save(self, folder: Path, item_id: str, files: list[tuple[str, bytes]]) -> tuple[dict[str, str], list[dict]]:
         """Check each file decodes, then write it; returns {saved path: client name} and the refused."""
-        from fashionnet.images import ImageLoadError, load_image
+        from fashionnet.data.images import ImageLoadError, load_image
 
         saved, refused, taken = {}, [], set()
         for client_name, data in files:

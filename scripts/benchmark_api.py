@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import device_option  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import device_option  # noqa: E402
 from indexer.embedding import file_sha256, list_image_files  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402
 

@@ -39,8 +39,8 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import hidden_alias  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import hidden_alias  # noqa: E402
 from indexer.layout import INDEX_FILE, live_data_file  # noqa: E402
 from indexer.rerank import Reranker  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402

@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import device_option  # noqa: E402
-from fashionnet.runtime import resolve_device  # noqa: E402
-from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import device_option  # noqa: E402
+from fashionnet.device import resolve_device  # noqa: E402
 from fashionnet.models import BareBackbone, FashionNetConfig, create_model, get_backbone, list_backbones  # noqa: E402
+from fashionnet.training.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:

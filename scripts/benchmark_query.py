@@ -29,13 +29,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import RUNTIMES, data_root_option, hidden_alias  # noqa: E402
-from fashionnet.images import load_image  # noqa: E402
-from fashionnet.inference import Predictor  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import RUNTIMES, data_root_option, hidden_alias  # noqa: E402
+from fashionnet.data.images import load_image  # noqa: E402
+from fashionnet.device import set_threads  # noqa: E402
+from fashionnet.inference.predictor import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, get_backbone  # noqa: E402
 from fashionnet.models.batchnorm_folding import fold_batch_norms  # noqa: E402
-from fashionnet.runtime import set_threads  # noqa: E402
 from indexer.build import build_index, gallery_rows  # noqa: E402
 from indexer.search import SearchEngine  # noqa: E402
 from indexer.store import EmbeddingIndex  # noqa: E402
@@ -62,7 +62,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--nprobe", type=int, default=16, help="inverted lists visited by IVF indexes")
     p.add_argument("--threads", type=int, default=2, help="torch and FAISS CPU threads")
     p.add_argument("--runtime", action="extend", nargs="+", default=None, choices=RUNTIMES,
-                   help="how the Predictor runs the model (fashionnet.onnx_runtime, fashionnet.openvino_runtime); several are "
+                   help="how the Predictor runs the model (fashionnet.runtimes); several are "
                         "compared, the first embeds the gallery (default auto: on a CPU the fastest one installed)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic vectors and the query sample")
     p.add_argument("--no-flip-average", action="store_true", help="embed each photo once, not with its mirror image (the default)")

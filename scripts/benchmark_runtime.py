@@ -38,13 +38,13 @@ import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy bef
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import data_root_option, hidden_alias  # noqa: E402
-from fashionnet.checkpoint import state_dict_checksum  # noqa: E402
-from fashionnet.inference import Predictor  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import data_root_option, hidden_alias  # noqa: E402
+from fashionnet.inference.predictor import Predictor  # noqa: E402
 from fashionnet.models import BareBackbone, FashionNetConfig, create_model, get_backbone  # noqa: E402
-from fashionnet.onnx_runtime import OnnxForward  # noqa: E402
-from fashionnet.openvino_runtime import OpenVinoForward  # noqa: E402
+from fashionnet.models.checkpoint import state_dict_checksum  # noqa: E402
+from fashionnet.runtimes.onnx_runtime import OnnxForward  # noqa: E402
+from fashionnet.runtimes.openvino_runtime import OpenVinoForward  # noqa: E402
 
 
 def stats(ms: list[float]) -> str:
@@ -208,8 +208,8 @@ def main(argv=None) -> None:
 def print_retrieval(predictor: Predictor, variants: dict, data_root: str, batch: int) -> None:
     """Consumer-to-shop top-k of each variant's embeddings, on the same preprocessed photos."""
     from fashionnet.data.readers import read_benchmark
-    from fashionnet.metrics import retrieval_metrics
-    from fashionnet.protocols import protocol_frames
+    from fashionnet.evaluation.protocols import protocol_frames
+    from fashionnet.evaluation.retrieval_metrics import retrieval_metrics
 
     queries, gallery = protocol_frames(read_benchmark(data_root), "consumer2shop")
     ks = (1, 5, 20)

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fashionnet  # noqa: E402,F401  (first: it sets the OpenMP wait policy before torch and faiss load)
 import numpy as np  # noqa: E402
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import device_option, runtime_option  # noqa: E402
-from fashionnet.images import load_image  # noqa: E402
-from fashionnet.runtime import set_threads  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import device_option, runtime_option  # noqa: E402
+from fashionnet.data.images import load_image  # noqa: E402
+from fashionnet.device import set_threads  # noqa: E402
 from indexer.embedding import list_image_files  # noqa: E402
 from indexer.search import SearchEngine  # noqa: E402
 

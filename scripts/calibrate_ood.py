@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Fit a checkpoint's out-of-distribution density (fashionnet.ood), category temperature
-(fashionnet.temperature) and landmarks' garment-box layout (fashionnet.landmark_prior), and report how the density flags photos and how calibrated the
+"""Fit a checkpoint's out-of-distribution density (fashionnet.calibration.ood), category temperature
+(fashionnet.calibration.temperature) and landmarks' garment-box layout (fashionnet.calibration.landmark_prior), and report how the density flags photos and how calibrated the
 category probabilities are on the test photos.
 
 Training stores the density itself; use this for a checkpoint trained without it, after changing
@@ -26,22 +26,22 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import data_root_option, device_option  # noqa: E402
-from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint  # noqa: E402
-from fashionnet.inference import Predictor  # noqa: E402
-from fashionnet.landmark_prior import fit_box_layout  # noqa: E402
-from fashionnet.runtime import resolve_device  # noqa: E402
-from fashionnet.ood import DEFAULT_MARGIN, DEFAULT_QUANTILE, calibrate_on_frames, non_garment_probes  # noqa: E402
+from fashionnet.calibration.landmark_prior import fit_box_layout  # noqa: E402
+from fashionnet.calibration.ood import DEFAULT_MARGIN, DEFAULT_QUANTILE, calibrate_on_frames, non_garment_probes  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import data_root_option, device_option  # noqa: E402
 from fashionnet.data.dataset import DeepFashionDataset  # noqa: E402
 from fashionnet.data.transforms import build_transforms  # noqa: E402
-from fashionnet.temperature import (  # noqa: E402
+from fashionnet.device import resolve_device  # noqa: E402
+from fashionnet.inference.predictor import Predictor  # noqa: E402
+from fashionnet.models.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint  # noqa: E402
+from fashionnet.calibration.temperature import (  # noqa: E402
     dataset_category_logits,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
 )
-from fashionnet.training import read_training_frames, split_for_training  # noqa: E402
+from fashionnet.training.data import read_training_frames, split_for_training  # noqa: E402
 from indexer.embedding import IMAGE_SUFFIXES  # noqa: E402
 
 TEST_SPLITS = ("test", "query", "gallery")

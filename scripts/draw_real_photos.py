@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image, ImageDraw  # noqa: E402
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import device_option  # noqa: E402
-from fashionnet.images import load_image  # noqa: E402
-from fashionnet.inference import Predictor  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import device_option  # noqa: E402
+from fashionnet.data.images import load_image  # noqa: E402
+from fashionnet.inference.predictor import Predictor  # noqa: E402
 from webui.render import display_copy, draw_box, draw_landmarks  # noqa: E402
 
 

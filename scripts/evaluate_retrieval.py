@@ -8,7 +8,7 @@ Writes <benchmark>.json, <benchmark>.md (markdown table) and <benchmark>_topk.pn
 The table also checks what the page shows of each query photo against its annotations
 ("real_photo" in the JSON): the garment box's IoU, the clothes type, the NE of the points marked
 sure and unsure, and the NE of the mean layout placed in the predicted and the annotated box. On
-real photos (e.g. --data-root ../shared/realdev/robot_dev) these say where the model fails.
+real photos (e.g. an In-shop folder of annotated real photos) these say where the model fails.
 """
 
 import argparse
@@ -17,9 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import data_root_option, device_option  # noqa: E402
-from fashionnet.evaluation import VARIANTS, evaluate_checkpoint, markdown_table, write_report  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import data_root_option, device_option  # noqa: E402
+from fashionnet.evaluation.benchmark import VARIANTS, evaluate_checkpoint  # noqa: E402
+from fashionnet.evaluation.report import markdown_table, write_report  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:

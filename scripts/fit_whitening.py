@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fit a learned whitening (fashionnet.whitening) for a trained checkpoint and write the result as
+"""Fit a learned whitening (fashionnet.calibration.whitening) for a trained checkpoint and write the result as
 a new checkpoint; the input is left as it was.
 
 Training fits it itself with --whiten-dim; use this for a checkpoint trained without it:
@@ -21,13 +21,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import data_root_option, device_option, hidden_alias  # noqa: E402
-from fashionnet.runtime import resolve_device  # noqa: E402
-from fashionnet.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint, replace_model  # noqa: E402
-from fashionnet.training import get_args_parser as training_args_parser, read_training_frames, split_for_training, training_transform  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import data_root_option, device_option, hidden_alias  # noqa: E402
+from fashionnet.device import resolve_device  # noqa: E402
 from fashionnet.models import create_model  # noqa: E402
-from fashionnet.whitening import DEFAULT_AUGMENTED_VIEWS, DEFAULT_DIM, DEFAULT_SHRINKAGE, WHITENING_BUFFERS, whiten_model  # noqa: E402
+from fashionnet.models.checkpoint import atomic_torch_save, input_side, load_checkpoint, model_from_checkpoint, replace_model  # noqa: E402
+from fashionnet.training.args import get_args_parser as training_args_parser  # noqa: E402
+from fashionnet.training.data import read_training_frames, split_for_training, training_transform  # noqa: E402
+from fashionnet.calibration.whitening import (
+    DEFAULT_AUGMENTED_VIEWS,
+    DEFAULT_DIM,
+    DEFAULT_SHRINKAGE,
+    WHITENING_BUFFERS,
+    whiten_model,
+)  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -36,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True,
                    help="the new checkpoint written: --checkpoint with the fitted whitening (must differ from --checkpoint)")
     data_root_option(p, several=True, help="training layouts (default: the ones the checkpoint was trained on)")
-    # the same spellings as training's (fashionnet/training.py); the old ones still work
+    # the same spellings as training's (fashionnet/training/args.py); the old ones still work
     p.add_argument("--whiten-dim", type=int, default=DEFAULT_DIM, help="whitened dimensions (below the number of training items)")
     hidden_alias(p, "--dim", dest="whiten_dim", type=int)
     p.add_argument("--whiten-shrinkage", type=float, default=DEFAULT_SHRINKAGE, help="shrinkage of the whitening's within-item covariance")

@@ -14,7 +14,7 @@ from pathlib import Path
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fashionnet.cli_errors import run_main  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
 from fashionnet.data.synthetic import main  # noqa: E402
 from fashionnet.data.synthetic.cli import get_args_parser  # noqa: E402,F401  (tests/test_cli_vocabulary.py)
 

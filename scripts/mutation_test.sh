@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Mutation testing of the core modules with mutmut 3 (`make mutation`; not part of `make test`).
 #
-# Mutated: fashionnet/landmarks.py, fashionnet/metrics.py, fashionnet/data/transforms.py and the
-# index store (indexer/store.py, faiss_tools.py, updates.py). Each mutant runs only the test files that exercise these modules (MUTATION_TESTS),
+# Mutated: fashionnet/landmarks.py, the metrics (fashionnet/evaluation/*_metrics.py, metric_inputs.py),
+# fashionnet/data/transforms.py and the index store (indexer/store.py, faiss_tools.py, updates.py).
+# Each mutant runs only the test files that exercise these modules (MUTATION_TESTS),
 # so the run stays practical on two CPU cores. Everything happens in a scratch copy of the repository
 # (build/mutation/ by default); the working tree is never modified. Results: docs/TESTING.md.
 #
@@ -24,7 +25,7 @@ MUTATION_TESTS="${MUTATION_TESTS:-tests/test_flip_layout.py tests/test_transform
 # The index store is indexer/store.py (EmbeddingIndex) with its FAISS helpers (faiss_tools.py) and
 # the operations on a saved index (updates.py); the on-disk layout (layout.py) is covered by the
 # durability tests, which are too slow to run per mutant.
-MUTATED="${MUTATED:-fashionnet/landmarks.py fashionnet/metrics.py fashionnet/data/transforms.py indexer/store.py indexer/faiss_tools.py indexer/updates.py}"
+MUTATED="${MUTATED:-fashionnet/landmarks.py fashionnet/evaluation/retrieval_metrics.py fashionnet/evaluation/landmark_metrics.py fashionnet/evaluation/box_metrics.py fashionnet/evaluation/label_metrics.py fashionnet/evaluation/metric_inputs.py fashionnet/data/transforms.py indexer/store.py indexer/faiss_tools.py indexer/updates.py}"
 
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is not installed: $PY -m pip install -e '.[mutation]'" >&2; exit 2; }
 
@@ -68,7 +69,9 @@ echo "mutmut run took $(( $(date +%s) - start )) s; per-mutant results in $WORK/
 "$PY" - "$WORK/results.txt" <<'EOF'
 import collections, re, sys
 
-modules = {"fashionnet.landmarks": "fashionnet/landmarks.py", "fashionnet.metrics": "fashionnet/metrics.py",
+modules = {"fashionnet.landmarks": "fashionnet/landmarks.py",
+           **{f"fashionnet.evaluation.{name}": f"fashionnet/evaluation/{name}.py"
+              for name in ("retrieval_metrics", "landmark_metrics", "box_metrics", "label_metrics", "metric_inputs")},
            "fashionnet.data.transforms": "fashionnet/data/transforms.py", "indexer.store": "indexer/store.py",
            "indexer.faiss_tools": "indexer/faiss_tools.py", "indexer.updates": "indexer/updates.py"}
 counts = collections.defaultdict(collections.Counter)

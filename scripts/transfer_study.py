@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fashionnet.cli_errors import run_main  # noqa: E402
-from fashionnet.cli_options import device_option  # noqa: E402
-from fashionnet.evaluation import evaluate_checkpoint, write_report  # noqa: E402
-from fashionnet.training import main as train  # noqa: E402
+from fashionnet.cli.errors import run_main  # noqa: E402
+from fashionnet.cli.options import device_option  # noqa: E402
+from fashionnet.evaluation.benchmark import evaluate_checkpoint  # noqa: E402
+from fashionnet.evaluation.report import write_report  # noqa: E402
+from fashionnet.training.train import main as train  # noqa: E402
 
 # The study's recipes spell out their flags, so a rerun trains the recipes that
 # docs/experiments/transfer_recipe.md reports whatever configs/demo.yaml (the --config) holds:

@@ -64,7 +64,7 @@ def synth_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_tiny(synth_root, tmp_path_factory) -> dict:
     """A tiny FashionNet trained for a few steps on the consumer2shop layout; returns main()'s result."""
-    from fashionnet.training import main
+    from fashionnet.training.train import main
 
     out = tmp_path_factory.mktemp("run") / "tiny"
     result = main([*TINY_TRAIN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out)])
@@ -80,7 +80,7 @@ def tiny_checkpoint(trained_tiny) -> Path:
 @pytest.fixture(scope="session")
 def tiny_index(synth_root, tiny_checkpoint, tmp_path_factory) -> Path:
     """A real FAISS index of the consumer2shop test gallery, built by the indexer."""
-    from fashionnet.inference import Predictor
+    from fashionnet.inference.predictor import Predictor
     from indexer.build import build_index, gallery_rows
 
     out = tmp_path_factory.mktemp("index") / "gallery"
@@ -98,3 +98,63 @@ def index_copy(tiny_index, tmp_path) -> Path:
     dst = tmp_path / "idx"
     shutil.copytree(tiny_index, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def trust_checkpoint(tiny_checkpoint, synth_root, tmp_path_factory) -> Path:
+    """The tiny checkpoint with what the trust checks read: held-out photos for the close-match
+    score (consumer photos of the items the test gallery lacks, against their shop photos; training
+    kept too few validation photos to store them) and an unfamiliar threshold between every
+    synthetic garment photo and plain photos, which the briefly trained tiny model's own threshold
+    does not reliably separate. The photos of ``plain_photo`` are among those it is set on."""
+    import shutil
+
+    from fashionnet.calibration.close_match import store_match_reference
+    from fashionnet.data.readers import read_benchmark
+    from fashionnet.inference.predictor import Predictor
+    from fashionnet.models.checkpoint import atomic_torch_save, load_checkpoint
+
+    out = tmp_path_factory.mktemp("trust") / "checkpoint.pt"
+    shutil.copy(tiny_checkpoint, out)
+    root = synth_root / "consumer2shop"
+    frame = read_benchmark(root, "consumer2shop", verify_images=False)
+    held = frame[frame["split"] != "test"]
+    predictor = Predictor.from_checkpoint(out, device="cpu", runtime="torch")
+    assert store_match_reference(out, predictor, held[held["source"] == "consumer"], held[held["source"] == "shop"], root) is not None
+    garments = max(p.unfamiliarity for p in predictor.predict_batch([str(root / p) for p in frame["image_path"]]))
+    plain = min(p.unfamiliarity for p in predictor.predict_batch(plain_photos()))
+    assert garments < plain, f"the tiny model scores a garment photo ({garments:.2f}) as unfamiliar as a plain one ({plain:.2f})"
+    ckpt = load_checkpoint(out)
+    ckpt["ood"]["threshold"] = (garments + plain) / 2
+    atomic_torch_save(ckpt, out)
+    return out
+
+
+def plain_photos(n: int = 8):
+    """Plain-colour photos (fashionnet.calibration.ood's non-garment probes) as arrays."""
+    from fashionnet.calibration.ood import non_garment_probes
+
+    return non_garment_probes(n_per_kind=n)["plain"]
+
+
+@pytest.fixture()
+def plain_photo(tmp_path) -> Path:
+    """A plain-colour PNG, one the trust checkpoint's unfamiliar threshold was set against."""
+    from PIL import Image
+
+    path = tmp_path / "plain_wall.png"
+    Image.fromarray(plain_photos()[0]).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trust_index(trust_checkpoint, synth_root, tmp_path_factory) -> Path:
+    """The consumer2shop test gallery indexed with the trust checkpoint: it records a close-match score."""
+    from fashionnet.inference.predictor import Predictor
+    from indexer.build import build_index, gallery_rows
+
+    out = tmp_path_factory.mktemp("trust_index") / "gallery"
+    predictor = Predictor.from_checkpoint(trust_checkpoint, device="cpu", runtime="torch")
+    build_index(predictor, gallery_rows(synth_root / "consumer2shop"), out, workers=0, progress=False,
+                checkpoint_path=str(trust_checkpoint), device="cpu")
+    return out

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 import torch
 
-from fashionnet.checkpoint import CheckpointError, load_checkpoint
+from fashionnet.models.checkpoint import CheckpointError, load_checkpoint
 
 
 class _RunsCode:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fashionnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fashionnet.inference import Predictor
+from fashionnet.inference.predictor import Predictor
 from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def _real_checkpoint(path):

@@ -49,7 +49,7 @@ RUNS_MODEL = {"indexer build", "indexer add", "indexer query", "indexer serve", 
 RUNS_QUERIES = {"indexer build", "indexer add", "indexer query", "indexer serve", "scripts/benchmark_query.py",
                 "scripts/benchmark_serving.py"}
 # commands with --data-root: reading several layouts, or exactly one
-SEVERAL_ROOTS = {"train", "scripts/train_fashionnet.py", "scripts/fit_whitening.py", "scripts/calibrate_ood.py",
+SEVERAL_ROOTS = {"train", "scripts/train_fashionnet.py", "scripts/fit_whitening.py", "scripts/calibrate_ood.py", "scripts/fit_close_match.py",
                  "scripts/evaluate_retrieval.py"}
 ONE_ROOT = {"indexer build", "scripts/benchmark_query.py", "scripts/benchmark_runtime.py"}
 
@@ -61,7 +61,7 @@ def _script_parser(name: str) -> argparse.ArgumentParser:
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
-    from fashionnet.training import get_args_parser as training_parser
+    from fashionnet.training.args import get_args_parser as training_parser
     from indexer.cli import get_args_parser as indexer_parser
     from webui.__main__ import get_args_parser as webui_parser
 
@@ -192,7 +192,7 @@ def test_one_data_root_refuses_a_second(parsers, command, capsys):
 
 
 def test_training_reads_every_data_root_and_its_config_keys(tmp_path):
-    from fashionnet.training import DEFAULT_DATA_ROOTS, parse_args
+    from fashionnet.training.args import DEFAULT_DATA_ROOTS, parse_args
 
     assert parse_args(["--data-root", "A", "--data-root", "B"]).data_root == [Path("A"), Path("B")]
     assert parse_args([]).data_root == list(DEFAULT_DATA_ROOTS)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionnet.inference import LOW_CONFIDENCE, Predictor
+from fashionnet.inference.prediction import LOW_CONFIDENCE
+from fashionnet.inference.predictor import Predictor
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.branches import heatmap_confidence
 

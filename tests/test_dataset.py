@@ -13,10 +13,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from fashionnet.data.dataset import DeepFashionDataset, SkippedSample, collate_skip_none, make_label_map
+from fashionnet.data.images import ImageLoadError
 from fashionnet.data.samplers import PKSampler
 from fashionnet.data.schema import conform
 from fashionnet.data.transforms import build_transforms, letterbox_geometry, to_model_coords
-from fashionnet.images import ImageLoadError
 from fashionnet.landmarks import ABSENT, LANDMARK_NAMES, VISIBLE
 
 SIZE = 32

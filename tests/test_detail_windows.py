@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint, state_dict_checksum
-from fashionnet.inference import Predictor
+from fashionnet.inference.predictor import Predictor
 from fashionnet.landmarks import OCCLUDED, VISIBLE
 from fashionnet.models import FashionNetConfig, create_model
-from fashionnet.training import main as train_main
+from fashionnet.models.checkpoint import load_checkpoint, model_from_checkpoint, state_dict_checksum
+from fashionnet.training.train import main as train_main
 from tests.conftest import TINY_TRAIN_ARGS, load_script
 
 SIDE = 96

@@ -22,12 +22,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionnet.checkpoint import load_checkpoint
 from fashionnet.data.readers import read_consumer2shop, read_inshop
 from fashionnet.data.transforms import build_transforms
-from fashionnet.evaluation import evaluate_checkpoint, markdown_table, write_report
-from fashionnet.inference import Predictor, model_from_checkpoint
+from fashionnet.evaluation.benchmark import evaluate_checkpoint
+from fashionnet.evaluation.report import markdown_table, write_report
+from fashionnet.inference.predictor import Predictor
 from fashionnet.landmarks import LANDMARK_NAMES
+from fashionnet.models.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 def independent_retrieval(q_emb, q_items, g_emb, g_items, ks):
@@ -71,6 +72,7 @@ def predictor(tiny_checkpoint):
 def test_consumer2shop_fashionnet_variant_matches_brute_force(consumer2shop, predictor):
     root, results, queries, gallery = consumer2shop
     assert results["num_queries"] == len(queries) and results["num_gallery"] == len(gallery)
+    assert "all_photos" not in results, "shop and consumer photos are different kinds: not measured together"
     embed = lambda rows: np.stack([p.embedding for p in predictor.predict_batch([root / x for x in rows["image_path"]])])  # noqa: E731
     assert_retrieval_matches(results["variants"]["fashionnet"], embed(queries), queries["item_id"].to_numpy(),
                              embed(gallery), gallery["item_id"].to_numpy())
@@ -179,6 +181,22 @@ def test_inshop_protocol_matches_brute_force(tiny_checkpoint, synth_root, predic
     embed = lambda rows: np.stack([p.embedding for p in predictor.predict_batch([root / x for x in rows["image_path"]])])  # noqa: E731
     assert_retrieval_matches(results["variants"]["fashionnet"], embed(queries), queries["item_id"].to_numpy(),
                              embed(gallery), gallery["item_id"].to_numpy())
+    # all photos together: each searches all the others, and what the page shows is measured on every photo
+    every = np.concatenate([embed(queries), embed(gallery)])
+    items = np.concatenate([queries["item_id"].to_numpy(), gallery["item_id"].to_numpy()])
+    hits = [items[int(np.argmax(np.where(np.arange(len(items)) == i, -np.inf, every @ every[i])))] == items[i] for i in range(len(items))]
+    all_photos = results["all_photos"]
+    assert all_photos["num_photos"] == len(items) == all_photos["garment_box"]["num_photos"]
+    assert all_photos["all_vs_all_top1"] == pytest.approx(np.mean(hits))
+    assert "all-vs-all top-1" in markdown_table(results)
+    # all photos together: each searches all the others, and what the page shows is measured on every photo
+    every = np.concatenate([embed(queries), embed(gallery)])
+    items = np.concatenate([queries["item_id"].to_numpy(), gallery["item_id"].to_numpy()])
+    hits = [items[int(np.argmax(np.where(np.arange(len(items)) == i, -np.inf, every @ every[i])))] == items[i] for i in range(len(items))]
+    all_photos = results["all_photos"]
+    assert all_photos["num_photos"] == len(items) == all_photos["garment_box"]["num_photos"]
+    assert all_photos["all_vs_all_top1"] == pytest.approx(np.mean(hits))
+    assert "all-vs-all top-1" in markdown_table(results)
 
 
 def test_report_files(consumer2shop, tmp_path):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashionnet.images import load_image
-from fashionnet.inference import Predictor
+from fashionnet.data.images import load_image
+from fashionnet.inference.predictor import Predictor
 
 EXIF_ORIENTATION = 0x0112
 # The stored pixels for each tag: the upright image turned the opposite way to the viewing rotation.

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionnet import faces
-from fashionnet.faces import FaceDetector, box_below_face, default_face_detector, wants_face_check
-from fashionnet.inference import Predictor
+from fashionnet.inference import faces
+from fashionnet.inference.faces import FaceDetector, box_below_face, default_face_detector, wants_face_check
+from fashionnet.inference.localisation import crop_region
+from fashionnet.inference.predictor import Predictor
 from fashionnet.landmarks import FULL_BODY, LOWER_BODY, UPPER_BODY
-from fashionnet.localisation import crop_region
 from fashionnet.models import FashionNetConfig, create_model
 from tests.test_localisation import flat_heatmaps, force_box
 
@@ -190,8 +190,8 @@ def test_without_opencv_the_predictor_runs_without_the_cut(monkeypatch):
 def test_with_flip_averaging_faces_are_found_once_and_mirrored_for_the_mirror_image():
     from PIL import ImageOps
 
-    from fashionnet.faces import mirrored_boxes
-    from fashionnet.retrieval_time import average_views
+    from fashionnet.inference.faces import mirrored_boxes
+    from fashionnet.inference.retrieval_time import average_views
 
     # the model puts the garment box left of centre in every photo; the face is over it in the
     # photo, and in the mirror image it lies beside it, so only the photo's box is cut

@@ -38,7 +38,7 @@ def shop(synth_root, tmp_path) -> Path:
 
 @pytest.fixture()
 def predictor(tiny_checkpoint):
-    from fashionnet.inference import Predictor
+    from fashionnet.inference.predictor import Predictor
 
     return Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import fashionnet
-from indexer.layout import live_data_file, sha256_file
 from indexer import store
 from indexer.errors import IndexDeviceError, IndexLoadError, IndexMismatchError, IndexSaveError
+from indexer.layout import live_data_file, sha256_file
 from indexer.store import EmbeddingIndex
 from indexer.updates import merge
 

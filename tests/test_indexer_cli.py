@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionnet.checkpoint import load_checkpoint, save_checkpoint
+from fashionnet.models.checkpoint import load_checkpoint, save_checkpoint
 from indexer.layout import live_data_file
 from tests.cli_helpers import run_cli
 from indexer.store import EmbeddingIndex
@@ -168,7 +168,7 @@ def test_index_from_another_model_is_refused(capsys, tiny_index, tiny_checkpoint
                     preprocessing=ckpt["preprocessing"], epoch=0)
     image = EmbeddingIndex.load(tiny_index).metadata["image_path"].iloc[0]
     code, _, err = run_cli(capsys, "query", tiny_index, image, "--checkpoint", other)
-    assert code == 2 and "was built by model" in err and "Rebuild the index" in err
+    assert code == 2 and "was built by model" in err and "rebuild it with the current model" in err
 
     from fashionnet.models import FashionNetConfig, create_model
 
@@ -266,8 +266,9 @@ def test_a_large_catalogue_gets_an_ivf_index_without_asking(capsys, tiny_checkpo
 def test_flip_averaging_is_recorded_in_the_index_and_followed(capsys, tiny_index, tiny_checkpoint, synth_root, tmp_path):
     """The build records whether it averaged each photo with its mirror image; queries, adds and
     merges follow the index, and a Predictor that embeds the other way is refused."""
-    from fashionnet.inference import Predictor
-    from indexer.search import IndexMismatchError, SearchEngine
+    from fashionnet.inference.predictor import Predictor
+    from indexer.errors import IndexMismatchError
+    from indexer.search import SearchEngine
 
     assert json.loads((tiny_index / "manifest.json").read_text())["extra"]["flip_average"] is True
     assert SearchEngine.open(tiny_index, device="cpu").predictor.flip_average

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from fashionnet.checkpoint import load_checkpoint, save_checkpoint
+from fashionnet.models.checkpoint import load_checkpoint, save_checkpoint
 from indexer.cli import main as indexer
 from tests.cli_helpers import run_cli
 from indexer.store import EmbeddingIndex

@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fashionnet.images import ImageLoadError
-from fashionnet.inference import Predictor, model_from_checkpoint
+from fashionnet.data.images import ImageLoadError
+from fashionnet.inference.predictor import Predictor
 from fashionnet.landmarks import LANDMARK_NAMES
 from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.models.checkpoint import model_from_checkpoint
 
 
 class _FixedLandmarks(torch.nn.Module):
@@ -122,7 +123,7 @@ def test_bad_images_give_clear_errors(tiny_checkpoint, tmp_path):
 
 
 def test_decompression_bomb_is_refused(tmp_path):
-    from fashionnet.images import MAX_IMAGE_PIXELS, load_image
+    from fashionnet.data.images import MAX_IMAGE_PIXELS, load_image
 
     side = int(MAX_IMAGE_PIXELS**0.5) + 100
     bomb = tmp_path / "bomb.png"

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint, state_dict_checksum
-from fashionnet.inference import Predictor
-from fashionnet.models import FashionNetConfig, create_model
-from fashionnet.models.fashionnet import COLOUR_GRID
+from fashionnet.inference.predictor import Predictor
 from fashionnet.landmarks import VISIBLE
+from fashionnet.models import FashionNetConfig, create_model
+from fashionnet.models.checkpoint import load_checkpoint, model_from_checkpoint, state_dict_checksum
+from fashionnet.models.fashionnet import COLOUR_GRID
 from tests.conftest import load_script
 
 fit_whitening = load_script("fit_whitening")

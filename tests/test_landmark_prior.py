@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from fashionnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fashionnet.calibration.landmark_prior import MIN_ROWS, BoxLayoutPrior
 from fashionnet.data.schema import BBOX_COLUMNS, LANDMARK_VIS_COLUMNS, LANDMARK_X_COLUMNS, LANDMARK_Y_COLUMNS
-from fashionnet.inference import Predictor
-from fashionnet.landmark_prior import MIN_ROWS, BoxLayoutPrior
+from fashionnet.inference.predictor import Predictor
 from fashionnet.landmarks import ABSENT, NUM_LANDMARKS, VISIBLE
+from fashionnet.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tests.test_localisation import GARMENT, SIDE, canvas_box_in_input, force_box, garment_photo
 
 UPPER = np.array([[0.3, 0.0], [0.7, 0.0], [0.1, 0.5], [0.9, 0.5], [0.25, 0.6], [0.75, 0.6], [0.2, 1.0], [0.8, 1.0]])

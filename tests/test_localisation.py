@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from fashionnet.data.transforms import to_original_coords
-from fashionnet.inference import Predictor
-from fashionnet.localisation import (
+from fashionnet.inference.predictor import Predictor
+from fashionnet.inference.localisation import (
     CROP_BELOW_AREA,
     area_fraction,
     box_to_original,

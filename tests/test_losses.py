@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from fashionnet.landmarks import ABSENT, OCCLUDED, TRUNCATED, VISIBLE
-from fashionnet.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss
-from fashionnet.miners import BatchHardMiner, SemiHardMiner, pairwise_distances
+from fashionnet.training.losses import AttributeLoss, CategoryLoss, LandmarkL2Loss, TripletLoss, VisibilityLoss
+from fashionnet.training.miners import BatchHardMiner, SemiHardMiner, pairwise_distances
 
 
 def _landmark_batch():
@@ -173,7 +173,7 @@ def test_triplet_loss_zero_when_classes_are_separated_and_finite_on_duplicates()
 
 
 def test_box_loss_is_zero_on_the_target_grows_with_the_error_and_skips_rows_without_a_box():
-    from fashionnet.losses import BoxLoss
+    from fashionnet.training.losses import BoxLoss
 
     loss = BoxLoss()
     target = torch.tensor([[0.2, 0.1, 0.7, 0.9], [0.0, 0.0, 1.0, 1.0]])
@@ -192,8 +192,8 @@ def test_box_loss_is_zero_on_the_target_grows_with_the_error_and_skips_rows_with
 
 
 def test_box_is_a_loss_term_weighted_in_both_stages():
-    from fashionnet.losses import AttributeLoss, FashionNetLosses
-    from fashionnet.schedule import LOSS_TERMS, IterativeSchedule, StageWeights
+    from fashionnet.training.losses import AttributeLoss, FashionNetLosses
+    from fashionnet.training.schedule import LOSS_TERMS, IterativeSchedule, StageWeights
 
     assert "box" in LOSS_TERMS
     schedule = IterativeSchedule()

@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from fashionnet.evaluation.label_metrics import attribute_recall_at_k, category_accuracy
+from fashionnet.evaluation.landmark_metrics import normalized_error, pdl
+from fashionnet.evaluation.retrieval_metrics import map_at_r, retrieval_metrics, topk_hit_rate
 from fashionnet.landmarks import ABSENT, LANDMARK_NAMES, OCCLUDED, VISIBLE
-from fashionnet.metrics import (
-    attribute_recall_at_k,
-    category_accuracy,
-    map_at_r,
-    normalized_error,
-    pdl,
-    retrieval_metrics,
-    topk_hit_rate,
-)
 
 # Gallery of 5 images: items A, B, C, A, D.
 GALLERY_ITEMS = np.array(["A", "B", "C", "A", "D"])
@@ -195,7 +189,7 @@ def test_attribute_recall_at_k():
 
 
 def test_mean_layout_floor_hand_made():
-    from fashionnet.metrics import mean_layout
+    from fashionnet.evaluation.landmark_metrics import mean_layout
 
     # two tops (group 0) in 100 x 200 and 200 x 400 photos, one pair of trousers (group 1)
     true = np.full((3, 8, 2), np.nan)
@@ -222,7 +216,7 @@ def test_mean_layout_floor_hand_made():
 
 
 def test_box_iou_hand_made():
-    from fashionnet.metrics import box_iou
+    from fashionnet.evaluation.box_metrics import box_iou
 
     pred = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [np.nan] * 4])
     true = np.array([[0, 0, 10, 10],    # the same box: 1
@@ -235,7 +229,7 @@ def test_box_iou_hand_made():
 
 
 def test_garment_box_iou_leaves_out_unannotated_and_scores_missing_boxes_zero():
-    from fashionnet.metrics import garment_box_iou
+    from fashionnet.evaluation.box_metrics import garment_box_iou
 
     nan = [np.nan] * 4
     pred = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], nan, [0, 0, 10, 10]])
@@ -253,7 +247,7 @@ def test_garment_box_iou_leaves_out_unannotated_and_scores_missing_boxes_zero():
 
 
 def test_mean_layout_in_box_lands_on_the_right_pixels():
-    from fashionnet.metrics import mean_layout_in_box
+    from fashionnet.evaluation.landmark_metrics import mean_layout_in_box
 
     true = np.full((4, 8, 2), np.nan)
     vis = np.full((4, 8), 3)
@@ -282,7 +276,7 @@ def test_mean_layout_in_box_lands_on_the_right_pixels():
 
 
 def test_normalized_error_split_by_the_models_confidence():
-    from fashionnet.metrics import normalized_error_by_confidence
+    from fashionnet.evaluation.landmark_metrics import normalized_error_by_confidence
 
     true = np.zeros((1, 8, 2)) + 50
     pred = true.copy()

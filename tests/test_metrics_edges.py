@@ -13,17 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from fashionnet import metrics
+import fashionnet.evaluation.retrieval_metrics as retrieval_module
+from fashionnet.evaluation.label_metrics import attribute_recall_at_k, category_accuracy
+from fashionnet.evaluation.landmark_metrics import normalized_error, pdl
+from fashionnet.evaluation.retrieval_metrics import map_at_r, retrieval_metrics, topk_hit_rate
 from fashionnet.landmarks import ABSENT, LANDMARK_NAMES, VISIBLE
-from fashionnet.metrics import (
-    attribute_recall_at_k,
-    category_accuracy,
-    map_at_r,
-    normalized_error,
-    pdl,
-    retrieval_metrics,
-    topk_hit_rate,
-)
 
 
 def _unit(degrees):
@@ -118,7 +112,7 @@ def test_blocked_ranking_equals_one_block(monkeypatch, limit):
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     items = np.array([0, 1, 2, 0, 1, 2, 0, 1, 3])
     whole = retrieval_metrics(emb, items, emb, items, ks=(1, 2, 3), exclude_self=True, show_progress=False)
-    monkeypatch.setattr(metrics, "_MAX_BLOCK_ELEMENTS", limit * 9 + 4)  # blocks of `limit` queries
+    monkeypatch.setattr(retrieval_module, "_MAX_BLOCK_ELEMENTS", limit * 9 + 4)  # blocks of `limit` queries
     blocked = retrieval_metrics(emb, items, emb, items, ks=(1, 2, 3), exclude_self=True, show_progress=False)
     assert blocked == whole
 
@@ -126,7 +120,7 @@ def test_blocked_ranking_equals_one_block(monkeypatch, limit):
 def test_progress_bar_shows_only_for_several_blocks_when_asked(monkeypatch, capsys):
     emb = _unit([0, 10, 20, 30])
     items = np.array([1, 1, 2, 2])
-    monkeypatch.setattr(metrics, "_MAX_BLOCK_ELEMENTS", 2 * 4)  # 2 queries per block
+    monkeypatch.setattr(retrieval_module, "_MAX_BLOCK_ELEMENTS", 2 * 4)  # 2 queries per block
     retrieval_metrics(emb, items, emb, items, ks=(1,), show_progress=False)
     assert capsys.readouterr().err == ""
     retrieval_metrics(emb, items, emb, items, ks=(1,))  # progress is on by default

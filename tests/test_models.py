@@ -18,9 +18,9 @@ from fashionnet.models import (
     list_backbones,
     list_models,
 )
-from fashionnet.losses import LandmarkL2Loss
 from fashionnet.models import efficientnet_lite as lite
 from fashionnet.models.branches import soft_argmax
+from fashionnet.training.losses import LandmarkL2Loss
 
 
 def tiny_model(**overrides) -> FashionNet:
@@ -159,7 +159,7 @@ def test_ground_truth_pooling_uses_given_landmarks_and_visibility():
 
 
 def test_fashionnet_trains_on_cpu():
-    from fashionnet.losses import CategoryLoss, LandmarkL2Loss, TripletLoss
+    from fashionnet.training.losses import CategoryLoss, LandmarkL2Loss, TripletLoss
 
     model = tiny_model().train()
     images = torch.randn(4, 3, 64, 64)
@@ -177,8 +177,8 @@ def test_fashionnet_trains_on_cpu():
 def test_appended_appearance_is_the_weighted_pooled_conv5_and_the_losses_leave_it_alone():
     import torch.nn.functional as F
 
-    from fashionnet.checkpoint import BEFORE_THE_SETTING, state_dict_checksum
-    from fashionnet.losses import metric_embedding
+    from fashionnet.models.checkpoint import BEFORE_THE_SETTING, state_dict_checksum
+    from fashionnet.training.losses import metric_embedding
 
     images = torch.randn(3, 3, 64, 64)
     plain, half, one = tiny_model(appearance_weight=0.0), tiny_model(appearance_weight=0.5), tiny_model(appearance_weight=1.0)
@@ -319,7 +319,7 @@ def test_efficientnet_lite0_classifies_a_photo_sensibly():
     from torchvision.models import ResNet50_Weights
     from torchvision.transforms.v2 import functional as TF
 
-    from fashionnet.images import load_image
+    from fashionnet.data.images import load_image
 
     categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]  # class names only, no download
     net = lite.EfficientNetLite0()
@@ -390,7 +390,7 @@ def test_box_head_learns_to_land_on_the_garment_pixels():
     """A few steps of the box loss on synthetic garments: held-out boxes overlap the garments."""
     from torchvision.ops import box_iou
 
-    from fashionnet.losses import BoxLoss
+    from fashionnet.training.losses import BoxLoss
 
     torch.manual_seed(0)
     model = tiny_model().train()
@@ -412,7 +412,7 @@ def test_box_head_learns_to_land_on_the_garment_pixels():
 
 
 def test_old_checkpoint_without_a_box_head_loads_and_predicts_no_box(tmp_path):
-    from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from fashionnet.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
     old = tiny_model(box_head=False)
     config = old.config.to_dict()

@@ -17,8 +17,8 @@ import torch
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install fashionnet-search[onnx])")
 pytest.importorskip("onnx", reason="onnx, which torch's ONNX exporter needs, is not installed (pip install fashionnet-search[onnx])")
 
-from fashionnet import onnx_runtime  # noqa: E402
-from fashionnet.inference import Predictor  # noqa: E402
+from fashionnet.inference.predictor import Predictor  # noqa: E402
+from fashionnet.runtimes import onnx_runtime  # noqa: E402
 
 EMBEDDING_ATOL = 1e-4
 COSINE_MIN = 0.9999
@@ -110,8 +110,8 @@ def test_tiny_model_onnx_matches_torch(tiny_predictors, synth_root):
 def test_whitened_model_onnx_matches_torch(synth_root, tmp_path, colour_window, detail_window, runtime):
     """A whitened embedding and its descriptor, landmark colours and detail windows included (and
     then whitened part by part), come through the export."""
-    from fashionnet.checkpoint import state_dict_checksum
     from fashionnet.models import FashionNetConfig, create_model
+    from fashionnet.models.checkpoint import state_dict_checksum
 
     if runtime == "openvino":
         pytest.importorskip("openvino", reason="openvino is not installed (pip install fashionnet-search[openvino])")
@@ -137,8 +137,8 @@ def test_efficientnet_lite0_exported_matches_torch(synth_root, tmp_path, runtime
     """The demo's architecture (roi_pool landmark pooling, appearance part) through each runtime."""
     if runtime == "openvino":
         pytest.importorskip("openvino", reason="openvino is not installed (pip install fashionnet-search[openvino])")
-    from fashionnet.checkpoint import state_dict_checksum
     from fashionnet.models import FashionNetConfig, create_model
+    from fashionnet.models.checkpoint import state_dict_checksum
 
     torch.manual_seed(0)
     # as the demo model: the pooled appearance appended to the search embedding
@@ -155,8 +155,8 @@ def test_onnx_crops_a_small_garment_like_torch(tmp_path):
     """The second pass runs through ONNX Runtime too: same crop, box, landmarks and embedding."""
     from PIL import Image
 
-    from fashionnet.checkpoint import state_dict_checksum
     from fashionnet.models import FashionNetConfig, create_model
+    from fashionnet.models.checkpoint import state_dict_checksum
     from tests.test_localisation import GARMENT, canvas_box_in_input, force_box, garment_photo
 
     torch.manual_seed(0)
@@ -250,7 +250,7 @@ def test_cli_query_with_the_onnx_runtime_answers_like_torch(tiny_index, synth_ro
 def test_auto_runtime_takes_the_fastest_installed_and_torch_elsewhere(tiny_checkpoint, tmp_path, monkeypatch):
     import warnings
 
-    import fashionnet.openvino_runtime as openvino_runtime
+    from fashionnet.runtimes import openvino_runtime
 
     expected = "openvino" if openvino_runtime.openvino_available() else "onnx"
     assert Predictor.from_checkpoint(tiny_checkpoint, device="cpu", onnx_cache_dir=tmp_path).runtime == expected  # the default: auto

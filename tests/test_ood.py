@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from fashionnet.checkpoint import load_checkpoint
-from fashionnet.inference import Predictor
-from fashionnet.ood import FeatureDensity, fit_density, ledoit_wolf, non_garment_probes
+from fashionnet.calibration.ood import FeatureDensity, fit_density, ledoit_wolf, non_garment_probes
+from fashionnet.inference.predictor import Predictor
+from fashionnet.models.checkpoint import load_checkpoint
 
 
 def _gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -86,9 +86,9 @@ def small_synth_root(tmp_path_factory) -> Path:
 def imagenet_predictor(small_synth_root) -> tuple[Predictor, pd.DataFrame, Path]:
     """A FashionNet on the ImageNet EfficientNet-Lite0 trunk (which the shipped models use), with its
     density fitted on the small benchmark's training photos, the validation photos setting the threshold."""
+    from fashionnet.calibration.ood import calibrate_on_frames
     from fashionnet.models import FashionNetConfig, create_model
-    from fashionnet.ood import calibrate_on_frames
-    from fashionnet.training import read_training_frames
+    from fashionnet.training.data import read_training_frames
 
     config = FashionNetConfig(backbone="efficientnet_lite0", pretrained=True, image_size=96, embedding_dim=32,
                               num_categories=0, num_attributes=0)
@@ -121,7 +121,7 @@ def test_test_split_garment_photos_are_not_flagged(imagenet_predictor):
 
 
 def test_a_checkpoint_without_a_density_reports_none(tiny_checkpoint, tmp_path):
-    from fashionnet.checkpoint import atomic_torch_save
+    from fashionnet.models.checkpoint import atomic_torch_save
 
     ckpt = load_checkpoint(tiny_checkpoint)
     ckpt.pop("ood")

@@ -15,8 +15,8 @@ pytest.importorskip("openvino", reason="openvino is not installed (pip install f
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install fashionnet-search[onnx])")
 pytest.importorskip("onnx", reason="onnx, which torch's ONNX exporter needs, is not installed")
 
-from fashionnet import openvino_runtime  # noqa: E402
-from fashionnet.inference import Predictor  # noqa: E402
+from fashionnet.inference.predictor import Predictor  # noqa: E402
+from fashionnet.runtimes import openvino_runtime  # noqa: E402
 from tests.test_onnx_runtime import _assert_same_outputs, _assert_same_top_20, _photos, torch_and_exported  # noqa: E402
 
 
@@ -86,3 +86,4 @@ def test_openvino_that_disagrees_with_torch_is_not_used(tiny_checkpoint, tmp_pat
         predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="openvino", onnx_cache_dir=tmp_path)
     assert predictor.runtime == "onnx"
     assert any("embedding differs from torch" in str(w.message) for w in caught)
+

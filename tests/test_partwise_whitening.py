@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint, state_dict_checksum
-from fashionnet.inference import Predictor
+from fashionnet.calibration.whitening import apply_whitening, fit_learned_whitening, fit_partwise_whitening
+from fashionnet.inference.predictor import Predictor
 from fashionnet.models import FashionNetConfig, create_model
-from fashionnet.whitening import apply_whitening, fit_learned_whitening, fit_partwise_whitening
+from fashionnet.models.checkpoint import load_checkpoint, model_from_checkpoint, state_dict_checksum
 from tests.conftest import load_script
 
 fit_whitening = load_script("fit_whitening")

@@ -16,6 +16,7 @@ import pytest
 from fashionnet.data.readers import read_consumer2shop
 from indexer.cli import main as indexer
 from tests.cli_helpers import run_cli
+from indexer.filter_values import UnknownFilterValue
 from indexer.search import Filters, SearchEngine
 from indexer.store import EmbeddingIndex
 
@@ -58,7 +59,9 @@ def test_a_shop_index_without_annotations_filters_by_predicted_clothes_type_and_
     category = choices["category"][0]
     matches = engine.query(photo, k=50, category=category.upper()).matches  # case does not matter
     assert set(matches["id"]) == set(gallery.index[gallery["predicted_category"] == category])
-    assert engine.query(photo, k=5, category="No such category").matches.empty
+    with pytest.raises(UnknownFilterValue) as refused:  # not an empty answer that looks like "no match"
+        engine.query(photo, k=5, category="No such category")
+    assert category in refused.value.allowed and set(engine.predictor.category_names) <= set(refused.value.allowed)
 
 
 def test_filters_agree_with_a_brute_force_over_the_metadata(shop_index, shop):
@@ -162,8 +165,9 @@ def test_batch_query_writes_every_photo_and_reports_bad_ones(capsys, shop_index,
         assert len(rows) == 6 and {r["query"] for r in rows} == {str(p) for p in photos}
         first = [r for r in rows if r["query"] == str(photos[0])]
         assert int(first[0]["rank"]) == 1 and Path(first[0]["image_path"]).name == photos[0].name
-    code, _, err = run_cli(capsys, "query", shop_index, photos[0], photos[1])
-    assert code == 2 and "need --out" in err
+    # without --out, several photos are answered in turn, each under its own headline
+    code, printed, _ = run_cli(capsys, "query", shop_index, photos[0], photos[1], "-k", 2)
+    assert code == 0 and f"query {photos[0]}" in printed and f"query {photos[1]}" in printed
     code, _, err = run_cli(capsys, "query", shop_index, photos[0], "--out", tmp_path / "results.txt")
     assert code == 2 and ".csv or .jsonl" in err
 

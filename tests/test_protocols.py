@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fashionnet.data.readers import read_benchmark
-from fashionnet.evaluation import protocol_frames
+from fashionnet.evaluation.protocols import protocol_frames
 from indexer.cli import main as indexer
 from indexer.store import EmbeddingIndex
 

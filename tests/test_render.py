@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashionnet.inference import Landmark
+from fashionnet.inference.prediction import Landmark
 from webui.render import LANDMARK_COLOURS, display_copy, draw_landmarks, short_name, thumbnail
 
 GREY = (128, 128, 128)

@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from fashionnet.checkpoint import (RETIRED_SETTINGS, CheckpointError, atomic_torch_save, load_checkpoint, model_from_checkpoint,
-                                   save_checkpoint)
-from fashionnet.inference import Predictor
+from fashionnet.models.checkpoint import (
+    RETIRED_SETTINGS,
+    CheckpointError,
+    atomic_torch_save,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from fashionnet.inference.predictor import Predictor
 from fashionnet.models import FashionNetConfig, create_model
-from fashionnet.training import resume_from
+from fashionnet.training.train import resume_from
 
 SIDE = 64
 

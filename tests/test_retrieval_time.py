@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashionnet.evaluation import evaluate_checkpoint, markdown_table
-from fashionnet.metrics import retrieval_metrics
-from fashionnet.retrieval_time import best_view_ranking, average_views, item_centroids
+from fashionnet.evaluation.benchmark import evaluate_checkpoint
+from fashionnet.evaluation.report import markdown_table
+from fashionnet.evaluation.retrieval_metrics import retrieval_metrics
+from fashionnet.inference.retrieval_time import best_view_ranking, average_views, item_centroids
 
 
 def test_average_views_is_the_normalised_mean_of_unit_views():
@@ -31,8 +32,8 @@ def test_evaluation_measures_each_improvement_on_the_same_photos(tiny_checkpoint
     from PIL import Image, ImageOps
 
     from fashionnet.data.readers import read_benchmark
-    from fashionnet.inference import Predictor
-    from fashionnet.protocols import protocol_frames
+    from fashionnet.evaluation.protocols import protocol_frames
+    from fashionnet.inference.predictor import Predictor
 
     root = synth_root / "consumer2shop"
     results = evaluate_checkpoint(tiny_checkpoint, root, variants=("fashionnet",), workers=0, progress=False, retrieval_time=True)
@@ -105,7 +106,7 @@ def test_predictor_averages_each_photo_with_its_mirror_image(tiny_checkpoint, sy
     and its mirror image's embeddings (both passes each); landmarks and category stay the photo's."""
     from PIL import Image, ImageOps
 
-    from fashionnet.inference import Predictor
+    from fashionnet.inference.predictor import Predictor
 
     photos = [Image.open(p).convert("RGB") for p in sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:4]]
     flipped = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", fold_batch_norms=False, runtime="torch")
@@ -126,7 +127,7 @@ def test_predictor_averages_each_photo_with_its_mirror_image(tiny_checkpoint, sy
 def test_index_and_query_paths_give_the_same_flip_averaged_embedding(tiny_checkpoint, synth_root):
     """A query runs the photo and its mirror image as one batch; the indexer runs the gallery batch
     and then its mirror images. Both must give the same embedding, or a photo would not find itself."""
-    from fashionnet.inference import Predictor
+    from fashionnet.inference.predictor import Predictor
     from indexer.embedding import embed_images
 
     paths = [str(p) for p in sorted((synth_root / "consumer2shop").glob("img/*/*/*/*.jpg"))[:6]]

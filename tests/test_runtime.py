@@ -6,7 +6,7 @@ import faiss
 import pytest
 import torch
 
-from fashionnet.runtime import serving_threads, set_threads
+from fashionnet.device import serving_threads, set_threads
 from indexer.search import SearchEngine
 
 

@@ -1,6 +1,6 @@
 """Every script and ``fashionnet-train`` refuse a bad checkpoint or index with one line, like
 ``indexer`` does: ``PROG: error: MESSAGE`` naming the file, exit status 2, no traceback
-(fashionnet.cli_errors). A bug keeps its traceback."""
+(fashionnet.cli.errors). A bug keeps its traceback."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashionnet.cli_errors import is_refusal, run_main
+from fashionnet.cli.errors import is_refusal, run_main
 from tests.conftest import TINY_TRAIN_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,8 +101,8 @@ def _raise(exc: BaseException):
 
 
 def test_the_rule_maps_refusals_to_one_line_and_exit_2(capsys, tmp_path):
-    from fashionnet.checkpoint import CheckpointError, load_checkpoint
-    from fashionnet.images import ImageLoadError
+    from fashionnet.data.images import ImageLoadError
+    from fashionnet.models.checkpoint import CheckpointError, load_checkpoint
     from indexer.errors import IndexLoadError
 
     assert run_main(lambda: load_checkpoint(tmp_path / "missing.pt"), prog="tool") == 2
@@ -116,7 +116,7 @@ def test_the_rule_maps_refusals_to_one_line_and_exit_2(capsys, tmp_path):
 
 
 def test_a_multi_line_message_is_joined_onto_one_line(capsys):
-    from fashionnet.checkpoint import CheckpointError
+    from fashionnet.models.checkpoint import CheckpointError
 
     assert run_main(lambda: _raise(CheckpointError("x.pt: unusable\n  because: reasons")), prog="tool") == 2
     assert capsys.readouterr().err == "tool: error: x.pt: unusable because: reasons\n"
@@ -130,7 +130,7 @@ def test_bugs_keep_their_traceback():
     # a ValueError from inside a library is a bug too; one the project's code raises is a message
     with pytest.raises(ValueError, match="reshape"):
         run_main(lambda: np.zeros(3).reshape(2))
-    from fashionnet.images import load_image
+    from fashionnet.data.images import load_image
 
     with pytest.raises(ValueError) as caught:
         load_image(np.zeros((2, 2, 7), dtype=np.uint8))

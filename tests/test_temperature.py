@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from fashionnet.checkpoint import atomic_torch_save, load_checkpoint
-from fashionnet.inference import Predictor
-from fashionnet.temperature import expected_calibration_error, fit_temperature, negative_log_likelihood
+from fashionnet.calibration.temperature import expected_calibration_error, fit_temperature, negative_log_likelihood
+from fashionnet.inference.predictor import Predictor
+from fashionnet.models.checkpoint import atomic_torch_save, load_checkpoint
 
 
 def _logits(n: int, sharpness: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

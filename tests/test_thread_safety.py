@@ -21,8 +21,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from fashionnet.faces import FaceDetector
-from fashionnet.inference import Predictor
+from fashionnet.inference.faces import FaceDetector
+from fashionnet.inference.predictor import Predictor
 from fashionnet.models import FashionNetConfig, create_model
 from tests.test_faces import box_in_input, grace_hopper
 from tests.test_localisation import flat_heatmaps, force_box
@@ -149,7 +149,7 @@ def test_one_predictor_shared_by_eight_threads_predicts_what_one_thread_predicts
 
 
 def test_each_thread_uses_its_own_cascade_and_available_stays_cheap():
-    from fashionnet import faces
+    from fashionnet.inference import faces
 
     mine = faces._cascade()
     assert faces._cascade() is mine and FaceDetector.available()
@@ -167,7 +167,7 @@ def test_each_thread_uses_its_own_cascade_and_available_stays_cheap():
 
 def test_onnx_sessions_are_made_once_per_thread_count_however_many_threads_ask(monkeypatch, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from fashionnet.onnx_runtime import OnnxForward
+    from fashionnet.runtimes.onnx_runtime import OnnxForward
 
     made = []
 
@@ -188,7 +188,7 @@ def test_onnx_sessions_are_made_once_per_thread_count_however_many_threads_ask(m
 
 def test_openvino_compiles_once_per_thread_count_however_many_threads_ask(monkeypatch, tmp_path):
     ov = pytest.importorskip("openvino")
-    from fashionnet.openvino_runtime import OpenVinoForward
+    from fashionnet.runtimes.openvino_runtime import OpenVinoForward
 
     compiled = []
 
@@ -231,7 +231,7 @@ def gallery(n: int, seed: int):
 def engine_over(index):
     from indexer.search import SearchEngine
 
-    predictor = SimpleNamespace(embedding_dim=DIM, model_checksum="test", flip_average=False)
+    predictor = SimpleNamespace(embedding_dim=DIM, model_checksum="test", flip_average=False, match_reference=None)
     return SearchEngine(index, predictor)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from fashionnet.models import FashionNetConfig
-from fashionnet.training import parse_args, read_training_frames
+from fashionnet.training.args import parse_args
+from fashionnet.training.data import read_training_frames
 
 
 def test_config_file_sets_options_and_the_command_line_wins(tmp_path):
@@ -101,7 +102,7 @@ def test_item_in_train_in_one_root_and_test_in_another_is_refused(synth_root, tm
 
 
 def test_stage_weights_take_five_or_six_values(capsys):
-    from fashionnet.schedule import StageWeights
+    from fashionnet.training.schedule import StageWeights
 
     five = parse_args(["--joint-stage-weights", "1", "2", "3", "4", "5"])
     assert StageWeights(*five.joint_stage_weights).as_dict()["box"] == 1.0  # left out: the default

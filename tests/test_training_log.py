@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fashionnet import training
-from fashionnet.schedule import LOSS_TERMS
-from fashionnet.training_log import EPOCH_COLUMNS, STEP_COLUMNS, TrainingLog
+from fashionnet.training import train
+from fashionnet.training.log import EPOCH_COLUMNS, STEP_COLUMNS, TrainingLog
+from fashionnet.training.schedule import LOSS_TERMS
 from tests.conftest import TINY_TRAIN_ARGS
 
 # Two epochs (landmark stage, joint stage) of four steps each, a row of train_log.csv every two steps.
@@ -50,7 +50,7 @@ class Killed(Exception):
 def test_curves_are_written_as_training_goes_and_a_resumed_run_continues_them(synth_root, tmp_path, monkeypatch):
     out = tmp_path / "run"
     args = [*RUN_ARGS, "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out)]
-    real_evaluate, calls = training.evaluate, []
+    real_evaluate, calls = train.evaluate, []
 
     def evaluate_then_die(*a, **kw):
         calls.append(1)
@@ -58,9 +58,9 @@ def test_curves_are_written_as_training_goes_and_a_resumed_run_continues_them(sy
             raise Killed
         return real_evaluate(*a, **kw)
 
-    monkeypatch.setattr(training, "evaluate", evaluate_then_die)
+    monkeypatch.setattr(train, "evaluate", evaluate_then_die)
     with pytest.raises(Killed):
-        training.main(args)
+        train.main(args)
     # What the dead run leaves: everything of epoch 1, and the steps of epoch 2 it logged before dying.
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1]
     assert [r["epoch"] for r in _rows(out / "epochs.csv")] == ["1"]
@@ -68,7 +68,7 @@ def test_curves_are_written_as_training_goes_and_a_resumed_run_continues_them(sy
     _assert_png(out / "curves.png")
 
     monkeypatch.undo()
-    training.main([*args, "--resume", "auto"])  # redoes epoch 2 from the epoch-1 checkpoint
+    train.main([*args, "--resume", "auto"])  # redoes epoch 2 from the epoch-1 checkpoint
     steps = _rows(out / "train_log.csv")
     assert list(steps[0]) == list(STEP_COLUMNS)
     # 4 steps / 2 = two rows per epoch; the dead run's epoch-2 rows were replaced, not repeated.
@@ -92,7 +92,7 @@ def test_curves_are_written_as_training_goes_and_a_resumed_run_continues_them(sy
 def test_tensorboard_is_optional(synth_root, tmp_path, capsys):
     """One epoch with --tensorboard and --log-every 0 (one row of train_log.csv per epoch)."""
     out = tmp_path / "tb"
-    training.main([*RUN_ARGS, "--joint-epochs", "0", "--log-every", "0", "--tensorboard",
+    train.main([*RUN_ARGS, "--joint-epochs", "0", "--log-every", "0", "--tensorboard",
                    "--data-root", str(synth_root / "consumer2shop"), "--output-dir", str(out)])
     printed = capsys.readouterr().out
     if importlib.util.find_spec("tensorboard") is None:
@@ -180,7 +180,7 @@ def test_ddp_logs_once_from_rank_0(synth_root, tmp_path):
 
 
 def test_a_failed_drawing_warns_and_the_logs_go_on(tmp_path, monkeypatch, capsys):
-    import fashionnet.training_log as training_log
+    import fashionnet.training.log as training_log
 
     def broken(*a, **kw):
         raise RuntimeError("no fonts")

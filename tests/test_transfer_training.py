@@ -12,7 +12,9 @@ from PIL import Image
 
 from fashionnet.data.style_augment import StyleAugment, StyledTransform
 from fashionnet.data.transforms import build_transforms
-from fashionnet.training import main, parse_args, training_transform
+from fashionnet.training.args import parse_args
+from fashionnet.training.data import training_transform
+from fashionnet.training.train import main
 from tests.conftest import TINY_TRAIN_ARGS
 
 

@@ -24,8 +24,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from indexer.layout import live_data_file
+from indexer.path_hiding import hide_server_paths
 from indexer.search import Filters, SearchEngine
-from webui.app import MAX_EXAMPLES, NO_CLOTHING_LANDMARK_PROB, for_visitors, no_clothing_found
+from webui.app import MAX_EXAMPLES, NO_CLOTHING_LANDMARK_PROB, no_clothing_found
 from webui.settings import ALLOW_INDEX_CHOICE_ENV
 
 APP = Path(__file__).resolve().parents[1] / "webui" / "app.py"
@@ -127,7 +128,8 @@ def test_upload_shows_landmarks_and_sorted_matches(page_env, test_consumer_photo
     assert [item for _, item, _ in shown] == expected.matches["item_id"].astype(str).tolist()
     np.testing.assert_allclose(scores, expected.matches["score"].to_numpy(float), atol=1.5e-3)
     category = expected.prediction.category
-    assert any(f"**Category:** {category} (" in md.value for md in at.markdown)
+    shown_as = f"**Category:** {category} (" if expected.prediction.category_sure else f"most likely {category} ("
+    assert any(shown_as in md.value for md in at.markdown)
 
 
 def test_camera_photo_is_searched_like_an_upload(page_env, test_consumer_photos, engine):
@@ -246,16 +248,21 @@ def test_the_operator_can_let_visitors_choose_the_index(page_env, monkeypatch, t
 
 
 def test_messages_for_visitors_hide_server_paths(tmp_path):
+    """The page and the HTTP API hide paths alike (indexer.path_hiding)."""
     index = tmp_path / "shop_index"
     message = (f"{index}/versions/3/index.faiss is damaged; {tmp_path}/shop_index2 is another; "
                "/srv/models/run7/checkpoint.pt: wrong shapes; see https://example.org/a/b")
-    assert for_visitors(message, index, "indexes/shop") == (
+    assert hide_server_paths(message, {index: "indexes/shop"}) == (
         "indexes/shop/versions/3/index.faiss is damaged; …/shop_index2 is another; "
         "…/checkpoint.pt: wrong shapes; see https://example.org/a/b")
+    images = tmp_path / "photos"
+    message = f"{images}/a/b.jpg is unreadable; {index}/manifest.json is missing; /srv is full"
+    assert hide_server_paths(message, {str(index): "<index>", str(images): "<images>", "": "<images>"}) == (
+        "<images>/a/b.jpg is unreadable; <index>/manifest.json is missing; …/srv is full")
 
 
 def test_no_clothing_needs_both_signals_near_chance():
-    from fashionnet.inference import Landmark, Prediction
+    from fashionnet.inference.prediction import Landmark, Prediction
     from fashionnet.landmarks import LANDMARK_NAMES
 
     def prediction(visible_prob: float, category_prob: float) -> Prediction:
@@ -270,6 +277,15 @@ def test_no_clothing_needs_both_signals_near_chance():
     sure = prediction(0.9, 0.9)
     assert no_clothing_found(dataclasses.replace(sure, unfamiliar=True, unfamiliarity=3.0), num_categories=9)
     assert not no_clothing_found(dataclasses.replace(blank, unfamiliar=False, unfamiliarity=0.9), num_categories=9)
+
+
+def parts_shown(caption: str):
+    """({part: value}, total) of an explained result's caption "a 0.1 + b 0.2 = 0.3", else None."""
+    m = re.fullmatch(r"((?:[a-z]+ -?\d+\.\d+ \+ )*[a-z]+ -?\d+\.\d+) = (-?\d+\.\d+)", caption)
+    if not m:
+        return None
+    named = {name: float(value) for name, value in (term.split(" ") for term in m.group(1).split(" + "))}
+    return named, float(m.group(2))
 
 
 def _warnings(at: AppTest) -> list[str]:
@@ -289,9 +305,13 @@ def test_plain_and_noise_images_are_flagged_but_still_answered(page_env, engine)
         # the page warns exactly when the model's check calls the photo unfamiliar (the briefly
         # trained tiny model's check catches the flat grey photo, not always the noise)
         flagged = engine.query(Image.fromarray(pixels)).prediction.unfamiliar
-        warned = any(f"**Unfamiliar photo:** **{name}** looks unlike the photos this model was trained on" in w for w in _warnings(at))
+        warned = any(w.startswith(f"**This does not look like a garment photo.** **{name}**") for w in _warnings(at))
         assert warned == flagged and (flagged or name != "grey.png"), _warnings(at)
         assert result_captions(at), "a flagged photo still gets its matches"
+        if flagged:  # the answer leads with it: no category headlined, no landmark drawn or listed as sure
+            assert _warnings(at)[0].startswith("**This does not look like a garment photo.**")
+            assert not any(md.value.startswith("**Category:**") and "none named" not in md.value for md in at.markdown)
+            assert at.dataframe[0].value["unsure"].all()
 
 
 def test_a_garment_photo_is_not_flagged(page_env, test_consumer_photos, engine):
@@ -300,7 +320,7 @@ def test_a_garment_photo_is_not_flagged(page_env, test_consumer_photos, engine):
     at = open_page()
     at.file_uploader(key="upload").set_value((familiar[0].name, familiar[0].read_bytes(), "image/jpeg"))
     at.run()
-    assert not any("Unfamiliar photo" in w for w in _warnings(at)) and result_captions(at)
+    assert not any("does not look like a garment photo" in w for w in _warnings(at)) and result_captions(at)
 
 
 def test_category_and_attribute_filters_and_explained_results(page_env, test_consumer_photos, engine):
@@ -316,13 +336,14 @@ def test_category_and_attribute_filters_and_explained_results(page_env, test_con
     shown = result_captions(at)
     assert len(shown) == min(K, int((gallery["category"] == category).sum()))
     assert {c.value.split(" · ")[0] for c in at.caption if TYPE_CAPTION.search(c.value)} == {category}
-    # the tiny model appends the pooled appearance (the training default): a fourth part
-    parts = [re.match(r"global (-?\d+\.\d+) \+ local (-?\d+\.\d+) \+ bias (-?\d+\.\d+) \+ appearance (-?\d+\.\d+)$", c.value)
-             for c in at.caption]
-    parts = [tuple(float(v) for v in m.groups()) for m in parts if m]
+    # each result's score as the sum of the parts its model has: the tiny model's fusion of global and
+    # local features, its bias, and the pooled appearance it appends (the training default)
+    parts = [parts_shown(c.value) for c in at.caption]
+    parts = [p for p in parts if p is not None]
     assert len(parts) == len(shown)
-    for (_, _, score), part in zip(shown, parts):
-        assert sum(part) == pytest.approx(score, abs=4e-3)
+    for (_, _, score), (named, total) in zip(shown, parts):
+        assert set(named) == {"global", "appearance", "local", "bias"}
+        assert sum(named.values()) == pytest.approx(total, abs=2e-3) and total == pytest.approx(score, abs=2e-3)
 
     # an attribute filter offered by the page only keeps results that have the attribute
     options = at.multiselect(key="attributes").options

@@ -112,3 +112,79 @@ def test_upload_in_browser_renders_landmarks_and_results(streamlit_url, browser,
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- the API's docs, offline
+
+@pytest.fixture
+def loopback_only_browser(tmp_path):
+    """chromium that reaches nothing but this machine: every other host name fails to resolve, so a
+    page that needs a CDN renders blank. Its performance log lists every request the page made."""
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-api'}",
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _requested_urls(driver) -> list[str]:
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def test_api_docs_render_with_no_network_but_the_server(loopback_only_browser, tiny_index, tmp_path):
+    """/docs and /redoc of `indexer serve` load Swagger UI and ReDoc from the server itself: with
+    every other host unreachable, /docs still shows a block per operation of /openapi.json."""
+    import re
+    import shutil
+
+    import requests
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.test_api import serving
+
+    index_dir = tmp_path / "idx"
+    shutil.copytree(tiny_index, index_dir)
+    driver = loopback_only_browser
+    with serving(index_dir, tmp_path / "api.log") as url:
+        spec = requests.get(f"{url}/openapi.json", timeout=30).json()
+        operations = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+        for page in ("/docs", "/redoc"):
+            html = requests.get(f"{url}{page}", timeout=30).text
+            assets = re.findall(r"""(?:src|href)=["']([^"']+)""", html)
+            assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+            assert "http://" not in html and "https://" not in html
+
+        driver.get(f"{url}/docs")
+        WebDriverWait(driver, 90).until(lambda d: len(d.find_elements("css selector", ".opblock")) >= len(operations))
+        shown = {(block.find_element("css selector", ".opblock-summary-method").text.strip(),
+                  block.find_element("css selector", ".opblock-summary-path").get_attribute("data-path"))
+                 for block in driver.find_elements("css selector", ".opblock")}
+        assert shown == operations
+        requested = [u for u in _requested_urls(driver) if u.startswith(("http:", "https:", "ws:", "wss:"))]  # not chrome:// pages
+        assert f"{url}/docs-assets/swagger-ui-bundle.js" in requested and f"{url}/openapi.json" in requested
+        assert [u for u in requested if not u.startswith(f"{url}/")] == []
+
+        driver.get(f"{url}/redoc")
+        WebDriverWait(driver, 90).until(lambda d: "Several photos in one request" in d.find_element("tag name", "body").text)
+        requested = [u for u in _requested_urls(driver) if u.startswith(("http:", "https:", "ws:", "wss:"))]
+        assert f"{url}/docs-assets/redoc.standalone.js" in requested
+        # ReDoc's bundle asks a CDN for its own attribution logo only, and hides it when that fails
+        assert [u for u in requested if not u.startswith(f"{url}/")] in ([], ["https://cdn.redoc.ly/redoc/logo-mini.svg"])

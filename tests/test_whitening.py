@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from fashionnet.checkpoint import load_checkpoint, model_from_checkpoint
-from fashionnet.inference import Predictor
+from fashionnet.calibration.whitening import apply_whitening, fit_learned_whitening
+from fashionnet.inference.predictor import Predictor
 from fashionnet.models import FashionNetConfig, create_model
-from fashionnet.training import main as train_main
-from fashionnet.whitening import apply_whitening, fit_learned_whitening
+from fashionnet.models.checkpoint import load_checkpoint, model_from_checkpoint
+from fashionnet.training.train import main as train_main
 from tests.conftest import TINY_TRAIN_ARGS, load_script
 
 fit_whitening = load_script("fit_whitening")

@@ -98,3 +98,38 @@ def test_the_workers_message_is_its_last_exception_line():
     assert _worker_problem(RuntimeError(reraised)) == \
         "RuntimeError: unable to resize file <filename not specified> to the right size: File too large (27)"
     assert _worker_problem(RuntimeError("DataLoader worker (pid 7) exited unexpectedly\nmore")) == "DataLoader worker (pid 7) exited unexpectedly"
+
+
+
+def test_decoding_workers_are_started_fresh_not_forked(monkeypatch, tmp_path):
+    """A worker forked from a process whose OpenVINO thread pool already runs hung on its first image
+    (the demo model's `indexer build`: 0 of 187 images after 12 minutes, every process idle). The
+    tiny test model does not hang either way, so the start method embed_images asks for is checked,
+    and a loader made exactly as it asks still decodes every photo."""
+    import multiprocessing
+
+    import indexer.embedding as embedding
+    from fashionnet.data.transforms import build_transforms
+
+    class Stop(Exception):
+        pass
+
+    asked = {}
+
+    def spy(*args, **kwargs):
+        asked.update(args=args, kwargs=kwargs)
+        raise Stop
+
+    monkeypatch.setattr(embedding, "DataLoader", spy)
+    photos = tmp_path / "photos"
+    _photos(photos, 4, seed=3)
+    paths = sorted(str(p) for p in photos.rglob("*.jpg"))
+    predictor = SimpleNamespace(transform=build_transforms(train=False, size=64), device=torch.device("cpu"))
+    with pytest.raises(Stop):
+        embed_images(predictor, paths, batch_size=2, workers=2, progress=False)
+    context = asked["kwargs"]["multiprocessing_context"]
+    method = context if isinstance(context, str) or context is None else context.get_start_method()
+    assert (method or multiprocessing.get_start_method()) != "fork"
+    monkeypatch.undo()
+    loader = embedding.DataLoader(*asked["args"], **asked["kwargs"])
+    assert sum(len(positions) for _, positions, _, _, _ in embedding._batches(loader)) == len(paths)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from fashionnet.cli_options import device_option, runtime_option
+from fashionnet.cli.options import device_option, runtime_option
 from webui.settings import ALLOW_INDEX_CHOICE_ENV, DEFAULT_HOST, DEFAULT_INDEX, DEFAULT_PORT, INDEX_ENV, MAX_UPLOAD_MB
 
 APP = Path(__file__).resolve().with_name("app.py")

@@ -4,7 +4,7 @@ Serve it with ``python -m webui`` (``make demo``; ``webui/__main__.py``), or ``s
 webui/app.py``. The path a query takes:
 
     this page -> indexer.search.SearchEngine (FAISS index of shop images + the model that built it)
-              -> fashionnet.inference.Predictor (decode, letterbox, run the model, map landmarks back)
+              -> fashionnet.inference.predictor.Predictor (decode, letterbox, run the model, map landmarks back)
               -> fashionnet.models.FashionNet (landmarks -> landmark pooling -> fused embedding)
 
 Settings come from the sidebar (results, filters) and from the server's environment:
@@ -19,7 +19,7 @@ Settings come from the sidebar (results, filters) and from the server's environm
 - ``FASHIONNET_CHECKPOINT``: the model to use instead of the one the index records (an index
   moved to another machine); ``FASHIONNET_IMAGE_ROOT``: where its gallery images are now.
 - ``FASHIONNET_THREADS``: CPU threads per query (default 1: steady under other load; see
-  ``fashionnet.runtime``).
+  ``fashionnet.device``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -51,16 +50,21 @@ from webui.settings import DEFAULT_INDEX, MAX_UPLOAD_MB, configured_index, index
 if streamlit_config.get_option("server.maxUploadSize") > MAX_UPLOAD_MB:
     streamlit_config.set_option("server.maxUploadSize", MAX_UPLOAD_MB)
 
-from fashionnet.checkpoint import CheckpointError
+from fashionnet.data.images import MAX_IMAGE_BYTES, ImageLoadError, load_image
 from fashionnet.data.readers import AnnotationError, detect_benchmark, read_benchmark
-from fashionnet.images import MAX_IMAGE_BYTES, ImageLoadError, load_image
-from fashionnet.inference import Landmark, Prediction
+from fashionnet.evaluation.protocols import query_frame
+from fashionnet.inference.prediction import Landmark, Prediction
 from fashionnet.landmarks import CLOTHES_TYPE_NAMES, LANDMARK_NAMES
-from fashionnet.protocols import query_frame
+from fashionnet.models.checkpoint import CheckpointError
 from indexer.errors import IndexLoadError, IndexMismatchError
-from indexer.search import SearchEngine
 from indexer.layout import MANIFEST_FILE
+from indexer.path_hiding import hide_server_paths
+from indexer.search import QueryResult, SearchEngine
+from webui.examples import example_photos as find_examples, first_good_example
 from webui.render import VISIBILITY_STYLES, display_copy, draw_box, draw_landmarks, legend, thumbnail
+from webui.trust import (NO_CLOTHING_CATEGORY_FACTOR, NO_CLOTHING_LANDMARK_PROB, all_unsure, matches_heading,  # noqa: F401
+                         category_line, landmarks_note, no_clothing_found, no_close_match_note, not_a_garment_lead,
+                         parts_caption)
 
 DEFAULT_K = 20
 # Our own limit, checked on the bytes we receive; the uploader tells the browser Streamlit's
@@ -70,19 +74,11 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 RESULT_COLUMNS = 5
 QUERY_DISPLAY_SIDE = 440  # px, long side of the query photo as shown
 MAX_EXAMPLES = 24
-# Checkpoints without an out-of-distribution density (fashionnet.ood) fall back to a simpler rule:
-# "no clothing" when both signals are near chance. No landmark is visible with this probability ...
-NO_CLOTHING_LANDMARK_PROB = 0.05
-# ... and the top category is barely above a uniform guess (this factor x 1 / number of categories).
-NO_CLOTHING_CATEGORY_FACTOR = 1.2
 SOURCES = ("Upload a photo", "Take a photo", "Use an example")
 BUILD_HINT = (
     "make demo                      # synthetic data + tiny model + index at indexes/demo\n"
     "indexer build --checkpoint runs/<run>/checkpoint.pt --data-root <DeepFashion root> --out {index}"
 )
-# An absolute path in a message (not inside a relative path, a URL or the index's own path, which
-# for_visitors marks with NUL); its last part is kept.
-ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/\x00-])/(?:[^\s/'\"`\x00]+/)*([^\s/'\"`\x00]+)")
 LOG = logging.getLogger("webui")
 
 
@@ -106,15 +102,6 @@ def resolve_index_dir(text: str) -> Path:
     if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
         path = REPO_ROOT / path
     return path
-
-
-def for_visitors(message: str, index_dir: Path, name: str) -> str:
-    """``message`` as visitors may read it: the index's path on the server written as ``name`` (as
-    the operator, or the visitor, gave it) and any other absolute path cut to its last part."""
-    for path in sorted({str(index_dir.resolve()), str(index_dir.absolute())}, key=len, reverse=True):
-        if path != index_dir.anchor:
-            message = re.sub(re.escape(path) + r"(?![\w-])", "\0", message)
-    return ABSOLUTE_PATH.sub(r"…/\1", message).replace("\0", name)
 
 
 def load_engine_or_explain(index_dir: Path, device: str, name: Optional[str] = None) -> Optional[SearchEngine]:
@@ -141,27 +128,22 @@ def load_engine_or_explain(index_dir: Path, device: str, name: Optional[str] = N
     except ValueError as exc:  # e.g. the index records no checkpoint
         problem, message = exc, "The index at `{name}` cannot be used: {exc}"
     LOG.warning("index %s: %s", index_dir, problem)
-    st.error(message.format(name=name, exc=for_visitors(str(problem), index_dir, name)))
+    st.error(message.format(name=name, exc=hide_server_paths(str(problem), {index_dir: name})))
     st.markdown("Rebuild the index with:")
     st.code(hint, language="bash")
     return None
 
 
 @st.cache_data(show_spinner=False)
-def example_photos(source: str, limit: int = MAX_EXAMPLES) -> list[str]:
-    """Example query photos: the test-split consumer photos of a DeepFashion root (In-shop: its
-    query photos), one per item, or the images of a plain folder."""
-    root = Path(source)
-    try:
-        benchmark = detect_benchmark(root)
-    except (AnnotationError, OSError):
-        benchmark = None
-    if benchmark in ("consumer2shop", "inshop"):
-        rows = query_frame(read_benchmark(root, benchmark, verify_images=False), benchmark)
-        rows = rows.drop_duplicates("item_id").sort_values("image_path")
-        return [str(root / p) for p in rows["image_path"].head(limit)]
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower().lstrip(".") in UPLOAD_TYPES)
-    return [str(p) for p in files[:limit]]
+def example_photos(source: str, limit: int = MAX_EXAMPLES) -> list[tuple[str, Optional[str]]]:
+    """Example query photos and their item ids (webui.examples)."""
+    return find_examples(source, limit, UPLOAD_TYPES)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def default_example(index_dir: str, manifest_stamp: int, examples: tuple[tuple[str, Optional[str]], ...], _engine: SearchEngine) -> int:
+    """Which example the page opens with (webui.examples.first_good_example), once per index version."""
+    return first_good_example(_engine, examples)
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
@@ -219,8 +201,9 @@ def gallery_filters(engine: SearchEngine) -> tuple[Optional[str], list[str], boo
     return (None if category == "Any" else category), attributes, explain
 
 
-def query_photo(examples: list[str]) -> tuple[Optional[bytes], str]:
-    """The query photo's bytes and a name for it, from the upload box, the camera or an example."""
+def query_photo(examples: list[tuple[str, Optional[str]]], engine: SearchEngine, index_dir: Path) -> tuple[Optional[bytes], str]:
+    """The query photo's bytes and a name for it, from the upload box, the camera or an example
+    (the first one the model answers well is offered first: webui.examples)."""
     source = st.radio("Query photo", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
     if source == SOURCES[0]:
         # No type= here: Streamlit would reject other extensions with an exception before this page
@@ -233,8 +216,11 @@ def query_photo(examples: list[str]) -> tuple[Optional[bytes], str]:
     if not examples:
         st.info("No example photos found: set FASHIONNET_EXAMPLES_DIR to a DeepFashion root or a folder of photos.")
         return None, ""
-    common = os.path.commonpath(examples) if len(examples) > 1 else str(Path(examples[0]).parent)
-    chosen = st.selectbox("Example consumer photo", examples, key="example", format_func=lambda p: os.path.relpath(p, common))
+    paths = [photo for photo, _ in examples]
+    common = os.path.commonpath(paths) if len(paths) > 1 else str(Path(paths[0]).parent)
+    with st.spinner("Choosing an example the model gets right ..."):
+        first = default_example(str(index_dir.resolve()), (index_dir / MANIFEST_FILE).stat().st_mtime_ns, tuple(examples), engine)
+    chosen = st.selectbox("Example consumer photo", paths, index=first, key="example", format_func=lambda p: os.path.relpath(p, common))
     with open(chosen, "rb") as fh:
         return fh.read(), Path(chosen).name
 
@@ -255,40 +241,28 @@ def decode_photo(data: bytes, name: str) -> Optional[Image.Image]:
         return None
 
 
-def no_clothing_found(prediction: Prediction, num_categories: int) -> bool:
-    """True when the photo looks unlike the garment photos the model was trained on (the
-    checkpoint's calibrated out-of-distribution check). For checkpoints without one: when the
-    model sees neither a landmark nor a category, both near chance. The page only warns: a real
-    garment photo unlike the training photos is still searched."""
-    if prediction.unfamiliar is not None:
-        return prediction.unfamiliar
-    best_landmark = max((lm.visible_prob for lm in prediction.landmarks), default=0.0)
-    if best_landmark >= NO_CLOTHING_LANDMARK_PROB:
-        return False
-    if num_categories and prediction.category is not None:
-        return prediction.category_prob < NO_CLOTHING_CATEGORY_FACTOR / num_categories
-    return True
-
-
 # ------------------------------------------------------------------------------------ output
 
 
-def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
+def show_prediction(photo: Image.Image, prediction: Prediction, flagged: bool = False) -> None:
     """The photo with its garment box and landmarks drawn (unsure ones marked), a legend, next to
-    the predicted category and attributes."""
+    the predicted category and attributes. A ``flagged`` photo (not like a garment photo) names no
+    category and attributes, and every landmark is drawn as a guess."""
     left, right = st.columns([1, 1])
     with left:
         shown, scale = display_copy(photo, QUERY_DISPLAY_SIDE)
-        scaled = [dataclasses.replace(lm, x=lm.x * scale, y=lm.y * scale) for lm in prediction.present_landmarks]
+        drawn = all_unsure(prediction.present_landmarks) if flagged else prediction.present_landmarks
+        scaled = [dataclasses.replace(lm, x=lm.x * scale, y=lm.y * scale) for lm in drawn]
         box = None if prediction.garment_box is None else [v * scale for v in prediction.garment_box]
         with st.container(key="query"):
             st.image(draw_landmarks(draw_box(shown, box), scaled), caption="Detected garment and landmarks", width="content")
         st.caption("Legend: " + " · ".join(f"{mark}: {meaning}" for mark, meaning in legend()
                                             if prediction.garment_box is not None or mark != "white frame"))
-        unsure = [lm for lm in prediction.present_landmarks if lm.low_confidence]
-        if unsure:
-            st.caption(f"The model is unsure of {len(unsure)} of {len(prediction.present_landmarks)} landmarks "
-                       f"({', '.join(lm.name.replace('_', ' ') for lm in unsure)}): their places are guesses.")
+        note = landmarks_note(prediction)
+        if flagged:
+            st.caption("No landmark is sure on a photo that does not look like a garment photo: all are drawn as guesses.")
+        elif note:
+            st.caption(note)
         if prediction.below_face:
             st.caption("A face sits at the top of the garment: the model looked again below it, "
                        "and its landmarks and search come from that closer look.")
@@ -297,18 +271,20 @@ def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
                        "and its landmarks and search come from that closer look.")
     with right:
         st.subheader("What the model sees")
-        if prediction.category is not None:
-            st.markdown(f"**Category:** {prediction.category} ({prediction.category_prob:.0%})")
+        if flagged:
+            st.markdown("**Category:** none named, as the photo does not look like a garment photo")
+        elif prediction.category is not None:
+            st.markdown(category_line(prediction))
         else:
             st.markdown("**Category:** this model has no category head")
-        if prediction.attributes:
+        if prediction.attributes and not flagged:
             st.markdown("**Top attributes**")
             for name, prob in prediction.attributes:
                 st.progress(min(max(prob, 0.0), 1.0), text=f"{name} ({prob:.0%})")
         st.markdown("**Landmarks**")
         st.dataframe(
             pd.DataFrame([{"landmark": lm.name.replace("_", " "), "visibility": lm.visibility, "P(visible)": lm.visible_prob,
-                           "confidence": lm.confidence, "unsure": lm.low_confidence}
+                           "confidence": lm.confidence, "unsure": lm.low_confidence or flagged}
                           for lm in prediction.present_landmarks]),
             hide_index=True,
             column_config={"P(visible)": st.column_config.NumberColumn(format="%.2f"),
@@ -316,11 +292,16 @@ def show_prediction(photo: Image.Image, prediction: Prediction) -> None:
         )
 
 
-def show_matches(matches: pd.DataFrame, explained: bool = False) -> None:
+def show_matches(result: QueryResult, matches: pd.DataFrame, explained: bool = False) -> None:
     """The top-k shop items in a grid, each at its best-matching image: image, rank, item id,
     similarity score, category; when ``explained``, each with its predicted landmarks drawn and its
-    score split into parts. (Every image of an item: :func:`show_item_detail`.)"""
-    st.subheader(f"Top {len(matches)} shop matches")
+    score split into parts. Under the index's close-match score the page says that the catalogue
+    has no close match, and lists the nearest items all the same. (Every image of an item:
+    :func:`show_item_detail`.)"""
+    st.subheader(matches_heading(result))
+    note = no_close_match_note(result)
+    if note:
+        st.info(note, icon="🔎")
     if matches.empty:
         st.info("No gallery image passes these filters.")
         return
@@ -335,10 +316,8 @@ def show_matches(matches: pd.DataFrame, explained: bool = False) -> None:
                     clothes = row.get("clothes_type") if pd.notna(row.get("clothes_type")) else row.get("predicted_clothes_type")
                     st.caption(f"{category if pd.notna(category) else 'unknown category'} · "
                                f"{CLOTHES_TYPE_NAMES.get(int(clothes), '?') if pd.notna(clothes) else '?'}")
-                    if explained:
-                        parts = f"global {row['score_global']:.3f} + local {row['score_local']:.3f} + bias {row['score_bias']:.3f}"
-                        if pd.notna(row.get("score_appearance")):
-                            parts += f" + appearance {row['score_appearance']:.3f}"
+                    parts = parts_caption(row) if explained else None
+                    if parts:
                         st.caption(parts)
 
 
@@ -383,16 +362,16 @@ def main() -> None:
     category, attributes, explain = gallery_filters(engine)
 
     examples_source = os.environ.get("FASHIONNET_EXAMPLES_DIR") or engine.data_root
-    examples: list[str] = []
+    examples: list[tuple[str, Optional[str]]] = []
     if examples_source and Path(examples_source).is_dir():
         try:
             examples = example_photos(str(examples_source))
         except (AnnotationError, OSError) as exc:  # examples are optional: say why, keep the page
             LOG.warning("example photos in %s: %s", examples_source, exc)
             folder = Path(examples_source)
-            st.sidebar.warning(f"Example photos unavailable: {for_visitors(str(exc), folder, folder.name or 'examples')}")
+            st.sidebar.warning(f"Example photos unavailable: {hide_server_paths(str(exc), {folder: folder.name or 'examples'})}")
 
-    data, name = query_photo(examples)
+    data, name = query_photo(examples, engine, index_dir)
     if data is None:
         st.info("Upload a photo of a garment, take one with the camera, or pick an example to search the shop.")
         st.stop()
@@ -403,16 +382,12 @@ def main() -> None:
     with st.spinner("Searching ..."):
         result = engine.query(photo, k=k, clothes_type=clothes_type, category=category, attributes=attributes)
         matches = engine.explain(result.prediction, result.matches) if explain and not result.matches.empty else result.matches
-    if no_clothing_found(result.prediction, engine.category_count):
-        # Flag, do not refuse: a real garment photo unlike the training data still gets its matches.
-        score = result.prediction.unfamiliarity
-        st.warning(f"**Unfamiliar photo:** **{name}** looks unlike the photos this model was trained on"
-                   + (f" (unfamiliarity {score:.2f}; its training photos score about 1)" if score is not None else "")
-                   + ". The landmarks and matches below may be wrong; if the photo shows no garment, they mean nothing.",
-                   icon="⚠️")
+    flagged = no_clothing_found(result.prediction, engine.category_count)
+    if flagged:  # the answer leads with it; flag, do not refuse: a real garment photo unlike the training data still gets its matches
+        st.warning(not_a_garment_lead(name, result.prediction), icon="⚠️")
 
-    show_prediction(photo, result.prediction)
-    show_matches(matches, explained=explain and not matches.empty)
+    show_prediction(photo, result.prediction, flagged)
+    show_matches(result, matches, explained=explain and not matches.empty)
     show_item_detail(engine, matches)
 
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from fashionnet.inference import LOW_CONFIDENCE, Landmark
+from fashionnet.inference.prediction import LOW_CONFIDENCE, Landmark
 from fashionnet.landmarks import LANDMARK_NAMES
 
 # One colour per landmark slot; left/right pairs share a hue, the right one darker, so a swapped

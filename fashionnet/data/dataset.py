@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from fashionnet.data.images import load_image
 from fashionnet.data.schema import bboxes_of, conform, landmarks_of
 from fashionnet.data.transforms import build_transforms
-from fashionnet.images import load_image
 
 ON_ERROR_CHOICES = ("raise", "skip")
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class DeepFashionDataset(Dataset):
     built from the frame with :func:`make_label_map`. An item missing from given ``item_labels``
     is an error; a category missing from given ``category_labels`` gets -1 (unknown to the model).
 
-    ``on_error="raise"`` lets the :class:`~fashionnet.images.ImageLoadError` (which names the file)
+    ``on_error="raise"`` lets the :class:`~fashionnet.data.images.ImageLoadError` (which names the file)
     propagate; ``"skip"`` returns a falsy :class:`SkippedSample` instead, for
     :func:`collate_skip_none` to drop.
     """

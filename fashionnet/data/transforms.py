@@ -24,7 +24,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from fashionnet.images import ImageInput, load_image
+from fashionnet.data.images import ImageInput, load_image
 from fashionnet.landmarks import ABSENT, FLIP_PERMUTATION, NUM_LANDMARKS, OCCLUDED, TRUNCATED, VISIBLE
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

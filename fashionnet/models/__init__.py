@@ -7,7 +7,8 @@ from fashionnet.models.backbones import (
     get_backbone,
     list_backbones,
 )
-from fashionnet.models.fashionnet import FashionNet, FashionNetConfig, create_model, get_model, list_models
+from fashionnet.models.config import FashionNetConfig
+from fashionnet.models.fashionnet import FashionNet, create_model, get_model, list_models
 from fashionnet.models.landmark_pooling import LandmarkPooling
 
 __all__ = [

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fashionnet.data.synthetic.geometry import CX, SHOULDER_Y, Garment, Pose, _arr
+from fashionnet.data.synthetic.geometry import CX, SHOULDER_Y, Garment, _arr
+from fashionnet.data.synthetic.poses import Pose
 from fashionnet.data.synthetic.items import ItemSpec, Look, Style
 from fashionnet.data.synthetic.appearance import _value_noise, logo_tile, texture_light, tweed_pattern
 from fashionnet.data.synthetic.bodies import BODY_MODES, draw_behind, draw_in_front

@@ -74,7 +74,7 @@ def write_preview(out_dir, png_path, rows: int = 5, cols: int = 8, thumb: int = 
     """Contact sheet: pairs of a shop photo and a consumer photo of one item side by side, landmarks
     coloured by visibility (green visible, orange occluded, red truncated), captions with the
     presentation mode and scene; the last ``shift_rows`` rows (red captions) are style-shift pairs."""
-    from fashionnet.images import load_image
+    from fashionnet.data.images import load_image
 
     out_dir = Path(out_dir)
     styles = _styles(out_dir)
