@@ -20,7 +20,8 @@ Photographs by domain randomisation. A model trained on flat cartoons fails on r
 for geometric reasons (how garments are presented and what surrounds them), so every photo draws:
 catalogue palettes (mostly neutrals) and fabric textures (:mod:`.appearance`); folds, drape and
 light from one side (:mod:`.figure`, :mod:`.shading`); a presentation mode - worn by a person with a
-face and a pose (arms down, hands on hips, walking, turned), on a mannequin, on a hanger, laid flat
+face and a pose (arms down, hands on hips, walking, turned), on a mannequin, on a hanger, clipped up
+by two holders (:mod:`.holders`), laid flat
 (:mod:`.bodies`); a framing (the garment, an upper-body crop, the full body, a wide shot, a detail
 zoom); a scene family - studio, room, street, floor, table, or the user's own photos
 (``backgrounds=``), with furniture, clutter and bystanders (:mod:`.scenes`); occluders; and a camera
@@ -46,8 +47,8 @@ or opening) and still assign slots by image side, so ``left_*`` is always the po
 
 Modules, in the order the generator uses them: :mod:`.vocabulary` (categories, colour names,
 attributes, sizes), :mod:`.appearance` (palettes, textures, logos), :mod:`.items` (families and
-their items), :mod:`.geometry` (garment polygons and landmarks in the figure frame, poses),
-:mod:`.raster` (transforms and masks), :mod:`.bodies` (people, mannequins, hangers, hooks, pegs),
+their items), :mod:`.geometry` (garment polygons and landmarks in the figure frame), :mod:`.poses` (limb angles per photo),
+:mod:`.raster` (transforms and masks), :mod:`.bodies` (people, mannequins, hangers, hooks, pegs), :mod:`.holders` (arms, stands, strings and hands that clip a garment up; studio and room clutter),
 :mod:`.shading` (lit, rounded shapes and soft shadows), :mod:`.figure` (body and garment painted
 into a canvas), :mod:`.scenes` (backgrounds), :mod:`.camera` (the sensor), :mod:`.photos` (labels
 and occluders), :mod:`.presentation` (one photo: mode, scene, framing, camera, labels),
@@ -59,13 +60,12 @@ and occluders), :mod:`.presentation` (one photo: mode, scene, framing, camera, l
 from __future__ import annotations
 
 from fashionnet.data.synthetic.cli import main
-from fashionnet.data.synthetic.geometry import (
-    CX, FIG_H, FIG_W, LANDMARK_INSET, SHOULDER_Y, Garment, Pose, build_garment, sample_pose,
-)
+from fashionnet.data.synthetic.geometry import CX, FIG_H, FIG_W, LANDMARK_INSET, SHOULDER_Y, Garment, build_garment
 from fashionnet.data.synthetic.items import (
     Band, Details, ItemSpec, Look, Style, describe_item, item_attributes, make_items,
 )
 from fashionnet.data.synthetic.photos import RenderedImage
+from fashionnet.data.synthetic.poses import Pose, sample_pose
 from fashionnet.data.synthetic.presentation import render_consumer_image, render_photo, render_shop_image
 from fashionnet.data.synthetic.preview import VIS_COLOURS, write_preview
 from fashionnet.data.synthetic.scenes import SCENES, readable_backgrounds

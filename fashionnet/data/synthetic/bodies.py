@@ -1,4 +1,5 @@
-"""What holds the garment in a photo: a person, a mannequin, a hanger, a wall hook or pegs on a line.
+"""What holds the garment in a photo: a person, a mannequin, a hanger, a wall hook, pegs on a line,
+or two clips held by arms, stands, strings or hands (:mod:`.holders`).
 
 Everything is drawn in the figure frame through the same matrix as the garment, so the body and the
 supports line up with the garment geometry. Parts behind the garment are drawn first
@@ -13,7 +14,9 @@ import math
 import numpy as np
 from PIL import ImageDraw
 
-from fashionnet.data.synthetic.geometry import CX, SHOULDER_Y, Pose
+from fashionnet.data.synthetic.geometry import CX, SHOULDER_Y
+from fashionnet.data.synthetic.poses import Pose
+from fashionnet.data.synthetic.holders import HolderStyle, clip_points
 from fashionnet.data.synthetic.items import ItemSpec, Look
 from fashionnet.data.synthetic.raster import _capsule
 from fashionnet.landmarks import LOWER_BODY, UPPER_BODY
@@ -166,6 +169,8 @@ def draw_behind(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: 
         else:
             sh = item.style.dims.get("shoulder_half", 60.0) - 4
             draw.line([p(CX - sh, SHOULDER_Y + 12), p(CX, SHOULDER_Y - 6), p(CX + sh, SHOULDER_Y + 12)], fill=wood, width=max(1, round(9 * s)), joint="curve")
+    elif mode == "clipped":
+        HolderStyle(rng_u[0]).behind(draw, p, s, clip_points(item))
     elif mode == "hook":
         metal = METAL[int(rng_u[0] * 3)]
         plate = p(CX, top - 34)
@@ -203,6 +208,12 @@ def draw_in_front(
     """What lies over the garment, drawn into every (draw, fill or None) given (fill None paints its
     own colours): clips and pegs, and on worn bottoms sometimes an untucked top hanging over the
     waistband (it hides the waist landmarks, which are then labelled occluded)."""
+    if mode == "clipped":
+        p, s, _ = _mapper(m, pose)
+        holders = HolderStyle(rng_u[0])
+        for draw, fill in draws:
+            holders.in_front(draw, p, s, clip_points(item), fill)
+        return
     shapes = _front_shapes(item, mode)
     untucked = mode == "worn" and item.style.clothes_type == LOWER_BODY and look is not None and rng_u[3] < 0.35
     if not shapes and not untucked:

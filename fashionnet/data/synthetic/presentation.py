@@ -1,7 +1,7 @@
 """Photos of an item: presentation mode, scene, framing, camera, and the labels that go with them.
 
 A photo is made in one pipeline whatever its kind: pick how the garment is presented (worn by a
-person, on a mannequin, on a hanger, laid flat; or the held-out wall hook, washing-line pegs and
+person, on a mannequin, on a hanger, clipped up by two holders, laid flat; or the held-out wall hook, washing-line pegs and
 laid out on a bed),
 in which scene family and with which framing (the garment, an upper-body crop, a head-and-shoulders
 portrait, the full body, a wide shot, a detail zoom); map the figure frame to the photo with one matrix (similarity for
@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from fashionnet.data.synthetic.bodies import BODY_MODES
 from fashionnet.data.synthetic.camera import apply_camera, sample_camera
 from fashionnet.data.synthetic.figure import _render_figure
-from fashionnet.data.synthetic.geometry import CX, FIG_H, FIG_W, LYING_MODES, SHOULDER_Y, _arr, build_garment, sample_pose
+from fashionnet.data.synthetic.geometry import CX, FIG_H, FIG_W, SHOULDER_Y, _arr, build_garment
+from fashionnet.data.synthetic.poses import LYING_MODES, sample_pose
 from fashionnet.data.synthetic.items import ItemSpec, _sample_look
 from fashionnet.data.synthetic.photos import RenderedImage, _bbox_of, _draw_occluders, _finish_labels
 from fashionnet.data.synthetic.raster import _apply, _homography, _sim, _warp
@@ -29,7 +30,7 @@ from fashionnet.data.synthetic.shading import bevel, soft_shadow
 from fashionnet.data.synthetic.vocabulary import CONSUMER_SIDE_RANGE, SHOP_SIZE, VIEW_CODES
 from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, LOWER_BODY, OCCLUDED, TRUNCATED, UPPER_BODY
 
-IN_STYLE_MODES = ("worn", "mannequin", "hanger", "flat_lay")
+IN_STYLE_MODES = ("worn", "mannequin", "hanger", "flat_lay", "clipped")
 HELD_OUT_MODES = ("hook", "pegs", "bed_lay")  # only in the style-shift split
 # Scene families each presentation can appear in (held-out scenes only with held-out modes).
 SCENES_FOR_MODE = {
@@ -37,6 +38,7 @@ SCENES_FOR_MODE = {
     "mannequin": (("studio", "room"), (0.5, 0.5)),
     "hanger": (("studio", "room"), (0.4, 0.6)),
     "flat_lay": (("floor", "table"), (0.55, 0.45)),
+    "clipped": (("studio", "room"), (0.5, 0.5)),
     "hook": (("bedroom", "garden"), (0.5, 0.5)),
     "pegs": (("garden", "bedroom"), (0.7, 0.3)),
     "bed_lay": (("bed",), (1.0,)),  # laid out on a bed, seen from above
@@ -60,9 +62,9 @@ def choose_presentation(
     elif view in ("side", "back", "full"):
         mode = _choice(rng, ("worn", "mannequin"), (0.75, 0.25))
     elif kind == "shop":
-        mode = _choice(rng, IN_STYLE_MODES, (0.55, 0.18, 0.12, 0.15))
+        mode = _choice(rng, IN_STYLE_MODES, (0.48, 0.14, 0.1, 0.13, 0.15))
     else:
-        mode = _choice(rng, IN_STYLE_MODES, (0.55, 0.08, 0.14, 0.23))
+        mode = _choice(rng, IN_STYLE_MODES, (0.46, 0.06, 0.11, 0.19, 0.18))
     mode = forced or mode
     scenes, weights = SCENES_FOR_MODE[mode]
     if kind == "shop" and mode in ("worn", "mannequin", "hanger"):
@@ -83,6 +85,8 @@ def choose_presentation(
         # Selfies crop at the waist; portraits show a large face over a top or dress cut off by the frame.
         portrait = 0.15 if mode == "worn" and ct != LOWER_BODY else 0.0
         framing = _choice(rng, options, (0.4, 0.3 if ct == UPPER_BODY else 0.0, 0.2, 0.15, portrait))
+    elif mode == "clipped":  # wide enough to show what holds it, which the box must leave out
+        framing = _choice(rng, ("garment", "wide"), (0.4, 0.6))
     else:
         framing = _choice(rng, ("garment", "wide"), (0.8, 0.2))
     return mode, scene, framing
@@ -140,6 +144,8 @@ def render_photo(
         fw, fh = (int(v) for v in rng.integers(CONSUMER_SIDE_RANGE[0], CONSUMER_SIDE_RANGE[1] + 1, 2))
     gbox = garment.bbox()
     (rx0, ry0, rx1, ry1), fill = _region(framing, gbox, rng, item, garment.landmarks)
+    if mode == "clipped" and framing == "wide":  # the garment still large, its holders beside it
+        fill = rng.uniform(0.35, 0.75)
     rw, rh = max(rx1 - rx0, 1.0), max(ry1 - ry0, 1.0)
     rc = np.array([(rx0 + rx1) / 2, (ry0 + ry1) / 2])
     if fill is None:  # the garment itself: studio shots leave a margin, consumer photos vary
@@ -192,7 +198,7 @@ def render_photo(
     gmask = gcov > 0.5
     background = render_scene(scene, (fw, fh), rng, backgrounds)
     # A soft shadow on what is behind: strong on floors and walls close behind, faint outdoors.
-    strength = {"flat_lay": 0.45, "bed_lay": 0.35, "hanger": 0.35, "hook": 0.4, "pegs": 0.2}.get(mode, 0.3 if scene == "studio" else 0.12)
+    strength = {"flat_lay": 0.45, "bed_lay": 0.35, "hanger": 0.35, "clipped": 0.25, "hook": 0.4, "pegs": 0.2}.get(mode, 0.3 if scene == "studio" else 0.12)
     dist = (0.012 if flat else 0.03) * max(fw, fh) * rng.uniform(0.6, 1.4)
     shadow = soft_shadow(alpha, (-light[0] * dist, -light[1] * dist + (0.5 * dist if not flat else 0.0)), max(1.0, dist * 0.8))
     if body and pose_view != "back" and scene not in TOP_DOWN_SCENES:  # where the feet meet the floor

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fashionnet.images import ImageLoadError, load_image
+from fashionnet.data.synthetic.holders import draw_clutter
+from fashionnet.data.images import ImageLoadError, load_image
 
 # Scene families; flat-lay ones are seen from straight above.
 SCENES = ("studio", "room", "street", "floor", "table", "bedroom", "garden", "bed", "photo")
@@ -167,12 +168,17 @@ def _draw_scene(scene: str, rng: np.random.Generator, w: int, h: int) -> Image.I
         r = ((xs / w - rng.uniform(0.35, 0.65)) ** 2 + (ys / h - rng.uniform(0.3, 0.5)) ** 2) ** 0.5
         k = 1.05 - rng.uniform(0.1, 0.35) * r
         arr = base[None, None, :] * k[..., None]
-        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        if rng.random() < 0.3:  # a studio's own kit: light stands, a rail of other garments
+            draw_clutter(ImageDraw.Draw(img), rng, w, h, rng.uniform(0.85, 1.0) * h)
+        return img
     if scene in ("room", "bedroom"):
         img, horizon = _wall_and_floor(rng, w, h)
         d = ImageDraw.Draw(img)
         if scene == "room":
             _furniture(d, rng, w, h, horizon)
+            if rng.random() < 0.5:
+                draw_clutter(d, rng, w, h, horizon)
             for _ in range(int(rng.choice([0, 0, 1, 2]))):
                 _person(d, rng, rng.uniform(0, w), horizon + rng.uniform(0, 0.1) * h, rng.uniform(0.4, 0.8) * h)
         else:  # a bed: headboard, duvet with folds, pillows; a bedside table and lamp

@@ -28,7 +28,7 @@ from fashionnet.data.synthetic.style_shift import HELD_OUT, LAYOUT, STYLES_FILE,
 from fashionnet.data.synthetic.vocabulary import ATTRIBUTE_TYPES, ATTRIBUTES, CATEGORIES, SIZES, VIEW_CODES
 from fashionnet.landmarks import CLOTHES_TYPE_SLOTS, NUM_LANDMARKS
 
-GENERATOR_VERSION = 3  # 2: photographic domain randomisation and the style-shift split; 3: portraits
+GENERATOR_VERSION = 4  # 2: photographic domain randomisation and the style-shift split; 3: portraits; 4: clipped garments, clutter
 MANIFEST_NAME = "SYNTHETIC.json"  # marks a directory this generator owns (safe to overwrite)
 
 
