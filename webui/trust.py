@@ -97,7 +97,7 @@ def landmarks_note(prediction: Prediction) -> Optional[str]:
     unsure = [lm for lm in present if lm.low_confidence]
     if prediction.landmarks_placed is False:
         return (f"**The model cannot place this garment's landmarks:** {len(unsure)} of {len(present)} points are unsure "
-                "and drawn faded, as guesses.")
+                "and drawn as grey rings with \"?\": guesses.")
     if unsure:
         return (f"The model is unsure of {len(unsure)} of {len(present)} landmarks "
                 f"({', '.join(lm.name.replace('_', ' ') for lm in unsure)}): their places are guesses.")
