@@ -308,9 +308,13 @@ def cmd_info(args) -> int:
             print(f"{key:26s} {info.get(key)}")
         extra = info.get("extra") or {}
         for key in ("checkpoint", "checkpoint_in_index", "image_root", "data_root", "input_side", "image_size",  # image_size: older indexes
-                    "skipped_count", "close_match"):
+                    "skipped_count"):
             if key in extra:
                 print(f"{key:26s} {extra[key]}")
+        from indexer.close_match import CloseMatch
+
+        close = CloseMatch.from_extra(extra)
+        print(f"{'close_match':26s} {close.describe() if close is not None else 'none recorded'}")
         print(f"{'flip_average':26s} {index.flip_average}")
     return 0
 

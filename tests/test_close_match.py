@@ -5,6 +5,7 @@ score's parts, which add up to the score with no part that is always 0."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -141,3 +142,16 @@ def test_the_measuring_script_gives_the_three_rates(trust_index, synth_root, cap
     assert percent[2][0] <= 100 - percent[2][1] + 1e-9  # a flagged photo is never a close match
     engine = SearchEngine.open(trust_index, device="cpu", runtime="torch")
     assert f"close match from score {engine.close_match.min_score:.3f}" in out
+
+
+def test_info_says_the_close_match_in_words(capsys, trust_index, tiny_index):
+    from indexer.close_match import CloseMatch
+    from indexer.store import EmbeddingIndex
+    from tests.cli_helpers import run_cli
+
+    close = CloseMatch.from_extra(EmbeddingIndex.load(trust_index).extra)
+    code, out, _ = run_cli(capsys, "info", trust_index)
+    assert code == 0 and f"close match from score {close.min_score:.3f}" in out and "{" not in out.split("close_match", 1)[1].splitlines()[0]
+    if CloseMatch.from_extra(EmbeddingIndex.load(tiny_index).extra) is None:
+        code, out, _ = run_cli(capsys, "info", tiny_index)
+        assert re.search(r"^close_match\s+none recorded$", out, re.M)
