@@ -94,7 +94,7 @@ def match_flags(scores, close: Optional[CloseMatch], unfamiliar: Optional[bool])
 def with_match(matches: pd.DataFrame, close: Optional[CloseMatch], unfamiliar: Optional[bool]) -> tuple[pd.DataFrame, Optional[bool]]:
     """``matches`` with a ``match`` column, and whether any of them is a close match (None: unknown)."""
     flags = match_flags(matches["score"] if "score" in matches else [], close, unfamiliar)
-    matches = matches.assign(match=pd.array(flags, dtype="boolean")) if len(matches) else matches.assign(match=pd.array([], dtype="boolean"))
+    matches = matches.assign(match=pd.array(flags, dtype="boolean"))
     return matches, (None if close is None else any(bool(f) for f in flags))
 
 

@@ -80,13 +80,17 @@ def tiny_checkpoint(trained_tiny) -> Path:
 @pytest.fixture(scope="session")
 def tiny_index(synth_root, tiny_checkpoint, tmp_path_factory) -> Path:
     """A real FAISS index of the consumer2shop test gallery, built by the indexer."""
+    return _gallery_index(tiny_checkpoint, synth_root, tmp_path_factory.mktemp("index") / "gallery")
+
+
+def _gallery_index(checkpoint: Path, synth_root: Path, out: Path) -> Path:
+    """The consumer2shop test gallery indexed by ``indexer.build`` with ``checkpoint``, into ``out``."""
     from fashionnet.inference.predictor import Predictor
     from indexer.build import build_index, gallery_rows
 
-    out = tmp_path_factory.mktemp("index") / "gallery"
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", runtime="torch")
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="torch")
     build_index(predictor, gallery_rows(synth_root / "consumer2shop"), out, workers=0, progress=False,
-                checkpoint_path=str(tiny_checkpoint), device="cpu")
+                checkpoint_path=str(checkpoint), device="cpu")
     return out
 
 
@@ -150,11 +154,4 @@ def plain_photo(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def trust_index(trust_checkpoint, synth_root, tmp_path_factory) -> Path:
     """The consumer2shop test gallery indexed with the trust checkpoint: it records a close-match score."""
-    from fashionnet.inference.predictor import Predictor
-    from indexer.build import build_index, gallery_rows
-
-    out = tmp_path_factory.mktemp("trust_index") / "gallery"
-    predictor = Predictor.from_checkpoint(trust_checkpoint, device="cpu", runtime="torch")
-    build_index(predictor, gallery_rows(synth_root / "consumer2shop"), out, workers=0, progress=False,
-                checkpoint_path=str(trust_checkpoint), device="cpu")
-    return out
+    return _gallery_index(trust_checkpoint, synth_root, tmp_path_factory.mktemp("trust_index") / "gallery")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from fashionnet.data.dataset import DeepFashionDataset
@@ -123,8 +124,6 @@ def all_photo_measures(q_rows, q_pred: dict, g_rows, g_pred: dict, clothes_types
     """:func:`real_photo_measures` over the queries and the gallery together, their landmark NE and
     its floor, and the all-vs-all top-1: each photo searches all the others, a hit when the nearest
     shows the same item. A small real set has few queries; this uses every photo."""
-    import pandas as pd
-
     keys = [k for k in ("landmarks_px", "garment_box", "clothes_type", "original_size", "landmark_confidence") if k in q_pred]
     pred = {k: np.concatenate([np.asarray(q_pred[k]), np.asarray(g_pred[k])]) for k in keys}
     rows = pd.concat([q_rows, g_rows])

@@ -16,7 +16,7 @@ from PIL import ImageDraw
 
 from fashionnet.data.synthetic.geometry import CX, SHOULDER_Y
 from fashionnet.data.synthetic.poses import Pose
-from fashionnet.data.synthetic.holders import HolderStyle, clip_points
+from fashionnet.data.synthetic.holders import HolderStyle, clip_points, darker
 from fashionnet.data.synthetic.items import ItemSpec, Look
 from fashionnet.data.synthetic.raster import _capsule
 from fashionnet.landmarks import LOWER_BODY, UPPER_BODY
@@ -38,9 +38,6 @@ def _mapper(m: np.ndarray, pose: Pose):
     return p, s, c
 
 
-def _darker(col, k: float = 0.8) -> tuple[int, int, int]:
-    return tuple(int(v * k) for v in col)
-
 
 def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: Pose, look: Look, mannequin: bool) -> None:
     """A person (skin, face, hair, shoes, companion garment) or a mannequin in plastic."""
@@ -52,8 +49,8 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
     on_stand = mannequin and ct == UPPER_BODY
     # Legs and shoes (a mannequin for tops stands on a pole instead).
     if on_stand:
-        _capsule(draw, p(CX, 360), p(CX, 700), 10 * s, _darker(skin, 0.5))
-        draw.ellipse([*p(CX - 60, 690), *p(CX + 60, 712)], fill=_darker(skin, 0.45))
+        _capsule(draw, p(CX, 360), p(CX, 700), 10 * s, darker(skin, 0.5))
+        draw.ellipse([*p(CX - 60, 690), *p(CX + 60, 712)], fill=darker(skin, 0.45))
     else:
         for side, angle in ((-1, pose.legs[0]), (1, pose.legs[1])):
             a = math.radians(angle)
@@ -92,7 +89,7 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
     draw.polygon([p(CX - 15, 84), p(CX + 15, 84), p(CX + 17, SHOULDER_Y + 6), p(CX - 17, SHOULDER_Y + 6)], fill=skin)
     if mannequin and look.long_hair:  # headless mannequin: a neck cap
         cap = p(CX, 84)
-        draw.ellipse([cap[0] - 17 * s, cap[1] - 6 * s, cap[0] + 17 * s, cap[1] + 6 * s], fill=_darker(skin, 0.85))
+        draw.ellipse([cap[0] - 17 * s, cap[1] - 6 * s, cap[0] + 17 * s, cap[1] + 6 * s], fill=darker(skin, 0.85))
         return
     head_c = p(CX, 58)
     rx, ry = 31 * s * c + 4 * s * (1 - c), 39 * s
@@ -103,7 +100,7 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
     if not mannequin and pose.view == "front":  # ears, which a large face in a portrait shows
         for side in (-1, 1):
             ex = head_c[0] + side * rx * 0.97
-            draw.ellipse([ex - 6 * s, head_c[1] - 7 * s, ex + 6 * s, head_c[1] + 11 * s], fill=_darker(skin, 0.93))
+            draw.ellipse([ex - 6 * s, head_c[1] - 7 * s, ex + 6 * s, head_c[1] + 11 * s], fill=darker(skin, 0.93))
     draw.ellipse([head_c[0] - rx, head_c[1] - ry, head_c[0] + rx, head_c[1] + ry], fill=head_fill)
     if mannequin:
         return
@@ -111,14 +108,14 @@ def _draw_body(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: P
     if pose.view != "back":
         shift = (pose.near * 10 * s) if pose.view == "side" else 0.0
         eye_y = head_c[1] + 2 * s
-        dark = _darker(skin, 0.45)
+        dark = darker(skin, 0.45)
         for side in ((-1, 1) if pose.view != "side" else (pose.near,)):
             ex = head_c[0] + shift + side * 11 * s * c
             draw.ellipse([ex - 3.6 * s, eye_y - 2.2 * s, ex + 3.6 * s, eye_y + 2.2 * s], fill=(245, 245, 240))
             draw.ellipse([ex - 2.0 * s, eye_y - 2.0 * s, ex + 2.0 * s, eye_y + 2.0 * s], fill=(40, 30, 26))
-            draw.line([(ex - 5 * s, eye_y - 7 * s), (ex + 5 * s, eye_y - 8 * s)], fill=_darker(hair, 0.9), width=max(1, round(1.8 * s)))
+            draw.line([(ex - 5 * s, eye_y - 7 * s), (ex + 5 * s, eye_y - 8 * s)], fill=darker(hair, 0.9), width=max(1, round(1.8 * s)))
         nose = head_c[0] + shift * 1.3
-        draw.line([(nose, eye_y + 3 * s), (nose + 1.5 * s, eye_y + 12 * s)], fill=_darker(skin, 0.78), width=max(1, round(1.5 * s)))
+        draw.line([(nose, eye_y + 3 * s), (nose + 1.5 * s, eye_y + 12 * s)], fill=darker(skin, 0.78), width=max(1, round(1.5 * s)))
         if look.glasses is not None and s > 0.25:  # two rims and a bridge round the eyes (too small to see below)
             width = max(1, round(1.6 * s))
             eyes = [head_c[0] + shift + side * 11 * s * c for side in ((-1, 1) if pose.view != "side" else (pose.near,))]
@@ -174,7 +171,7 @@ def draw_behind(draw: ImageDraw.ImageDraw, m: np.ndarray, item: ItemSpec, pose: 
     elif mode == "hook":
         metal = METAL[int(rng_u[0] * 3)]
         plate = p(CX, top - 34)
-        draw.rounded_rectangle([plate[0] - 7 * s, plate[1] - 12 * s, plate[0] + 7 * s, plate[1] + 12 * s], radius=3 * s, fill=_darker(metal, 0.9))
+        draw.rounded_rectangle([plate[0] - 7 * s, plate[1] - 12 * s, plate[0] + 7 * s, plate[1] + 12 * s], radius=3 * s, fill=darker(metal, 0.9))
         draw.line([p(CX, top - 34), p(CX, top + 6)], fill=metal, width=max(1, round(4 * s)))
     elif mode == "pegs":  # a washing line right across the photo, sagging a little
         w = size[0]
@@ -231,4 +228,4 @@ def draw_in_front(
             draw.rounded_rectangle([a[0], a[1], b[0], b[1]], radius=max(1.0, 2.5 * s), fill=fill if fill is not None else colour)
             if fill is None:  # the spring / hinge line
                 mid = p(x, y + h * 0.45)
-                draw.line([(a[0], mid[1]), (b[0], mid[1])], fill=_darker(colour, 0.6), width=max(1, round(1.5 * s)))
+                draw.line([(a[0], mid[1]), (b[0], mid[1])], fill=darker(colour, 0.6), width=max(1, round(1.5 * s)))

@@ -23,11 +23,12 @@ HOLDER_KINDS = ("jointed_arm", "stand", "string", "hand")
 HOLDER_WEIGHTS = (0.4, 0.25, 0.15, 0.2)
 # Painted plastic and metal of lab arms, lamp stands and camera rigs.
 HOLDER_COLOURS = ((238, 238, 234), (214, 214, 210), (150, 152, 156), (60, 60, 64), (32, 32, 36), (222, 120, 40), (60, 90, 150))
-SKIN = ((236, 200, 170), (214, 168, 130), (170, 118, 82), (112, 74, 52))
+SKINS = ((236, 200, 170), (214, 168, 130), (170, 118, 82), (112, 74, 52))
 GRIP_HEIGHT = 30.0  # figure units: how far a clip or gripper reaches down over the garment's top edge
 
 
-def _darker(col, k: float) -> tuple[int, int, int]:
+def darker(col, k: float = 0.8) -> tuple[int, int, int]:
+    """``col`` scaled by ``k`` (above 1: lighter, capped at white)."""
     return tuple(int(min(255, v * k)) for v in col)
 
 
@@ -49,8 +50,8 @@ class HolderStyle:
         rng = np.random.default_rng(int(seed * 2**31))
         self.kind = HOLDER_KINDS[int(rng.choice(len(HOLDER_KINDS), p=HOLDER_WEIGHTS))]
         self.colour = HOLDER_COLOURS[int(rng.integers(len(HOLDER_COLOURS)))]
-        self.joint = _darker(self.colour, 0.55) if sum(self.colour) > 300 else _darker((200, 200, 200), 0.7)
-        self.skin = SKIN[int(rng.integers(len(SKIN)))]
+        self.joint = darker(self.colour, 0.55) if sum(self.colour) > 300 else darker((200, 200, 200), 0.7)
+        self.skin = SKINS[int(rng.integers(len(SKINS)))]
         self.thickness = float(rng.uniform(30, 95))  # from a thin rod to a limb half the garment's width
         # per side: base offset out from the clip, base height, elbow reach and height
         self.reach = rng.uniform(90, 260, 2)
@@ -77,7 +78,7 @@ class HolderStyle:
                     q = p(*j)
                     r = width * s / 2
                     draw.ellipse([q[0] - r, q[1] - r, q[0] + r, q[1] + r], fill=self.joint)
-                _capsule(draw, p(*wrist), p(*grip), t * 0.5 * s, _darker(self.colour, 0.85))
+                _capsule(draw, p(*wrist), p(*grip), t * 0.5 * s, darker(self.colour, 0.85))
             elif self.kind == "stand":
                 pole_x = cx + side * self.reach[i] * 0.6
                 top = cy - self.elbow_up[i] * 0.5
@@ -87,7 +88,7 @@ class HolderStyle:
                 for leg in (-1, 1):  # a tripod foot
                     draw.line([p(pole_x, self.base_y[i] - 40), p(pole_x + leg * 45, self.base_y[i])], fill=self.joint, width=width)
             elif self.kind == "string":
-                draw.line([p(cx + side * self.elbow_out[i] * 0.2, -400), p(*grip)], fill=_darker(self.colour, 0.8), width=max(1, round(2.5 * s)))
+                draw.line([p(cx + side * self.elbow_out[i] * 0.2, -400), p(*grip)], fill=darker(self.colour, 0.8), width=max(1, round(2.5 * s)))
             else:  # hands holding the garment up by its corners
                 if self.from_above:
                     elbow = (cx + side * self.elbow_out[i] * 0.6, cy - 170 - self.elbow_up[i])
@@ -104,7 +105,7 @@ class HolderStyle:
                 continue
             half = 11 if self.kind == "jointed_arm" else 6
             a, b = p(cx - half, cy - GRIP_HEIGHT * 0.8), p(cx + half, cy + GRIP_HEIGHT * 0.4)
-            colour = fill if fill is not None else (_darker(self.colour, 0.8) if self.kind == "jointed_arm" else (70, 70, 74))
+            colour = fill if fill is not None else (darker(self.colour, 0.8) if self.kind == "jointed_arm" else (70, 70, 74))
             draw.rounded_rectangle([a[0], a[1], b[0], b[1]], radius=max(1.0, 2.5 * s), fill=colour)
 
 
@@ -126,7 +127,7 @@ def draw_clutter(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: in
             if rng.random() < 0.5:
                 d.rectangle([x - r, top - r * 1.3, x + r, top + r * 0.3], fill=(244, 244, 240), outline=(40, 40, 44))
             else:
-                d.ellipse([x - r, top - r, x + r, top + r], fill=_darker(col, 1.05), outline=(60, 60, 64))
+                d.ellipse([x - r, top - r, x + r, top + r], fill=darker(col, 1.05), outline=(60, 60, 64))
         elif kind == 1:  # a clothes rack with other garments on it
             rw = rng.uniform(0.15, 0.35) * w
             top = base - rng.uniform(0.45, 0.7) * h
@@ -136,7 +137,7 @@ def draw_clutter(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: in
             d.line([(x - rw / 2, top), (x + rw / 2, top)], fill=(120, 120, 126), width=lw)
             for gx in np.linspace(x - rw * 0.4, x + rw * 0.4, int(rng.integers(2, 6))):
                 gw, gh = rng.uniform(0.04, 0.08) * w, rng.uniform(0.2, 0.4) * h
-                gcol = _darker(HOLDER_COLOURS[int(rng.integers(len(HOLDER_COLOURS)))], rng.uniform(0.6, 1.1))
+                gcol = darker(HOLDER_COLOURS[int(rng.integers(len(HOLDER_COLOURS)))], rng.uniform(0.6, 1.1))
                 shape = [(gx - gw * 0.5, top + 0.03 * h), (gx + gw * 0.5, top + 0.03 * h), (gx + gw * 0.6, top + gh), (gx - gw * 0.6, top + gh)]
                 d.polygon(shape, fill=gcol)
         elif kind == 2:  # a jointed arm standing on its own
@@ -150,10 +151,10 @@ def draw_clutter(d: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: in
             for p0, p1 in zip(pts, pts[1:]):
                 _capsule(d, p0, p1, t, col)
             for q in pts[1:-1]:
-                d.ellipse([q[0] - t * 0.35, q[1] - t * 0.35, q[0] + t * 0.35, q[1] + t * 0.35], fill=_darker(col, 0.55))
+                d.ellipse([q[0] - t * 0.35, q[1] - t * 0.35, q[0] + t * 0.35, q[1] + t * 0.35], fill=darker(col, 0.55))
         else:  # a chair, side on
             cw, seat = rng.uniform(0.08, 0.16) * w, base - rng.uniform(0.12, 0.2) * h
-            wood = _darker((150, 104, 62), rng.uniform(0.6, 1.2))
+            wood = darker((150, 104, 62), rng.uniform(0.6, 1.2))
             lw = max(1, round(0.01 * w))
             d.line([(x, base), (x, seat), (x + cw, seat), (x + cw, base)], fill=wood, width=lw)
             d.line([(x, seat), (x, seat - rng.uniform(0.15, 0.25) * h)], fill=wood, width=lw)

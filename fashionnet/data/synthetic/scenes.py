@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from fashionnet.data.synthetic.holders import draw_clutter
+from fashionnet.data.synthetic.holders import SKINS, draw_clutter
 from fashionnet.data.images import ImageLoadError, load_image
 
 # Scene families; flat-lay ones are seen from straight above.
@@ -26,7 +26,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 WALLS = ((236, 232, 222), (222, 218, 210), (200, 196, 190), (214, 200, 180), (182, 196, 204), (170, 170, 168), (226, 210, 200), (120, 124, 128))
 CLOTHES = ((30, 30, 34), (70, 80, 110), (200, 196, 186), (120, 40, 40), (60, 90, 60), (150, 150, 152), (180, 150, 110), (40, 60, 120))
-SKINS = ((236, 200, 170), (214, 168, 130), (170, 118, 82), (112, 74, 52))
 
 
 def _col(c, k: float = 1.0, rng: np.random.Generator | None = None, jitter: int = 0) -> tuple[int, int, int]:
