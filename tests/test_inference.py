@@ -11,7 +11,7 @@ from PIL import Image
 
 from fashionnet.data.images import ImageLoadError
 from fashionnet.inference.predictor import Predictor
-from fashionnet.landmarks import LANDMARK_NAMES
+from fashionnet.landmarks import LANDMARK_NAMES, present_mask
 from fashionnet.models import FashionNetConfig, create_model
 from fashionnet.models.checkpoint import model_from_checkpoint
 
@@ -58,7 +58,10 @@ def test_trained_predictor_returns_named_outputs(tiny_checkpoint, synth_root):
     assert probs == sorted(probs, reverse=True)
     assert pred.embedding.shape == (predictor.embedding_dim,)
     assert np.linalg.norm(pred.embedding) == pytest.approx(1.0, abs=1e-4)
-    assert {lm.visibility for lm in pred.landmarks} <= {"visible", "occluded", "truncated"}
+    # the points the predicted clothes type has get a visibility; the others are absent
+    present = present_mask(pred.clothes_type)
+    assert [lm.visibility == "absent" for lm in pred.landmarks] == [not p for p in present]
+    assert {lm.visibility for lm, p in zip(pred.landmarks, present) if p} <= {"visible", "occluded", "truncated"}
 
 
 def test_batch_api_matches_single_images(tiny_checkpoint, synth_root):

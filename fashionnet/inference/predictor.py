@@ -22,6 +22,7 @@ from fashionnet.data.images import ImageInput, load_image
 from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.device import resolve_device
 from fashionnet.inference.faces import FaceDetector, default_face_detector, mirrored_boxes
+from fashionnet.inference.garment_type_prior import GarmentTypePrior, default_type_prior, reweighed_categories
 from fashionnet.inference.localisation import CROP_BELOW_AREA, CROP_MARGIN, boxes_to_original, second_pass
 from fashionnet.inference.prediction import Landmark, Prediction
 from fashionnet.inference.retrieval_time import average_views
@@ -67,7 +68,7 @@ class Predictor:
                  density: FeatureDensity | None = None, runtime: str = "auto", onnx_cache_dir: str | os.PathLike | None = None,
                  category_temperature: float = 1.0, crop_below: float = CROP_BELOW_AREA, crop_margin: float = CROP_MARGIN,
                  landmark_prior: BoxLayoutPrior | None = None, face_detector: FaceDetector | None | str = "auto",
-                 flip_average: bool = True):
+                 flip_average: bool = True, type_prior: GarmentTypePrior | None | str = "auto"):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.device = resolve_device(device)
@@ -97,6 +98,9 @@ class Predictor:
         # the box of a worn garment whose neckline was missed is cut below the wearer's face
         # (fashionnet.inference.faces); "auto": OpenCV's face cascade when it is installed, None: never
         self.face_detector = default_face_detector() if face_detector == "auto" else face_detector
+        # an ImageNet classifier's opinion of the clothes type, multiplied into the category
+        # (fashionnet.inference.garment_type_prior); "auto": when its weights are installed, None: never
+        self.type_prior = default_type_prior(str(self.device)) if type_prior == "auto" else type_prior
         # the embedding is the mean of the photo's and its mirror image's (both passes each): a
         # garment and its mirror image are the same garment, and the mean retrieves better on
         # photos unlike the training ones (docs/experiments/flip_averaging.md); it costs a second forward pass
@@ -171,7 +175,15 @@ class Predictor:
             mirrored = self.mirrored_outputs([image_of(i) for i in range(n)], crop_below,
                                              None if faces_of is None else (lambda i: faces_of(n + i)))
             out = {**out, "embedding": torch.from_numpy(average_views(_embeddings(out), _embeddings(mirrored)))}
-        return out, geometries, cropped
+        return self._with_type_prior(out, geometries, image_of), geometries, cropped
+
+    def _with_type_prior(self, out: dict, geometries: Sequence, image_of: Callable[[int], Image.Image]) -> dict:
+        """``out`` with ``type_prior``: the clothes-type prior's (B, 3) opinion of each photo's garment box
+        (unchanged without a prior), which :meth:`category_probs` multiplies in."""
+        if self.type_prior is None:
+            return out
+        boxes = boxes_to_original(out, geometries)
+        return {**out, "type_prior": self.type_prior.type_probabilities([image_of(i) for i in range(len(geometries))], boxes)}
 
     @torch.inference_mode()
     def mirrored_outputs(self, photos: Sequence[Image.Image], crop_below: float | None = None,
@@ -214,13 +226,14 @@ class Predictor:
     def forward_photos(self, images: Sequence[ImageInput], crop_below: float | None = None) -> tuple[dict, list, list[bool]]:
         """Both passes over photos: (outputs, geometries, cropped), as :meth:`localise` returns them,
         with ``flip_average`` the embedding averaged with the mirror images'."""
-        out, geometries, cropped, n = self._photos_and_mirrors(images, crop_below)
-        if not self.flip_average:
-            return out, geometries, cropped
-        embedding = _embeddings(out)
-        out = {key: value[:n] if isinstance(value, torch.Tensor) and len(value) == 2 * n else value for key, value in out.items()}
-        out["embedding"] = torch.from_numpy(average_views(embedding[:n], embedding[n:]))
-        return out, geometries[:n], cropped[:n]
+        photos = [load_image(im) for im in images]
+        out, geometries, cropped, n = self._photos_and_mirrors(photos, crop_below)
+        if self.flip_average:
+            embedding = _embeddings(out)
+            out = {key: value[:n] if isinstance(value, torch.Tensor) and len(value) == 2 * n else value for key, value in out.items()}
+            out["embedding"] = torch.from_numpy(average_views(embedding[:n], embedding[n:]))
+            geometries, cropped = geometries[:n], cropped[:n]
+        return self._with_type_prior(out, geometries, photos.__getitem__), geometries, cropped
 
     def predict(self, image: ImageInput) -> Prediction:
         return self.predict_batch([image])[0]
@@ -317,7 +330,10 @@ class Predictor:
 
     def category_probs(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, C) calibrated category probabilities (logits divided by the checkpoint's temperature)."""
-        return (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
+        probs = (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
+        if "type_prior" not in out or not probs.shape[1] or not self.category_names:
+            return probs
+        return reweighed_categories(probs, out["type_prior"], [self.category_clothes_types.get(name) for name in self.category_names])
 
     def predicted_clothes_types(self, category_probs: torch.Tensor) -> list[int | None]:
         """Each row's clothes type from its most likely category (None where unknown)."""
