@@ -23,6 +23,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PIP) install -q --upgrade pip wheel setuptools
 	$(PIP) install $(TORCH_PINS)
 	$(PIP) install -e '.[test]'
+	# milvus-lite (a test extra) requires faiss-cpu, whose files replace faiss-gpu's in the one `faiss`
+	# module; where faiss-gpu is the platform's FAISS (setup.cfg), its build goes back on top.
+	if [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ]; then $(PIP) install -q --force-reinstall --no-deps faiss-gpu; fi
 	touch $@
 
 venv: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""A FAISS index of shop images embedded by FashionNet, and search over it.
+"""An index of shop images embedded by FashionNet (FAISS files or a Milvus collection), and search over it.
 
     from indexer import SearchEngine, build_index
     engine = SearchEngine.open("indexes/demo")
@@ -16,6 +16,8 @@ _PUBLIC = {
     "gallery_rows": "indexer.build",
     "folder_catalogue": "indexer.embedding",
     "EmbeddingIndex": "indexer.store",
+    "MilvusIndex": "indexer.milvus_store",
+    "open_index": "indexer.backends",
     "locked_update": "indexer.updates",
     "merge": "indexer.updates",
 }

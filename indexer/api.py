@@ -1,6 +1,6 @@
 """``indexer serve``: the search engine over HTTP (FastAPI on uvicorn).
 
-    indexer serve IDX [--host 127.0.0.1] [--port 8000] [--max-upload-mb 20]
+    indexer serve IDX [--host 127.0.0.1] [--port 8000] [--max-upload-mb 20] [--backend faiss|milvus] [--milvus-uri URI]
                       [--api-key-file FILE] [--keys-for-reads] [--read-only]
                       [--allowed-hosts NAME ...] [--cors-origins URL ...] [--reject-unfamiliar]
 
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Optional
 
 from fashionnet.cli.options import device_option, runtime_option  # argparse only
 from indexer.access import API_KEY_ENV, DOCS_ASSETS  # torch-free
+from indexer.backend_names import BACKENDS, CHECK_BACKEND_HELP, MILVUS_URI_HELP  # torch-free
 
 if TYPE_CHECKING:  # the model's modules load torch; `indexer --help` imports this module without them
     from indexer.access import AccessPolicy
@@ -129,7 +130,7 @@ def create_app(engine: "SearchEngine", max_upload_bytes: int = DEFAULT_MAX_UPLOA
         served = layout.read_manifest(e.index_dir).get("format_version") if e.index_dir is not None else None
         checkpoint = (e.index.extra or {}).get("checkpoint_in_index") or (e.index.extra or {}).get("checkpoint")
         return {"package_version": _version(), "api": API_VERSION,
-                "index": {"format_version": served, "newest_format_readable": layout.FORMAT_VERSION},
+                "index": {"format_version": served, "newest_format_readable": max(layout.FORMAT_VERSION, layout.MILVUS_FORMAT_VERSION)},
                 "model": {"checksum": e.predictor.model_checksum, "backbone": e.predictor.config.backbone,
                           "checkpoint_name": Path(checkpoint).name if checkpoint else None}}
 
@@ -168,6 +169,8 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--checkpoint", help="default: the checkpoint the index was built with")
     s.add_argument("--image-root", help="folder the gallery images are under now, if they moved since the build")
+    s.add_argument("--backend", choices=BACKENDS, default=None, help=CHECK_BACKEND_HELP)
+    s.add_argument("--milvus-uri", metavar="URI", help=MILVUS_URI_HELP + "; default: the one the index recorded")
     device_option(s, "for embedding and search: auto (default: the GPU when present), cpu or cuda")
     runtime_option(s)
     s.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest request body accepted, in MiB")
@@ -194,6 +197,8 @@ def open_engine(args) -> "SearchEngine":
     from indexer.search import SearchEngine
 
     kwargs = {"checkpoint": args.checkpoint, "device": args.device, "runtime": getattr(args, "runtime", "auto")}
+    if getattr(args, "backend", None) or getattr(args, "milvus_uri", None):
+        kwargs.update(backend=args.backend, milvus_uri=args.milvus_uri)
     if getattr(args, "image_root", None):
         if "image_root" not in inspect.signature(SearchEngine.open).parameters:
             raise ValueError("--image-root needs a SearchEngine that can look for images elsewhere; this one cannot")

@@ -98,7 +98,7 @@ PUBLIC_EXTRA = ("input_side", "image_size", "flip_average", "shard", "skipped_co
 def public_index_info(info: dict) -> dict:
     """``EmbeddingIndex.info()`` without the server's paths (the index's own path, the checkpoint's,
     the image and data roots, the build command and the skipped files)."""
-    public = {key: value for key, value in info.items() if key not in ("path", "extra")}
+    public = {key: value for key, value in info.items() if key not in ("path", "extra", "milvus_uri")}  # a Lite file's path is the server's
     extra = info.get("extra") or {}
     public["extra"] = {key: extra[key] for key in PUBLIC_EXTRA if key in extra}
     return public

@@ -1,4 +1,5 @@
-"""Building and updating a gallery index: choose the gallery rows, embed them, store them in FAISS."""
+"""Building and updating a gallery index: choose the gallery rows, embed them, store them in FAISS or
+Milvus (:mod:`indexer.backends`), in one process or several (:mod:`indexer.distributed_build`)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,16 @@ import pandas as pd
 from fashionnet.data.readers import detect_benchmark, read_benchmark
 from fashionnet.evaluation.protocols import gallery_frame
 from fashionnet.inference.predictor import Predictor
-from indexer import layout, ownership, portable
+from indexer import layout, milvus_connection, ownership, portable
+from indexer.backend_names import DEFAULT_BACKEND
+from indexer.backends import AnyIndex, check_backend, open_index
 from indexer.close_match import CloseMatch, record_close_match
 from indexer.catalogue_metadata import Applied, Catalogue, apply_catalogue, inherit_item_values
+from indexer.catalogue_rows import metadata_rows
 from indexer.compatibility import check_index_fits_model
+from indexer.distributed_build import Ranks, gather_embedded, with_positions
 from indexer.embedding import embed_images, file_sha256, folder_catalogue
+from indexer.milvus_build import build_milvus_index, check_collection_name, collection_name_for
 from indexer.rerank import check_rerank
 from indexer.store import EmbeddingIndex
 from indexer.unfamiliar import Flagged, flagged_photos, refusals, without_flagged
@@ -45,13 +51,14 @@ def default_index_factory(count: int) -> Optional[str]:
 
 @dataclass
 class BuildReport:
-    index: EmbeddingIndex
+    index: AnyIndex
     added: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     images_per_second: float = 0.0
     catalogue: Optional[Applied] = None  # what --metadata matched, when given
     flagged: list[Flagged] = field(default_factory=list)  # photos that do not look like garment photos (indexed, flagged)
     close_match: Optional[CloseMatch] = None  # recorded in the manifest (indexer.close_match)
+    resumed: int = 0  # images an earlier run of the same Milvus build had written (not embedded again)
 
 
 @dataclass
@@ -104,32 +111,15 @@ def gallery_rows(data_root: str | os.PathLike, benchmark: str = "auto", split: s
     return out.reset_index(drop=True)
 
 
-def _metadata(catalogue: pd.DataFrame, embedded_rows: pd.DataFrame) -> pd.DataFrame:
-    base = catalogue.iloc[embedded_rows["position"].to_numpy()].reset_index(drop=True)
-    base = base.astype({"image_path": "string", "item_id": "string", "category": "string", "source": "string"})
-    if "image_relpath" in base:
-        base["image_relpath"] = base["image_relpath"].astype("string")
-    if "image_sha256" not in base:
-        base["image_sha256"] = embedded_rows["image_sha256"].to_numpy()
-    base["image_sha256"] = base["image_sha256"].astype("string")
-    base["clothes_type"] = pd.array(base["clothes_type"], dtype="Int64")
-    for column in layout.CATALOGUE_ONLY_COLUMNS:
-        if column in base:
-            if base[column].isna().all():
-                base = base.drop(columns=column)  # not given: the index stays readable by older versions
-            else:
-                base[column] = base[column].astype("string")
-    return pd.concat([base, embedded_rows.drop(columns=["position", "image_sha256"]).reset_index(drop=True)], axis=1)
-
-
 def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.PathLike, *, index_factory: Optional[str] = None,
                 nprobe: Optional[int] = None, shard: Optional[tuple[int, int]] = None, trained_index: Optional[str] = None,
                 batch_size: int = 32, workers: int = 2, device: str = "auto", checkpoint_path: Optional[str] = None,
                 progress: bool = True, train_sample: int = 100_000, extra: Optional[dict] = None, force: bool = False,
                 copy_model: bool = False, rerank: Optional[str] = None, rerank_factor: Optional[int] = None,
                 shop_metadata: Optional[Catalogue] = None, metadata_bases: Sequence[str | os.PathLike] = (),
-                match_recall: Optional[float] = None) -> BuildReport:
-    """Embed ``catalogue`` (columns image_path, item_id, ...) into a FAISS index saved atomically at ``out``.
+                match_recall: Optional[float] = None, backend: str = DEFAULT_BACKEND, milvus_uri: Optional[str] = None,
+                milvus_collection: Optional[str] = None, ranks: Optional[Ranks] = None) -> Optional[BuildReport]:
+    """Embed ``catalogue`` (columns image_path, item_id, ...) into an index saved atomically at ``out``.
 
     ``shard=(i, n)`` embeds every n-th row starting at i (merge the shards with ``indexer merge``).
     ``trained_index`` starts from an already trained (IVF) index so shards share one quantizer.
@@ -144,10 +134,26 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
     ``image`` keys relative to ``metadata_bases``; rows that match no photo are reported, not fatal.
     The index records its close-match score (:mod:`indexer.close_match`, at ``match_recall``) where the
     checkpoint carries held-out photos for it; a shard does not (merged shards fit it when opened).
+    ``backend`` "milvus" keeps the vectors in the Milvus collection ``milvus_collection`` (default:
+    the folder's name) at ``milvus_uri`` (default: a Milvus Lite file inside ``out``; :mod:`indexer.milvus_build`).
+    ``ranks``: this process's place in a torchrun build (:mod:`indexer.distributed_build`): each rank
+    embeds its share, rank 0 records the index and returns the report, the other ranks None.
     """
     check_rerank(rerank, rerank_factor)
+    check_backend(backend)
+    ranks = ranks or Ranks()
     out = Path(out).absolute()
     ownership.check_save_target(out, force=force)
+    check_backend_options(backend, milvus_uri=milvus_uri, milvus_collection=milvus_collection, index_factory=index_factory,
+                          nprobe=nprobe, shard=shard, trained_index=trained_index, rerank=rerank, rerank_factor=rerank_factor)
+    if backend == "milvus":
+        milvus_uri = milvus_uri or str(out / layout.MILVUS_LITE_FILE)
+        milvus_collection = milvus_collection or collection_name_for(out)
+        if not ranks.one_machine and not milvus_connection.is_server(milvus_uri):
+            raise ValueError(f"ranks on several machines cannot share the Milvus Lite file {milvus_uri}: give a Milvus server "
+                             "(--milvus-uri http://HOST:19530)")
+    if shard is not None and ranks.world > 1:
+        raise ValueError("--shard and torchrun both split the gallery among processes: give one of them")
     applied = None
     if shop_metadata is not None:  # before the shard's slice: every row is matched against the whole build
         catalogue, applied = apply_catalogue(shop_metadata, catalogue, metadata_bases)
@@ -162,6 +168,30 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
         raise ValueError("copy_model needs the checkpoint's path")
     image_root = portable.common_root(catalogue["image_path"])
     catalogue = catalogue.assign(image_relpath=portable.relative_to_root(catalogue["image_path"], image_root))
+    paths = catalogue["image_path"].tolist()
+    model_in_index = portable.model_copy_name(predictor.model_checksum) if copy_model else None
+
+    def extra_for(skipped: list[tuple[str, str]]) -> dict:
+        return {
+            **portable.portable_extra(out, image_root, checkpoint_path, model_in_index),
+            "input_side": predictor.input_side,
+            "flip_average": predictor.flip_average,
+            "build_command": " ".join(["indexer", *sys.argv[1:]]) if Path(sys.argv[0]).name == "indexer" else "indexer build",
+            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "skipped": [{"path": p, "problem": m} for p, m in skipped[:MAX_RECORDED_SKIPS]],
+            "skipped_count": len(skipped),
+            **(extra or {}),
+        }
+
+    if backend == "milvus":
+        built = build_milvus_index(predictor, catalogue, out, uri=milvus_uri, collection=milvus_collection, extra_for=extra_for,
+                                   batch_size=batch_size, workers=workers, progress=progress, match_recall=match_recall,
+                                   copy_model_from=Path(checkpoint_path) if copy_model else None, force=force, ranks=ranks)
+        if built is None:
+            return None
+        written = len(built.index) - built.resumed
+        return BuildReport(built.index, len(built.index), built.skipped, written / built.seconds if built.seconds else 0.0, applied,
+                           flagged_photos(built.embedded, paths, _threshold(predictor)), built.close_match, built.resumed)
     if trained_index:
         base = EmbeddingIndex.load(trained_index, expected_model_checksum=predictor.model_checksum, expected_dim=predictor.embedding_dim,
                                    device=device)
@@ -172,23 +202,19 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
         index = EmbeddingIndex.create(predictor.embedding_dim, index_factory, model_checksum=predictor.model_checksum,
                                       model_config=predictor.config.to_dict(), device=device, rerank=rerank or "none",
                                       rerank_factor=rerank_factor)
-    embedded = embed_images(predictor, catalogue["image_path"].tolist(), batch_size=batch_size, workers=workers, progress=progress,
-                            desc="embedding gallery" + (f" shard {shard[0]}/{shard[1]}" if shard else ""))
+    desc = "embedding gallery" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
+    if ranks.world > 1:  # each rank embeds its share; rank 0 joins them in gallery order and builds alone
+        share = ranks.share(len(paths))
+        mine = embed_images(predictor, [paths[p] for p in share], batch_size=batch_size, workers=workers, progress=progress, desc=desc)
+        embedded = gather_embedded(ranks, with_positions(mine, share), paths)
+        if embedded is None:
+            return None
+    else:
+        embedded = embed_images(predictor, paths, batch_size=batch_size, workers=workers, progress=progress, desc=desc)
     if len(embedded.embeddings) == 0:
         raise ValueError(f"none of the {len(catalogue)} gallery images could be read; first problem: "
                          f"{embedded.skipped[0][1] if embedded.skipped else 'no images'}")
-    model_in_index = portable.model_copy_name(predictor.model_checksum) if copy_model else None
-    manifest_extra = {
-        **portable.portable_extra(out, image_root, checkpoint_path, model_in_index),
-        "input_side": predictor.input_side,
-        "flip_average": predictor.flip_average,
-        "build_command": " ".join(["indexer", *sys.argv[1:]]) if Path(sys.argv[0]).name == "indexer" else "indexer build",
-        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
-        "skipped": [{"path": p, "problem": m} for p, m in embedded.skipped[:MAX_RECORDED_SKIPS]],
-        "skipped_count": len(embedded.skipped),
-        **(extra or {}),
-    }
-    index.extra = {**index.extra, **manifest_extra}
+    index.extra = {**index.extra, **extra_for(embedded.skipped)}
     if not index.is_trained:
         index.train(embedded.embeddings, max_train=train_sample)
     if nprobe is None and index.nprobe is not None:
@@ -197,14 +223,34 @@ def build_index(predictor: Predictor, catalogue: pd.DataFrame, out: str | os.Pat
         nprobe = min(index.info()["nlist"], max(8, index.info()["nlist"] // 64))
     if nprobe is not None:
         index.nprobe = nprobe
-    index.add(embedded.embeddings, _metadata(catalogue, embedded.rows), show_progress=progress)
+    index.add(embedded.embeddings, metadata_rows(catalogue, embedded.rows), show_progress=progress)
     close = record_close_match(index, predictor.match_reference if shard is None else None, match_recall)
     with layout.WriterLock(out):  # a tidy-up in another process would delete a copy no manifest names yet
         if copy_model:
             portable.copy_model_into(out, Path(checkpoint_path), predictor.model_checksum)
         index.save(out, force=force)
-    flagged = flagged_photos(embedded, catalogue["image_path"].tolist(), _threshold(predictor))
+    flagged = flagged_photos(embedded, paths, _threshold(predictor))
     return BuildReport(index, len(embedded.embeddings), embedded.skipped, embedded.images_per_second, applied, flagged, close)
+
+
+def check_backend_options(backend: str, *, milvus_uri: Optional[str] = None, milvus_collection: Optional[str] = None,
+                          **faiss_options) -> None:
+    """Refuse options that do not fit the backend, before any work: the FAISS-only ones
+    (``faiss_options``: factory, nprobe, shard, ...) with Milvus, the Milvus ones with FAISS."""
+    check_backend(backend)
+    if backend != "milvus":
+        if milvus_uri or milvus_collection:
+            raise ValueError("--milvus-uri and --milvus-collection need --backend milvus")
+        return
+    used = [name for name, value in faiss_options.items() if value not in (None, "none")]
+    if used:
+        flags = ", ".join("--" + name.replace("_", "-") for name in used)
+        raise ValueError(f"{flags} shape a FAISS index; the Milvus backend searches its collection exactly and splits a build "
+                         "among processes with torchrun, so drop them or use --backend faiss")
+    if milvus_uri:
+        milvus_connection.check_uri(milvus_uri)
+    if milvus_collection:
+        check_collection_name(milvus_collection)
 
 
 def _threshold(predictor: Predictor) -> Optional[float]:
@@ -212,7 +258,7 @@ def _threshold(predictor: Predictor) -> Optional[float]:
 
 
 def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequence[str], *, batch_size: int = 32, workers: int = 2,
-               progress: bool = True, index: Optional[EmbeddingIndex] = None, shop_metadata: Optional[Catalogue] = None,
+               progress: bool = True, index: Optional[AnyIndex] = None, shop_metadata: Optional[Catalogue] = None,
                reject_unfamiliar: bool = False) -> AddReport:
     """Embed image files / folders and add them to the saved index at ``index_dir``.
 
@@ -226,7 +272,7 @@ def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequen
     Photos that do not look like garment photos are added and flagged (``flagged``), or with
     ``reject_unfamiliar`` left out (``refused``). The index's close-match score is fitted again.
     """
-    index = index if index is not None else EmbeddingIndex.load(index_dir, device="cpu")
+    index = index if index is not None else open_index(index_dir, device="cpu")
     check_index_fits_model(index.info().get("path"), index.built_by, model_checksum=predictor.model_checksum,
                            embedding_dim=predictor.embedding_dim, flip_average=predictor.flip_average)
     catalogue = folder_catalogue(paths)
@@ -255,7 +301,7 @@ def add_images(index_dir: str | os.PathLike, predictor: Predictor, paths: Sequen
     with locked_update(index_dir, expected_model_checksum=index.model_checksum, expected_dim=index.dim) as fresh:
         # another writer may have added some of these images since the check above
         gallery = fresh.metadata
-        rows = _metadata(inherit_item_values(catalogue, gallery), embedded.rows)
+        rows = metadata_rows(inherit_item_values(catalogue, gallery), embedded.rows)
         fresh_rows, late = _without_duplicates(rows, gallery)
         duplicates += late
         keep = rows["image_path"].isin(fresh_rows["image_path"]).to_numpy()
@@ -297,7 +343,7 @@ def _without_duplicates(candidates: pd.DataFrame, indexed: pd.DataFrame) -> tupl
     return candidates[np.array(keep, dtype=bool)].reset_index(drop=True), duplicates
 
 
-def _record_skips(index: EmbeddingIndex, skipped: list[tuple[str, str]], duplicates: list[tuple[str, str]]) -> None:
+def _record_skips(index: AnyIndex, skipped: list[tuple[str, str]], duplicates: list[tuple[str, str]]) -> None:
     """Add this run's skipped images to the manifest's list (capped) and count (exact)."""
     if not skipped and not duplicates:
         return

@@ -6,6 +6,8 @@
     indexer query IDX IMAGE... -k 20 [--json] [--min-score S] [--clothes-type 1] [--category Tees] [--attribute floral]
     indexer query IDX photos/ --out results.csv|.jsonl   # many photos
     indexer info IDX ; indexer merge OUT SHARD...
+    indexer build ... --backend milvus [--milvus-uri gallery.db|http://HOST:19530] [--milvus-collection NAME]
+    torchrun --nnodes N --nproc_per_node M $(which indexer) build ...   # each rank embeds its share
 
 torch and FAISS load only inside the commands that need them, so ``--help`` and ``--version``
 answer at once.
@@ -23,6 +25,7 @@ from typing import Optional
 import fashionnet
 from fashionnet.cli.options import data_root_option, device_option, runtime_option
 from indexer.api import add_serve_parser, cmd_serve  # torch-free until a server starts
+from indexer.backend_names import BACKEND_HELP, BACKENDS, CHECK_BACKEND_HELP, DEFAULT_BACKEND, MILVUS_URI_HELP
 from indexer.errors import IndexStoreError
 from indexer.filter_values import CLOTHES_TYPE_CHOICES, clothes_type_argument
 
@@ -68,8 +71,14 @@ def _filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attribute", action="append", default=[], help="only results with this attribute (repeat: all must hold)")
 
 
+def _index_backend_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command on an existing index: which backend it must have, where its Milvus is."""
+    p.add_argument("--backend", choices=BACKENDS, default=None, help=CHECK_BACKEND_HELP)
+    p.add_argument("--milvus-uri", metavar="URI", help=MILVUS_URI_HELP + "; default: the one the index recorded")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="indexer", description="FAISS gallery index of FashionNet embeddings")
+    parser = argparse.ArgumentParser(prog="indexer", description="Gallery index of FashionNet embeddings (FAISS or Milvus)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {fashionnet.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -97,6 +106,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--match-recall", type=float, default=None, metavar="P",
                    help="share of photos of items in the catalogue that reach the close-match score fitted for it "
                         "(default 0.9; higher calls more photos of items it lacks a match too; docs/experiments/close_match.md)")
+    b.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=BACKEND_HELP)
+    b.add_argument("--milvus-uri", metavar="URI", help=MILVUS_URI_HELP + "; default: milvus.db inside --out")
+    b.add_argument("--milvus-collection", metavar="NAME", help="the Milvus collection written (default: the --out folder's name)")
     b.add_argument("--no-flip-average", action="store_true",
                    help="embed each photo once, not averaged with its mirror image (half the time; recorded in the index, "
                         "so queries and later adds follow it)")
@@ -109,11 +121,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     a.add_argument("--metadata", metavar="FILE", help=METADATA_HELP.replace("folder given", "folder given to add"))
     a.add_argument("--reject-unfamiliar", action="store_true",
                    help="leave out photos that do not look like garment photos, naming each (default: add them, flagged)")
+    _index_backend_options(a)
     _embedding_options(a)
 
     r = sub.add_parser("remove", help="remove every image of an item")
     r.add_argument("index", help="index folder to remove from (updated in place)")
     r.add_argument("--item", required=True, action="append", help="item id (repeat for several)")
+    _index_backend_options(r)
 
     q = sub.add_parser("query", help="top-k shop items for a photo, or for many (--out)")
     q.add_argument("index", help="index folder to search")
@@ -129,6 +143,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     q.add_argument("--exclude-unfamiliar", action="store_true", help="leave out gallery photos flagged as not looking like garment photos")
     q.add_argument("--json", action="store_true", help="print JSON instead of tables (a list of answers for several photos)")
     q.add_argument("--out", help="file written with every photo's top k, one row per result (.csv or .jsonl)")
+    _index_backend_options(q)
     _device_option(q)
     _runtime_option(q)
     _progress_option(q)
@@ -136,6 +151,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe an index")
     i.add_argument("index", help="index folder to describe")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _index_backend_options(i)
 
     m = sub.add_parser("merge", help="combine shard indexes into one")
     m.add_argument("out", help="the merged index folder written")
@@ -149,7 +165,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def cmd_build(args) -> int:
     from fashionnet.inference.predictor import Predictor
     from indexer import layout, ownership
-    from indexer.build import build_index, gallery_rows, parse_shard
+    from indexer.build import build_index, check_backend_options, gallery_rows, parse_shard
+    from indexer.distributed_build import end_process_group, ranks_from_environment
     from indexer.embedding import folder_catalogue
 
     # cheap checks first: a wrong --out or --shard must not cost a model load or an embedding run
@@ -164,20 +181,34 @@ def cmd_build(args) -> int:
         raise ValueError(f"--rerank-factor must be at least 1, got {args.rerank_factor}")
     if args.trained_index:
         layout.read_manifest(Path(args.trained_index).absolute())
+    check_backend_options(args.backend, milvus_uri=args.milvus_uri, milvus_collection=args.milvus_collection,
+                          index_factory=args.index_factory, nprobe=args.nprobe, shard=args.shard, trained_index=args.trained_index,
+                          rerank=args.rerank, rerank_factor=args.rerank_factor)
     shop_metadata = _read_metadata(args.metadata)
     catalogue = gallery_rows(args.data_root, args.benchmark, args.split) if args.data_root else folder_catalogue(args.images)
     if catalogue.empty:
         raise ValueError(f"no images found in {' '.join(args.images)}")
-    _use_the_machine()
+    ranks = ranks_from_environment()  # under torchrun: this process's share of the gallery
+    _use_the_machine(ranks.world)
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime, flip_average=not args.no_flip_average)
-    report = build_index(predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
-                         trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
-                         checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force,
-                         copy_model=args.copy_model, progress=not args.no_progress, rerank=args.rerank, rerank_factor=args.rerank_factor, extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None},
-                         shop_metadata=shop_metadata, metadata_bases=_metadata_bases([args.data_root] if args.data_root else args.images),
-                         match_recall=args.match_recall)
-    print(f"indexed {report.added} images into {args.out} ({report.index.index_factory}, dim {report.index.dim}; "
-          f"{report.images_per_second:.1f} images/s, {predictor.runtime} on {predictor.device.type}, {_threads()} threads)")
+    try:
+        report = build_index(
+            predictor, catalogue, args.out, index_factory=args.index_factory, nprobe=args.nprobe, shard=shard,
+            trained_index=args.trained_index, batch_size=args.batch_size, workers=args.workers, device=args.device,
+            checkpoint_path=args.checkpoint, train_sample=args.train_sample, force=args.force, copy_model=args.copy_model,
+            progress=not args.no_progress, rerank=args.rerank, rerank_factor=args.rerank_factor,
+            extra={"data_root": str(Path(args.data_root).resolve()) if args.data_root else None}, shop_metadata=shop_metadata,
+            metadata_bases=_metadata_bases([args.data_root] if args.data_root else args.images), match_recall=args.match_recall,
+            backend=args.backend, milvus_uri=args.milvus_uri, milvus_collection=args.milvus_collection, ranks=ranks)
+    finally:
+        end_process_group(ranks)
+    if report is None:  # a rank other than 0 of a torchrun: rank 0 reports
+        return 0
+    where = f"Milvus collection {report.index.collection_name!r} at {report.index.uri}" if args.backend == "milvus" else report.index.index_factory
+    resumed = f"{report.resumed} of them already written by an earlier run of this build; " if report.resumed else ""
+    ranks_used = f", {ranks.world} processes" if ranks.world > 1 else ""
+    print(f"indexed {report.added} images into {args.out} ({where}, dim {report.index.dim}; {resumed}"
+          f"{report.images_per_second:.1f} images/s, {predictor.runtime} on {predictor.device.type}, {_threads()} threads{ranks_used})")
     print(report.close_match.describe() if report.close_match is not None else
           "no close-match score: the checkpoint carries no held-out photos for it (scripts/fit_close_match.py adds them)")
     _report_skipped(report.skipped)
@@ -219,13 +250,15 @@ def _report_skipped(skipped, what: str = "unreadable image(s)", shown: int = 50)
             print(f"  ... and {len(skipped) - shown} more (all listed in the index manifest)", file=sys.stderr)
 
 
-def _use_the_machine() -> None:
-    """Embedding a catalogue is a batch job: give the forward pass every core."""
+def _use_the_machine(processes: int = 1) -> None:
+    """Embedding a catalogue is a batch job: give the forward pass every core (shared by the
+    ``processes`` of a torchrun on this machine)."""
     import os
 
     from fashionnet.device import set_threads
 
-    set_threads(int(os.environ.get("FASHIONNET_THREADS") or os.cpu_count() or 1))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or processes)
+    set_threads(int(os.environ.get("FASHIONNET_THREADS") or max(1, (os.cpu_count() or 1) // max(1, local))))
 
 
 def _threads() -> int:
@@ -236,15 +269,15 @@ def _threads() -> int:
 
 def cmd_add(args) -> int:
     from fashionnet.inference.predictor import Predictor
+    from indexer.backends import open_index
     from indexer.build import add_images
     from indexer.search import default_checkpoint
-    from indexer.store import EmbeddingIndex
 
     for path in args.paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
     shop_metadata = _read_metadata(args.metadata)
-    index = EmbeddingIndex.load(args.index, device="cpu")
+    index = open_index(args.index, device="cpu", backend=args.backend, milvus_uri=args.milvus_uri)
     predictor = Predictor.from_checkpoint(default_checkpoint(index, args.checkpoint), device=args.device, runtime=args.runtime,
                                           flip_average=index.flip_average)
     report = add_images(args.index, predictor, args.paths, batch_size=args.batch_size, workers=args.workers,
@@ -275,8 +308,10 @@ def _report_flagged(flagged, shown: int = 50) -> None:
 
 
 def cmd_remove(args) -> int:
+    from indexer.backends import use_backend
     from indexer.updates import remove_items
 
+    use_backend(args.index, args.backend, args.milvus_uri)
     result = remove_items(args.index, args.item)  # also deletes the items' photos kept in the index's uploads
     for item, n in result.removed.items():
         if n == 0:
@@ -296,16 +331,18 @@ def cmd_query(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from indexer.store import EmbeddingIndex
+    from indexer.backends import open_index
 
-    index = EmbeddingIndex.load(args.index, device="cpu")
+    index = open_index(args.index, device="cpu", backend=args.backend, milvus_uri=args.milvus_uri)
     info = index.info()
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
+        print(f"{'backend':26s} {info.get('backend', 'faiss')}")
         for key in ("path", "count", "dim", "metric", "index_factory", "index_type", "nlist", "nprobe", "model_checksum",
-                    "created_utc", "package_version", "bytes_per_vector_estimate", "memory_bytes_estimate"):
-            print(f"{key:26s} {info.get(key)}")
+                    "created_utc", "package_version", "bytes_per_vector_estimate", "memory_bytes_estimate", "milvus_uri", "milvus_collection"):
+            if key in info:
+                print(f"{key:26s} {info.get(key)}")
         extra = info.get("extra") or {}
         for key in ("checkpoint", "checkpoint_in_index", "image_root", "data_root", "input_side", "image_size",  # image_size: older indexes
                     "skipped_count"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from indexer import ownership
-from indexer.layout import DATA_FILES, MANIFEST_FILE, VERSIONS_DIR, committed_or_none, fsync_path, is_version_path
+from indexer.layout import MANIFEST_FILE, VERSIONS_DIR, committed_or_none, fsync_path, is_version_path
 
 
 def commit_version(directory: Path, write_data: Callable[[Path], None], make_manifest: Callable[[Path], dict]) -> dict:
@@ -38,8 +38,9 @@ def commit_version(directory: Path, write_data: Callable[[Path], None], make_man
     try:
         ownership.mark(folder)
         write_data(folder)
-        for name in DATA_FILES:
-            fsync_path(folder / name)
+        for entry in folder.iterdir():  # every data file the backend wrote
+            if entry.is_file():
+                fsync_path(entry)
         fsync_path(folder)
         fsync_path(versions)
         manifest = make_manifest(folder)

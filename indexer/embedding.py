@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from fashionnet.data.images import ImageLoadError, load_image
 from fashionnet.inference.predictor import Predictor
 from fashionnet.landmarks import LANDMARK_NAMES
+from indexer.gallery_labels import ATTRIBUTE_SEPARATOR  # noqa: F401 (also imported from here)
 
-ATTRIBUTE_SEPARATOR = "|"
 ATTRIBUTE_THRESHOLD = 0.5  # a predicted attribute is stored (and can be filtered on) from this probability
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
@@ -153,12 +153,17 @@ def embed_images(predictor: Predictor, paths: Sequence[str], batch_size: int = 3
                 bar.set_postfix(skipped=len(skipped), refresh=False)
     dim = predictor.embedding_dim
     emb = np.stack(embeddings).astype(np.float32) if embeddings else np.zeros((0, dim), np.float32)
-    rows = pd.DataFrame.from_records(records, columns=_row_columns()) if records else pd.DataFrame(columns=_row_columns())
-    rows = rows.astype({"unfamiliar": "boolean", "unfamiliarity": "float64"})  # NA where the model has no density
-    return EmbeddedImages(emb, rows, skipped, time.perf_counter() - started)
+    return EmbeddedImages(emb, embedded_rows(records), skipped, time.perf_counter() - started)
 
 
-def _row_columns() -> list[str]:
+def embedded_rows(records: Sequence[dict]) -> pd.DataFrame:
+    """The rows of :class:`EmbeddedImages` from one record per image (what the model said of it);
+    a distributed build reads them back from its collection through here too, so they come out alike."""
+    rows = pd.DataFrame.from_records(records, columns=row_columns()) if records else pd.DataFrame(columns=row_columns())
+    return rows.astype({"unfamiliar": "boolean", "unfamiliarity": "float64"})  # NA where the model has no density
+
+
+def row_columns() -> list[str]:
     cols = ["position", "image_sha256", "predicted_category", "predicted_category_prob", "predicted_clothes_type", "predicted_attributes",
             "cropped", "below_face", "unfamiliar", "unfamiliarity"]
     for name in LANDMARK_NAMES:

@@ -122,6 +122,7 @@ class SavedIndex:
             ivf = ivf_of(self._index)
             info = {
                 "path": str(self._path) if self._path else None,
+                "backend": "faiss",
                 "count": self.ntotal,
                 "dim": self.dim,
                 "metric": self._metric,

@@ -8,6 +8,7 @@
       .indexer.lock                  held by whoever changes the index (build, add, remove, merge)
       model/fashionnet-index-<checksum>.pt   the checkpoint the index carries (indexer.portable)
       uploads/<upload>/<item>/       photos added through the HTTP API (indexer.uploads)
+      milvus.db/                     a Milvus index's collection, kept in Milvus Lite (indexer.milvus_store)
       anything else                  the user's: never read, moved or deleted
 
 What the index owns (its marks, removing what no manifest needs, the uploads tidy-up) is
@@ -49,7 +50,11 @@ from indexer.faiss_tools import describe_index, ivf_of, stored_ids
 # versions; one with them as 2, which older versions refuse rather than filter by predictions alone.
 FORMAT_VERSION = 2
 CATALOGUE_FORMAT_VERSION = 2
-CATALOGUE_ONLY_COLUMNS = ("catalogue_attributes", "catalogue_fields")
+# 3: the vectors live in a Milvus collection the manifest names (indexer.milvus_store); FAISS
+# indexes stay at 1 or 2, and versions before it refuse a Milvus index instead of missing its files.
+MILVUS_FORMAT_VERSION = 3
+CATALOGUE_ATTRIBUTES_COLUMN = "catalogue_attributes"  # the shop's own attribute names (indexer.catalogue_metadata)
+CATALOGUE_ONLY_COLUMNS = (CATALOGUE_ATTRIBUTES_COLUMN, "catalogue_fields")
 INDEX_FILE = "index.faiss"
 METADATA_FILE = "metadata.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -57,6 +62,7 @@ DATA_FILES = (INDEX_FILE, METADATA_FILE)
 VERSIONS_DIR = "versions"
 MODEL_DIR = "model"  # a checkpoint copy the index carries (indexer.portable)
 UPLOADS_DIR = "uploads"  # photos added through the HTTP API
+MILVUS_LITE_FILE = "milvus.db"  # a Milvus index's collection, when kept in a Milvus Lite file inside the index
 LOCK_FILE = ".indexer.lock"
 METRIC_NAMES = ("ip", "l2")
 REQUIRED_MANIFEST_KEYS = ("format_version", "embedding_dim", "metric", "index_factory", "count", "next_id", "files")
@@ -159,10 +165,11 @@ def read_manifest(directory: Path) -> dict:
     missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
     if missing:
         raise IndexLoadError(f"{path} lacks {missing}")
-    if not isinstance(manifest["format_version"], int) or manifest["format_version"] > FORMAT_VERSION:
+    newest = MILVUS_FORMAT_VERSION if manifest.get("backend") == "milvus" else FORMAT_VERSION
+    if not isinstance(manifest["format_version"], int) or manifest["format_version"] > newest:
         raise IndexLoadError(
             f"{path} has format version {manifest['format_version']!r}; this fashionnet "
-            f"({fashionnet.__version__}) reads up to {FORMAT_VERSION}"
+            f"({fashionnet.__version__}) reads up to {newest}"
         )
     if manifest["metric"] not in METRIC_NAMES:
         raise IndexLoadError(f"{path} names an unknown metric {manifest['metric']!r}")

@@ -28,6 +28,7 @@ from indexer.errors import IndexSaveError
 from indexer.layout import (
     LOCK_FILE,
     MANIFEST_FILE,
+    MILVUS_LITE_FILE,
     MODEL_DIR,
     TEMP_MANIFEST,
     UPLOADS_DIR,
@@ -130,7 +131,7 @@ def foreign_entries(target: Path) -> list[str]:
     foreign = []
     for entry in sorted(target.iterdir()):
         name = entry.name
-        if name in (MANIFEST_FILE, LOCK_FILE) or TEMP_MANIFEST.match(name) or (name == UPLOADS_DIR and is_marked(entry)):
+        if name in (MANIFEST_FILE, LOCK_FILE, MILVUS_LITE_FILE) or TEMP_MANIFEST.match(name) or (name == UPLOADS_DIR and is_marked(entry)):
             continue
         if name in (VERSIONS_DIR, MODEL_DIR, UPLOADS_DIR) and entry.is_dir() and not entry.is_symlink():
             foreign += [f"{name}/{child.name}" for child in sorted(entry.iterdir()) if not _owned_child(name, child)]

@@ -32,7 +32,8 @@ def run_query(args) -> int:
         raise ValueError(f"no photos found in {' '.join(args.inputs)}")
     print(f"indexer query: loading the model and the index {args.index} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    engine = SearchEngine.open(args.index, args.checkpoint, device=args.device, image_root=args.image_root, runtime=args.runtime)
+    engine = SearchEngine.open(args.index, args.checkpoint, device=args.device, image_root=args.image_root, runtime=args.runtime,
+                               backend=args.backend, milvus_uri=args.milvus_uri)
     print(f"indexer query: ready in {time.perf_counter() - started:.1f} s; {len(photos)} photo(s) to answer", file=sys.stderr, flush=True)
     filters = Filters(args.clothes_type, args.category, tuple(args.attribute), args.exclude_unfamiliar)
     engine.check_filters(filters)  # an unknown category or attribute is an error listing the known ones

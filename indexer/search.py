@@ -1,9 +1,10 @@
 """A loaded index plus the model that built it: photo in, ranked shop items out.
 
 The web page, ``indexer query`` and the HTTP API all use :class:`SearchEngine`, so they answer
-alike. Filters (clothes type, category, attributes) restrict the search inside FAISS; each reads the
-gallery's own label where it has one (the shop's catalogue metadata or an annotation,
-:mod:`indexer.catalogue_metadata`) and the model's prediction where it does not.
+alike. Filters (clothes type, category, attributes) restrict the search inside the index (FAISS: the
+allowed ids; Milvus: an expression on the collection's scalar fields); each reads the gallery's own
+label where it has one (the shop's catalogue metadata or an annotation, :mod:`indexer.catalogue_metadata`)
+and the model's prediction where it does not (:mod:`indexer.gallery_labels`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from fashionnet.device import serving_threads, set_threads
 from fashionnet.inference.prediction import Prediction
 from fashionnet.inference.predictor import Predictor
 from indexer import layout
-from indexer.catalogue_metadata import ATTRIBUTES_COLUMN
+from indexer.backends import AnyIndex, open_index
 from indexer.close_match import CloseMatch, CloseMatchOf, with_match
 from indexer.compatibility import check_index_fits_model
-from indexer.embedding import ATTRIBUTE_SEPARATOR
 from indexer.filter_values import CLOTHES_TYPES, UnknownFilterValue, check_known, parse_clothes_type
+from indexer.gallery_labels import familiar_mask, gallery_attributes, gallery_column  # noqa: F401 (also imported from here)
+from indexer.milvus_store import MilvusIndex
 from indexer.portable import ImageLocator, find_checkpoint
 from indexer.store import EmbeddingIndex
 
@@ -58,7 +60,7 @@ ITEM_OVERFETCH = 4
 
 
 class SearchEngine:
-    def __init__(self, index: EmbeddingIndex, predictor: Predictor, index_dir: Optional[str | os.PathLike] = None,
+    def __init__(self, index: AnyIndex, predictor: Predictor, index_dir: Optional[str | os.PathLike] = None,
                  image_root: Optional[str | os.PathLike] = None):
         check_index_fits_model(index.info().get("path"), index.built_by, model_checksum=predictor.model_checksum,
                                embedding_dim=predictor.embedding_dim, flip_average=predictor.flip_average)
@@ -71,13 +73,17 @@ class SearchEngine:
         # filters -> (the index they were read from, its allowed ids); the server's threads share it
         self._allowed: dict[Filters, tuple[EmbeddingIndex, np.ndarray]] = {}
         self._allowed_lock = threading.Lock()
-        self._known: tuple[Optional[EmbeddingIndex], dict] = (None, {})  # known_values() of one index
+        self._known: tuple[Optional[AnyIndex], dict] = (None, {})  # known_values() of one index
         self._close_match = CloseMatchOf(predictor.match_reference)
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, checkpoint: Optional[str] = None, device: str = "auto",
-             threads: Optional[int] = None, image_root: Optional[str | os.PathLike] = None, runtime: str = "auto") -> "SearchEngine":
+             threads: Optional[int] = None, image_root: Optional[str | os.PathLike] = None, runtime: str = "auto",
+             backend: Optional[str] = None, milvus_uri: Optional[str] = None) -> "SearchEngine":
         """Load the index and its model; refuses a checkpoint that did not build the index.
+        The index's vectors are where its manifest says (FAISS files or a Milvus collection,
+        :mod:`indexer.backends`); ``backend`` only checks that, ``milvus_uri`` reaches a Milvus
+        index's collection elsewhere than the URI it recorded.
         ``checkpoint`` and ``image_root`` override where the model and the gallery images are
         looked for (an index moved to another machine; :mod:`indexer.portable`). ``runtime``: "onnx"
         or "openvino" runs the model with ONNX Runtime or OpenVINO on the CPU (exported once per
@@ -89,7 +95,9 @@ class SearchEngine:
         load the CPU and lets concurrent queries share the cores (fashionnet.device).
         """
         set_threads(threads if threads is not None else serving_threads())
-        index = EmbeddingIndex.load(index_dir, device=device)
+        index = open_index(index_dir, device=device, backend=backend, milvus_uri=milvus_uri)
+        if isinstance(index, MilvusIndex):
+            index.connect()  # a wrong collection or a Milvus out of reach is said now, not at the first query
         predictor = Predictor.from_checkpoint(default_checkpoint(index, checkpoint), device=device, runtime=runtime,
                                               flip_average=index.flip_average)
         return cls(index, predictor, index_dir, image_root)
@@ -130,12 +138,12 @@ class SearchEngine:
         if isinstance(filters, (int, np.integer)):
             filters = Filters(clothes_type=int(filters))
         index = self.index  # one consistent index even if a refresh swaps it meanwhile
-        allowed = None
+        restriction = {}
         if filters is not None and not filters.empty:
-            allowed = self._allowed_ids_of(filters, index)
+            restriction = self._restriction_of(filters, index)
 
         def nearest(n: int) -> tuple[np.ndarray, np.ndarray]:
-            scores, ids = index.nearest(embedding[None, :], n, nprobe=nprobe, allowed_ids=allowed)
+            scores, ids = index.nearest(embedding[None, :], n, nprobe=nprobe, **restriction)
             found = ids[0] >= 0
             return scores[0][found], ids[0][found]
 
@@ -166,6 +174,13 @@ class SearchEngine:
             if parts and name in parts[0]:
                 explained[f"score_{name}"] = [p[name] for p in parts]
         return explained
+
+    def _restriction_of(self, filters: Filters, index: AnyIndex) -> dict:
+        """How the index applies ``filters`` inside its search: a Milvus collection as an expression
+        on its scalar fields, FAISS as the allowed ids read from the metadata table."""
+        if isinstance(index, MilvusIndex):
+            return {"where": index.filter_expression(filters.clothes_type, filters.category, filters.attributes, filters.familiar_only)}
+        return {"allowed_ids": self._allowed_ids_of(filters, index)}
 
     def _allowed_ids_of(self, filters: Filters, index: EmbeddingIndex) -> np.ndarray:
         """:meth:`allowed_ids`, remembered per filters for the index now current. An entry holds the
@@ -223,8 +238,8 @@ class SearchEngine:
             have = gallery_attributes(gallery)
             for name in filters.attributes:
                 keep &= np.array([name.lower() in names for names in have], dtype=bool)
-        if filters.familiar_only and "unfamiliar" in gallery:
-            keep &= ~gallery["unfamiliar"].astype("boolean").fillna(False).to_numpy(bool)
+        if filters.familiar_only:
+            keep &= familiar_mask(gallery).to_numpy(bool)
         return gallery.index.to_numpy(np.int64)[keep]
 
     # ------------------------------------------------------------------ keeping it current
@@ -246,8 +261,8 @@ class SearchEngine:
             version = self._saved_version()
             if version is None or version == self._manifest_version:
                 return False
-            fresh = EmbeddingIndex.load(self.index_dir, expected_model_checksum=self.predictor.model_checksum,
-                                        expected_dim=self.predictor.embedding_dim, device=self.index.device)
+            fresh = open_index(self.index_dir, expected_model_checksum=self.predictor.model_checksum,
+                               expected_dim=self.predictor.embedding_dim, device=self.index.device)
             self.index, self._manifest_version = fresh, version  # searches in flight keep the old object
             with self._allowed_lock:
                 self._allowed.clear()
@@ -366,28 +381,7 @@ def first_view_of_each_item(nearest, item_ids, k: int, total: int) -> tuple[np.n
         n = min(total, n * ITEM_OVERFETCH)
 
 
-def gallery_column(gallery: pd.DataFrame, name: str) -> pd.Series:
-    """A gallery column from its annotation, filled from the model's prediction where it has none
-    (``predicted_<name>``), so filters work on a shop's unannotated photos too."""
-    annotated = gallery[name] if name in gallery else pd.Series(pd.NA, index=gallery.index, dtype=object)
-    predicted = f"predicted_{name}"
-    if predicted in gallery:
-        annotated = annotated.astype(object).where(annotated.notna(), gallery[predicted].astype(object))
-    return annotated
-
-
-def gallery_attributes(gallery: pd.DataFrame) -> list[set[str]]:
-    """Each gallery image's attribute names (lower case): the catalogue's where the image has them,
-    else the model's predicted ones."""
-    own = [c for c in (ATTRIBUTES_COLUMN, "attributes_text") if c in gallery]  # attributes_text: older indexes
-    column = gallery[own[0]].astype(object) if own else pd.Series(None, index=gallery.index, dtype=object)
-    if "predicted_attributes" in gallery:
-        column = column.where(column.notna(), gallery["predicted_attributes"].astype(object))
-    return [set(str(v).lower().split(ATTRIBUTE_SEPARATOR)) - {""} if isinstance(v, str) else set() for v in column]
-
-
-
-def default_checkpoint(index: EmbeddingIndex, given: Optional[str]) -> str:
+def default_checkpoint(index: AnyIndex, given: Optional[str]) -> str:
     """The checkpoint to embed queries with: the one given, else the one the index carries or
     recorded at build time (:func:`indexer.portable.find_checkpoint`)."""
     where = index.info().get("path")

@@ -163,6 +163,8 @@ class EmbeddingIndex(IndexSearch, SavedIndex):
 
     # --------------------------------------------------------------------------------- properties
 
+    backend = "faiss"  # where the vectors live (indexer.backends; the other is indexer.milvus_store's)
+
     @property
     def dim(self) -> int:
         return int(self._index.d)

@@ -15,25 +15,27 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 from tqdm.auto import tqdm
 
 from indexer import layout, ownership
+from indexer.backends import AnyIndex, backend_of, open_index, writer_session
 from indexer.store import EmbeddingIndex
 
 
 @contextmanager
 def locked_update(directory: str | os.PathLike, *, expected_model_checksum: str | None = None,
-                  expected_dim: int | None = None, device: str = "cpu") -> Iterator[EmbeddingIndex]:
+                  expected_dim: int | None = None, device: str = "cpu") -> Iterator[AnyIndex]:
     """Change a saved index safely against other processes: hold the writer lock, load the newest
-    version, yield it, and save it on a normal exit if it was changed.
+    version (of either backend, :mod:`indexer.backends`), yield it, and save it on a normal exit if it
+    was changed.
 
     Do slow work (embedding images) before entering, so writers queue only for the change itself.
     """
     directory = Path(directory).absolute()
     layout.read_manifest(directory)  # a clear error for a missing index, before creating a lock file
     with layout.WriterLock(directory):
-        index = EmbeddingIndex.load(directory, expected_model_checksum=expected_model_checksum,
-                                    expected_dim=expected_dim, device=device)
-        yield index
-        if index.unsaved_changes:
-            index.save(directory)
+        index = open_index(directory, expected_model_checksum=expected_model_checksum, expected_dim=expected_dim, device=device)
+        with writer_session(index):
+            yield index
+            if index.unsaved_changes:
+                index.save(directory)
 
 
 class Removal(NamedTuple):
@@ -89,6 +91,10 @@ def merge(
     dirs = [Path(d) for d in index_dirs]
     if not dirs:
         raise ValueError("merge needs at least one index directory")
+    for shard_dir in dirs:
+        if backend_of(layout.read_manifest(shard_dir.absolute())) != "faiss":
+            raise ValueError(f"{shard_dir} is a Milvus index: merge joins FAISS shards; the ranks of a Milvus build "
+                             "(torchrun) write into one collection, with nothing to merge")
     ownership.check_save_target(Path(out_dir).absolute(), force=force)
     merged = EmbeddingIndex.load(dirs[0], expected_model_checksum=expected_model_checksum, device=device)
     for shard_dir in tqdm(dirs[1:], desc="merging shards", unit="shard", disable=len(dirs) < 3):

@@ -36,7 +36,7 @@ RETIRED = {
     "--k": "-k", "--top-k": "-k", "--topk": "-k",
     "--val-max-queries": "--max-queries", "--max_queries": "--max-queries",
     "--data_root": "--data-root", "--dataroot": "--data-root", "--root": "--data-root", "--data-dir": "--data-root",
-    "--dev": "--device", "--backend": "--runtime", "--output": "--out", "-o": "--out",
+    "--dev": "--device", "--output": "--out", "-o": "--out",
 }
 WHITENING_RETIRED = {"--dim": "--whiten-dim", "--shrinkage": "--whiten-shrinkage", "--by-part": "--whiten-by-part",
                      "--augmented-views": "--whiten-augmented-views"}
@@ -51,7 +51,7 @@ RUNS_QUERIES = {"indexer build", "indexer add", "indexer query", "indexer serve"
 # commands with --data-root: reading several layouts, or exactly one
 SEVERAL_ROOTS = {"train", "scripts/train_fashionnet.py", "scripts/fit_whitening.py", "scripts/calibrate_ood.py", "scripts/fit_close_match.py",
                  "scripts/evaluate_retrieval.py"}
-ONE_ROOT = {"indexer build", "scripts/benchmark_query.py", "scripts/benchmark_runtime.py"}
+ONE_ROOT = {"indexer build", "scripts/benchmark_query.py", "scripts/benchmark_runtime.py", "scripts/check_milvus_parity.py"}
 
 
 def _script_parser(name: str) -> argparse.ArgumentParser:
@@ -142,6 +142,16 @@ def test_runtime_is_the_same_choice_defaulting_to_auto(parsers):
             assert set(runtime.choices) == RUNTIMES, (command, runtime.choices)
             # a list option (several runtimes compared) fills its default in after parsing and says so
             assert runtime.default == "auto" or (runtime.default is None and "default auto" in runtime.help), (command, runtime.default)
+
+
+def test_backend_means_the_index_backend_everywhere(parsers):
+    """``--backend`` names where an index keeps its vectors (the model's runtime is ``--runtime``)."""
+    have = {command: option(parser, "--backend") for command, parser in parsers.items() if option(parser, "--backend") is not None}
+    assert {"indexer build", "indexer add", "indexer remove", "indexer query", "indexer info", "indexer serve"} <= set(have)
+    for command, action in have.items():
+        assert list(action.choices) == ["faiss", "milvus"], (command, action.choices)
+        assert action.default == ("faiss" if command == "indexer build" else None), (command, action.default)
+        assert option(parsers[command], "--milvus-uri") is not None, f"{command} has --backend but no --milvus-uri"
 
 
 def _argv_for(parser: argparse.ArgumentParser, *extra: str) -> list[str]:

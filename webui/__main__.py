@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from fashionnet.cli.options import device_option, runtime_option
-from webui.settings import ALLOW_INDEX_CHOICE_ENV, DEFAULT_HOST, DEFAULT_INDEX, DEFAULT_PORT, INDEX_ENV, MAX_UPLOAD_MB
+from webui.settings import ALLOW_INDEX_CHOICE_ENV, DEFAULT_HOST, DEFAULT_INDEX, DEFAULT_PORT, INDEX_ENV, MAX_UPLOAD_MB, MILVUS_URI_ENV
 
 APP = Path(__file__).resolve().with_name("app.py")
 
@@ -34,6 +34,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-index-choice", action="store_true",
                         help=f"show visitors a box to open any index directory on this server (trusted users only; "
                              f"also {ALLOW_INDEX_CHOICE_ENV}=1)")
+    parser.add_argument("--milvus-uri", metavar="URI",
+                        help=f"where a Milvus index's collection is now, if it moved (default: ${MILVUS_URI_ENV}, else the URI the "
+                             "index recorded): a Milvus Lite file or a server URL")
     device_option(parser, f"where the page runs the model and the search: auto (default: ${DEVICE_ENV} if set, else the GPU "
                           "when present), cpu or cuda")
     runtime_option(parser, f"how the page runs the model: auto (default: ${RUNTIME_ENV} if set, else the fastest CPU runtime "
@@ -81,6 +84,8 @@ def page_environment(args: argparse.Namespace) -> dict[str, str]:
         env[DEVICE_ENV] = args.device
     if args.runtime != "auto":
         env[RUNTIME_ENV] = args.runtime
+    if args.milvus_uri:
+        env[MILVUS_URI_ENV] = args.milvus_uri
     return env
 
 

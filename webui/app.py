@@ -3,7 +3,7 @@
 Serve it with ``python -m webui`` (``make demo``; ``webui/__main__.py``), or ``streamlit run
 webui/app.py``. The path a query takes:
 
-    this page -> indexer.search.SearchEngine (FAISS index of shop images + the model that built it)
+    this page -> indexer.search.SearchEngine (FAISS or Milvus index of shop images + the model that built it)
               -> fashionnet.inference.predictor.Predictor (decode, letterbox, run the model, map landmarks back)
               -> fashionnet.models.FashionNet (landmarks -> landmark pooling -> fused embedding)
 
@@ -17,7 +17,9 @@ Settings come from the sidebar (results, filters) and from the server's environm
 - ``FASHIONNET_DEVICE``: auto / cpu / cuda for the model and the index (default auto).
 - ``FASHIONNET_RUNTIME``: auto / torch / onnx / openvino for the model (default auto).
 - ``FASHIONNET_CHECKPOINT``: the model to use instead of the one the index records (an index
-  moved to another machine); ``FASHIONNET_IMAGE_ROOT``: where its gallery images are now.
+  moved to another machine); ``FASHIONNET_IMAGE_ROOT``: where its gallery images are now;
+  ``FASHIONNET_MILVUS_URI``: where a Milvus index's collection is now (the page otherwise opens the
+  backend and collection the index records).
 - ``FASHIONNET_THREADS``: CPU threads per query (default 1: steady under other load; see
   ``fashionnet.device``).
 """
@@ -42,7 +44,7 @@ import streamlit as st
 from PIL import Image
 from streamlit import config as streamlit_config
 
-from webui.settings import DEFAULT_INDEX, MAX_UPLOAD_MB, configured_index, index_choice_allowed
+from webui.settings import DEFAULT_INDEX, MAX_UPLOAD_MB, MILVUS_URI_ENV, configured_index, index_choice_allowed
 
 # Streamlit's upload handler reads server.maxUploadSize on every request: hold it to the page's
 # limit even where the server was started with more. This holds from the page's first run on
@@ -58,6 +60,7 @@ from fashionnet.landmarks import CLOTHES_TYPE_NAMES, LANDMARK_NAMES
 from fashionnet.models.checkpoint import CheckpointError
 from indexer.errors import IndexLoadError, IndexMismatchError
 from indexer.layout import MANIFEST_FILE
+from indexer.milvus_connection import MilvusUnavailableError
 from indexer.path_hiding import hide_server_paths
 from indexer.search import QueryResult, SearchEngine
 from webui.examples import example_photos as find_examples, first_good_example
@@ -87,13 +90,14 @@ LOG = logging.getLogger("webui")
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def open_engine(index_dir: str, manifest_stamp: int, device: str, checkpoint: Optional[str] = None,
-                image_root: Optional[str] = None, runtime: str = "auto") -> SearchEngine:
+                image_root: Optional[str] = None, runtime: str = "auto", milvus_uri: Optional[str] = None) -> SearchEngine:
     """Load the index and its model once per (directory, manifest version, device, overrides).
 
     ``manifest_stamp`` (the manifest's mtime) makes a rebuilt index replace the cached one.
     Failures raise and are not cached, so the page recovers as soon as the index is fixed.
     """
-    return SearchEngine.open(index_dir, checkpoint=checkpoint, device=device, image_root=image_root, runtime=runtime)
+    return SearchEngine.open(index_dir, checkpoint=checkpoint, device=device, image_root=image_root, runtime=runtime,
+                             milvus_uri=milvus_uri)
 
 
 def resolve_index_dir(text: str) -> Path:
@@ -118,9 +122,11 @@ def load_engine_or_explain(index_dir: Path, device: str, name: Optional[str] = N
         with st.spinner("Loading the model and the index ..."):
             return open_engine(str(index_dir.resolve()), manifest.stat().st_mtime_ns, device,
                                os.environ.get("FASHIONNET_CHECKPOINT") or None, os.environ.get("FASHIONNET_IMAGE_ROOT") or None,
-                               os.environ.get("FASHIONNET_RUNTIME") or "auto")
+                               os.environ.get("FASHIONNET_RUNTIME") or "auto", os.environ.get(MILVUS_URI_ENV) or None)
     except IndexMismatchError as exc:
         problem, message = exc, "The index at `{name}` does not match its model: {exc}"
+    except MilvusUnavailableError as exc:
+        problem, message = exc, "The index at `{name}` keeps its vectors in Milvus, which cannot be opened now: {exc}"
     except IndexLoadError as exc:
         problem, message = exc, "The index at `{name}` is damaged or incomplete: {exc}"
     except CheckpointError as exc:

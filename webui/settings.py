@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 INDEX_ENV = "FASHIONNET_INDEX"
 ALLOW_INDEX_CHOICE_ENV = "FASHIONNET_ALLOW_INDEX_CHOICE"
+MILVUS_URI_ENV = "FASHIONNET_MILVUS_URI"  # where a Milvus index's collection is, if not where the index recorded it
 DEFAULT_INDEX = "indexes/demo"
 # Checked by the page on the bytes it receives, by the browser (the uploader's limit) and by
 # Streamlit's upload handler (server.maxUploadSize, set by the launcher and the page).
