@@ -157,6 +157,14 @@ def main(argv=None) -> None:
                 t = time.perf_counter()
                 net(tensor)
                 times.append(1e3 * (time.perf_counter() - t))
+    # the clothes-type prior alone (part of "FashionNet as served"), on each photo's garment box
+    prior_ms = []
+    if predictor.type_prior is not None:
+        photos_and_boxes = [(load_image(photo), predictor.predict(photo).garment_box) for photo in photos]
+        for image, box in photos_and_boxes:
+            t = time.perf_counter()
+            predictor.type_prior.type_probabilities([image], [box])
+            prior_ms.append(1e3 * (time.perf_counter() - t))
     for e in embeddings:
         t = time.perf_counter()
         np.argpartition(-(vectors @ e), args.k)[: args.k]
@@ -189,6 +197,8 @@ def main(argv=None) -> None:
     print(f"  references, same inputs, same run (embeddings by {args.runtime[0]}):")
     print(f"    bare backbone forward          {percentiles(bare_ms)}")
     print(f"    bare backbone, BatchNorms folded {percentiles(bare_folded_ms)}")
+    if prior_ms:
+        print(f"    clothes-type prior alone       {percentiles(prior_ms)}")
     print(f"    numpy brute force (k={args.k})     {percentiles(numpy_ms)}")
     for name in engines:
         print(f"    FAISS search alone [{name}] {percentiles(faiss_ms[name])}")

@@ -106,3 +106,18 @@ def test_without_a_prior_the_model_alone_decides(tiny_checkpoint):
     assert "type_prior" not in out
     probs = (out["category_logits"].float() / raw.category_temperature).softmax(-1)[0]
     assert alone.category == raw.category_names[int(probs.argmax())]
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_the_exported_prior_gives_the_same_opinion(runtime):
+    from fashionnet.runtimes.onnx_runtime import onnx_available
+    from fashionnet.runtimes.openvino_runtime import openvino_available
+
+    if not onnx_available() or (runtime == "openvino" and not openvino_available()):
+        pytest.skip(f"{runtime} is not installed")
+    photo = grace_hopper()
+    boxes = [None, (60, 300, 450, 600)]
+    exported = GarmentTypePrior(runtime=runtime)
+    assert exported.runtime == runtime
+    expected = default_type_prior("cpu").type_probabilities([photo, photo], boxes)
+    assert torch.allclose(exported.type_probabilities([photo, photo], boxes), expected, atol=1e-4)

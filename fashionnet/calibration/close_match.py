@@ -72,12 +72,12 @@ def _embed(predictor, paths: list[str], batch_size: int) -> tuple[np.ndarray, np
     for start in range(0, len(paths), batch_size):
         batch = paths[start:start + batch_size]
         try:
-            embeddings += [p.embedding for p in predictor.predict_batch(batch)]
+            embeddings += list(predictor.embed_photos(batch))
             kept += [True] * len(batch)
         except ImageLoadError:  # one bad file: the rest of the batch one by one
             for path in batch:
                 try:
-                    embeddings.append(predictor.predict(path).embedding)
+                    embeddings.append(predictor.embed_photos([path])[0])
                     kept.append(True)
                 except ImageLoadError:
                     kept.append(False)

@@ -17,7 +17,9 @@ FashionNet's 160 pixels the opinion was no better than the model's on synthetic 
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
+import hashlib
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ from fashionnet.inference.localisation import CROP_MARGIN, Box
 from fashionnet.landmarks import FULL_BODY, LOWER_BODY, UPPER_BODY
 from fashionnet.models import efficientnet_lite as lite
 from fashionnet.models.batchnorm_folding import folded_for_inference
+from fashionnet.runtimes.selection import exported_forward_or_none
 
 # ImageNet class index -> label, per clothes type. Labels that name an outfit rather than one
 # garment (suit, pajama, bikini, apron) are left out: they say nothing of upper against lower.
@@ -41,6 +44,8 @@ IMAGENET_GARMENT_CLASSES: dict[int, dict[int, str]] = {
 }
 CLOTHES_TYPES = (UPPER_BODY, LOWER_BODY, FULL_BODY)
 INPUT_SIDE = 224
+# Photos per forward: larger batches were no faster per photo on a CPU
+BATCH_SIZE = 8
 # Added to each type's probability mass before normalising: a crop with little garment-label mass
 # gives a near-uniform opinion. Chosen on synthetic test photos (docs/experiments/garment_type_prior.md).
 SMOOTHING = 0.01
@@ -60,13 +65,26 @@ class _Logits(torch.nn.Module):
 class GarmentTypePrior:
     """``type_probabilities(photos, boxes)`` -> (B, 3) probabilities of upper, lower and full body."""
 
-    def __init__(self, weights: Optional[str] = None, device: str | torch.device = "cpu"):
+    def __init__(self, weights: Optional[str] = None, device: str | torch.device = "cpu", runtime: str = "torch"):
         self.device = torch.device(device)
+        path = Path(weights or lite.lite0_checkpoint_path())
         net = lite.EfficientNetLite0()
-        lite.load_lite0_state_dict(net, weights or lite.lite0_checkpoint_path())
+        lite.load_lite0_state_dict(net, path)
         # BatchNorms folded into the convolutions: the same logits, a quarter less time on a CPU
         self.net, _ = folded_for_inference(_Logits(net).to(self.device), torch.zeros(1, 3, INPUT_SIDE, INPUT_SIDE, device=self.device))
         self.class_index = [list(IMAGENET_GARMENT_CLASSES[t]) for t in CLOTHES_TYPES]
+        # "onnx" / "openvino": the same exported, checked and cached path as FashionNet's
+        # (fashionnet.runtimes), keyed by the weights file's digest; it falls back to torch.
+        self._exported, self.runtime = None, "torch"
+        if runtime != "torch":
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            self._exported, self.runtime = exported_forward_or_none(self.net, INPUT_SIDE, digest, self.device, runtime=runtime,
+                                                                    name="garment-type-prior")
+        # torch: channels-last, the only layout in which its CPU depthwise convolutions batch well
+        # (after the export, which is faster from the default layout). Inside inference mode, as
+        # the folded weights were made there.
+        with torch.inference_mode():
+            self.net = self.net.to(memory_format=torch.channels_last)
 
     def _input(self, photo: Image.Image, box: Optional[Box]) -> torch.Tensor:
         if box is not None:
@@ -88,9 +106,28 @@ class GarmentTypePrior:
         if not photos:
             return torch.zeros((0, len(CLOTHES_TYPES)))
         batch = torch.stack([self._input(photo, box) for photo, box in zip(photos, boxes)]).to(self.device)
-        probs = self.net(batch)["logits"].float().softmax(dim=1).cpu()
+        if self._exported is None:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        forward = self._exported or self.net
+        logits = torch.cat([forward(chunk)["logits"] for chunk in batch.split(BATCH_SIZE)])
+        probs = logits.float().softmax(dim=1).cpu()
         mass = torch.stack([probs[:, index].sum(dim=1) for index in self.class_index], dim=1)
         return smoothed(mass)
+
+
+class PendingTypePrior:
+    """A batch's opinion, computed the first time a category is read and kept: callers that only
+    embed (an index's close-match fit, say) never pay for the classifier."""
+
+    def __init__(self, prior: GarmentTypePrior, image_of: Callable[[int], Image.Image], boxes: Sequence[Optional[Box]]):
+        self.prior, self.image_of, self.boxes = prior, image_of, list(boxes)
+        self._probabilities: Optional[torch.Tensor] = None
+
+    def probabilities(self) -> torch.Tensor:
+        if self._probabilities is None:
+            photos = [self.image_of(i) for i in range(len(self.boxes))]
+            self._probabilities = self.prior.type_probabilities(photos, self.boxes)
+        return self._probabilities
 
 
 def smoothed(mass: torch.Tensor, smoothing: float = SMOOTHING) -> torch.Tensor:
@@ -110,11 +147,11 @@ def reweighed_categories(category_probs: torch.Tensor, type_probs: torch.Tensor,
     return weighed / weighed.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-@functools.lru_cache(maxsize=4)
-def default_type_prior(device: str = "cpu") -> Optional[GarmentTypePrior]:
-    """One shared prior per device (its weights are read once), or None where the ImageNet weights
-    package is not installed."""
+@functools.lru_cache(maxsize=8)
+def default_type_prior(device: str = "cpu", runtime: str = "torch") -> Optional[GarmentTypePrior]:
+    """One shared prior per device and runtime (its weights are read once), or None where the
+    ImageNet weights package is not installed."""
     try:
-        return GarmentTypePrior(device=device)
+        return GarmentTypePrior(device=device, runtime=runtime)
     except (ImportError, FileNotFoundError):
         return None

@@ -22,7 +22,7 @@ from fashionnet.data.images import ImageInput, load_image
 from fashionnet.data.transforms import build_transforms, to_original_coords
 from fashionnet.device import resolve_device
 from fashionnet.inference.faces import FaceDetector, default_face_detector, mirrored_boxes
-from fashionnet.inference.garment_type_prior import GarmentTypePrior, default_type_prior, reweighed_categories
+from fashionnet.inference.garment_type_prior import GarmentTypePrior, PendingTypePrior, default_type_prior, reweighed_categories
 from fashionnet.inference.localisation import CROP_BELOW_AREA, CROP_MARGIN, boxes_to_original, second_pass
 from fashionnet.inference.prediction import Landmark, Prediction
 from fashionnet.inference.retrieval_time import average_views
@@ -98,9 +98,6 @@ class Predictor:
         # the box of a worn garment whose neckline was missed is cut below the wearer's face
         # (fashionnet.inference.faces); "auto": OpenCV's face cascade when it is installed, None: never
         self.face_detector = default_face_detector() if face_detector == "auto" else face_detector
-        # an ImageNet classifier's opinion of the clothes type, multiplied into the category
-        # (fashionnet.inference.garment_type_prior); "auto": when its weights are installed, None: never
-        self.type_prior = default_type_prior(str(self.device)) if type_prior == "auto" else type_prior
         # the embedding is the mean of the photo's and its mirror image's (both passes each): a
         # garment and its mirror image are the same garment, and the mean retrieves better on
         # photos unlike the training ones (docs/experiments/flip_averaging.md); it costs a second forward pass
@@ -117,6 +114,10 @@ class Predictor:
         if runtime != "torch":
             self._onnx, self.runtime = exported_forward_or_none(self.model, self.input_side, model_checksum, self.device, onnx_cache_dir,
                                                                 runtime=runtime)
+        # an ImageNet classifier's opinion of the clothes type, multiplied into the category
+        # (fashionnet.inference.garment_type_prior), in the same runtime; "auto": when its weights
+        # are installed, None: never
+        self.type_prior = default_type_prior(str(self.device), self.runtime) if type_prior == "auto" else type_prior
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":
@@ -178,12 +179,16 @@ class Predictor:
         return self._with_type_prior(out, geometries, image_of), geometries, cropped
 
     def _with_type_prior(self, out: dict, geometries: Sequence, image_of: Callable[[int], Image.Image]) -> dict:
-        """``out`` with ``type_prior``: the clothes-type prior's (B, 3) opinion of each photo's garment box
-        (unchanged without a prior), which :meth:`category_probs` multiplies in."""
+        """``out`` with ``type_prior``: the clothes-type prior's opinion of each photo's garment box,
+        which :meth:`category_probs` multiplies in (unchanged without a prior)."""
         if self.type_prior is None:
             return out
-        boxes = boxes_to_original(out, geometries)
-        return {**out, "type_prior": self.type_prior.type_probabilities([image_of(i) for i in range(len(geometries))], boxes)}
+        return {**out, "type_prior": PendingTypePrior(self.type_prior, image_of, boxes_to_original(out, geometries))}
+
+    def embed_photos(self, images: Sequence[ImageInput], crop_below: float | None = None) -> np.ndarray:
+        """(B, D) embeddings of photos as :meth:`predict_batch` computes them, without the rest of
+        the prediction (so without the clothes-type prior's cost)."""
+        return _embeddings(self.forward_photos(images, crop_below)[0]) if images else np.zeros((0, self.embedding_dim), np.float32)
 
     @torch.inference_mode()
     def mirrored_outputs(self, photos: Sequence[Image.Image], crop_below: float | None = None,
@@ -333,7 +338,8 @@ class Predictor:
         probs = (out["category_logits"].float() / self.category_temperature).softmax(-1).cpu()
         if "type_prior" not in out or not probs.shape[1] or not self.category_names:
             return probs
-        return reweighed_categories(probs, out["type_prior"], [self.category_clothes_types.get(name) for name in self.category_names])
+        return reweighed_categories(probs, out["type_prior"].probabilities(),
+                                    [self.category_clothes_types.get(name) for name in self.category_names])
 
     def predicted_clothes_types(self, category_probs: torch.Tensor) -> list[int | None]:
         """Each row's clothes type from its most likely category (None where unknown)."""

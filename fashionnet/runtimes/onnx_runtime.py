@@ -152,9 +152,12 @@ def fixed_size_copy(model: nn.Module, side: int) -> nn.Module:
 
 
 def output_names(model: nn.Module, side: int) -> tuple[str, ...]:
-    """The outputs this model has, in export order: :data:`OUTPUTS`, then its optional ones."""
+    """The outputs this model has, in export order: for a FashionNet :data:`OUTPUTS`, then its
+    optional ones; for any other model returning a dict, its tensors in the order it returns them."""
     with torch.no_grad():
         out = model(torch.zeros(1, 3, side, side, device=next(model.parameters()).device))
+    if not all(key in out for key in OUTPUTS):
+        return tuple(key for key, value in out.items() if torch.is_tensor(value))
     return (*OUTPUTS, *(key for key in OPTIONAL_OUTPUTS if key in out))
 
 
@@ -254,7 +257,7 @@ def agrees_with_torch(model: nn.Module, forward: OnnxForward, side: int, atol: f
 
 
 def cached_onnx_forward(model: nn.Module, input_side: int, model_checksum: str,
-                        cache_dir: str | os.PathLike | None = None) -> OnnxForward:
+                        cache_dir: str | os.PathLike | None = None, name: str = "fashionnet") -> OnnxForward:
     """The model's ONNX forward, exported to ``cache_dir`` (default :func:`default_cache_dir`)
     unless an export of this checksum and side is already there. Checked against torch on one
     example. Raises :class:`OnnxUnavailable` on any failure."""
@@ -263,7 +266,7 @@ def cached_onnx_forward(model: nn.Module, input_side: int, model_checksum: str,
     if not model_checksum:
         raise OnnxUnavailable("the model has no checksum to key its cached ONNX export by")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache / f"fashionnet-{model_checksum[:40]}-{int(input_side)}px-v{EXPORT_VERSION}.onnx"
+    path = cache / f"{name}-{model_checksum[:40]}-{int(input_side)}px-v{EXPORT_VERSION}.onnx"
     if not path.is_file():
         export_onnx(model, input_side, path)
     try:

@@ -35,7 +35,8 @@ def resolve_runtime(runtime: str, device: torch.device) -> str:
 
 
 def exported_forward_or_none(model: nn.Module, input_side: int, model_checksum: str, device: torch.device,
-                             cache_dir: str | os.PathLike | None = None, runtime: str = "onnx") -> tuple[Callable | None, str]:
+                             cache_dir: str | os.PathLike | None = None, runtime: str = "onnx",
+                             name: str = "fashionnet") -> tuple[Callable | None, str]:
     """(forward, runtime name) for ``runtime`` "onnx" or "openvino" (which compiles the same cached
     export). Each is checked against torch; what is unavailable falls back with a warning: openvino
     to onnx, onnx to (None, "torch"), and the caller then runs torch."""
@@ -43,7 +44,7 @@ def exported_forward_or_none(model: nn.Module, input_side: int, model_checksum: 
         warnings.warn(f"runtime {runtime!r} runs on the CPU only; running torch on {device}", RuntimeWarning, stacklevel=3)
         return None, "torch"
     try:
-        onnx_forward = onnx_runtime.cached_onnx_forward(model, input_side, model_checksum, cache_dir)
+        onnx_forward = onnx_runtime.cached_onnx_forward(model, input_side, model_checksum, cache_dir, name)
     except onnx_runtime.OnnxUnavailable as exc:
         warnings.warn(f"{exc}; running torch instead", RuntimeWarning, stacklevel=3)
         return None, "torch"
