@@ -65,7 +65,8 @@ class _Logits(torch.nn.Module):
 class GarmentTypePrior:
     """``type_probabilities(photos, boxes)`` -> (B, 3) probabilities of upper, lower and full body."""
 
-    def __init__(self, weights: Optional[str] = None, device: str | torch.device = "cpu", runtime: str = "torch"):
+    def __init__(self, weights: Optional[str] = None, device: str | torch.device = "cpu", runtime: str = "torch",
+                 cache_dir: Optional[str] = None):
         self.device = torch.device(device)
         path = Path(weights or lite.lite0_checkpoint_path())
         net = lite.EfficientNetLite0()
@@ -78,8 +79,8 @@ class GarmentTypePrior:
         self._exported, self.runtime = None, "torch"
         if runtime != "torch":
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            self._exported, self.runtime = exported_forward_or_none(self.net, INPUT_SIDE, digest, self.device, runtime=runtime,
-                                                                    name="garment-type-prior")
+            self._exported, self.runtime = exported_forward_or_none(self.net, INPUT_SIDE, digest, self.device, cache_dir,
+                                                                    runtime=runtime, name="garment-type-prior")
         # torch: channels-last, the only layout in which its CPU depthwise convolutions batch well
         # (after the export, which is faster from the default layout). Inside inference mode, as
         # the folded weights were made there.
@@ -148,10 +149,10 @@ def reweighed_categories(category_probs: torch.Tensor, type_probs: torch.Tensor,
 
 
 @functools.lru_cache(maxsize=8)
-def default_type_prior(device: str = "cpu", runtime: str = "torch") -> Optional[GarmentTypePrior]:
-    """One shared prior per device and runtime (its weights are read once), or None where the
-    ImageNet weights package is not installed."""
+def default_type_prior(device: str = "cpu", runtime: str = "torch", cache_dir: Optional[str] = None) -> Optional[GarmentTypePrior]:
+    """One shared prior per device, runtime and export cache (its weights are read once), or None
+    where the ImageNet weights package is not installed."""
     try:
-        return GarmentTypePrior(device=device, runtime=runtime)
+        return GarmentTypePrior(device=device, runtime=runtime, cache_dir=cache_dir)
     except (ImportError, FileNotFoundError):
         return None

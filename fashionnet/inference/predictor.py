@@ -117,7 +117,8 @@ class Predictor:
         # an ImageNet classifier's opinion of the clothes type, multiplied into the category
         # (fashionnet.inference.garment_type_prior), in the same runtime; "auto": when its weights
         # are installed, None: never
-        self.type_prior = default_type_prior(str(self.device), self.runtime) if type_prior == "auto" else type_prior
+        self.type_prior = (default_type_prior(str(self.device), self.runtime, None if onnx_cache_dir is None else str(onnx_cache_dir))
+                           if type_prior == "auto" else type_prior)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "auto", **kwargs) -> "Predictor":
