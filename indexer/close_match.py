@@ -68,10 +68,15 @@ def conformal_rank(n: int, recall: float) -> int:
 
 def fit_close_match(index, reference: MatchReference, recall: float = MATCH_RECALL) -> Optional[CloseMatch]:
     """The close match of ``index`` (an EmbeddingIndex of cosine scores) from ``reference``; None
-    when the index is empty or ranks by distance, or the reference has too few photos for ``recall``."""
+    when the index is empty or ranks by distance, its photos were embedded with flip averaging and
+    the reference's without (or the other way), or the reference has too few photos for ``recall``."""
     if not 0 < recall < 1:
         raise ValueError(f"the close-match recall must be between 0 and 1, got {recall}")
     if index.ntotal == 0 or index.metric != "ip" or reference.embeddings.shape[1] != index.dim:
+        return None
+    # held-out photos embedded one way say nothing of scores between photos embedded the other way
+    embedded_with_flips = (getattr(index, "extra", None) or {}).get("flip_average")
+    if embedded_with_flips is not None and bool(embedded_with_flips) != bool(reference.flip_average):
         return None
     rank = conformal_rank(len(reference), recall)
     if rank < 1:

@@ -61,6 +61,16 @@ def test_no_score_without_enough_photos_or_on_a_distance_index():
     assert fit_close_match(l2, MatchReference(_unit(rng.normal(size=(30, 8))), np.full(30, 0.5), "m")) is None
 
 
+def test_no_score_when_the_index_and_the_reference_were_embedded_differently():
+    rng = np.random.default_rng(2)
+    reference = MatchReference(_unit(rng.normal(size=(40, 8))), rng.uniform(0.3, 0.9, size=40), "m", flip_average=True)
+    index = _index(_unit(rng.normal(size=(20, 8))))
+    index.extra = {**(index.extra or {}), "flip_average": False}  # indexer build --no-flip-average
+    assert fit_close_match(index, reference) is None
+    index.extra = {**index.extra, "flip_average": True}
+    assert fit_close_match(index, reference) is not None
+
+
 def test_a_photo_flagged_unfamiliar_is_never_a_close_match():
     close = CloseMatch(0.5, 0.9, 100, 0.2)
     assert match_flags([0.9, 0.5, 0.49], close, unfamiliar=False) == [True, True, False]
