@@ -16,11 +16,13 @@ from typing import Optional
 import pandas as pd
 
 from fashionnet.data.images import ImageLoadError
+from indexer.api_json import gallery_rows_json
 from indexer.batch_query import check_output, print_report, query_inputs, query_many, shown_rows
 from indexer.filter_values import CLOTHES_TYPES
 from indexer.search import Filters, QueryResult, SearchEngine
 
-TABLE_COLUMNS = ("rank", "score", "match", "item_id", "category", "clothes_type", "image_path")
+TABLE_COLUMNS = ("rank", "score", "match", "item_id", "category", "clothes_type", "image_path", "fields")
+LABEL_KEYS = ("category_source", "clothes_type_source", "attributes", "attributes_source", "fields")
 
 
 def run_query(args) -> int:
@@ -67,10 +69,14 @@ def run_query(args) -> int:
 def answer_json(photo: str, result: QueryResult) -> dict:
     rows = shown_rows(result.matches)
     columns = [c for c in ("rank", "score", "match", "id", "item_id", "category", "clothes_type", "image_path") if c in rows]
+    results = json.loads(rows[columns].to_json(orient="records"))
+    # where each label came from (the shop's or the model's) and the shop's own fields, as the API says them
+    for entry, shown in zip(results, gallery_rows_json(result.matches)):
+        entry.update({key: shown[key] for key in LABEL_KEYS})
     close = result.close_match
     return {"query": str(photo), "unfamiliar": result.prediction.unfamiliar, "match": result.match,
             "close_match_score": None if close is None else close.min_score,
-            "prediction": result.prediction.as_dict(), "results": json.loads(rows[columns].to_json(orient="records"))}
+            "prediction": result.prediction.as_dict(), "results": results}
 
 
 def headline(photo: str, result: QueryResult) -> list[str]:
@@ -113,5 +119,8 @@ def print_answer(photo: str, result: QueryResult, separate: bool = False) -> Non
             rows = rows.drop(columns="match")
         else:
             rows["match"] = ["?" if pd.isna(m) else ("yes" if m else "no") for m in rows["match"]]
+    fields = [shown["fields"] for shown in gallery_rows_json(result.matches)]
+    if any(fields):  # the shop's own fields (title, price, ...), where the catalogue gave any
+        rows["fields"] = ["; ".join(f"{k}={v}" for k, v in f.items()) if f else "" for f in fields]
     columns = [c for c in TABLE_COLUMNS if c in rows]
     print(rows[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -172,6 +172,22 @@ def test_clothes_types_by_name_or_number(shop, capsys):
     assert "upper, lower or full" in capsys.readouterr().err
 
 
+def test_query_says_where_each_label_came_from_and_prints_the_shops_fields(shop, capsys):
+    gallery = EmbeddingIndex.load(shop.index).metadata
+    relpath = shop.stitched[0]  # a photo with its own row: attributes, title, price
+    photo = gallery.loc[gallery["image_relpath"] == relpath, "image_path"].iloc[0]
+    code, out, err = run_cli(capsys, "query", shop.index, photo, "-k", 3, "--json", "--device", "cpu")
+    assert code == 0, err
+    first = json.loads(out)["results"][0]
+    assert first["image_path"] == photo
+    assert first["attributes_source"] == "catalogue" and SHOP_ATTRIBUTE in first["attributes"]
+    assert first["fields"]["title"] == shop.fields_of[relpath]["title"] and first["fields"]["price"] == shop.fields_of[relpath]["price"]
+    item = first["item_id"]
+    assert first["category_source"] == ("catalogue" if item in shop.category_of else "predicted")
+    code, out, err = run_cli(capsys, "query", shop.index, photo, "-k", 3, "--device", "cpu")
+    assert code == 0 and f"title={shop.fields_of[relpath]['title']}" in out
+
+
 # ----------------------------------------------------------------------------- keeping it
 
 def catalogue_values(gallery) -> dict:
