@@ -311,8 +311,11 @@ def cmd_remove(args) -> int:
     from indexer.backends import use_backend
     from indexer.updates import remove_items
 
+    from indexer.close_match import reference_of_index
+
     use_backend(args.index, args.backend, args.milvus_uri)
-    result = remove_items(args.index, args.item)  # also deletes the items' photos kept in the index's uploads
+    # the close-match score is fitted again on the smaller catalogue, with the model's held-out photos
+    result = remove_items(args.index, args.item, reference_of_index(args.index))  # also deletes the items' uploaded photos
     for item, n in result.removed.items():
         if n == 0:
             print(f"item {item!r} is not in the index", file=sys.stderr)

@@ -123,6 +123,24 @@ class CloseMatchOf:
         return close
 
 
+def reference_of_index(directory) -> Optional[MatchReference]:
+    """The held-out reference in the checkpoint an index was built with (where its manifest says),
+    or None where that checkpoint is not found, holds none, or is another model's."""
+    from pathlib import Path
+
+    from fashionnet.models.checkpoint import CheckpointError, load_checkpoint
+    from indexer import layout
+    from indexer.portable import find_checkpoint
+
+    manifest = layout.read_manifest(Path(directory))
+    try:
+        state = load_checkpoint(find_checkpoint(Path(directory), manifest.get("extra") or {}, None)).get("close_match")
+        reference = MatchReference.from_state(state) if state else None
+    except (ValueError, OSError, CheckpointError):
+        return None
+    return reference if reference is not None and reference.model_checksum == manifest.get("model_checksum") else None
+
+
 def record_close_match(index, reference: Optional[MatchReference], recall: Optional[float] = None) -> Optional[CloseMatch]:
     """Fit the close match of ``index`` and record it in its manifest (extra), at ``recall`` (default:
     the one it recorded before, else MATCH_RECALL). Without a reference the record stays as it was."""

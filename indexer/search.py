@@ -295,7 +295,7 @@ class SearchEngine:
         index's uploads folder: :func:`indexer.updates.remove_items`), then reload it; returns how many."""
         from indexer.updates import remove_items
 
-        removed = sum(remove_items(self._require_dir(), item_ids).removed.values())
+        removed = sum(remove_items(self._require_dir(), item_ids, self.predictor.match_reference).removed.values())
         self.refresh()
         return removed
 

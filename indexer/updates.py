@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple, Sequence
 
 from tqdm.auto import tqdm
 
 from indexer import layout, ownership
 from indexer.backends import AnyIndex, backend_of, open_index, writer_session
 from indexer.store import EmbeddingIndex
+
+if TYPE_CHECKING:
+    from fashionnet.calibration.close_match import MatchReference
 
 
 @contextmanager
@@ -46,13 +49,16 @@ class Removal(NamedTuple):
     count: int
 
 
-def remove_items(directory: str | os.PathLike, item_ids: Iterable[str], **load_options) -> Removal:
+def remove_items(directory: str | os.PathLike, item_ids: Iterable[str], reference: MatchReference | None = None,
+                 **load_options) -> Removal:
     """Remove every image of these items from the saved index, then delete those images' files that
     live in the index's uploads folder (photos added through the HTTP API). Images elsewhere (a
     shop's own photos) are never deleted. ``load_options`` go to :func:`locked_update`.
 
     The one rule for ``indexer remove`` and the API's ``DELETE /items``. The files go after the
-    commit: a crash in between leaves files no row references, which the next open deletes.
+    commit: a crash in between leaves files no row references, which the next open deletes. With the
+    model's held-out ``reference`` the close-match score is fitted again in the same commit: a smaller
+    catalogue holds fewer look-alikes.
     """
     directory = Path(directory).absolute()
     layout.read_manifest(directory)  # a clear error for a missing index, before creating a lock file
@@ -65,6 +71,10 @@ def remove_items(directory: str | os.PathLike, item_ids: Iterable[str], **load_o
                 found = index.remove_where("item_id", item)
                 removed[item] = removed.get(item, 0) + len(found)
                 ids += found.tolist()
+            if ids and reference is not None:
+                from indexer.close_match import record_close_match  # torch comes with it: only when asked
+
+                record_close_match(index, reference)
             gone = ownership.upload_files(directory, before.loc[ids])
             still = ownership.referenced_files(directory, index.metadata, gone) if gone else set()  # a file two rows share stays
             count = index.ntotal

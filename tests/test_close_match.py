@@ -92,6 +92,30 @@ def test_the_build_records_the_score_and_searches_flag_close_matches(trust_index
     assert own.matches["match"].tolist() == [s >= recorded.min_score for s in own.matches["score"]]
 
 
+def test_removing_items_fits_the_score_again(trust_index, tmp_path, capsys):
+    import shutil
+
+    from tests.cli_helpers import run_cli
+
+    cli_dir, api_dir = tmp_path / "cli", tmp_path / "api"
+    shutil.copytree(trust_index, cli_dir)
+    shutil.copytree(trust_index, api_dir)
+    before = CloseMatch.from_extra(EmbeddingIndex.load(cli_dir).extra)
+    engine = SearchEngine.open(api_dir, device="cpu", runtime="torch")
+    reference = engine.predictor.match_reference
+    items = sorted(set(engine.index.metadata["item_id"]))
+    gone = items[: len(items) // 2]  # half the catalogue: its look-alikes go with it
+
+    code, _, err = run_cli(capsys, "remove", cli_dir, *[a for item in gone for a in ("--item", item)])
+    assert code == 0, err
+    engine.remove_items(gone)  # the API's DELETE /items
+    for folder in (cli_dir, api_dir):
+        index = EmbeddingIndex.load(folder)
+        recorded = CloseMatch.from_extra(index.extra)
+        assert recorded is not None and recorded == fit_close_match(index, reference)
+        assert recorded != before
+
+
 def test_an_index_built_before_fits_the_score_when_opened(tiny_index, trust_checkpoint):
     assert "close_match" not in json.loads((tiny_index / "manifest.json").read_text())["extra"]
     assert SearchEngine.open(tiny_index, device="cpu", runtime="torch").close_match is None  # its model has no reference
