@@ -28,7 +28,9 @@ def openvino_predictors(tiny_checkpoint, tmp_path_factory):
 def test_tiny_model_openvino_matches_torch(openvino_predictors, synth_root):
     by_torch, by_openvino, cache = openvino_predictors
     assert isinstance(by_openvino._onnx, openvino_runtime.OpenVinoForward)
-    assert len(list(cache.glob("*.onnx"))) == 1  # compiled from the one cached export
+    assert len(list(cache.glob("fashionnet-*.onnx"))) == 1  # compiled from the one cached export
+    assert by_openvino.type_prior.runtime == "openvino"  # the clothes-type prior's export sits beside it
+    assert len(list(cache.glob("garment-type-prior-*.onnx"))) == 1
     _assert_same_outputs(by_torch, by_openvino, _photos(synth_root, 6), runtime="openvino")
 
 
