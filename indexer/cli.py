@@ -209,8 +209,7 @@ def cmd_build(args) -> int:
     ranks_used = f", {ranks.world} processes" if ranks.world > 1 else ""
     print(f"indexed {report.added} images into {args.out} ({where}, dim {report.index.dim}; {resumed}"
           f"{report.images_per_second:.1f} images/s, {predictor.runtime} on {predictor.device.type}, {_threads()} threads{ranks_used})")
-    print(report.close_match.describe() if report.close_match is not None else
-          "no close-match score: the checkpoint carries no held-out photos for it (scripts/fit_close_match.py adds them)")
+    print(report.close_match.describe() if report.close_match is not None else _no_close_match(predictor))
     _report_skipped(report.skipped)
     _report_flagged(report.flagged)
     _report_metadata(args.metadata, report.catalogue)
@@ -305,6 +304,17 @@ def _report_flagged(flagged, shown: int = 50) -> None:
             print(f"  {photo.path}: {photo.problem}", file=sys.stderr)
         if len(flagged) > shown:
             print(f"  ... and {len(flagged) - shown} more (the index's rows say which)", file=sys.stderr)
+
+
+def _no_close_match(predictor) -> str:
+    reference = predictor.match_reference
+    if reference is None:
+        return "no close-match score: the checkpoint carries no held-out photos for it (scripts/fit_close_match.py adds them)"
+    if bool(reference.flip_average) != bool(predictor.flip_average):
+        said = {True: "with", False: "without"}
+        return (f"no close-match score: the checkpoint's held-out photos were embedded {said[bool(reference.flip_average)]} "
+                f"flip averaging, this index {said[bool(predictor.flip_average)]}")
+    return "no close-match score: too few held-out photos, or an index that ranks by distance"
 
 
 def cmd_remove(args) -> int:

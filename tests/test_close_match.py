@@ -92,6 +92,17 @@ def test_the_build_records_the_score_and_searches_flag_close_matches(trust_index
     assert own.matches["match"].tolist() == [s >= recorded.min_score for s in own.matches["score"]]
 
 
+def test_a_build_without_flip_averaging_records_no_score_and_says_why(trust_checkpoint, synth_root, tmp_path, capsys):
+    from tests.cli_helpers import run_cli
+
+    out = tmp_path / "idx"
+    code, printed, err = run_cli(capsys, "build", "--checkpoint", trust_checkpoint, "--data-root", synth_root / "consumer2shop",
+                                 "--out", out, "--no-flip-average", "--workers", 0, "--no-progress", "--device", "cpu")
+    assert code == 0, err
+    assert "held-out photos were embedded with flip averaging, this index without" in printed
+    assert CloseMatch.from_extra(EmbeddingIndex.load(out).extra) is None
+
+
 def test_removing_items_fits_the_score_again(trust_index, tmp_path, capsys):
     import shutil
 
