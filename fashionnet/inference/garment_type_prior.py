@@ -21,12 +21,10 @@ import hashlib
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from fashionnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PAD_FILL, crop_box_with_margin
+from fashionnet.data.transforms import build_transforms
 from fashionnet.inference.localisation import CROP_MARGIN, Box
 from fashionnet.landmarks import FULL_BODY, LOWER_BODY, UPPER_BODY
 from fashionnet.models import efficientnet_lite as lite
@@ -74,6 +72,8 @@ class GarmentTypePrior:
         # BatchNorms folded into the convolutions: the same logits, a quarter less time on a CPU
         self.net, _ = folded_for_inference(_Logits(net).to(self.device), torch.zeros(1, 3, INPUT_SIDE, INPUT_SIDE, device=self.device))
         self.class_index = [list(IMAGENET_GARMENT_CLASSES[t]) for t in CLOTHES_TYPES]
+        # the query path's own crop and letterbox (ImageNet-normalised, the padding at zero), at this input side
+        self.transform = build_transforms(train=False, size=INPUT_SIDE, crop_to_bbox=True, crop_margin=CROP_MARGIN)
         # "onnx" / "openvino": the same exported, checked and cached path as FashionNet's
         # (fashionnet.runtimes), keyed by the weights file's digest; it falls back to torch.
         self._exported, self.runtime = None, "torch"
@@ -88,17 +88,7 @@ class GarmentTypePrior:
             self.net = self.net.to(memory_format=torch.channels_last)
 
     def _input(self, photo: Image.Image, box: Optional[Box]) -> torch.Tensor:
-        if box is not None:
-            left, top, width, height = crop_box_with_margin(box, photo.size, CROP_MARGIN)
-            photo = photo.crop((left, top, left + width, top + height))
-        w, h = photo.size
-        scale = INPUT_SIDE / max(w, h)
-        resized = photo.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
-        # the classifier's ImageNet mean on the border normalises to zero, as FashionNet's letterbox does
-        canvas = Image.new("RGB", (INPUT_SIDE, INPUT_SIDE), PAD_FILL)
-        canvas.paste(resized, ((INPUT_SIDE - resized.width) // 2, (INPUT_SIDE - resized.height) // 2))
-        tensor = TF.to_dtype(TF.pil_to_tensor(canvas), torch.float32, scale=True)
-        return TF.normalize(tensor, list(IMAGENET_MEAN), list(IMAGENET_STD))
+        return self.transform(photo.convert("RGB"), None, None, box)[0]
 
     @torch.inference_mode()
     def type_probabilities(self, photos: Sequence[Image.Image], boxes: Sequence[Optional[Box]]) -> torch.Tensor:
